@@ -1,0 +1,131 @@
+"""The ``skiff`` command: generate data, load it, set up the replay source, show status."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from skiff.config import SkiffConfig
+from skiff.exceptions import SkiffError
+
+__all__ = ["main"]
+
+log = logging.getLogger("skiff")
+
+MART_TABLES = ("fct_sessions", "fct_session_sequences", "dim_products")
+RAW_TABLES = ("browsing_train", "search_train", "sku_to_content")
+
+
+def _time(value: str) -> datetime:
+    from skiff.replay import parse_time
+
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO 8601 time") from None
+
+
+def _cmd_generate(args: argparse.Namespace, cfg: SkiffConfig) -> None:
+    from skiff.generate import generate
+
+    summary = generate(args.out, sessions=args.sessions, seed=args.seed, end=args.end,
+                       span_hours=args.span_hours, fmt=args.format, progress=not args.quiet)
+    for name, path in summary.files.items():
+        print(f"{summary.rows[name]:>12,} rows  {path}")
+    print(f"{summary.sessions:,} sessions in {summary.seconds:.1f}s")
+
+
+def _cmd_load(args: argparse.Namespace, cfg: SkiffConfig) -> None:
+    from skiff.load import load_dir
+    from skiff.replay import to_epoch_ms
+    from skiff.warehouse import warehouse_from_config
+
+    summary = load_dir(
+        args.dir,
+        warehouse_from_config(cfg.warehouse),
+        batch_id=args.batch_id,
+        since_ms=to_epoch_ms(args.since) if args.since else None,
+        until_ms=to_epoch_ms(args.until) if args.until else None,
+    )
+    for table, rows in summary.rows.items():
+        print(f"{rows:>12,} rows  -> {cfg.warehouse.raw_schema}.{table}")
+    print(f"batch {summary.batch_id} in {summary.seconds:.1f}s")
+
+
+def _cmd_replay_init(args: argparse.Namespace, cfg: SkiffConfig) -> None:
+    from skiff.replay import init_source
+    from skiff.warehouse import warehouse_from_config
+
+    info = init_source(cfg.replay.source_dir, warehouse_from_config(cfg.warehouse),
+                       sessions=cfg.replay.sessions, seed=cfg.replay.seed,
+                       span_hours=cfg.replay.span_hours, progress=not args.quiet)
+    start, end = info.last_interval
+    log.info("Replay source %s covers %s .. %s", info.path, info.start, info.end)
+    # last line: the logical date of the interval left for the DAG (read by `make run`)
+    print(start.isoformat())
+
+
+def _cmd_status(args: argparse.Namespace, cfg: SkiffConfig) -> None:
+    from skiff.warehouse import warehouse_from_config
+
+    warehouse = warehouse_from_config(cfg.warehouse)
+    where = (cfg.warehouse.duckdb_path if cfg.warehouse.backend == "duckdb"
+             else f"snowflake ({cfg.warehouse.snowflake_conn_id})")
+    print(f"warehouse: {where}")
+    for schema, tables in ((cfg.warehouse.raw_schema, RAW_TABLES),
+                           (cfg.warehouse.marts_schema, MART_TABLES)):
+        for table, rows in warehouse.row_counts(schema, tables).items():
+            shown = "missing" if rows is None else f"{rows:,}"
+            print(f"  {schema}.{table:<24} {shown:>12}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    cfg = SkiffConfig.from_env()
+    parser = argparse.ArgumentParser(prog="skiff", description=__doc__)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write a synthetic dataset in the Coveo SIGIR eCom 2021 format")
+    gen.add_argument("--sessions", type=int, default=cfg.replay.sessions, help="number of sessions")
+    gen.add_argument("--seed", type=int, default=cfg.replay.seed, help="random seed")
+    gen.add_argument("--out", type=Path, required=True, help="output folder")
+    gen.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    gen.add_argument("--span-hours", type=int, default=cfg.replay.span_hours,
+                     help="hours of history, ending at --end")
+    gen.add_argument("--end", type=_time, default=None,
+                     help="end of the span, ISO 8601 (default: now, floored to the hour)")
+    gen.set_defaults(func=_cmd_generate)
+
+    load = sub.add_parser("load", help="append contract files (generated or the real Coveo CSVs) to the raw log")
+    load.add_argument("dir", type=Path, help="folder with browsing_train / search_train / sku_to_content files")
+    load.add_argument("--since", type=_time, help="only events at or after this time")
+    load.add_argument("--until", type=_time, help="only events before this time")
+    load.add_argument("--batch-id", help="batch id stamped on the rows (default: load:<folder>:<time>)")
+    load.set_defaults(func=_cmd_load)
+
+    replay = sub.add_parser("replay-init", help="generate the replay source if missing and load its history")
+    replay.set_defaults(func=_cmd_replay_init)
+
+    status = sub.add_parser("status", help="row counts of the raw log and the marts")
+    status.set_defaults(func=_cmd_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                            format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        args.func(args, SkiffConfig.from_env())
+    except SkiffError as exc:
+        print(f"skiff: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Skiff's configuration: the one place every setting is read.
+
+One frozen dataclass per concern, like Cosmos's config objects. Each field has a
+default and names the environment variable that overrides it; ``from_env()``
+reads the environment (cheap, no network). Secrets never live here: they stay in
+Airflow Connections (``snowflake_default``, ``aws_default``, ``slack_alerts``).
+The README's configuration table lists every variable below.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from skiff.exceptions import SkiffConfigError
+
+__all__ = [
+    "REPO_ROOT",
+    "skiff_home",
+    "WarehouseConfig",
+    "ReplayConfig",
+    "DbtConfig",
+    "SkiffConfig",
+]
+
+#: Root of the Skiff checkout (or of the image's /opt/airflow), found from this file.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SkiffConfigError(f"{name}={raw!r} is not a boolean; use one of true/false, on/off, 1/0.")
+
+
+def _env_int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SkiffConfigError(f"{name}={raw!r} is not an integer.") from None
+    if value < minimum:
+        raise SkiffConfigError(f"{name}={value} must be >= {minimum}.")
+    return value
+
+
+def skiff_home() -> Path:
+    """Skiff's working folder (warehouse file, replay source, reports).
+
+    ``SKIFF_HOME``, default ``.skiff`` under the current directory.
+    """
+    return Path(_env("SKIFF_HOME", ".skiff")).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class WarehouseConfig:
+    """Where the raw log and the dbt models live.
+
+    :param backend: ``duckdb`` (embedded default) or ``snowflake``. Env ``SKIFF_WAREHOUSE``.
+    :param duckdb_path: DuckDB file. Env ``SKIFF_DUCKDB_PATH``, default ``$SKIFF_HOME/warehouse.duckdb``.
+    :param snowflake_conn_id: Airflow connection of the Snowflake account.
+        Env ``SKIFF_SNOWFLAKE_CONN_ID``, default ``snowflake_default``.
+    :param raw_schema: schema of the append-only raw log. Env ``SKIFF_RAW_SCHEMA``, default ``raw``.
+    :param marts_schema: schema of the dbt marts. Env ``SKIFF_MARTS_SCHEMA``, default ``marts``.
+    """
+
+    backend: str = "duckdb"
+    duckdb_path: Path = field(default_factory=lambda: skiff_home() / "warehouse.duckdb")
+    snowflake_conn_id: str = "snowflake_default"
+    raw_schema: str = "raw"
+    marts_schema: str = "marts"
+
+    BACKENDS = ("duckdb", "snowflake")
+
+    def __post_init__(self) -> None:
+        if self.backend not in self.BACKENDS:
+            raise SkiffConfigError(
+                f"SKIFF_WAREHOUSE={self.backend!r} is not supported; use one of {self.BACKENDS}."
+            )
+        for name in ("raw_schema", "marts_schema"):
+            value = getattr(self, name)
+            if not value.isidentifier():
+                raise SkiffConfigError(
+                    f"SKIFF_{name.upper()}={value!r} is not a valid schema name (letters, digits, _)."
+                )
+
+    @classmethod
+    def from_env(cls) -> WarehouseConfig:
+        return cls(
+            backend=_env("SKIFF_WAREHOUSE", "duckdb").lower(),
+            duckdb_path=Path(
+                _env("SKIFF_DUCKDB_PATH", str(skiff_home() / "warehouse.duckdb"))
+            ).resolve(),
+            snowflake_conn_id=_env("SKIFF_SNOWFLAKE_CONN_ID", "snowflake_default"),
+            raw_schema=_env("SKIFF_RAW_SCHEMA", "raw"),
+            marts_schema=_env("SKIFF_MARTS_SCHEMA", "marts"),
+        )
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """The embedded replay source: generated files the hourly ``ingest`` task slices by interval.
+
+    :param enabled: run the ``ingest`` task. Env ``SKIFF_REPLAY``, default on.
+    :param source_dir: folder of generated files. Env ``SKIFF_REPLAY_DIR``,
+        default ``$SKIFF_HOME/source``.
+    :param sessions: sessions ``make run`` generates. Env ``SKIFF_SAMPLE_SESSIONS``, default 20000.
+    :param span_hours: hours of history the sample covers, ending now.
+        Env ``SKIFF_SAMPLE_SPAN_HOURS``, default 72.
+    :param seed: generator seed. Env ``SKIFF_SEED``, default 42.
+    """
+
+    enabled: bool = True
+    source_dir: Path = field(default_factory=lambda: skiff_home() / "source")
+    sessions: int = 20_000
+    span_hours: int = 72
+    seed: int = 42
+
+    @classmethod
+    def from_env(cls) -> ReplayConfig:
+        return cls(
+            enabled=_env_bool("SKIFF_REPLAY", True),
+            source_dir=Path(_env("SKIFF_REPLAY_DIR", str(skiff_home() / "source"))).resolve(),
+            sessions=_env_int("SKIFF_SAMPLE_SESSIONS", 20_000, minimum=1),
+            span_hours=_env_int("SKIFF_SAMPLE_SPAN_HOURS", 72, minimum=1),
+            seed=_env_int("SKIFF_SEED", 42),
+        )
+
+
+@dataclass(frozen=True)
+class DbtConfig:
+    """The dbt project and how Cosmos runs it.
+
+    :param project_dir: the dbt project. Env ``SKIFF_DBT_PROJECT_DIR``, default ``include/dbt``.
+    :param target: profile target; follows the warehouse backend unless ``SKIFF_DBT_TARGET`` is set.
+    :param session_lookback_hours: how far back an incremental run looks for the earlier events
+        of sessions touched by the new hour. Env ``SKIFF_SESSION_LOOKBACK_HOURS``, default 24.
+    """
+
+    project_dir: Path = REPO_ROOT / "include" / "dbt"
+    target: str = "duckdb"
+    session_lookback_hours: int = 24
+
+    @property
+    def manifest_path(self) -> Path:
+        """``target/manifest.json`` built by ``dbt parse`` at install / image build."""
+        return self.project_dir / "target" / "manifest.json"
+
+    @classmethod
+    def from_env(cls, warehouse: WarehouseConfig | None = None) -> DbtConfig:
+        warehouse = warehouse or WarehouseConfig.from_env()
+        return cls(
+            project_dir=Path(
+                _env("SKIFF_DBT_PROJECT_DIR", str(REPO_ROOT / "include" / "dbt"))
+            ).resolve(),
+            target=_env("SKIFF_DBT_TARGET", warehouse.backend),
+            session_lookback_hours=_env_int("SKIFF_SESSION_LOOKBACK_HOURS", 24, minimum=1),
+        )
+
+
+@dataclass(frozen=True)
+class SkiffConfig:
+    """Every concern's config together; ``SkiffConfig.from_env()`` is the usual entry point."""
+
+    warehouse: WarehouseConfig = field(default_factory=WarehouseConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    dbt: DbtConfig = field(default_factory=DbtConfig)
+
+    @classmethod
+    def from_env(cls) -> SkiffConfig:
+        warehouse = WarehouseConfig.from_env()
+        return cls(
+            warehouse=warehouse,
+            replay=ReplayConfig.from_env(),
+            dbt=DbtConfig.from_env(warehouse),
+        )

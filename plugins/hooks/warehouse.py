@@ -1,0 +1,46 @@
+"""Hook giving Airflow tasks Skiff's warehouse (DuckDB file or Snowflake connection)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from airflow.sdk.bases.hook import BaseHook
+
+if TYPE_CHECKING:
+    from skiff.config import WarehouseConfig
+    from skiff.warehouse import Warehouse
+
+__all__ = ["SkiffWarehouseHook"]
+
+
+class SkiffWarehouseHook(BaseHook):
+    """Build the :class:`skiff.warehouse.Warehouse` the configuration names.
+
+    DuckDB needs no connection; Snowflake uses the Airflow connection
+    ``snowflake_conn_id`` through the Snowflake provider's hook, so credentials stay in
+    Airflow.
+
+    :param config: warehouse settings; default :meth:`WarehouseConfig.from_env`.
+    """
+
+    conn_name_attr = "snowflake_conn_id"
+    default_conn_name = "snowflake_default"
+    hook_name = "Skiff warehouse"
+
+    def __init__(self, config: WarehouseConfig | None = None) -> None:
+        super().__init__()
+        from skiff.config import WarehouseConfig
+
+        self.config = config or WarehouseConfig.from_env()
+
+    @cached_property
+    def warehouse(self) -> Warehouse:
+        from skiff.warehouse import DuckDBWarehouse, SnowflakeWarehouse
+
+        if self.config.backend == "duckdb":
+            return DuckDBWarehouse(self.config.duckdb_path, self.config.raw_schema)
+        from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+        snowflake = SnowflakeHook(snowflake_conn_id=self.config.snowflake_conn_id)
+        return SnowflakeWarehouse(snowflake.get_conn, self.config.raw_schema)

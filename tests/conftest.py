@@ -1,0 +1,49 @@
+"""Shared test set-up: Skiff's quiet defaults, an isolated SKIFF_HOME and AIRFLOW_HOME.
+
+Environment is fixed here, before Airflow, Metaflow or dbt are imported by any test,
+because they read it at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_SAMPLE = REPO.parent / "shared" / "data" / "coveo_sample"
+
+
+def _load_defaults() -> None:
+    for line in (REPO / "skiff.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            os.environ.setdefault(key, value)
+
+
+_load_defaults()
+_HOME = Path(tempfile.mkdtemp(prefix="skiff-tests-"))
+os.environ["SKIFF_HOME"] = str(_HOME)
+os.environ["AIRFLOW_HOME"] = str(_HOME / "airflow")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow' / 'airflow.db'}"
+os.environ.setdefault("USER", "skiff")
+for var in ("SKIFF_DUCKDB_PATH", "SKIFF_REPLAY_DIR", "SKIFF_WAREHOUSE"):
+    os.environ.pop(var, None)
+
+
+@pytest.fixture(scope="session")
+def coveo_sample() -> Path:
+    """The official Coveo sample files; tests using them skip when the folder is absent."""
+    if not SHARED_SAMPLE.is_dir():
+        pytest.skip(f"official Coveo sample not found at {SHARED_SAMPLE}")
+    return SHARED_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def skiff_home() -> Path:
+    return _HOME
