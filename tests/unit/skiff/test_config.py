@@ -1,0 +1,64 @@
+"""Configuration: defaults, environment overrides, and errors that name the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from skiff.config import DbtConfig, ReplayConfig, SkiffConfig, WarehouseConfig
+from skiff.exceptions import SkiffConfigError
+
+
+def test_defaults_live_under_skiff_home(skiff_home: Path) -> None:
+    cfg = SkiffConfig.from_env()
+    assert cfg.warehouse.backend == "duckdb"
+    assert cfg.warehouse.duckdb_path == skiff_home / "warehouse.duckdb"
+    assert cfg.replay.source_dir == skiff_home / "source"
+    assert cfg.replay.enabled is True
+    assert cfg.dbt.target == "duckdb"
+    assert cfg.dbt.manifest_path.name == "manifest.json"
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SKIFF_WAREHOUSE", "Snowflake")
+    monkeypatch.setenv("SKIFF_SNOWFLAKE_CONN_ID", "sf_prod")
+    monkeypatch.setenv("SKIFF_REPLAY", "off")
+    monkeypatch.setenv("SKIFF_SAMPLE_SESSIONS", "500")
+    monkeypatch.setenv("SKIFF_DUCKDB_PATH", str(tmp_path / "x.duckdb"))
+    cfg = SkiffConfig.from_env()
+    assert cfg.warehouse.backend == "snowflake"
+    assert cfg.warehouse.snowflake_conn_id == "sf_prod"
+    assert cfg.dbt.target == "snowflake"  # follows the warehouse unless SKIFF_DBT_TARGET is set
+    assert cfg.replay.enabled is False
+    assert cfg.replay.sessions == 500
+    assert cfg.warehouse.duckdb_path == tmp_path / "x.duckdb"
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "match"),
+    [
+        pytest.param("SKIFF_WAREHOUSE", "bigquery", "SKIFF_WAREHOUSE", id="unknown-backend"),
+        pytest.param("SKIFF_REPLAY", "maybe", "SKIFF_REPLAY", id="not-a-boolean"),
+        pytest.param("SKIFF_SAMPLE_SESSIONS", "many", "SKIFF_SAMPLE_SESSIONS", id="not-an-int"),
+        pytest.param("SKIFF_SAMPLE_SESSIONS", "0", ">= 1", id="too-small"),
+        pytest.param("SKIFF_RAW_SCHEMA", "raw; drop", "SKIFF_RAW_SCHEMA", id="bad-schema"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, match: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SkiffConfigError, match=match):
+        SkiffConfig.from_env()
+
+
+def test_config_error_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        WarehouseConfig(backend="oracle")
+
+
+def test_objects_are_frozen() -> None:
+    for obj in (WarehouseConfig(), ReplayConfig(), DbtConfig()):
+        with pytest.raises(AttributeError):
+            obj.__setattr__("x", 1)
