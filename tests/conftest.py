@@ -7,6 +7,8 @@ because they read it at import time.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -47,3 +49,13 @@ def coveo_sample() -> Path:
 @pytest.fixture(scope="session")
 def skiff_home() -> Path:
     return _HOME
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated SQLite metadata DB under the test AIRFLOW_HOME (about 3 s, once)."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
+    return home

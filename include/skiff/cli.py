@@ -65,8 +65,9 @@ def _cmd_replay_init(args: argparse.Namespace, cfg: SkiffConfig) -> None:
                        span_hours=cfg.replay.span_hours, progress=not args.quiet)
     start, end = info.last_interval
     log.info("Replay source %s covers %s .. %s", info.path, info.start, info.end)
-    # last line: the logical date of the interval left for the DAG (read by `make run`)
-    print(start.isoformat())
+    # Last line, read by `make run`: the run-after time of the hour left for the DAG. Airflow 3
+    # maps a manual run at that time to the data interval ending there: [end - 1h, end).
+    print(end.isoformat())
 
 
 def _cmd_status(args: argparse.Namespace, cfg: SkiffConfig) -> None:

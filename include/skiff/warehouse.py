@@ -76,11 +76,11 @@ class DuckDBWarehouse:
         self.raw_schema = raw_schema
 
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[Any]:
+    def connect(self) -> Iterator[Any]:
         import duckdb
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path), read_only=read_only and self.path.exists())
+        con = duckdb.connect(str(self.path))
         try:
             yield con
         finally:
@@ -124,7 +124,7 @@ class DuckDBWarehouse:
 
     def row_counts(self, schema: str, tables: Iterable[str]) -> dict[str, int | None]:
         counts: dict[str, int | None] = {}
-        with self.connect(read_only=True) as con:
+        with self.connect() as con:
             existing = {
                 r[0]
                 for r in con.execute(

@@ -17,7 +17,7 @@ MARTS = ("fct_sessions", "fct_session_sequences", "dim_products")
 
 
 def _marts(warehouse: DuckDBWarehouse) -> dict[str, list[tuple]]:
-    with warehouse.connect(read_only=True) as con:
+    with warehouse.connect() as con:
         return {t: sorted(con.execute(f"select * from marts.{t}").fetchall(), key=repr) for t in MARTS}
 
 
@@ -28,22 +28,23 @@ def test_one_hour_then_a_rerun_of_it(airflow_db) -> None:
     cfg = SkiffConfig.from_env()
     warehouse = DuckDBWarehouse(cfg.warehouse.duckdb_path)
     info = init_source(cfg.replay.source_dir, warehouse, sessions=1500, seed=3, span_hours=6, end=END)
-    start, _ = info.last_interval
+    start, end = info.last_interval
     raw_before = warehouse.row_counts("raw", ["browsing_train"])["browsing_train"]
 
     dag = DagBag(dag_folder=str(cfg.dbt.project_dir.parents[1] / "dags")).dags["skiff_hourly"]
-    run = dag.test(logical_date=start)
+    run = dag.test(logical_date=end)  # Airflow 3: the manual run's interval ends at its date
     assert run.state == DagRunState.SUCCESS
+    assert (run.data_interval_start, run.data_interval_end) == (start, end)
 
     raw_after = warehouse.row_counts("raw", ["browsing_train"])["browsing_train"]
     assert raw_after > raw_before  # the interval's events were appended
     first = _marts(warehouse)
     assert all(first[t] for t in MARTS)
-    with warehouse.connect(read_only=True) as con:
+    with warehouse.connect() as con:
         in_log = con.execute("select count(distinct session_id_hash) from raw.browsing_train").fetchall()[0][0]
     assert len(first["fct_sessions"]) == in_log  # every session of the log, built in one run
 
-    rerun = dag.test(logical_date=start, run_conf={"full_refresh": False})
+    rerun = dag.test(logical_date=end, run_conf={"full_refresh": False})
     assert rerun.state == DagRunState.SUCCESS
     assert warehouse.row_counts("raw", ["browsing_train"])["browsing_train"] == raw_after
     assert _marts(warehouse) == first  # idempotent: same rows, no duplicates

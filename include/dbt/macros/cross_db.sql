@@ -1,0 +1,120 @@
+{#
+    SQL that differs between DuckDB and Snowflake, one dispatched macro per job
+    (the shape of jaffle-shop's cents_to_dollars): models call the macro and
+    compile on either warehouse.
+#}
+
+{# epoch milliseconds (bigint) -> timestamp without time zone, in UTC #}
+{% macro epoch_ms_to_timestamp(column_name) -%}
+    {{ return(adapter.dispatch('epoch_ms_to_timestamp')(column_name)) }}
+{%- endmacro %}
+
+{% macro default__epoch_ms_to_timestamp(column_name) -%}
+    cast(to_timestamp({{ column_name }} / 1000.0) as timestamp)
+{%- endmacro %}
+
+{% macro duckdb__epoch_ms_to_timestamp(column_name) -%}
+    epoch_ms({{ column_name }})
+{%- endmacro %}
+
+{% macro snowflake__epoch_ms_to_timestamp(column_name) -%}
+    to_timestamp_ntz({{ column_name }}, 3)
+{%- endmacro %}
+
+
+{# timestamp without time zone (UTC) -> epoch milliseconds (bigint) #}
+{% macro timestamp_to_epoch_ms(column_name) -%}
+    {{ return(adapter.dispatch('timestamp_to_epoch_ms')(column_name)) }}
+{%- endmacro %}
+
+{% macro default__timestamp_to_epoch_ms(column_name) -%}
+    cast(extract(epoch from {{ column_name }}) * 1000 as bigint)
+{%- endmacro %}
+
+{% macro duckdb__timestamp_to_epoch_ms(column_name) -%}
+    epoch_ms({{ column_name }})
+{%- endmacro %}
+
+{% macro snowflake__timestamp_to_epoch_ms(column_name) -%}
+    date_part(epoch_millisecond, {{ column_name }})
+{%- endmacro %}
+
+
+{#
+    md5 (hex) of several columns: each cast to text, null as '', joined by '|'.
+    The key of a row that has no natural id (a raw event).
+#}
+{% macro hash_key(column_names) -%}
+    {{ return(adapter.dispatch('hash_key')(column_names)) }}
+{%- endmacro %}
+
+{% macro default__hash_key(column_names) -%}
+    md5(
+        {%- for column_name in column_names %}
+        coalesce(cast({{ column_name }} as varchar), '')
+        {%- if not loop.last %} || '|' ||{% endif %}
+        {%- endfor %}
+    )
+{%- endmacro %}
+
+{% macro snowflake__hash_key(column_names) -%}
+    md5(concat_ws('|',
+        {%- for column_name in column_names %}
+        coalesce(cast({{ column_name }} as varchar), '')
+        {%- if not loop.last %},{% endif %}
+        {%- endfor %}
+    ))
+{%- endmacro %}
+
+
+{#
+    Aggregate: the values of `expression` as a list ordered by `order_by`
+    (DuckDB LIST, Snowflake ARRAY). Callers pass non-null values only: the
+    warehouses disagree on whether nulls are kept.
+#}
+{% macro ordered_list(expression, order_by) -%}
+    {{ return(adapter.dispatch('ordered_list')(expression, order_by)) }}
+{%- endmacro %}
+
+{% macro default__ordered_list(expression, order_by) -%}
+    array_agg({{ expression }} order by {{ order_by }})
+{%- endmacro %}
+
+{% macro duckdb__ordered_list(expression, order_by) -%}
+    list({{ expression }} order by {{ order_by }})
+{%- endmacro %}
+
+{% macro snowflake__ordered_list(expression, order_by) -%}
+    array_agg({{ expression }}) within group (order by {{ order_by }})
+{%- endmacro %}
+
+
+{# An empty list, of the type ordered_list returns #}
+{% macro empty_list() -%}
+    {{ return(adapter.dispatch('empty_list')()) }}
+{%- endmacro %}
+
+{% macro default__empty_list() -%}
+    array[]
+{%- endmacro %}
+
+{% macro duckdb__empty_list() -%}
+    []
+{%- endmacro %}
+
+{% macro snowflake__empty_list() -%}
+    array_construct()
+{%- endmacro %}
+
+
+{# Number of elements of a list kept as text, "['a', 'b']" (0 when null) #}
+{% macro text_list_length(column_name) -%}
+    case
+        when {{ column_name }} is null then 0
+        when trim({{ column_name }}) in ('', '[]') then 0
+        else
+            length({{ column_name }})
+            - length(replace({{ column_name }}, ',', ''))
+            + 1
+    end
+{%- endmacro %}

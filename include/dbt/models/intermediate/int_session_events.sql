@@ -1,0 +1,99 @@
+{#
+    Incremental (folder config: delete+insert by session_id): a run rebuilds
+    the sessions with an event in its data interval, from their events since
+    the lookback. The delete is bounded to the same lookback.
+#}
+{{
+    config(
+        incremental_predicates=window_delete_predicates('lookback'),
+    )
+}}
+
+with
+
+browsing_events as (
+
+    select * from {{ ref('stg_browsing_events') }}
+    {{ session_window_filter(touched_by=[ref('stg_browsing_events')]) }}
+
+),
+
+tokenized as (
+
+    select
+        *,
+        case
+            when event_type = 'pageview' then 'view'
+            else product_action
+        end as event_token,
+        -- order of events logged in the same millisecond: the product event
+        -- before the pageview of its page, then the funnel order
+        case
+            when event_type = 'pageview' then 5
+            when product_action = 'detail' then 1
+            when product_action = 'add' then 2
+            when product_action = 'remove' then 3
+            when product_action = 'purchase' then 4
+            else 6
+        end as same_ms_rank
+
+    from browsing_events
+
+),
+
+ordered as (
+
+    select
+        *,
+        row_number() over (
+            partition by session_id
+            order by event_ms asc, same_ms_rank asc, event_id asc
+        ) as event_index
+
+    from tokenized
+
+),
+
+with_gaps as (
+
+    select
+        *,
+        cast(
+            event_ms - lag(event_ms) over (
+                partition by session_id order by event_index
+            )
+            as double
+        ) / 1000 as seconds_since_prev
+
+    from ordered
+
+),
+
+final as (
+
+    select
+        ---------- ids
+        session_id,
+        event_index,
+        event_id,
+        product_sku_hash,
+        url_hash,
+
+        ---------- text
+        event_type,
+        product_action,
+        event_token,
+
+        ---------- numerics
+        seconds_since_prev,
+
+        ---------- timestamps
+        event_ms,
+        event_at
+
+    from with_gaps
+
+)
+
+select * from final
+order by event_ms

@@ -1,0 +1,433 @@
+"""The dbt project on DuckDB: it builds with its tests, its hourly incremental runs end
+equal to a full refresh, re-runs and re-loaded batches change nothing, and it parses
+(and compiles) for Snowflake too.
+
+The raw log is filled the way Skiff fills it: contract files in a source folder
+(:func:`skiff.generate.generate`, roughened like the real files by :func:`make_source`),
+appended by :func:`skiff.load.load_dir`: history first, then one interval per hour, as
+the DAG's ingest task does, each followed by the dbt run the DAG makes for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from skiff.load import EVENT_TABLES, load_dir
+from skiff.warehouse import DuckDBWarehouse
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+DBT_DIR = REPO / "include" / "dbt"
+
+#: The data: ``SPAN_HOURS`` hours of sessions ending at ``END``.
+END = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
+SPAN_HOURS = 6
+SESSIONS = 3000
+#: Hours the DAG runs incrementally, the first one on an empty warehouse (the
+#: history before it is already in the raw log, as after ``skiff replay-init``).
+HOURLY_RUNS = 4
+#: Short on purpose, so that the lookback bound really prunes; sessions still fit in it.
+LOOKBACK_HOURS = 2
+
+#: Models compared between incremental runs and a full refresh.
+MODELS = {
+    "staging": ["stg_browsing_events", "stg_search_events"],
+    "intermediate": ["int_session_events"],
+    "marts": ["fct_sessions", "fct_session_sequences", "dim_products"],
+}
+
+
+# --------------------------------------------------------------------------- data
+
+
+def make_source(out_dir: Path, *, sessions: int, seed: int) -> Path:
+    """The contract files: :func:`skiff.generate.generate`'s data, made as rough as the
+    real files are: some events logged twice, rows out of time order, and SKUs of the
+    events missing from the catalogue (as in the Coveo data)."""
+    from skiff.generate import generate
+
+    generate(out_dir, sessions=sessions, seed=seed, end=END, span_hours=SPAN_HOURS,
+             fmt="parquet")
+    rng = np.random.default_rng(seed)
+    browsing = pq.read_table(out_dir / "browsing_train.parquet")
+    n = browsing.num_rows
+    twice = rng.choice(n, size=max(1, n // 200), replace=False)
+    order = rng.permutation(np.concatenate([np.arange(n), twice]))
+    pq.write_table(browsing.take(pa.array(order)), out_dir / "browsing_train.parquet")
+
+    search = pq.read_table(out_dir / "search_train.parquet")
+    order = rng.permutation(search.num_rows)
+    pq.write_table(search.take(pa.array(order)), out_dir / "search_train.parquet")
+
+    skus = pc.unique(browsing.column("product_sku_hash").drop_null())
+    missing = skus.take(pa.array(rng.choice(len(skus), size=max(1, len(skus) // 20),
+                                            replace=False)))
+    catalogue = pq.read_table(out_dir / "sku_to_content.parquet")
+    keep = pc.invert(pc.is_in(catalogue.column("product_sku_hash"), value_set=missing))
+    pq.write_table(catalogue.filter(keep), out_dir / "sku_to_content.parquet")
+    return out_dir
+
+
+def resend_catalogue(src_dir: Path, out_dir: Path) -> None:
+    """A later catalogue load re-sending some SKUs with a new price (the latest wins)."""
+    table = pq.read_table(src_dir / "sku_to_content.parquet").slice(0, 40)
+    prices = pa.array([float(1 + (i * 3) % 10) for i in range(table.num_rows)], pa.float64())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table.set_column(4, "price_bucket", prices), out_dir / "sku_to_content.parquet")
+
+
+def _ms(ts: datetime) -> int:
+    return int(ts.timestamp() * 1000)
+
+
+def _hour(k: int) -> tuple[datetime, datetime]:
+    """The k-th hourly interval before ``END`` (k = 1 is the last one)."""
+    return END - timedelta(hours=k), END - timedelta(hours=k - 1)
+
+
+# --------------------------------------------------------------------------- dbt
+
+
+@dataclass
+class Dbt:
+    """Runs dbt in-process on one DuckDB file, with its own target and log folders."""
+
+    db_path: Path
+    work_dir: Path
+    #: a copy taken before the last hour was ingested (set by the ``hourly`` fixture)
+    before_last: Dbt | None = None
+
+    def __call__(self, *args: str, vars: dict | None = None, target: str = "duckdb",
+                 env: dict[str, str] | None = None):
+        """Run ``dbt <args>`` and assert it succeeded (warnings allowed)."""
+        from dbt.cli.main import dbtRunner
+
+        cmd = [
+            *args,
+            "--project-dir", str(DBT_DIR),
+            "--profiles-dir", str(DBT_DIR),
+            "--target", target,
+            "--target-path", str(self.work_dir / "target"),
+            "--log-path", str(self.work_dir / "logs"),
+        ]
+        if vars:
+            cmd += ["--vars", json.dumps(vars)]
+        with _environ({"SKIFF_DUCKDB_PATH": str(self.db_path), **(env or {})}):
+            result = dbtRunner().invoke(cmd)
+        failed = [
+            f"{r.node.unique_id}: {r.status} {r.message}"
+            for r in (getattr(result.result, "results", None) or [])
+            if str(r.status) in ("error", "fail", "runtime error")
+        ]
+        assert result.success, f"dbt {' '.join(args)} failed: {failed or result.exception}"
+        return result
+
+    def hourly(self, interval: tuple[datetime, datetime], command: str = "build"):
+        """What the DAG's prepare task group does for one data interval."""
+        start, end = interval
+        return self(command, vars={
+            "interval_start": start.isoformat(),
+            "interval_end": end.isoformat(),
+            # Airflow renders it from a Param into text
+            "session_lookback_hours": str(LOOKBACK_HOURS),
+        })
+
+    def copy(self, name: str) -> Dbt:
+        """A copy of this warehouse file (raw log and models), run from its own folders."""
+        other = Dbt(self.work_dir.parent / name / "warehouse.duckdb", self.work_dir.parent / name)
+        other.work_dir.mkdir(parents=True, exist_ok=True)
+        with connect(self.db_path) as con:  # write the WAL into the file before copying it
+            con.execute("checkpoint")
+        shutil.copy(self.db_path, other.db_path)
+        return other
+
+
+@contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def statuses(result) -> dict[str, str]:
+    return {r.node.unique_id: str(r.status) for r in result.result.results}
+
+
+def differences(a: Path, b: Path, layers=tuple(MODELS)) -> dict[str, tuple[int, ...]]:
+    """Per model: (rows in a, rows in b, rows of a not in b, rows of b not in a)."""
+    out = {}
+    con = duckdb.connect()
+    try:
+        for schema in layers:
+            for model in MODELS[schema]:
+                con.register("model_a", table(a, f"{schema}.{model}"))
+                con.register("model_b", table(b, f"{schema}.{model}"))
+                out[model] = con.execute("""
+                    select
+                        (select count(*) from model_a),
+                        (select count(*) from model_b),
+                        (select count(*) from (from model_a except all from model_b)),
+                        (select count(*) from (from model_b except all from model_a))
+                """).fetchall()[0]
+    finally:
+        con.close()
+    return out
+
+
+def assert_same(a: Path, b: Path, layers=tuple(MODELS)) -> None:
+    diff = differences(a, b, layers)
+    for model, (rows_a, rows_b, only_a, only_b) in diff.items():
+        assert rows_a > 0, f"{model} is empty"
+        assert (rows_a, only_a, only_b) == (rows_b, 0, 0), f"{model} differs: {diff[model]}"
+
+
+@contextmanager
+def connect(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    # not read_only: dbt-duckdb may still hold the file open in this process, and
+    # DuckDB shares one instance per file and configuration
+    con = duckdb.connect(str(db_path))
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def table(db_path: Path, name: str) -> pa.Table:
+    with connect(db_path) as con:
+        return con.sql(f"select * from {name}").to_arrow_table()
+
+
+def query(db_path: Path, sql: str) -> list[tuple]:
+    with connect(db_path) as con:
+        return con.execute(sql).fetchall()
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    """The contract files the raw log is loaded from."""
+    return make_source(tmp_path_factory.mktemp("source"), sessions=SESSIONS, seed=7)
+
+
+@pytest.fixture(scope="module")
+def hourly(source, tmp_path_factory) -> Dbt:
+    """A warehouse run as the DAG runs it: history loaded, then hour after hour
+    (ingest the interval, dbt build with its vars), the first on an empty warehouse."""
+    work = tmp_path_factory.mktemp("hourly")
+    dbt = Dbt(work / "warehouse.duckdb", work)
+    warehouse = DuckDBWarehouse(dbt.db_path)
+    first_start, _ = _hour(HOURLY_RUNS)
+    load_dir(source, warehouse, batch_id="history", until_ms=_ms(first_start))
+    resend_catalogue(source, work / "catalogue-v2")
+    load_dir(work / "catalogue-v2", warehouse, batch_id="catalogue-v2")
+    for k in range(HOURLY_RUNS, 0, -1):
+        start, end = _hour(k)
+        if k == 1:
+            dbt.before_last = dbt.copy("before-last")
+        load_dir(source, warehouse, batch_id=f"replay:{start.isoformat()}",
+                 since_ms=_ms(start), until_ms=_ms(end), tables=EVENT_TABLES)
+        dbt.hourly((start, end))
+    return dbt
+
+
+@pytest.fixture(scope="module")
+def full_refresh(hourly) -> tuple[Dbt, object]:
+    """The same raw log, every model rebuilt from all of it."""
+    dbt = hourly.copy("full")
+    return dbt, dbt("build", "--full-refresh")
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_full_refresh_builds_with_every_test(full_refresh) -> None:
+    """dbt build --full-refresh: every model, data test and unit test passes."""
+    dbt, result = full_refresh
+    status = statuses(result)
+    assert not [n for n, s in status.items() if s not in ("success", "pass", "warn")], status
+    # only the catalogue relationship may warn: the data has SKUs missing from the catalogue
+    warned = [n for n, s in status.items() if s == "warn"]
+    assert warned and all("relationships_int_session_events_product_sku_hash" in n for n in warned)
+    assert sum(n.startswith("unit_test.") for n in status) == 3
+    assert sum(n.startswith("model.") for n in status) == 7
+    (sessions, abandoned, sequences), = query(dbt.db_path, """
+        select count(*), count_if(is_cart_abandoned),
+               (select count(*) from marts.fct_session_sequences)
+        from marts.fct_sessions""")
+    assert sessions > SESSIONS * 0.9 and 0 < abandoned < sessions and 0 < sequences <= sessions
+
+
+def test_incremental_hours_equal_full_refresh(hourly, full_refresh) -> None:
+    """Hour by hour (first run on an empty warehouse) ends where a full refresh does."""
+    assert_same(hourly.db_path, full_refresh[0].db_path)
+
+
+def test_hourly_run_reads_only_its_interval(hourly) -> None:
+    """The last run read the raw rows of its hour and the sessions' events since the
+    lookback; staging holds every raw event once."""
+    start, end = (_ms(t) for t in _hour(1))
+    compiled = hourly.work_dir / "target" / "compiled" / "skiff" / "models"
+    staging = (compiled / "staging" / "stg_browsing_events.sql").read_text()
+    assert f"server_timestamp_epoch_ms >= {start} and server_timestamp_epoch_ms < {end}" in staging
+    for model in ("intermediate/int_session_events", "marts/fct_sessions"):
+        sql = (compiled / f"{model}.sql").read_text()
+        assert f"where event_ms >= {start - LOOKBACK_HOURS * 3_600_000}" in sql, model
+        assert f"event_ms >= {start} and event_ms < {end}" in sql, model
+    rows = query(hourly.db_path, """
+        select
+            (select count(distinct batch_id) from staging.stg_browsing_events),
+            (select count(*) from staging.stg_browsing_events),
+            (select count(*) from (select distinct * exclude (batch_id, ingested_at)
+                                   from raw.browsing_train))""")
+    batches, staged, distinct_raw = rows[0]
+    assert batches == HOURLY_RUNS + 1 and staged == distinct_raw
+
+
+def test_rerun_and_reloaded_batch_change_nothing(hourly, source, full_refresh) -> None:
+    """Re-running an interval is idempotent; rows appended twice are counted once."""
+    dbt = hourly.copy("rerun")
+    last = _hour(1)
+    # the same interval again, written as UTC 'Z' and as naive UTC (both mean UTC)
+    dbt("run", vars={"interval_start": last[0].strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     "interval_end": last[1].replace(tzinfo=None).isoformat(),
+                     "session_lookback_hours": LOOKBACK_HOURS})
+    compiled = dbt.work_dir / "target" / "compiled" / "skiff" / "models" / "staging"
+    bounds = f">= {_ms(last[0])} and server_timestamp_epoch_ms < {_ms(last[1])}"
+    assert bounds in (compiled / "stg_browsing_events.sql").read_text()
+    assert_same(dbt.db_path, hourly.db_path)
+    # the last hour's batch and the history are appended again (a re-run ingest)
+    warehouse = DuckDBWarehouse(dbt.db_path)
+    load_dir(source, warehouse, batch_id="replay:again", since_ms=_ms(last[0]),
+             until_ms=_ms(last[1]), tables=EVENT_TABLES)
+    load_dir(source, warehouse, batch_id="history:again", until_ms=_ms(_hour(HOURLY_RUNS)[0]),
+             tables=EVENT_TABLES)
+    dbt.hourly(last, command="run")
+    assert_same(dbt.db_path, hourly.db_path)
+    dbt("run", "--full-refresh")
+    assert_same(dbt.db_path, full_refresh[0].db_path)
+
+
+def test_run_without_vars_catches_up(hourly, source) -> None:
+    """dbt run by hand (no interval vars): each model takes what is newer than itself."""
+    dbt = hourly.before_last
+    start, end = _hour(1)
+    load_dir(source, DuckDBWarehouse(dbt.db_path), batch_id=f"replay:{start.isoformat()}",
+             since_ms=_ms(start), until_ms=_ms(end), tables=EVENT_TABLES)
+    dbt("build", vars={"session_lookback_hours": LOOKBACK_HOURS})
+    # staging differs only in ingested_at (loaded at another time); the rest is equal
+    assert_same(dbt.db_path, hourly.db_path, layers=("intermediate", "marts"))
+
+
+# --------------------------------------------------------------------------- snowflake
+
+SNOWFLAKE_ENV = {
+    "SNOWFLAKE_ACCOUNT": "skiff-test",
+    "SNOWFLAKE_USER": "skiff",
+    "SNOWFLAKE_PASSWORD": "not-a-secret",
+}
+
+
+def test_snowflake_target_parses_offline(tmp_path) -> None:
+    """dbt parse needs no connection: the project is valid for the snowflake target."""
+    dbt = Dbt(tmp_path / "unused.duckdb", tmp_path)
+    dbt("parse", target="snowflake", env=SNOWFLAKE_ENV)
+    manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
+    assert manifest["metadata"]["adapter_type"] == "snowflake"
+    models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    assert set(models) == {m for layer in MODELS.values() for m in layer} | {"stg_products"}
+    assert {m["schema"] for m in models.values()} == {"staging", "intermediate", "marts"}
+    assert models["stg_browsing_events"]["config"]["incremental_strategy"] == "delete+insert"
+
+
+@pytest.mark.filterwarnings("ignore:::fakesnow")
+def test_snowflake_sql_runs_on_fakesnow(source, full_refresh, tmp_path) -> None:
+    """The snowflake__ macro variants compile, and their SQL gives the DuckDB results.
+
+    There is no Snowflake account here: fakesnow stands in for the connector (it runs
+    Snowflake SQL on DuckDB), so dbt can introspect, compile the incremental branch
+    and build every model with the Snowflake dialect.
+    """
+    fakesnow = pytest.importorskip("fakesnow")
+    import snowflake.connector
+
+    from skiff.warehouse import SnowflakeWarehouse
+
+    dbt = Dbt(tmp_path / "unused.duckdb", tmp_path)
+    start, end = _hour(1)
+
+    def connect():
+        return snowflake.connector.connect(database="SKIFF", schema="ANALYTICS")
+
+    def fetch(name: str):
+        cur = connect().cursor()
+        cur.execute(f"select * from {name}")
+        frame = cur.fetch_pandas_all()
+        frame.columns = [c.lower() for c in frame.columns]
+        return frame
+
+    with fakesnow.patch():
+        load_dir(source, SnowflakeWarehouse(connect), batch_id="history")
+        # fakesnow's in-memory database does not take concurrent DDL: one thread
+        dbt("run", "--threads", "1", target="snowflake", env=SNOWFLAKE_ENV)
+        dbt("compile", "--threads", "1", "--select", "stg_browsing_events fct_session_sequences",
+            target="snowflake", env=SNOWFLAKE_ENV, vars={
+                "interval_start": start.isoformat(), "interval_end": end.isoformat()})
+        sessions = fetch("marts.fct_sessions")
+        sequences = fetch("marts.fct_session_sequences")
+
+    compiled = tmp_path / "target" / "compiled" / "skiff" / "models"
+    sql = (compiled / "marts" / "fct_session_sequences.sql").read_text()
+    assert "array_agg(event_token) within group (order by event_index)" in sql
+    assert "array_construct()" in sql and "list(" not in sql
+    assert f"event_ms >= {_ms(start)} and event_ms < {_ms(end)}" in sql  # the incremental branch
+    sql = (compiled / "staging" / "stg_browsing_events.sql").read_text()
+    assert "to_timestamp_ntz(server_timestamp_epoch_ms, 3)" in sql and "md5(concat_ws(" in sql
+
+    con = duckdb.connect()
+    try:
+        con.register("snowflake_sessions", sessions)
+        con.register("duckdb_sessions", table(full_refresh[0].db_path, "marts.fct_sessions"))
+        counts = con.execute("""
+            select
+                (select count(*) from snowflake_sessions),
+                (select count(*) from duckdb_sessions),
+                (select count(*) from (from snowflake_sessions except all from duckdb_sessions))
+        """).fetchall()[0]
+    finally:
+        con.close()
+    assert counts[0] == counts[1] and counts[2] == 0, counts
+
+    expected = {
+        row["session_id"]: (row["sku_sequence"], row["event_tokens"], row["count_items"])
+        for row in table(full_refresh[0].db_path, "marts.fct_session_sequences").to_pylist()
+    }
+    got = {  # Snowflake ARRAYs come back as JSON text
+        row.session_id: (json.loads(row.sku_sequence), json.loads(row.event_tokens),
+                         row.count_items)
+        for row in sequences.itertuples()
+    }
+    assert got == expected
