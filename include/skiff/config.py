@@ -21,6 +21,7 @@ __all__ = [
     "WarehouseConfig",
     "ReplayConfig",
     "DbtConfig",
+    "TrainingConfig",
     "SkiffConfig",
 ]
 
@@ -175,12 +176,93 @@ class DbtConfig:
 
 
 @dataclass(frozen=True)
+class TrainingConfig:
+    """Where and how the Metaflow training flows run.
+
+    :param train_on: ``local`` (Metaflow's local runtime + datastore) or ``batch`` (every step
+        on AWS Batch, S3 datastore; the training steps ask for ``batch_gpu`` GPUs).
+        Env ``SKIFF_TRAIN_ON``, default ``local``.
+    :param metaflow_root: local datastore and metadata folder. Env ``METAFLOW_DATASTORE_SYSROOT_LOCAL``,
+        default ``$SKIFF_HOME/metaflow``.
+    :param s3_root: S3 datastore root on Batch. Env ``METAFLOW_DATASTORE_SYSROOT_S3``.
+    :param batch_queue: AWS Batch job queue. Env ``SKIFF_BATCH_QUEUE``.
+    :param batch_image: container image of the Batch steps. Env ``SKIFF_BATCH_IMAGE``,
+        default ``tensorflow/tensorflow:2.21.0-gpu``.
+    :param batch_memory: MiB per training step. Env ``SKIFF_BATCH_MEMORY``, default 16000.
+    :param batch_gpu: GPUs per training step on Batch. Env ``SKIFF_BATCH_GPU``, default 1.
+    :param epochs: training epochs. Env ``SKIFF_TRAIN_EPOCHS``, default 5.
+    :param max_sessions: cap on sessions read for training (0 = all). Env ``SKIFF_TRAIN_MAX_SESSIONS``.
+    :param timeout_s: how long a flow may run before the task fails, in seconds.
+        Env ``SKIFF_TRAIN_TIMEOUT_S``, default 7200.
+    :param poll_interval_s: how often a deferred run is polled, in seconds.
+        Env ``SKIFF_TRAIN_POLL_S``, default 30.
+    """
+
+    train_on: str = "local"
+    metaflow_root: Path = field(default_factory=lambda: skiff_home() / "metaflow")
+    s3_root: str = ""
+    batch_queue: str = ""
+    batch_image: str = "tensorflow/tensorflow:2.21.0-gpu"
+    batch_memory: int = 16_000
+    batch_gpu: int = 1
+    epochs: int = 5
+    max_sessions: int = 0
+    timeout_s: int = 7200
+    poll_interval_s: int = 30
+
+    TARGETS = ("local", "batch")
+
+    def __post_init__(self) -> None:
+        if self.train_on not in self.TARGETS:
+            raise SkiffConfigError(
+                f"SKIFF_TRAIN_ON={self.train_on!r} is not supported; use one of {self.TARGETS}."
+            )
+        if self.train_on == "batch":
+            missing = [
+                var
+                for var, value in (
+                    ("METAFLOW_DATASTORE_SYSROOT_S3", self.s3_root),
+                    ("SKIFF_BATCH_QUEUE", self.batch_queue),
+                )
+                if not value
+            ]
+            if missing:
+                raise SkiffConfigError(
+                    f"SKIFF_TRAIN_ON=batch needs {', '.join(missing)} (the S3 datastore root, "
+                    "e.g. s3://bucket/metaflow, and the AWS Batch job queue)."
+                )
+            if not self.s3_root.startswith("s3://"):
+                raise SkiffConfigError(
+                    f"METAFLOW_DATASTORE_SYSROOT_S3={self.s3_root!r} must start with s3://"
+                )
+
+    @classmethod
+    def from_env(cls) -> TrainingConfig:
+        return cls(
+            train_on=_env("SKIFF_TRAIN_ON", "local").lower(),
+            metaflow_root=Path(
+                _env("METAFLOW_DATASTORE_SYSROOT_LOCAL", str(skiff_home() / "metaflow"))
+            ).resolve(),
+            s3_root=_env("METAFLOW_DATASTORE_SYSROOT_S3", ""),
+            batch_queue=_env("SKIFF_BATCH_QUEUE", ""),
+            batch_image=_env("SKIFF_BATCH_IMAGE", "tensorflow/tensorflow:2.21.0-gpu"),
+            batch_memory=_env_int("SKIFF_BATCH_MEMORY", 16_000, minimum=1024),
+            batch_gpu=_env_int("SKIFF_BATCH_GPU", 1),
+            epochs=_env_int("SKIFF_TRAIN_EPOCHS", 5, minimum=1),
+            max_sessions=_env_int("SKIFF_TRAIN_MAX_SESSIONS", 0),
+            timeout_s=_env_int("SKIFF_TRAIN_TIMEOUT_S", 7200, minimum=60),
+            poll_interval_s=_env_int("SKIFF_TRAIN_POLL_S", 30, minimum=1),
+        )
+
+
+@dataclass(frozen=True)
 class SkiffConfig:
     """Every concern's config together; ``SkiffConfig.from_env()`` is the usual entry point."""
 
     warehouse: WarehouseConfig = field(default_factory=WarehouseConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     dbt: DbtConfig = field(default_factory=DbtConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
 
     @classmethod
     def from_env(cls) -> SkiffConfig:
@@ -189,4 +271,5 @@ class SkiffConfig:
             warehouse=warehouse,
             replay=ReplayConfig.from_env(),
             dbt=DbtConfig.from_env(warehouse),
+            training=TrainingConfig.from_env(),
         )

@@ -1,0 +1,169 @@
+"""Hook running Metaflow flows (Runner API) and reading their runs back (client API)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.bases.hook import BaseHook
+
+if TYPE_CHECKING:
+    from skiff.config import TrainingConfig
+    from skiff.launch import FlowLaunch
+
+__all__ = ["MetaflowHook", "MetaflowRunFailed"]
+
+
+class MetaflowRunFailed(RuntimeError):
+    """A flow run failed; the message carries the run's pathspec and its error output."""
+
+
+class MetaflowHook(BaseHook):
+    """Start flows, wait for them, and describe their runs.
+
+    All Metaflow I/O of Skiff's Airflow code goes through this hook: the blocking
+    :meth:`run` (Runner API, output streamed to a callback), the detached :meth:`start`
+    used by deferrable tasks (the run outlives the worker), and :meth:`describe` /
+    :meth:`metrics` through the Metaflow client.
+
+    :param config: training settings; default :meth:`TrainingConfig.from_env`.
+    :param env: ``METAFLOW_*`` variables to use instead of the config's (a trigger passes
+        the ones its run was launched with).
+    """
+
+    default_conn_name = "skiff_metaflow"
+    hook_name = "Metaflow"
+    RUNNING, SUCCESSFUL, FAILED = "running", "successful", "failed"
+
+    def __init__(self, config: TrainingConfig | None = None, env: dict[str, str] | None = None) -> None:
+        super().__init__()
+        from skiff.config import TrainingConfig
+
+        self.config = config or TrainingConfig.from_env()
+        self._env = env
+
+    @cached_property
+    def env(self) -> dict[str, str]:
+        from skiff.launch import metaflow_env
+
+        return dict(self._env) if self._env is not None else metaflow_env(self.config)
+
+    def launch(self, flow_file: str | Path, params: dict[str, Any] | None = None,
+               tags: list[str] | tuple[str, ...] = ()) -> FlowLaunch:
+        """The command and environment of a run (see :func:`skiff.launch.flow_launch`)."""
+        from skiff.launch import flow_launch
+
+        return flow_launch(flow_file, params, self.config, tags)
+
+    @cached_property
+    def client(self) -> Any:
+        """The ``metaflow`` module, imported with this hook's datastore settings, global namespace."""
+        for key, value in self.env.items():
+            os.environ.setdefault(key, value)
+        import metaflow
+
+        metaflow.namespace(None)
+        return metaflow
+
+    # -- running -----------------------------------------------------------------------------
+
+    def run(self, launch: FlowLaunch, log: Callable[[str], None] = print) -> str:
+        """Run a flow to the end with the Runner API, streaming its output to ``log``.
+
+        :return: the run's pathspec, ``Flow/run_id``.
+        :raises MetaflowRunFailed: the run failed; the message holds the end of its output.
+        """
+        return asyncio.run(self._run(launch, log))
+
+    async def _run(self, launch: FlowLaunch, log: Callable[[str], None]) -> str:
+        from metaflow import Runner
+
+        with Runner(str(launch.flow_file), show_output=False, env=launch.env, **launch.top_level) as runner:
+            executing = await runner.async_run(**launch.run_args)
+            async for _, line in executing.stream_log("stdout"):
+                log(line)
+            await executing.wait()
+            pathspec = executing.run.pathspec
+            if executing.status != self.SUCCESSFUL:
+                state = self.describe(pathspec)
+                if state["status"] != self.FAILED:  # died before a task could record its error
+                    state["message"] = "\n".join(executing.stderr.strip().splitlines()[-30:])
+                raise MetaflowRunFailed(f"Metaflow run {pathspec} {executing.status}: {state['message']}")
+        return pathspec
+
+    def start(self, launch: FlowLaunch, log_dir: Path | None = None, wait_s: float = 120) -> str:
+        """Start a run in its own session, detached from this process, and return its pathspec.
+
+        The run survives the worker that started it (a deferred task's worker exits at once);
+        its output goes to ``<log_dir>/<Flow>-<run_id>.log``.
+
+        :param wait_s: how long to wait for the run to get its id, in seconds.
+        """
+        log_dir = Path(log_dir or self.config.metaflow_root / "logs")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        stamp = f"{os.getpid()}-{time.time_ns()}"
+        run_id_file = log_dir / f"run-id-{stamp}"
+        log_path = log_dir / f"launch-{stamp}.log"
+        with log_path.open("wb") as out:
+            proc = subprocess.Popen(
+                launch.argv(run_id_file), env={**os.environ, **launch.env}, stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        deadline = time.monotonic() + wait_s
+        while not (run_id_file.exists() and run_id_file.read_text().strip()):
+            if proc.poll() is not None:
+                tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
+                raise MetaflowRunFailed(f"{launch.flow_file.name} exited with {proc.returncode} before starting:\n{tail}")
+            if time.monotonic() > deadline:
+                raise MetaflowRunFailed(f"{launch.flow_file.name} got no run id within {wait_s}s; see {log_path}")
+            time.sleep(0.2)
+        run_id = run_id_file.read_text().strip()
+        run_id_file.unlink()
+        flow_name = self._flow_name(launch.flow_file)
+        final_log = log_dir / f"{flow_name}-{run_id}.log"
+        log_path.rename(final_log)  # the child keeps writing to the renamed file
+        self.log.info("Started %s/%s (pid %s), output in %s", flow_name, run_id, proc.pid, final_log)
+        return f"{flow_name}/{run_id}"
+
+    @staticmethod
+    def _flow_name(flow_file: Path) -> str:
+        import ast
+
+        tree = ast.parse(Path(flow_file).read_text())
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and any(
+                getattr(b, "id", getattr(b, "attr", "")) == "FlowSpec" for b in node.bases
+            ):
+                return node.name
+        raise MetaflowRunFailed(f"No FlowSpec class in {flow_file}")
+
+    # -- reading runs back -------------------------------------------------------------------
+
+    def describe(self, pathspec: str) -> dict[str, Any]:
+        """Status of a run from the Metaflow client: ``running``, ``successful`` or ``failed``.
+
+        :return: ``{"pathspec", "status", "message"}``; the message names the failed step and
+            ends with its error output.
+        """
+        run = self.client.Run(pathspec)
+        if run.finished:
+            status = self.SUCCESSFUL if run.successful else self.FAILED
+            return {"pathspec": pathspec, "status": status, "message": f"{pathspec} {status}"}
+        for step in run:
+            for task in step:
+                if task.exception is not None:  # the latest attempt raised (retries exhausted)
+                    tail = "\n".join(str(task.exception).strip().splitlines()[-20:])
+                    return {"pathspec": pathspec, "status": self.FAILED,
+                            "message": f"{task.pathspec} failed:\n{tail}"}
+        return {"pathspec": pathspec, "status": self.RUNNING, "message": f"{pathspec} running"}
+
+    def metrics(self, pathspec: str) -> dict[str, Any]:
+        """The run's ``metrics`` artifact (empty when the flow records none)."""
+        data = self.client.Run(pathspec).data
+        return dict(getattr(data, "metrics", None) or {})

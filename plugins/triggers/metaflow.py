@@ -1,0 +1,66 @@
+"""Trigger polling a Metaflow run through the Metaflow client until it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from functools import cached_property
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from hooks.metaflow import MetaflowHook
+
+__all__ = ["MetaflowRunTrigger"]
+
+
+class MetaflowRunTrigger(BaseTrigger):
+    """Wait for the Metaflow run ``pathspec`` to finish, without holding a worker slot.
+
+    Polls the run's metadata through the client (never a process handle: the run was
+    started by a worker that has exited). Yields one event: ``success``, ``failed`` (with
+    the failing step's error output) or ``timeout``.
+
+    :param pathspec: the run, ``Flow/run_id``.
+    :param env: the ``METAFLOW_*`` variables the run was launched with.
+    :param poll_interval: seconds between polls.
+    :param timeout_s: seconds after which the wait ends with ``timeout``.
+    """
+
+    def __init__(self, pathspec: str, env: dict[str, str], poll_interval: float = 30,
+                 timeout_s: float = 7200) -> None:
+        super().__init__()
+        self.pathspec = pathspec
+        self.env = env
+        self.poll_interval = poll_interval
+        self.timeout_s = timeout_s
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "triggers.metaflow.MetaflowRunTrigger",
+            {"pathspec": self.pathspec, "env": self.env, "poll_interval": self.poll_interval,
+             "timeout_s": self.timeout_s},
+        )
+
+    @cached_property
+    def hook(self) -> MetaflowHook:
+        return MetaflowHook(env=self.env)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            state = await asyncio.to_thread(self.hook.describe, self.pathspec)
+            if state["status"] == MetaflowHook.SUCCESSFUL:
+                yield TriggerEvent({"status": "success", "pathspec": self.pathspec,
+                                    "message": state["message"]})
+                return
+            if state["status"] == MetaflowHook.FAILED:
+                yield TriggerEvent({"status": "failed", "pathspec": self.pathspec,
+                                    "message": state["message"]})
+                return
+            if time.monotonic() >= deadline:
+                yield TriggerEvent({"status": "timeout", "pathspec": self.pathspec,
+                                    "message": f"{self.pathspec} still running after {self.timeout_s}s"})
+                return
+            await asyncio.sleep(self.poll_interval)

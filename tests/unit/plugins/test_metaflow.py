@@ -1,0 +1,117 @@
+"""MetaflowHook / MetaflowRunOperator / MetaflowRunTrigger against real local Metaflow runs."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+from hooks.metaflow import MetaflowHook, MetaflowRunFailed
+from skiff.config import TrainingConfig
+from skiff.launch import flow_launch
+from triggers.metaflow import MetaflowRunTrigger
+
+TINY = Path(__file__).resolve().parents[2] / "fixtures" / "flows" / "tiny_flow.py"
+BATCH = TrainingConfig(train_on="batch", s3_root="s3://bucket/mf", batch_queue="gpu-queue",
+                       batch_image="acme/train:1", batch_gpu=2, batch_memory=30000)
+
+
+@pytest.fixture
+def hook() -> MetaflowHook:
+    # one datastore root per process: Metaflow reads it once, at import
+    return MetaflowHook()
+
+
+def test_local_launch_uses_the_local_datastore(tmp_path: Path) -> None:
+    launch = flow_launch(TINY, {"alpha": 3, "skip": None}, TrainingConfig(metaflow_root=tmp_path), ["interval:x"])
+    assert launch.env["METAFLOW_DEFAULT_DATASTORE"] == "local"
+    assert launch.env["METAFLOW_DATASTORE_SYSROOT_LOCAL"] == str(tmp_path)
+    assert launch.env["SKIFF_BATCH_GPU"] == "0"
+    argv = launch.argv()
+    assert argv[:3] == [sys.executable, str(TINY), "--no-pylint"]
+    assert argv[3:] == ["run", "--alpha", "3", "--tag", "interval:x"]  # None params fall back to defaults
+
+
+def test_batch_launch_command_and_environment() -> None:
+    launch = flow_launch(TINY, {"alpha": 3}, BATCH)
+    argv = launch.argv(Path("/tmp/id"))
+    assert argv[3:] == ["--datastore", "s3", "--with", "batch:image=acme/train:1,queue=gpu-queue",
+                        "run", "--alpha", "3", "--run-id-file", "/tmp/id"]
+    env = launch.env
+    assert env["METAFLOW_DEFAULT_DATASTORE"] == "s3"
+    assert env["METAFLOW_DATASTORE_SYSROOT_S3"] == "s3://bucket/mf"
+    assert env["METAFLOW_BATCH_JOB_QUEUE"] == "gpu-queue"
+    assert env["METAFLOW_BATCH_CONTAINER_IMAGE"] == "acme/train:1"
+    assert (env["SKIFF_BATCH_GPU"], env["SKIFF_BATCH_MEMORY"]) == ("2", "30000")  # read by @resources
+
+
+def test_runner_api_builds_the_same_command_as_argv() -> None:
+    from metaflow import Runner
+
+    launch = flow_launch(TINY, {"alpha": 3}, BATCH, ["t1"])
+    with Runner(str(TINY), show_output=False, env=launch.env, **launch.top_level) as runner:
+        command = runner.api(**launch.top_level).run(**launch.run_args)
+    assert command == launch.argv()[1:]  # the detached launch runs exactly what the Runner would
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "match"),
+    [
+        pytest.param("train_on", "k8s", "SKIFF_TRAIN_ON", id="unknown-target"),
+        pytest.param("s3_root", "", "METAFLOW_DATASTORE_SYSROOT_S3", id="batch-without-s3"),
+        pytest.param("s3_root", "bucket/mf", "must start with s3://", id="not-an-s3-url"),
+    ],
+)
+def test_bad_training_config(var: str, value: str, match: str) -> None:
+    kwargs = {"train_on": "batch", "s3_root": "s3://b/m", "batch_queue": "q", var: value}
+    with pytest.raises(ValueError, match=match):
+        TrainingConfig(**kwargs)
+
+
+def test_run_streams_output_and_returns_metrics(hook: MetaflowHook) -> None:
+    lines: list[str] = []
+    pathspec = hook.run(hook.launch(TINY, {"alpha": 2.5}), log=lines.append)
+    assert pathspec.startswith("TinyFlow/")
+    assert any("tiny flow says hello" in line for line in lines)
+    assert hook.describe(pathspec)["status"] == "successful"
+    assert hook.metrics(pathspec) == {"alpha": 2.5, "double": 5.0}
+
+
+def test_failed_run_raises_with_the_flow_error(hook: MetaflowHook) -> None:
+    with pytest.raises(MetaflowRunFailed, match="planted failure"):
+        hook.run(hook.launch(TINY, {"fail": True}), log=lambda _: None)
+
+
+def test_trigger_serializes_its_arguments() -> None:
+    trigger = MetaflowRunTrigger("TinyFlow/1", {"A": "b"}, poll_interval=0.5, timeout_s=9)
+    path, kwargs = trigger.serialize()
+    assert path == "triggers.metaflow.MetaflowRunTrigger"
+    assert MetaflowRunTrigger(**kwargs).serialize() == (path, kwargs)
+
+
+async def _first_event(trigger: MetaflowRunTrigger):
+    async for event in trigger.run():
+        return event.payload
+
+
+@pytest.mark.parametrize(("fail", "status", "message"), [
+    pytest.param(False, "success", "successful", id="success"),
+    pytest.param(True, "failed", "planted failure", id="failure"),
+])
+def test_detached_run_outlives_its_launcher_and_the_trigger_sees_it_end(
+    hook: MetaflowHook, fail: bool, status: str, message: str
+) -> None:
+    launch = hook.launch(TINY, {"fail": fail, "alpha": 4})
+    pathspec = hook.start(launch)  # returns as soon as the run has an id
+    trigger = MetaflowRunTrigger(pathspec, launch.env, poll_interval=0.5, timeout_s=120)
+    event = asyncio.run(_first_event(trigger))
+    assert event["status"] == status, event
+    assert message in event["message"]
+
+
+def test_trigger_times_out(hook: MetaflowHook, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(MetaflowHook, "describe", lambda self, p: {"status": "running", "message": "", "pathspec": p})
+    trigger = MetaflowRunTrigger("TinyFlow/1", hook.env, poll_interval=0.01, timeout_s=0.05)
+    assert asyncio.run(_first_event(trigger))["status"] == "timeout"
