@@ -1,0 +1,57 @@
+"""``make bench``: run every benchmark in ``bench/``, print one table, write JSON.
+
+Each ``bench/bench_<name>.py`` exposes ``run(scale: str) -> list[Figure]``. Figures are
+medians of several repetitions where a repetition is cheap, and ratios are measured side
+by side in the same run. ``--only parse,generate`` picks benchmarks; ``--scale full``
+uses the real dataset's size (36M events), ``small`` (default) a quick sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from bench.common import Figure
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS = BENCH_DIR / "results"
+
+
+def _available() -> list[str]:
+    return sorted(p.stem.removeprefix("bench_") for p in BENCH_DIR.glob("bench_*.py"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", help=f"comma-separated subset of {_available()}")
+    parser.add_argument("--scale", choices=("small", "full"), default="small")
+    args = parser.parse_args(argv)
+    names = args.only.split(",") if args.only else _available()
+    figures: list[Figure] = []
+    for name in names:
+        module = importlib.import_module(f"bench.bench_{name}")
+        started = time.perf_counter()
+        print(f"==> {name} ({args.scale})", file=sys.stderr, flush=True)
+        figures += module.run(args.scale)
+        print(f"    done in {time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)
+    print(Figure.table(figures))
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"bench-{args.scale}.json"
+    out.write_text(json.dumps({
+        "scale": args.scale,
+        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
+                    "platform": platform.platform()},
+        "figures": [f.as_dict() for f in figures],
+    }, indent=2))
+    print(f"\nwritten: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
