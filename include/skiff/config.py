@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from skiff.exceptions import SkiffConfigError
@@ -21,6 +22,7 @@ __all__ = [
     "WarehouseConfig",
     "ReplayConfig",
     "DbtConfig",
+    "ValidationConfig",
     "TrainingConfig",
     "SkiffConfig",
 ]
@@ -59,6 +61,30 @@ def _env_int(name: str, default: int, minimum: int = 0) -> int:
     if value < minimum:
         raise SkiffConfigError(f"{name}={value} must be >= {minimum}.")
     return value
+
+
+def _env_float(name: str, default: float, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SkiffConfigError(f"{name}={raw!r} is not a number.") from None
+    if not value >= minimum:  # also rejects nan
+        raise SkiffConfigError(f"{name}={value} must be >= {minimum}.")
+    return value
+
+
+def _env_time(name: str, default: str) -> datetime:
+    raw = os.environ.get(name, default)
+    try:
+        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise SkiffConfigError(
+            f"{name}={raw!r} is not an ISO 8601 time, e.g. 2018-01-01T00:00:00+00:00."
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def skiff_home() -> Path:
@@ -256,6 +282,98 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class ValidationConfig:
+    """The validate stage: where its suites and reports live, and the thresholds they use.
+
+    The Great Expectations suites in ``suites_dir`` name these thresholds as
+    ``$PARAMETER`` values; no threshold is written into a suite.
+
+    :param suites_dir: the suite definitions. Env ``SKIFF_GX_SUITES_DIR``, default
+        ``include/gx/suites``.
+    :param reports_dir: validation results (JSON) and Data Docs (HTML). Env ``SKIFF_GX_DIR``,
+        default ``$SKIFF_HOME/gx``.
+    :param volume_history_hours: hours before the data interval whose median event count is
+        the volume reference. Env ``SKIFF_VOLUME_HISTORY_HOURS``, default 24.
+    :param volume_min_ratio: the interval needs at least this share of the reference.
+        Env ``SKIFF_VOLUME_MIN_RATIO``, default 0.2 (the sample's quietest hour is ~0.3).
+    :param volume_max_ratio: the interval holds at most this multiple of the reference.
+        Env ``SKIFF_VOLUME_MAX_RATIO``, default 5.0 (the sample's busiest hour is ~1.8).
+    :param label_rate_min: lowest share of the interval's sessions with an add to cart (the
+        intent label). Env ``SKIFF_LABEL_RATE_MIN``, default 0.01.
+    :param label_rate_max: highest such share. Env ``SKIFF_LABEL_RATE_MAX``, default 0.5
+        (the sample's hours range from ~0.1 to ~0.25).
+    :param max_future_skew_minutes: how far, in minutes, events may be ahead of the later of
+        the run's clock and the interval's end (clock skew). Env
+        ``SKIFF_MAX_FUTURE_SKEW_MINUTES``, default 10.
+    :param earliest_event_time: events before it are "far before the log's start" (typically
+        seconds read as milliseconds). Env ``SKIFF_EARLIEST_EVENT_TIME`` (ISO 8601), default
+        2018-01-01 UTC (the Coveo data starts in late 2018).
+    :param max_duplicate_share: share of the interval's raw events that may be one of several
+        copies of an event (same session, time, type, action and SKU).
+        Env ``SKIFF_MAX_DUPLICATE_SHARE``, default 0.01.
+    :param max_unknown_sku_share: share of product events whose SKU may be missing from
+        ``dim_products`` (the real catalogue misses a few). Env ``SKIFF_MAX_UNKNOWN_SKU_SHARE``,
+        default 0.1.
+    :param max_event_gap_minutes: longest gap, in minutes, between consecutive events of a
+        session; a longer one means a session id shared by sessions hours apart.
+        Env ``SKIFF_MAX_EVENT_GAP_MINUTES``, default 120 (sessions end after 30 minutes idle).
+    """
+
+    suites_dir: Path = REPO_ROOT / "include" / "gx" / "suites"
+    reports_dir: Path = field(default_factory=lambda: skiff_home() / "gx")
+    volume_history_hours: int = 24
+    volume_min_ratio: float = 0.2
+    volume_max_ratio: float = 5.0
+    label_rate_min: float = 0.01
+    label_rate_max: float = 0.5
+    max_future_skew_minutes: int = 10
+    earliest_event_time: datetime = datetime(2018, 1, 1, tzinfo=UTC)
+    max_duplicate_share: float = 0.01
+    max_unknown_sku_share: float = 0.1
+    max_event_gap_minutes: int = 120
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.volume_min_ratio <= 1 <= self.volume_max_ratio:
+            raise SkiffConfigError(
+                f"SKIFF_VOLUME_MIN_RATIO={self.volume_min_ratio} and SKIFF_VOLUME_MAX_RATIO="
+                f"{self.volume_max_ratio} must bracket 1 (min <= 1 <= max): they scale the "
+                "median event count of the recent hours."
+            )
+        if not 0 <= self.label_rate_min < self.label_rate_max <= 1:
+            raise SkiffConfigError(
+                f"SKIFF_LABEL_RATE_MIN={self.label_rate_min} must be below SKIFF_LABEL_RATE_MAX="
+                f"{self.label_rate_max}, both within [0, 1]."
+            )
+        for name in ("max_duplicate_share", "max_unknown_sku_share"):
+            if not 0 <= getattr(self, name) < 1:
+                raise SkiffConfigError(
+                    f"SKIFF_{name.upper()}={getattr(self, name)} must be within [0, 1)."
+                )
+        for name in ("volume_history_hours", "max_event_gap_minutes"):
+            if getattr(self, name) < 1:
+                raise SkiffConfigError(f"SKIFF_{name.upper()}={getattr(self, name)} must be >= 1.")
+
+    @classmethod
+    def from_env(cls) -> ValidationConfig:
+        return cls(
+            suites_dir=Path(
+                _env("SKIFF_GX_SUITES_DIR", str(REPO_ROOT / "include" / "gx" / "suites"))
+            ).resolve(),
+            reports_dir=Path(_env("SKIFF_GX_DIR", str(skiff_home() / "gx"))).resolve(),
+            volume_history_hours=_env_int("SKIFF_VOLUME_HISTORY_HOURS", 24, minimum=1),
+            volume_min_ratio=_env_float("SKIFF_VOLUME_MIN_RATIO", 0.2),
+            volume_max_ratio=_env_float("SKIFF_VOLUME_MAX_RATIO", 5.0),
+            label_rate_min=_env_float("SKIFF_LABEL_RATE_MIN", 0.01),
+            label_rate_max=_env_float("SKIFF_LABEL_RATE_MAX", 0.5),
+            max_future_skew_minutes=_env_int("SKIFF_MAX_FUTURE_SKEW_MINUTES", 10),
+            earliest_event_time=_env_time("SKIFF_EARLIEST_EVENT_TIME", "2018-01-01T00:00:00+00:00"),
+            max_duplicate_share=_env_float("SKIFF_MAX_DUPLICATE_SHARE", 0.01),
+            max_unknown_sku_share=_env_float("SKIFF_MAX_UNKNOWN_SKU_SHARE", 0.1),
+            max_event_gap_minutes=_env_int("SKIFF_MAX_EVENT_GAP_MINUTES", 120, minimum=1),
+        )
+
+
+@dataclass(frozen=True)
 class SkiffConfig:
     """Every concern's config together; ``SkiffConfig.from_env()`` is the usual entry point."""
 
@@ -263,6 +381,7 @@ class SkiffConfig:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     dbt: DbtConfig = field(default_factory=DbtConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     @classmethod
     def from_env(cls) -> SkiffConfig:
@@ -272,4 +391,5 @@ class SkiffConfig:
             replay=ReplayConfig.from_env(),
             dbt=DbtConfig.from_env(warehouse),
             training=TrainingConfig.from_env(),
+            validation=ValidationConfig.from_env(),
         )
