@@ -21,6 +21,7 @@ def test_defaults_live_under_skiff_home(skiff_home: Path) -> None:
 
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("SKIFF_DBT_TARGET", raising=False)  # Cosmos may leave it in os.environ
     monkeypatch.setenv("SKIFF_WAREHOUSE", "Snowflake")
     monkeypatch.setenv("SKIFF_SNOWFLAKE_CONN_ID", "sf_prod")
     monkeypatch.setenv("SKIFF_REPLAY", "off")
