@@ -180,7 +180,8 @@ class CoOccurrence:
     """Item-to-item: the items that most often came right after the last item, then popular ones.
 
     :param n_items: vocabulary size.
-    :param k_max: longest list kept per item (``recommend``'s ``k`` must not exceed it).
+    :param k_max: longest list kept per item (``recommend``'s ``k`` must not exceed it, nor
+        the catalogue size minus one).
     """
 
     n_items: int
@@ -192,13 +193,14 @@ class CoOccurrence:
         """Count (item -> next item) transitions and fill each item's ranked list.
 
         Each item's list holds its successors by count (ties by id), then the most popular
-        items not already in it. Items never followed by anything get the popular list.
+        items not already in it, never the item itself (sessions do not repeat an item
+        twice in a row). Items never followed by anything get the popular list.
 
         :param sequences: training item sequences.
         :return: self.
         """
         self.popular_ = MostPopular(self.n_items).fit(sequences)
-        k = min(self.k_max, self.n_items - 2)
+        k = max(1, min(self.k_max, self.n_items - 3))  # every list excludes its own item
         v, off = sequences.values.astype(np.int64), sequences.offsets
         is_last = np.zeros(len(v), bool)
         is_last[off[1:][off[1:] > off[:-1]] - 1] = True
@@ -233,12 +235,12 @@ class CoOccurrence:
 
 
 def _top_up(table: np.ndarray, popular: np.ndarray) -> np.ndarray:
-    """Fill the -1 slots of each row with popular items not already in the row, in order."""
+    """Fill the -1 slots of row ``i`` with popular items not in it and other than ``i``."""
     k = table.shape[1]
     out = table.copy()
-    candidates = popular[:2 * k]
+    candidates = popular[:2 * k + 1]
     for row in np.flatnonzero((table < 0).any(axis=1)):
-        have = table[row][table[row] >= 0]
-        fill = candidates[~np.isin(candidates, have)][:k - len(have)]
-        out[row, len(have):len(have) + len(fill)] = fill
+        known = table[row][table[row] >= 0]
+        fill = candidates[~np.isin(candidates, np.append(known, row))][:k - len(known)]
+        out[row, len(known):len(known) + len(fill)] = fill
     return out

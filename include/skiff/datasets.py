@@ -31,6 +31,7 @@ __all__ = [
     "read_arrow",
     "read_marts",
     "intent_table",
+    "first_item_price",
     "time_cutoff",
     "split_by_time",
     "data_version",
@@ -136,8 +137,10 @@ def read_arrow(con: Any, sql: str) -> pa.Table:
     """
     if hasattr(con, "sql"):  # DuckDB (its connection and module both have .sql)
         relation = con.sql(sql)
-        table = relation.fetch_arrow_table() if hasattr(relation, "fetch_arrow_table") \
-            else relation.arrow()
+        for method in ("to_arrow_table", "fetch_arrow_table", "arrow"):  # newest API first
+            if hasattr(relation, method):
+                table = getattr(relation, method)()
+                break
         if isinstance(table, pa.RecordBatchReader):
             table = table.read_all()
     else:
@@ -177,7 +180,8 @@ def read_marts(
         raise SkiffConfigError(f"Marts schema {schema!r} is not a valid identifier "
                                "(letters, digits, _); check SKIFF_MARTS_SCHEMA.")
     if since is not None and until is not None and since >= until:
-        raise SkiffConfigError(f"since={since.isoformat()} must be before until={until.isoformat()}.")
+        raise SkiffConfigError(
+            f"since={since.isoformat()} must be before until={until.isoformat()}.")
     where = _time_filter(since, until)
     tables = {}
     for name, columns in MARTS.items():
@@ -195,11 +199,25 @@ def read_marts(
                 raise DataContractError(
                     f"Mart {schema}.{name} lacks column(s) {missing}: {exc}") from exc
             raise
-        tables[name] = table
+        tables[name] = _decode_json_lists(table, ("sku_sequence", "event_tokens"))
     if tables["fct_sessions"].num_rows == 0:
         raise DataContractError(f"{schema}.fct_sessions has no sessions{where or ''}; "
                                 "nothing to train on.")
     return Marts(tables["fct_sessions"], tables["fct_session_sequences"], tables["dim_products"])
+
+
+def _decode_json_lists(table: pa.Table, columns: tuple[str, ...]) -> pa.Table:
+    """Snowflake returns ARRAY columns as JSON text; turn them into ``list<string>``."""
+    for name in columns:
+        if name in table.column_names and pa.types.is_string(table[name].type):
+            try:
+                rows = [None if v is None else json.loads(v) for v in table[name].to_pylist()]
+            except ValueError as exc:
+                raise DataContractError(f"Column {name} is text but not a JSON array: {exc}") \
+                    from exc
+            index = table.column_names.index(name)
+            table = table.set_column(index, name, pa.array(rows, pa.list_(pa.string())))
+    return table
 
 
 def _time_filter(since: datetime | None, until: datetime | None) -> str:
@@ -260,6 +278,27 @@ def intent_table(marts: Marts) -> pa.Table:
             "fct_sessions and fct_session_sequences disagree.")
     return joined.select(["session_id", "session_start_at", "event_tokens", "sku_sequence",
                           "first_add_event_index", "seconds_to_first_add", "has_purchase"])
+
+
+def first_item_price(sku_sequence: pa.Array | pa.ChunkedArray, products: pa.Table) -> np.ndarray:
+    """Price bucket of each session's first product, from ``dim_products``.
+
+    :param sku_sequence: the sessions' ``sku_sequence`` lists.
+    :param products: ``dim_products`` (``product_sku_hash``, ``price_bucket``).
+    :return: float64 ``(n,)``; NaN when the session has no product or its price is unknown.
+    """
+    if isinstance(sku_sequence, pa.ChunkedArray):
+        sku_sequence = sku_sequence.combine_chunks()
+    lengths = pc.fill_null(pc.list_value_length(sku_sequence), 0).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(sku_sequence)  # null rows contribute nothing
+    if len(flat) == 0:
+        return np.full(len(lengths), np.nan)
+    starts = np.minimum(np.cumsum(lengths) - lengths, len(flat) - 1)
+    first = pc.if_else(pa.array(lengths > 0), flat.take(pa.array(starts)),
+                       pa.scalar(None, flat.type))
+    row = pc.index_in(first, value_set=products["product_sku_hash"].combine_chunks())
+    price = pc.take(products["price_bucket"].combine_chunks(), row)
+    return pc.cast(price, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
 
 
 def _as_datetime64(start_at: pa.Array | pa.ChunkedArray | np.ndarray) -> np.ndarray:

@@ -42,6 +42,8 @@ __all__ = [
     "intent_examples",
     "pad",
     "count_features",
+    "SESSION_FEATURES",
+    "intent_session_features",
     "next_item_examples",
     "item_counts",
 ]
@@ -203,7 +205,8 @@ class Vocabulary:
         """
         return np.array([self._index.get(t, OOV) for t in sequence], dtype=np.int32)
 
-    def encode_many(self, sequences: pa.Array | pa.ChunkedArray | Iterable[Sequence[str]]) -> Ragged:
+    def encode_many(self,
+                    sequences: pa.Array | pa.ChunkedArray | Iterable[Sequence[str]]) -> Ragged:
         """Ids of many sequences: an Arrow list column (fast path) or Python lists.
 
         Null tokens and unknown tokens become :data:`OOV`; null rows become empty rows.
@@ -447,6 +450,39 @@ def count_features(sequences: Ragged, vocab_size: int) -> np.ndarray:
     np.add.at(out, (rows, values.astype(np.int64) - 1), 1.0)
     out[:, -1] = sequences.lengths
     return out
+
+
+#: Names of the columns of :func:`intent_session_features`.
+SESSION_FEATURES = ("log_seconds_to_add", "log_seconds_per_detail", "first_item_price",
+                    "first_item_price_missing")
+
+
+def intent_session_features(
+    seconds_to_first_add: np.ndarray,
+    details_before_add: np.ndarray,
+    first_item_price: np.ndarray,
+) -> np.ndarray:
+    """Session features known at the first add (see :data:`SESSION_FEATURES`).
+
+    All are known when the add happens, so they are safe for every prefix at or after it:
+    the time from the session's start to the add, that time per product detail view, and
+    the price bucket of the session's first product (often the one added).
+
+    :param seconds_to_first_add: ``(n,)`` seconds from session start to the first add.
+    :param details_before_add: ``(n,)`` detail events up to the add.
+    :param first_item_price: ``(n,)`` price bucket of the first product, NaN if unknown.
+    :return: float32 ``(n, 4)``; a missing price is 0 with the missing flag 1.
+    :raises DataContractError: the inputs differ in length.
+    """
+    secs = np.maximum(np.asarray(seconds_to_first_add, np.float64), 0.0)
+    details = np.maximum(np.asarray(details_before_add, np.float64), 1.0)
+    price = np.asarray(first_item_price, np.float64)
+    if not len(secs) == len(details) == len(price):
+        raise DataContractError(f"Session feature inputs differ in length: {len(secs)}, "
+                                f"{len(details)}, {len(price)}.")
+    missing = ~np.isfinite(price)
+    return np.c_[np.log1p(secs), np.log1p(secs / details), np.where(missing, 0.0, price),
+                 missing].astype(np.float32)
 
 
 @dataclass(frozen=True)

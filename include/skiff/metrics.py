@@ -31,6 +31,8 @@ __all__ = [
     "compare",
 ]
 
+_TIE = 1e-9  # gains this close to the margin are ties (float noise)
+
 #: Weight of the micro-F1 at each number of events after the first add (Coveo cart task).
 COVEO_WEIGHTS: dict[int, float] = {0: 1.0, 2: 0.9, 4: 0.8, 6: 0.7, 8: 0.6, 10: 0.5}
 
@@ -177,7 +179,8 @@ def weighted_micro_f1(
     _same_length(y, k, "y_true and after_add")
     unknown = sorted(set(np.unique(k).tolist()) - set(weights))
     if unknown:
-        raise DataContractError(f"No weight for offsets {unknown}; weights cover {sorted(weights)}.")
+        raise DataContractError(
+            f"No weight for offsets {unknown}; weights cover {sorted(weights)}.")
     return float(sum(weights[int(o)] * (y[k == o] == p[k == o]).mean() for o in np.unique(k)))
 
 
@@ -361,7 +364,8 @@ def compare(
     """Decide whether ``candidate`` beats ``champion`` on ``metric`` by more than ``margin``.
 
     Both metric sets must come from the same evaluation sessions; this function cannot
-    check that. With no champion (first deploy) the candidate is promoted.
+    check that. With no champion (first deploy) the candidate is promoted. A gain within
+    ``1e-9`` of ``margin`` counts as equal to it (not enough), so float noise cannot promote.
 
     :param candidate: the candidate's metrics.
     :param champion: the deployed model's metrics, or None if nothing is deployed.
@@ -381,13 +385,14 @@ def compare(
     champ = _metric_value(champion, metric, "champion")
     gain = (cand - champ) if higher_is_better else (champ - cand)
     better = "higher" if higher_is_better else "lower"
-    if gain > margin:
+    promote = gain > margin + _TIE
+    if promote:
         reason = (f"Promote: candidate {metric}={cand:.4f} beats champion {champ:.4f} "
                   f"by {gain:.4f} (> margin {margin:.4f}; {better} is better).")
     else:
         reason = (f"Keep champion: candidate {metric}={cand:.4f} vs champion {champ:.4f}, "
                   f"gain {gain:.4f} is not above margin {margin:.4f} ({better} is better).")
-    return GateDecision(gain > margin, metric, cand, champ, margin, reason)
+    return GateDecision(promote, metric, cand, champ, margin, reason)
 
 
 def _metric_value(metrics: Mapping[str, float], metric: str, who: str) -> float:

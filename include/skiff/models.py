@@ -144,10 +144,10 @@ def build_intent_model(
 def build_next_item_model(
     n_items: int,
     *,
-    embedding_dim: int = 64,
-    units: int = 128,
+    embedding_dim: int = 32,
+    units: int = 64,
     cell: str = "gru",
-    dropout: float = 0.2,
+    dropout: float = 0.4,
     copy: bool = True,
     max_position: int = 10,
     item_log_prior: np.ndarray | None = None,
@@ -201,10 +201,11 @@ def build_next_item_model(
     session = keras.layers.Concatenate(name="session_parts")([state, e_first])
     session = keras.layers.Dense(units, activation="tanh", name="session")(session)
     session = keras.layers.Dropout(dropout, name="session_dropout")(session)
-    generated = _catalogue_head(session, n_items, item_log_prior)
+    generated = _catalogue_head(session, n_items)
     if not copy:
         logits = CatalogueLogits(n_items, name="logits")(generated)
-        return keras.Model({"items": items, "first": first}, logits, name="skiff_next_item")
+        return _with_prior(keras.Model({"items": items, "first": first}, logits,
+                                       name="skiff_next_item"), item_log_prior)
     # copy scores: each item of the window, then the first item, scored from its embedding,
     # its position from the end and the session vector
     cand_ids, cand = CopyCandidates(max_position, name="copy_candidates")(
@@ -213,16 +214,22 @@ def build_next_item_model(
     scores = keras.layers.Dense(1, name="copy_score")(c)
     scores = keras.layers.Reshape((-1,), name="copy_scores")(scores)
     logits = CatalogueLogits(n_items, name="logits")(generated, cand_ids, scores)
-    return keras.Model({"items": items, "first": first}, logits, name="skiff_next_item")
+    return _with_prior(keras.Model({"items": items, "first": first}, logits,
+                                   name="skiff_next_item"), item_log_prior)
 
 
-def _catalogue_head(session: Any, n_items: int, item_log_prior: np.ndarray | None) -> Any:
+def _catalogue_head(session: Any, n_items: int) -> Any:
     """Full-softmax logits of every item from the session vector (the swappable part)."""
     import keras
 
-    bias = "zeros" if item_log_prior is None else keras.initializers.Constant(
-        np.asarray(item_log_prior, np.float32))
-    return keras.layers.Dense(n_items, bias_initializer=bias, name="catalogue")(session)
+    return keras.layers.Dense(n_items, name="catalogue")(session)
+
+
+def _with_prior(model: Any, item_log_prior: np.ndarray | None) -> Any:
+    """Start the catalogue bias at ``item_log_prior`` (a weight, not a config value)."""
+    if item_log_prior is not None:
+        model.get_layer("catalogue").bias.assign(np.asarray(item_log_prior, np.float32))
+    return model
 
 
 def _check_sizes(**sizes: int) -> None:
@@ -239,7 +246,7 @@ def _check_dropout(dropout: float) -> None:
 def _fit(model: Any, inputs: Mapping[str, np.ndarray], y: np.ndarray, *, loss: Any,
          metrics: list[Any], epochs: int, batch_size: int, learning_rate: float,
          validation: tuple[Mapping[str, np.ndarray], np.ndarray] | None, seed: int | None,
-         verbose: int, callbacks: list[Any] | None, extra: dict[str, Any]) -> TrainResult:
+         verbose: int, callbacks: list[Any] | None) -> TrainResult:
     import keras
 
     _check_sizes(epochs=epochs, batch_size=batch_size)
@@ -253,7 +260,9 @@ def _fit(model: Any, inputs: Mapping[str, np.ndarray], y: np.ndarray, *, loss: A
         raise DataContractError("No training examples.")
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
+    # jit_compile=False: XLA's compile time outweighs its gain for these small models on CPU
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics,
+                  jit_compile=False)
     began = time.perf_counter()
     fitted = model.fit(dict(inputs), y, epochs=epochs, batch_size=batch_size,
                        validation_data=(dict(validation[0]), validation[1]) if validation else None,
@@ -263,7 +272,7 @@ def _fit(model: Any, inputs: Mapping[str, np.ndarray], y: np.ndarray, *, loss: A
     log.info("Trained %s on %s examples in %.1f s: %s", model.name, n, seconds,
              {k: round(v[-1], 4) for k, v in history.items()})
     params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-              "seed": seed, **extra}
+              "seed": seed}
     return TrainResult(model, history, seconds, params)
 
 
@@ -302,7 +311,7 @@ def train_intent(
     return _fit(model, inputs, y, loss="binary_crossentropy",
                 metrics=[keras.metrics.AUC(name="auc")], epochs=epochs, batch_size=batch_size,
                 learning_rate=learning_rate, validation=validation, seed=seed, verbose=verbose,
-                callbacks=callbacks, extra={})
+                callbacks=callbacks)
 
 
 def train_next_item(
@@ -311,8 +320,8 @@ def train_next_item(
     targets: np.ndarray,
     *,
     epochs: int = 6,
-    batch_size: int = 256,
-    learning_rate: float = 3e-3,
+    batch_size: int = 512,
+    learning_rate: float = 5e-3,
     validation: tuple[Mapping[str, np.ndarray], np.ndarray] | None = None,
     seed: int | None = 42,
     verbose: int = 0,
@@ -342,8 +351,7 @@ def train_next_item(
     return _fit(model, inputs, y, loss=loss,
                 metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=20, name="hit_rate@20")],
                 epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                validation=validation, seed=seed, verbose=verbose, callbacks=callbacks,
-                extra={})
+                validation=validation, seed=seed, verbose=verbose, callbacks=callbacks)
 
 
 # --------------------------------------------------------------------------- inference
