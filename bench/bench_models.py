@@ -8,8 +8,7 @@ What it does (the steps IntentFlow and RecFlow will run, without Metaflow):
 3. next item: fit most-popular and co-occurrence, train the Keras model, score the last
    item of every held-out session (MRR@20, HitRate@20, coverage@20, slices);
 4. intent: prefixes at the first add and 2/4/6/8/10 events after it; fit majority class and
-   logistic regression on counts, train the Keras model (tokens only, and with session
-   features), score ROC-AUC (pooled and per offset), F1/precision/recall at the threshold
+   logistic regression on counts, train the Keras model on event tokens, score ROC-AUC (pooled and per offset), F1/precision/recall at the threshold
    chosen on training data, and the Coveo weighted micro-F1;
 5. print the figures side by side (and write them as JSON with ``--out``).
 
@@ -36,11 +35,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "include"))
 
-from skiff import baselines, datasets, features, metrics  # noqa: E402
+from skiff import datasets, intent, next_item  # noqa: E402
 
-K = 20
-REC_MODEL = "keras gru+copy"
-INTENT_MODEL = "keras gru (tokens)"
+REC_MODEL = next_item.MODEL
+INTENT_MODEL = intent.MODEL
+K = next_item.K
 
 
 def build_warehouse(workdir: Path, sessions: int, seed: int, end: datetime) -> Path:
@@ -70,151 +69,29 @@ def build_warehouse(workdir: Path, sessions: int, seed: int, end: datetime) -> P
 
 def bench_next_item(marts: datasets.Marts, cutoff: np.datetime64, args: argparse.Namespace
                     ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    from skiff import models
-
-    seqs = marts.sequences
-    split = datasets.split_by_time(seqs["session_start_at"], cutoff)
-    vocab = features.build_vocabulary(seqs["sku_sequence"].take(split.train),
-                                      min_count=args.min_count)
-    ids = vocab.encode_many(seqs["sku_sequence"])
-    train, held = ids.take(split.train), ids.take(split.held_out)
-    train_ex = features.next_item_examples(train, window=args.window, drop_oov_targets=True)
-    eval_ex = features.next_item_examples(held, window=args.window, positions="last")
-    counts = features.item_counts(train, len(vocab))
-    info = {"items": len(vocab), "train_sessions": len(train), "train_examples": len(train_ex),
-            "eval_examples": len(eval_ex), "oov_targets": float((eval_ex.target == 1).mean())}
-
+    data = next_item.prepare(marts.sequences, cutoff, window=args.window, min_count=args.min_count)
+    info = data.info
     results: dict[str, dict[str, Any]] = {}
-
-    def score(name: str, top: np.ndarray, fit_s: float) -> None:
-        row = metrics.next_item_report(top, eval_ex.target, len(vocab), K)
-        slices = metrics.next_item_slices(top, eval_ex.target, eval_ex.length, counts, k=K)
-        for s in ("short", "long", "popular", "long_tail"):
-            row[f"mrr@{K} {s}"] = slices[s][f"mrr@{K}"]
-        row["fit_s"] = fit_s
-        results[name] = row
-
     t = time.perf_counter()
-    pop = baselines.MostPopular(len(vocab)).fit(train)
-    score("most popular", pop.recommend(eval_ex, K), time.perf_counter() - t)
-    t = time.perf_counter()
-    co = baselines.CoOccurrence(len(vocab)).fit(train)
-    score("co-occurrence", co.recommend(eval_ex, K), time.perf_counter() - t)
-
-    prior = np.log(counts + 1.0)
-    prior -= prior.mean()
-    model = models.build_next_item_model(len(vocab), max_position=args.window,
-                                         item_log_prior=prior)
-    fitted = models.train_next_item(model, train_ex.inputs(), train_ex.target,
-                                    epochs=args.rec_epochs, seed=args.seed)
-    t = time.perf_counter()
-    top, _ = models.predict_next_item(model, eval_ex.inputs(), K)
-    info["keras_predict_s"] = time.perf_counter() - t
-    score(REC_MODEL, top, fitted.seconds)
-    info["keras_params"] = fitted.params
-    # ablation: the same net without the copy scores (what the copy head adds)
-    if args.ablations:
-        plain = models.build_next_item_model(len(vocab), copy=False, item_log_prior=prior)
-        fitted = models.train_next_item(plain, train_ex.inputs(), train_ex.target,
-                                        epochs=args.rec_epochs, seed=args.seed)
-        score("keras gru (no copy)", models.predict_next_item(plain, eval_ex.inputs(), K)[0],
-              fitted.seconds)
+    for name, top in next_item.baseline_top_k(data, K).items():
+        results[name] = next_item.score(top, data, K)
+    results["co-occurrence"]["fit_s"] = time.perf_counter() - t  # both baselines together
+    variants = [(REC_MODEL, True)] + ([("keras gru (no copy)", False)] if args.ablations else [])
+    for name, copy in variants:  # the ablation shows what the copy head adds
+        fitted = next_item.train(data, epochs=args.rec_epochs, seed=args.seed, copy=copy)
+        results[name] = next_item.score(next_item.model_top_k(fitted.model, data, K), data, K)
+        results[name]["fit_s"] = fitted.seconds
     return results, info
 
 
 def bench_intent(marts: datasets.Marts, cutoff: np.datetime64, args: argparse.Namespace
                  ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    from skiff import models
-
-    table = datasets.intent_table(marts)
-    vocab = features.event_vocabulary()
-    tokens = vocab.encode_many(table["event_tokens"])
-    split = datasets.split_by_time(table["session_start_at"], cutoff)
-    labels = table["has_purchase"].to_numpy(zero_copy_only=False).astype(np.int8)
-    add_index = table["first_add_event_index"].to_numpy(zero_copy_only=False)
-    at_add, rows = features.prefix_at_add(tokens, add_index)
-    details = np.zeros(len(tokens))
-    details[rows] = features.count_features(at_add, len(vocab))[:, vocab.index("detail") - 1]
-    session_feats = features.intent_session_features(
-        table["seconds_to_first_add"].to_numpy(zero_copy_only=False), details,
-        datasets.first_item_price(table["sku_sequence"], marts.products))
-    stop = vocab.index("purchase")
-
-    def examples(rows: np.ndarray) -> tuple[features.IntentExamples, np.ndarray]:
-        ex = features.intent_examples(tokens.take(rows), add_index[rows], labels[rows],
-                                      after_add=features.COVEO_AFTER_ADD, stop_id=stop)
-        return ex, session_feats[rows][ex.session]
-
-    train, f_train = examples(split.train)
-    held, f_held = examples(split.held_out)
-    info = {"train_sessions": len(split.train), "held_out_sessions": len(split.held_out),
-            "train_examples": len(train), "eval_examples": len(held),
-            "purchase_rate_at_add": float(held.labels[held.after_add == 0].mean())}
-    results: dict[str, dict[str, Any]] = {}
-
-    def score(name: str, p_train: np.ndarray, p_held: np.ndarray, fit_s: float,
-              threshold: float | None = None) -> None:
-        thr = metrics.best_f1_threshold(train.labels, p_train) if threshold is None else threshold
-        at = held.after_add == 0
-        s = metrics.binary_scores(held.labels, p_held, thr)
-        row: dict[str, Any] = {
-            "roc_auc": _auc(held.labels, p_held),
-            "roc_auc@add": _auc(held.labels[at], p_held[at]),
-            "f1": s.f1, "precision": s.precision, "recall": s.recall, "threshold": thr,
-            # the Coveo score is accuracy-based: use the accuracy-optimal 0.5 for probabilities
-            "weighted_micro_f1@0.5": metrics.weighted_micro_f1(
-                held.labels, p_held >= 0.5, held.after_add),
-        }
-        per_offset = []
-        for k in features.COVEO_AFTER_ADD[1:]:
-            rows = held.after_add == k
-            row[f"roc_auc@add+{k}"] = _auc(held.labels[rows], p_held[rows])
-            per_offset.append(row[f"roc_auc@add+{k}"])
-        # mean of the per-offset AUCs: no credit for knowing how far past the add a prefix is
-        row["roc_auc mean over offsets"] = float(np.nanmean([row["roc_auc@add"], *per_offset]))
-        row["fit_s"] = fit_s
-        results[name] = row
-
-    counts_train = features.count_features(train.prefixes, len(vocab))
-    counts_held = features.count_features(held.prefixes, len(vocab))
-    t = time.perf_counter()
-    majority = baselines.MajorityClass().fit(counts_train, train.labels)
-    score("majority class", majority.predict_proba(counts_train),
-          majority.predict_proba(counts_held), time.perf_counter() - t, majority.threshold)
-    t = time.perf_counter()
-    logreg = baselines.LogisticRegression().fit(counts_train, train.labels)
-    score("logistic (counts)", logreg.predict_proba(counts_train),
-          logreg.predict_proba(counts_held), time.perf_counter() - t)
-    if args.ablations:  # a reference, not a baseline: what the session features do alone
-        x_train = np.c_[np.log1p(counts_train), f_train]
-        x_held = np.c_[np.log1p(counts_held), f_held]
-        t = time.perf_counter()
-        ref = baselines.LogisticRegression(log1p=False).fit(x_train, train.labels)
-        score("ref: logistic (counts+session)", ref.predict_proba(x_train),
-              ref.predict_proba(x_held), time.perf_counter() - t)
-
-    tok_train, _ = features.pad(train.prefixes, args.max_len)
-    tok_held, _ = features.pad(held.prefixes, args.max_len)
-    for name, with_features in ((INTENT_MODEL, False),
-                                ("keras gru (tokens+session)", True)):
-        if with_features:
-            model = models.build_intent_model(
-                len(vocab), n_features=f_train.shape[1], feature_mean=f_train.mean(axis=0),
-                feature_variance=f_train.var(axis=0))
-            x_train = {"tokens": tok_train, "features": f_train}
-            x_held = {"tokens": tok_held, "features": f_held}
-        else:
-            model = models.build_intent_model(len(vocab))
-            x_train, x_held = {"tokens": tok_train}, {"tokens": tok_held}
-        fitted = models.train_intent(model, x_train, train.labels, epochs=args.intent_epochs,
-                                     seed=args.seed)
-        score(name, models.predict_intent(model, x_train), models.predict_intent(model, x_held),
-              fitted.seconds)
-    return results, info
-
-
-def _auc(y: np.ndarray, p: np.ndarray) -> float:
-    return metrics.roc_auc(y, p) if 0 < y.sum() < len(y) else math.nan
+    data = intent.prepare(marts, cutoff, max_len=args.max_len)
+    results = {name: intent.score(data, *scores) for name, scores in intent.baseline_scores(data).items()}
+    fitted = intent.train(data, epochs=args.intent_epochs, seed=args.seed)
+    results[INTENT_MODEL] = intent.score(data, *intent.model_scores(fitted.model, data))
+    results[INTENT_MODEL]["fit_s"] = fitted.seconds
+    return results, data.info
 
 
 def print_table(title: str, results: dict[str, dict[str, Any]], first: str) -> None:
@@ -270,16 +147,16 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
     rec, rec_info = bench_next_item(marts, cutoff, args)
     print(f"next item: {rec_info}", flush=True)
-    intent, intent_info = bench_intent(marts, cutoff, args)
+    intent_rows, intent_info = bench_intent(marts, cutoff, args)
     print(f"intent: {intent_info}", flush=True)
 
     print_table(f"NEXT ITEM (held-out last item, k={K})", rec, f"mrr@{K}")
-    print_table("INTENT (purchase after add; held-out prefixes at add+0..10)", intent, "roc_auc")
+    print_table("INTENT (purchase after add; held-out prefixes at add+0..10)", intent_rows, "roc_auc")
     best_base = max(rec["most popular"][f"mrr@{K}"], rec["co-occurrence"][f"mrr@{K}"])
     model_mrr = rec[REC_MODEL][f"mrr@{K}"]
-    model_auc, base_auc = intent[INTENT_MODEL]["roc_auc"], intent["logistic (counts)"]["roc_auc"]
+    model_auc, base_auc = intent_rows[INTENT_MODEL]["roc_auc"], intent_rows["logistic (counts)"]["roc_auc"]
     out = {"data_version": version.as_dict(), "args": {k: str(v) for k, v in vars(args).items()},
-           "next_item": rec, "next_item_info": rec_info, "intent": intent,
+           "next_item": rec, "next_item_info": rec_info, "intent": intent_rows,
            "intent_info": intent_info, "best_baseline_mrr": best_base,
            "rec_pass": model_mrr > best_base, "intent_pass": model_auc > base_auc,
            "seconds": time.perf_counter() - began}
@@ -300,7 +177,7 @@ def run(scale: str) -> list[Any]:
 
     sessions = 20_000 if scale == "small" else 100_000
     out = benchmark(parser().parse_args(["--sessions", str(sessions), "--no-ablations"]))
-    rec, intent = out["next_item"], out["intent"]
+    rec, intent_rows = out["next_item"], out["intent"]
     note = f"{sessions} sessions, latest 20% held out"
     return [
         Figure("models", f"next item: keras MRR@{K}", rec[REC_MODEL][f"mrr@{K}"], "",
@@ -310,12 +187,12 @@ def run(scale: str) -> list[Any]:
                note),
         Figure("models", "next item: keras training time", rec[REC_MODEL]["fit_s"], "s",
                "< 60 s", "CPU"),
-        Figure("models", "intent: keras ROC-AUC (add+0..10)", intent[INTENT_MODEL]["roc_auc"],
-               "", f"> {intent['logistic (counts)']['roc_auc']:.3f}",
+        Figure("models", "intent: keras ROC-AUC (add+0..10)", intent_rows[INTENT_MODEL]["roc_auc"],
+               "", f"> {intent_rows['logistic (counts)']['roc_auc']:.3f}",
                f"logistic on counts; {note}"),
-        Figure("models", "intent: keras ROC-AUC at the add", intent[INTENT_MODEL]["roc_auc@add"],
-               "", f"> {intent['logistic (counts)']['roc_auc@add']:.3f}", "logistic on counts"),
-        Figure("models", "intent: keras training time", intent[INTENT_MODEL]["fit_s"], "s",
+        Figure("models", "intent: keras ROC-AUC at the add", intent_rows[INTENT_MODEL]["roc_auc@add"],
+               "", f"> {intent_rows['logistic (counts)']['roc_auc@add']:.3f}", "logistic on counts"),
+        Figure("models", "intent: keras training time", intent_rows[INTENT_MODEL]["fit_s"], "s",
                "< 60 s", "CPU"),
     ]
 
