@@ -1,0 +1,82 @@
+"""Glue the training flows share: read the validated marts, store models, size the steps."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from skiff.config import WarehouseConfig, skiff_home
+from skiff.datasets import Marts, read_marts
+from skiff.replay import parse_time
+
+__all__ = ["open_marts", "store_model", "step_resources", "models_dir"]
+
+
+def _naive_utc(value: str | None) -> datetime | None:
+    return parse_time(value).replace(tzinfo=None) if value else None
+
+
+def open_marts(config: WarehouseConfig, *, until: str | None = None, max_sessions: int = 0) -> Marts:
+    """Read the marts the DAG just validated, from DuckDB or Snowflake as configured.
+
+    :param config: the warehouse settings.
+    :param until: only sessions that started before this time (the data interval's end).
+    :param max_sessions: keep only the latest this many sessions (0 = all): the run's sample size.
+    """
+    schema = config.marts_schema
+    if config.backend == "duckdb":
+        import duckdb
+
+        con = duckdb.connect(str(config.duckdb_path), read_only=True)
+    else:
+        from skiff.warehouse import snowflake_connector
+
+        con = snowflake_connector(config.snowflake_conn_id)()
+    try:
+        end = _naive_utc(until)
+        since = None
+        if max_sessions:
+            where = f" where session_start_at < '{end.isoformat(sep=' ')}'" if end else ""
+            cur = con.cursor() if not hasattr(con, "sql") else con
+            rows = cur.execute(
+                f"select session_start_at from {schema}.fct_sessions{where} "
+                f"order by session_start_at desc limit 1 offset {int(max_sessions) - 1}"
+            ).fetchall()
+            since = rows[0][0] if rows else None
+        return read_marts(con, schema=schema, since=since, until=end)
+    finally:
+        con.close()
+
+
+def models_dir(flow: str, run_id: str) -> Path:
+    """Where a run's exported models live locally: ``$SKIFF_HOME/models/<flow>/<run_id>``."""
+    return skiff_home() / "models" / flow / str(run_id)
+
+
+def store_model(model: Any, flow: str, run_id: str, *, k: int = 20) -> dict[str, Any]:
+    """Save a fitted model as ``model.keras`` and a SavedModel export (``saved_model/``).
+
+    :return: ``{"keras_path", "saved_model_path", "saved_model_tar"}``; the tarball (bytes) is
+        what a Metaflow artifact keeps and what SageMaker's ``model.tar.gz`` expects.
+    """
+    from skiff import models
+
+    folder = models_dir(flow, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    keras_path = models.save_keras(model, folder / "model.keras")
+    saved = models.export_saved_model(model, folder / "saved_model" / "1", k=k)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(saved, arcname="1")
+    return {"keras_path": str(keras_path), "saved_model_path": str(saved),
+            "saved_model_tar": buffer.getvalue()}
+
+
+def step_resources() -> dict[str, int]:
+    """``@resources`` of a training step: GPUs and memory set by the launch (0 GPUs locally)."""
+    return {"gpu": int(os.environ.get("SKIFF_BATCH_GPU", "0")),
+            "memory": int(os.environ.get("SKIFF_BATCH_MEMORY", "16000"))}
