@@ -28,7 +28,7 @@ MANIFEST  := $(DBT_DIR)/target/manifest.json
 INSTALLED := $(VENV)/.skiff-installed
 DBT_SRC   := $(shell find $(DBT_DIR) -type f \( -name '*.sql' -o -name '*.yml' \) -not -path '*/target/*' 2>/dev/null)
 
-.PHONY: help install run test test-all bench airflow status clean
+.PHONY: help install run run-bad test test-all bench airflow status clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,25 @@ run: install  ## generate + load a sample and run skiff_hourly for its last hour
 	echo "==> airflow dags test skiff_hourly $$LOGICAL_DATE"; \
 	$(BIN)/airflow dags test skiff_hourly "$$LOGICAL_DATE"
 	@$(BIN)/skiff status
+	@$(BIN)/skiff report
+
+# A demonstration on a deliberately bad hour, in its own folder ($(SKIFF_HOME)/bad/<defect>):
+# the replay source's history is loaded, the bad batch replaces the last hour's delivery
+# (SKIFF_REPLAY=off: nothing else is ingested), and the run must stop at a validate task.
+BAD_HOME = $(SKIFF_HOME)/bad/$(DEFECT)
+run-bad: install  ## run one hour on a bad batch: make run-bad DEFECT=future_timestamps (list: skiff corrupt --list)
+	@test -n "$(DEFECT)" || { $(BIN)/skiff corrupt --list; echo "usage: make run-bad DEFECT=<name>"; exit 2; }
+	@mkdir -p $(BAD_HOME)
+	@export SKIFF_HOME=$(BAD_HOME) AIRFLOW_HOME=$(BAD_HOME)/airflow SKIFF_REPLAY=off \
+		SKIFF_DUCKDB_PATH=$(BAD_HOME)/warehouse.duckdb SKIFF_REPLAY_DIR=$(BAD_HOME)/source; \
+	$(BIN)/airflow db migrate > $(BAD_HOME)/airflow-migrate.log 2>&1 \
+		|| { cat $(BAD_HOME)/airflow-migrate.log; exit 1; }; \
+	LOGICAL_DATE=$$($(BIN)/skiff -q replay-init | tail -n 1); \
+	$(BIN)/skiff corrupt --defect $(DEFECT); \
+	echo "==> airflow dags test skiff_hourly $$LOGICAL_DATE (log: $(BAD_HOME)/dags-test.log)"; \
+	$(BIN)/airflow dags test skiff_hourly "$$LOGICAL_DATE" > $(BAD_HOME)/dags-test.log 2>&1 || true; \
+	grep -h -A30 "GXIntervalValidationFailed: " $(BAD_HOME)/dags-test.log | sed '/^Nothing downstream/q' || true; \
+	if $(BIN)/skiff report; then echo "run-bad: the bad batch passed validation" >&2; exit 1; fi
 
 status:  ## row counts of the raw log and the marts
 	@$(BIN)/skiff status

@@ -5,11 +5,24 @@ Every hour, for the data interval `[data_interval_start, data_interval_end)`:
 
 1. **ingest_events** (only when the embedded replay source is on, `SKIFF_REPLAY`): appends
    the interval's events of the generated source to the raw log, as an event collector would.
-2. **prepare**: the dbt project in `include/dbt`, rendered by Cosmos from its manifest: one task
+2. **validate_raw** (Great Expectations, before dbt reads the hour): `validate_raw_schema`
+   (the raw tables' columns and types against the contract), then `validate_raw_events`
+   (the interval's raw events: ids, contract values, timestamps, duplicates) and
+   `validate_volume` (the interval's event count against the recent hours' median; an
+   empty hour fails).
+3. **prepare**: the dbt project in `include/dbt`, rendered by Cosmos from its manifest: one task
    per model, each followed by its tests. Incremental models read only the new hour
    (plus a lookback for sessions that started earlier).
+4. **validate** (Great Expectations, on what dbt built): `validate_session_events`
+   (sessionised events: order, gaps, SKUs known to the catalogue), `validate_sessions`
+   (`fct_sessions`: keys, funnel order, intent label rate) and `validate_products`
+   (`dim_products`: keys, price buckets).
 
-Validation, training, gating and deployment follow `prepare` (see the README's roadmap).
+Each validate task runs one suite of `include/gx/suites` on the interval's slice of its table,
+keeps the result under `$SKIFF_HOME/gx` (JSON and Data Docs) and fails, without retrying,
+with a message naming the table, the defects and examples of bad rows. A failure stops
+everything downstream and fires the failure alert (`on_failure_callback`, a log line until
+Slack is configured). Training, gating and deployment follow `validate` (see the README).
 
 Trigger it from the UI with **Trigger DAG w/ config** to set the params below.
 """
@@ -18,12 +31,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, TaskGroup
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 from cosmos.profiles import SnowflakeUserPasswordProfileMapping
 
+from notifiers.log_webhook import DAG_FAILURE_TEXT, TASK_FAILURE_TEXT, LogWebhookNotifier
 from operators.ingest import ReplayIngestOperator
+from operators.validate import GXValidateIntervalOperator
 from skiff.config import SkiffConfig
 
 CONFIG = SkiffConfig.from_env()
@@ -60,7 +75,9 @@ with DAG(
         "retry_delay": timedelta(minutes=2),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=20),
+        "on_failure_callback": LogWebhookNotifier(text=TASK_FAILURE_TEXT),
     },
+    on_failure_callback=LogWebhookNotifier(text=DAG_FAILURE_TEXT),
     params={
         "full_refresh": Param(
             False,
@@ -109,6 +126,48 @@ with DAG(
         operator_args={"full_refresh": "{{ params.full_refresh }}", "install_deps": False},
     )
 
+    # Great Expectations suites of include/gx/suites, one task each. The raw checks run
+    # before dbt, so a bad hour never reaches the marts; the mart checks after it.
+    with TaskGroup("validate_raw", prefix_group_id=False,
+                   tooltip="Great Expectations on the interval's raw events") as validate_raw:
+        validate_raw_schema = GXValidateIntervalOperator(
+            task_id="validate_raw_schema",
+            suite="raw_schema",
+            doc_md="The raw log's tables have the contract's columns and types.",
+        )
+        validate_raw_schema >> [
+            GXValidateIntervalOperator(
+                task_id="validate_raw_events",
+                suite="browsing_train",
+                doc_md="The interval's raw events: ids, contract values, timestamps, duplicates.",
+            ),
+            GXValidateIntervalOperator(
+                task_id="validate_volume",
+                suite="volume",
+                doc_md="The interval's event count against the recent hours' median.",
+            ),
+        ]
+
+    with TaskGroup("validate", prefix_group_id=False,
+                   tooltip="Great Expectations on the marts dbt built") as validate:
+        GXValidateIntervalOperator(
+            task_id="validate_session_events",
+            suite="int_session_events",
+            doc_md="Sessionised events of the interval's sessions: order, gaps, known SKUs.",
+        )
+        GXValidateIntervalOperator(
+            task_id="validate_sessions",
+            suite="fct_sessions",
+            doc_md="fct_sessions of the interval: keys, funnel order, intent label rate.",
+        )
+        GXValidateIntervalOperator(
+            task_id="validate_products",
+            suite="dim_products",
+            doc_md="dim_products: keys and price buckets.",
+        )
+
+    validate_raw >> prepare >> validate
+
     if CONFIG.replay.enabled:
         ingest = ReplayIngestOperator(
             task_id="ingest_events",
@@ -117,4 +176,4 @@ with DAG(
             until="{{ data_interval_end.isoformat() }}",
             doc_md="Append the interval's events of the replay source to the raw log.",
         )
-        ingest >> prepare
+        ingest >> validate_raw

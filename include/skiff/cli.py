@@ -84,6 +84,62 @@ def _cmd_status(args: argparse.Namespace, cfg: SkiffConfig) -> None:
             print(f"  {schema}.{table:<24} {shown:>12}")
 
 
+def _cmd_corrupt(args: argparse.Namespace, cfg: SkiffConfig) -> None:
+    from skiff.corrupt import DEFECTS, IntervalData, append_bad_batch, build_bad_batch
+    from skiff.replay import SourceInfo, to_epoch_ms
+    from skiff.schema import BROWSING
+    from skiff.warehouse import warehouse_from_config
+
+    if args.list or not args.defect:
+        for defect in DEFECTS.values():
+            print(f"  {defect.name:<22} fails {defect.task_id:<24} {defect.description}")
+        if not args.list:
+            raise SkiffError("choose a defect: skiff corrupt --defect NAME (names above)")
+        return
+    info = SourceInfo.read(cfg.replay.source_dir)
+    start, end = info.last_interval
+    warehouse = warehouse_from_config(cfg.warehouse)
+    batch_id = f"corrupt:{args.defect}:{start.isoformat()}"
+    if warehouse.batch_loaded(BROWSING, batch_id):
+        print(f"{batch_id} is already in the raw log: nothing appended.")
+        return
+    with_rows = _interval_rows(warehouse, cfg, to_epoch_ms(start), to_epoch_ms(end))
+    if with_rows:
+        raise SkiffError(
+            f"The raw log already holds {with_rows:,} events of {start:%Y-%m-%d %H:%M} .. "
+            f"{end:%H:%M} UTC: a bad batch must replace the hour's delivery, not add to it. "
+            "Use a fresh SKIFF_HOME (make run-bad does), or make clean first."
+        )
+    bad = build_bad_batch(args.defect, IntervalData.from_source(cfg.replay.source_dir, start, end),
+                          seed=args.seed)
+    rows = append_bad_batch(bad, warehouse, batch_id)
+    defect = DEFECTS[args.defect]
+    print(f"appended bad batch {batch_id}: {bad.note}; rows {rows or 'none'}")
+    print(f"the run of {start:%Y-%m-%d %H:%M} .. {end:%H:%M} UTC (logical date {end.isoformat()}) "
+          f"should fail at {defect.task_id}, naming {defect.expect}")
+
+
+def _interval_rows(warehouse, cfg: SkiffConfig, start_ms: int, end_ms: int) -> int:
+    from skiff.warehouse import DuckDBWarehouse
+
+    if not isinstance(warehouse, DuckDBWarehouse) or not warehouse.path.exists():
+        return 0
+    with warehouse.connect() as con:
+        return con.execute(
+            f"select count(*) from {cfg.warehouse.raw_schema}.browsing_train "
+            "where server_timestamp_epoch_ms >= ? and server_timestamp_epoch_ms < ?",
+            [start_ms, end_ms],
+        ).fetchall()[0][0]
+
+
+def _cmd_report(args: argparse.Namespace, cfg: SkiffConfig) -> int:
+    from skiff.validation import read_reports, report_summary
+
+    label, documents = read_reports(cfg.validation.reports_dir, args.interval)
+    print(report_summary(cfg.validation.reports_dir, label, documents))
+    return 1 if any(not d["success"] for d in documents) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     cfg = SkiffConfig.from_env()
     parser = argparse.ArgumentParser(prog="skiff", description=__doc__)
@@ -113,6 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="row counts of the raw log and the marts")
     status.set_defaults(func=_cmd_status)
+
+    corrupt = sub.add_parser(
+        "corrupt", help="append a deliberately bad batch for the replay source's last hour")
+    corrupt.add_argument("--defect", help="the defect to plant (see --list)")
+    corrupt.add_argument("--list", action="store_true", help="list the defects and exit")
+    corrupt.add_argument("--seed", type=int, default=0, help="which rows the defect touches")
+    corrupt.set_defaults(func=_cmd_corrupt)
+
+    report = sub.add_parser("report", help="the validate stage's results of an interval "
+                                           "(exit status 1 when a suite failed)")
+    report.add_argument("--interval", help="interval start, ISO 8601 (default: the latest)")
+    report.set_defaults(func=_cmd_report)
     return parser
 
 
@@ -121,11 +189,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                             format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-        args.func(args, SkiffConfig.from_env())
+        status = args.func(args, SkiffConfig.from_env())
     except SkiffError as exc:
         print(f"skiff: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -314,6 +314,9 @@ class ValidationConfig:
     :param max_unknown_sku_share: share of product events whose SKU may be missing from
         ``dim_products`` (the real catalogue misses a few). Env ``SKIFF_MAX_UNKNOWN_SKU_SHARE``,
         default 0.1.
+    :param max_out_of_order_share: share of the sessions that add and purchase which may
+        purchase before their first add (a real shopper can buy what an earlier session
+        added). Env ``SKIFF_MAX_OUT_OF_ORDER_SHARE``, default 0.05.
     :param max_event_gap_minutes: longest gap, in minutes, between consecutive events of a
         session; a longer one means a session id shared by sessions hours apart.
         Env ``SKIFF_MAX_EVENT_GAP_MINUTES``, default 120 (sessions end after 30 minutes idle).
@@ -330,6 +333,7 @@ class ValidationConfig:
     earliest_event_time: datetime = datetime(2018, 1, 1, tzinfo=UTC)
     max_duplicate_share: float = 0.01
     max_unknown_sku_share: float = 0.1
+    max_out_of_order_share: float = 0.05
     max_event_gap_minutes: int = 120
 
     def __post_init__(self) -> None:
@@ -344,7 +348,7 @@ class ValidationConfig:
                 f"SKIFF_LABEL_RATE_MIN={self.label_rate_min} must be below SKIFF_LABEL_RATE_MAX="
                 f"{self.label_rate_max}, both within [0, 1]."
             )
-        for name in ("max_duplicate_share", "max_unknown_sku_share"):
+        for name in ("max_duplicate_share", "max_unknown_sku_share", "max_out_of_order_share"):
             if not 0 <= getattr(self, name) < 1:
                 raise SkiffConfigError(
                     f"SKIFF_{name.upper()}={getattr(self, name)} must be within [0, 1)."
@@ -369,6 +373,7 @@ class ValidationConfig:
             earliest_event_time=_env_time("SKIFF_EARLIEST_EVENT_TIME", "2018-01-01T00:00:00+00:00"),
             max_duplicate_share=_env_float("SKIFF_MAX_DUPLICATE_SHARE", 0.01),
             max_unknown_sku_share=_env_float("SKIFF_MAX_UNKNOWN_SKU_SHARE", 0.1),
+            max_out_of_order_share=_env_float("SKIFF_MAX_OUT_OF_ORDER_SHARE", 0.05),
             max_event_gap_minutes=_env_int("SKIFF_MAX_EVENT_GAP_MINUTES", 120, minimum=1),
         )
 

@@ -1,0 +1,173 @@
+"""Validate one table's rows of the data interval with its Great Expectations suite."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowFailException
+from great_expectations_provider.common.errors import GXValidationFailed
+from great_expectations_provider.operators.validate_batch import GXValidateBatchOperator
+
+from hooks.gx import GXWarehouseHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from great_expectations import ExpectationSuite
+    from great_expectations.core.batch_definition import BatchDefinition
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+    )
+    from great_expectations.data_context import AbstractDataContext
+
+    from skiff.config import SkiffConfig
+    from skiff.validation import RenderedSuite
+
+__all__ = ["GXValidateIntervalOperator", "GXIntervalValidationFailed"]
+
+
+class GXIntervalValidationFailed(GXValidationFailed, AirflowFailException):
+    """A suite failed on the interval's data: the task fails at once, without retries.
+
+    Bad data is not a transient error; retrying would only delay the alert. The message
+    names the table, the interval, each failed expectation with its defect, counts and
+    examples of the bad rows, and the report. ``defects`` lists the defect names.
+    """
+
+    def __init__(self, message: str, *, result: dict[str, Any], task_id: str,
+                 defects: Sequence[str] = ()) -> None:
+        super().__init__(validation_result_dict=result, task_id=task_id, message=message)
+        self.defects = tuple(defects)
+
+
+class GXValidateIntervalOperator(GXValidateBatchOperator):
+    """Validate the rows one suite guards, for the run's data interval.
+
+    A thin layer over the Great Expectations provider's ``GXValidateBatchOperator``: at
+    execute time it reads the suite from ``include/gx/suites`` (:mod:`skiff.validation`),
+    fills in the interval and the thresholds of ``ValidationConfig``, and hands the
+    provider a batch definition from :class:`~hooks.gx.GXWarehouseHook` (a DataFrame of
+    the interval's slice on DuckDB, a query asset of GX's Snowflake datasource on
+    Snowflake). The provider runs the validation and pushes its result to XCom.
+
+    Every result is kept under ``$SKIFF_HOME/gx`` (JSON per interval, and Data Docs). A failed
+    suite raises :class:`GXIntervalValidationFailed`, whose message says what is wrong
+    with which rows; the task fails without retrying, so nothing downstream runs and the
+    failure callback fires.
+
+    .. seealso:: ``include/gx/README.md`` for the suites; the README's "Validation" section.
+
+    :param suite: the suite's name, e.g. ``fct_sessions`` (templated).
+    :param interval_start: the data interval's start, ISO 8601 (templated); default
+        ``{{ data_interval_start }}``.
+    :param interval_end: its end, exclusive (templated); default ``{{ data_interval_end }}``.
+    :param data_docs: also render the result's Data Docs page (about 0.2 s). Default ``True``.
+    :param result_format: GX result format; ``SUMMARY`` (default) keeps counts and up to 20
+        unexpected values per expectation.
+    """
+
+    template_fields: Sequence[str] = ("suite", "interval_start", "interval_end")
+    ui_color = "#fdf3e7"
+
+    def __init__(
+        self,
+        *,
+        suite: str,
+        interval_start: str = "{{ data_interval_start.isoformat() }}",
+        interval_end: str = "{{ data_interval_end.isoformat() }}",
+        data_docs: bool = True,
+        result_format: str = "SUMMARY",
+        **kwargs: Any,
+    ) -> None:
+        if result_format not in ("BOOLEAN_ONLY", "BASIC", "SUMMARY", "COMPLETE"):
+            raise ValueError(f"result_format={result_format!r} is not a GX result format")
+        super().__init__(
+            configure_batch_definition=self._configure_batch_definition,
+            configure_expectations=self._configure_expectations,
+            result_format=result_format,
+            **kwargs,
+        )
+        self.suite = suite
+        self.interval_start = interval_start
+        self.interval_end = interval_end
+        self.data_docs = data_docs
+        self._rendered: RenderedSuite | None = None
+        self._gx_context: AbstractDataContext | None = None
+
+    @cached_property
+    def config(self) -> SkiffConfig:
+        from skiff.config import SkiffConfig
+
+        return SkiffConfig.from_env()
+
+    @cached_property
+    def hook(self) -> GXWarehouseHook:
+        return GXWarehouseHook(self.config.warehouse)
+
+    # -- the provider's callables: they run inside its execute, on its GX context
+
+    def _configure_batch_definition(self, gx_context: AbstractDataContext) -> BatchDefinition:
+        self._gx_context = gx_context
+        return self.hook.batch_definition(gx_context, self.rendered.name, self.rendered.sql)
+
+    def _configure_expectations(self, gx_context: AbstractDataContext) -> ExpectationSuite:
+        return gx_context.suites.add_or_update(self.rendered.to_gx())
+
+    @property
+    def rendered(self) -> RenderedSuite:
+        if self._rendered is None:
+            raise RuntimeError("the suite is rendered in execute(); nothing to validate yet")
+        return self._rendered
+
+    # --
+
+    def execute(self, context: Context) -> None:
+        from skiff.validation import (
+            SuiteSpec,
+            ValidationWindow,
+            failure_message,
+            failures,
+            fetch_parameters,
+            success_message,
+            write_report,
+        )
+
+        # Airflow runs a copy of the operator made after __init__: point the provider's
+        # callables at this copy, which holds the rendered suite and the GX context.
+        self.configure_batch_definition = self._configure_batch_definition
+        self.configure_expectations = self._configure_expectations
+        window = ValidationWindow.of(self.interval_start, self.interval_end)
+        spec = SuiteSpec.load(self.suite, self.config.validation.suites_dir)
+        self._rendered = spec.render(fetch_parameters(spec, self.config, window, self.hook.records))
+        self.log.info("Validating %s for %s with suite %s; rows:\n%s",
+                      self.rendered.table, window, self.suite, self.rendered.sql)
+        self.batch_parameters = self.hook.batch_parameters(self.rendered.sql)
+        failure: GXValidationFailed | None = None
+        try:
+            super().execute(context)
+        except GXValidationFailed as exc:
+            failure = exc
+        result = self._validation_result()
+        report = write_report(result, self.rendered, window, self.config.validation.reports_dir,
+                              data_docs=self.data_docs)
+        payload = result.to_json_dict()
+        if failure is not None or not result.success:
+            message = failure_message(self.rendered, window, payload, report)
+            raise GXIntervalValidationFailed(
+                message,
+                result=result.describe_dict(),
+                task_id=self.task_id,
+                defects=sorted({f.defect for f in failures(payload)}),
+            ) from failure
+        self.log.info(success_message(self.rendered, window, payload))
+        for line in report.lines():
+            self.log.info(line)
+
+    def _validation_result(self) -> ExpectationSuiteValidationResult:
+        """The full result (with each expectation's meta) from the provider's GX context."""
+        store = self._gx_context.validation_results_store if self._gx_context else None
+        keys = store.list_keys() if store is not None else []
+        if len(keys) != 1:
+            raise RuntimeError(f"expected one validation result in the GX context, found {len(keys)}")
+        return store.get(keys[0])

@@ -1,0 +1,128 @@
+"""The validate stage on real data: the good batch passes every suite, and each bad batch of
+the corpus fails the suite meant to catch it, naming its defect, after every suite before it
+passed (so that the DAG stops exactly there).
+
+The suites run through the real operator (``GXValidateIntervalOperator``: hook, GX provider,
+report), outside Airflow; ``tests/e2e/test_bad_batches.py`` runs them in ``dag.test()``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bad_batches import (
+    LABEL,
+    MART_TASKS,
+    SEED,
+    START,
+    TASK_SUITES,
+    interval_data,
+    make_log,
+    make_source,
+    run_suite,
+    write_corpus,
+)
+
+from skiff.corrupt import DEFECTS, IntervalData, build_bad_batch
+from skiff.load import load_dir
+from skiff.warehouse import DuckDBWarehouse
+
+pytestmark = pytest.mark.integration
+
+RAW_TASKS = ("validate_raw_schema", "validate_raw_events", "validate_volume")
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    return make_source(tmp_path_factory.mktemp("source"))
+
+
+@pytest.fixture(scope="module")
+def data(source) -> IntervalData:
+    return interval_data(source)
+
+
+@pytest.fixture(scope="module")
+def good_log(source, tmp_path_factory):
+    work = tmp_path_factory.mktemp("good")
+    log = make_log(work, source)
+    log.build_marts(work)
+    return log
+
+
+def test_good_batch_passes_every_suite(good_log, tmp_path) -> None:
+    for task_id, suite in TASK_SUITES.items():
+        error, ti = run_suite(task_id, good_log, tmp_path)
+        assert error is None, f"{task_id} failed on the good batch:\n{error}"
+        assert ti.xcom["return_value"]["success"] is True
+        document = json.loads((tmp_path / "results" / LABEL / f"{suite}.json").read_text())
+        assert document["success"] and document["defects"] == []
+        assert document["interval"]["start"] == START.isoformat()
+
+
+def _upstream(task_id: str) -> tuple[str, ...]:
+    """Validate tasks that must pass for the DAG to reach ``task_id``."""
+    if task_id in MART_TASKS:
+        return RAW_TASKS
+    if task_id == "validate_raw_schema":
+        return ()
+    # raw events and volume run side by side after the schema: each defect names one of them
+    return tuple(t for t in RAW_TASKS if t != task_id)
+
+
+@pytest.mark.parametrize("defect", [pytest.param(name, id=name) for name in DEFECTS])
+def test_each_bad_batch_fails_its_suite(defect, source, data, tmp_path) -> None:
+    spec = DEFECTS[defect]
+    bad = build_bad_batch(defect, data, seed=SEED)
+    log = make_log(tmp_path / "log", source, bad)
+    reports = tmp_path / "gx"
+    for task_id in _upstream(spec.task_id):
+        error, _ = run_suite(task_id, log, reports)
+        assert error is None, f"{task_id} must pass so that {spec.task_id} is reached:\n{error}"
+    if spec.task_id in MART_TASKS:
+        log.build_marts(tmp_path / "dbt")
+
+    error, ti = run_suite(spec.task_id, log, reports)
+
+    assert error is not None, f"{spec.task_id} passed the {defect} batch"
+    message = str(error)
+    assert spec.expect in error.defects, message
+    assert f"[{spec.expect}]" in message and "Data validation failed:" in message
+    assert f"Report: {reports}" in message
+    assert ti.xcom["return_value"]["success"] is False  # the provider's result, in XCom
+    suite = TASK_SUITES[spec.task_id]
+    document = json.loads((reports / "results" / LABEL / f"{suite}.json").read_text())
+    assert spec.expect in document["defects"] and not document["success"]
+    # the raw log keeps the bad batch as delivered
+    if bad.tables:
+        with log.warehouse.connect() as con:
+            kept = con.execute("select count(*) from raw.browsing_train where batch_id like 'corrupt:%'"
+                               ).fetchall()[0][0]
+        assert kept == bad.tables["browsing_train"].num_rows
+
+
+def test_messages_show_counts_and_examples(source, data, tmp_path) -> None:
+    log = make_log(tmp_path / "log", source, build_bad_batch("bad_event_types", data, seed=SEED))
+    error, _ = run_suite("validate_raw_events", log, tmp_path / "gx")
+    lines = str(error).splitlines()
+    assert lines[0].startswith("Data validation failed: raw.browsing_train, data interval "
+                               "2026-11-18 11:00 UTC .. 2026-11-18 12:00 UTC (suite browsing_train")
+    (failure,) = [line for line in lines if "[bad_event_types]" in line]
+    assert "event types outside the contract" in failure
+    assert "rows (" in failure and "'click'" in failure  # counts and an example value
+
+
+def test_corpus_has_one_loadable_folder_per_defect(data, tmp_path) -> None:
+    folders = write_corpus(tmp_path / "corpus", data)
+    assert set(folders) == set(DEFECTS)
+    for name, folder in folders.items():
+        files = sorted(p.name for p in folder.iterdir())
+        if name == "empty_hour":
+            assert files == []
+            continue
+        assert "browsing_train.parquet" in files, name
+        summary = load_dir(folder, DuckDBWarehouse(tmp_path / f"{name}.duckdb"), batch_id=name)
+        assert summary.rows["browsing_train"] > 0
+    assert (folders["retyped_column"] / "drift.sql").read_text().startswith("alter table")
