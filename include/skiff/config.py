@@ -10,6 +10,7 @@ The README's configuration table lists every variable below.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ __all__ = [
     "DbtConfig",
     "ValidationConfig",
     "TrainingConfig",
+    "ServingConfig",
     "SkiffConfig",
 ]
 
@@ -379,6 +381,198 @@ class ValidationConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    """The gate, the deploy target and the ``/predict`` serving path.
+
+    Two models are served, each behind its own endpoint ``<endpoint_name>-<model>``
+    (``skiff-intent``, ``skiff-rec``): a SageMaker endpoint in production, the local model
+    server (``skiff serve``) by default. The Lambda handler reads its own settings from
+    the variables :meth:`lambda_environment` lists, so the zip needs no Skiff install.
+
+    :param backend: ``local`` (the local model server, the embedded default) or
+        ``sagemaker``. Env ``SKIFF_SERVING``, default ``local``.
+    :param endpoint_name: prefix of the endpoint names. Env ``SKIFF_ENDPOINT_NAME``,
+        default ``skiff``.
+    :param aws_conn_id: Airflow connection of the AWS account (S3, SageMaker, Lambda).
+        Env ``SKIFF_AWS_CONN_ID``, default ``aws_default``.
+    :param region: AWS region. Env ``SKIFF_AWS_REGION``, default ``us-east-1``.
+    :param role_arn: execution role of the SageMaker models (required on ``sagemaker``).
+        Env ``SKIFF_SAGEMAKER_ROLE_ARN``.
+    :param instance_type: endpoint instance type. Env ``SKIFF_SAGEMAKER_INSTANCE_TYPE``,
+        default ``ml.m5.large``.
+    :param instance_count: endpoint instances. Env ``SKIFF_SAGEMAKER_INSTANCE_COUNT``, default 1.
+    :param image_uri: serving container (SageMaker's TensorFlow Serving image; ``{region}``
+        is filled in). Env ``SKIFF_SAGEMAKER_IMAGE_URI``, default
+        ``763104351884.dkr.ecr.{region}.amazonaws.com/tensorflow-inference:2.19-cpu``.
+    :param bucket: S3 bucket of the model tarballs and the registry (required on
+        ``sagemaker``). Env ``SKIFF_ARTIFACT_BUCKET``.
+    :param prefix: key prefix in that bucket. Env ``SKIFF_ARTIFACT_PREFIX``, default ``skiff``.
+    :param registry_uri: where the champion registry lives. Env ``SKIFF_REGISTRY_URI``, default
+        ``$SKIFF_HOME/registry`` (``local``) or ``s3://<bucket>/<prefix>/registry`` (``sagemaker``).
+    :param host: address the local model server and ``/predict`` adapter bind to.
+        Env ``SKIFF_SERVE_HOST``, default ``127.0.0.1``.
+    :param port: port of the local model server (``/ping``, ``/invocations``).
+        Env ``SKIFF_SERVE_PORT``, default 8080 (the SageMaker container's port).
+    :param api_port: port of the local ``GET /predict`` adapter. Env ``SKIFF_API_PORT``,
+        default 8000.
+    :param max_batch: largest micro-batch of concurrent requests one model call serves
+        (1 = no batching). Env ``SKIFF_SERVE_MAX_BATCH``, default 64.
+    :param batch_wait_ms: how long, in milliseconds, the first request of a batch waits for
+        company (0 = only requests already queued). Env ``SKIFF_SERVE_BATCH_WAIT_MS``, default 0.
+    :param max_tokens: most tokens ``session`` may hold. Env ``SKIFF_PREDICT_MAX_TOKENS``,
+        default 200.
+    :param top_k: SKUs a recommendation returns (at most the model's export ``k``).
+        Env ``SKIFF_PREDICT_TOP_K``, default 10.
+    :param gate_metric_intent: metric the intent gate compares. Env ``SKIFF_GATE_METRIC_INTENT``,
+        default ``roc_auc``.
+    :param gate_metric_rec: metric the recommendation gate compares. Env
+        ``SKIFF_GATE_METRIC_REC``, default ``mrr@20``.
+    :param gate_margin: how much better, in the metric's units, a challenger must be.
+        Env ``SKIFF_GATE_MARGIN``, default 0.0 (strictly better).
+    """
+
+    backend: str = "local"
+    endpoint_name: str = "skiff"
+    aws_conn_id: str = "aws_default"
+    region: str = "us-east-1"
+    role_arn: str = ""
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
+    image_uri: str = "763104351884.dkr.ecr.{region}.amazonaws.com/tensorflow-inference:2.19-cpu"
+    bucket: str = ""
+    prefix: str = "skiff"
+    registry_uri: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_port: int = 8000
+    max_batch: int = 64
+    batch_wait_ms: float = 0.0
+    max_tokens: int = 200
+    top_k: int = 10
+    gate_metric_intent: str = "roc_auc"
+    gate_metric_rec: str = "mrr@20"
+    gate_margin: float = 0.0
+
+    BACKENDS = ("local", "sagemaker")
+    MODELS = ("intent", "rec")
+
+    def __post_init__(self) -> None:
+        if self.backend not in self.BACKENDS:
+            raise SkiffConfigError(
+                f"SKIFF_SERVING={self.backend!r} is not supported; use one of {self.BACKENDS}."
+            )
+        if not re.fullmatch(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,49}", self.endpoint_name):
+            raise SkiffConfigError(
+                f"SKIFF_ENDPOINT_NAME={self.endpoint_name!r} must be 1-50 letters, digits or "
+                "hyphens (SageMaker endpoint names; '-intent'/'-rec' are appended)."
+            )
+        if self.backend == "sagemaker":
+            missing = [var for var, value in (("SKIFF_SAGEMAKER_ROLE_ARN", self.role_arn),
+                                              ("SKIFF_ARTIFACT_BUCKET", self.bucket)) if not value]
+            if missing:
+                raise SkiffConfigError(
+                    f"SKIFF_SERVING=sagemaker needs {', '.join(missing)} (the models' IAM "
+                    "execution role ARN and the S3 bucket of the model tarballs)."
+                )
+            if not self.role_arn.startswith("arn:"):
+                raise SkiffConfigError(
+                    f"SKIFF_SAGEMAKER_ROLE_ARN={self.role_arn!r} must be a role ARN "
+                    "(arn:aws:iam::<account>:role/<name>)."
+                )
+        for name, low in (("instance_count", 1), ("max_batch", 1), ("max_tokens", 1),
+                          ("top_k", 1)):
+            if getattr(self, name) < low:
+                raise SkiffConfigError(f"{self._env_name(name)}={getattr(self, name)} must be "
+                                       f">= {low}.")
+        for name in ("port", "api_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise SkiffConfigError(f"{self._env_name(name)}={getattr(self, name)} is not a "
+                                       "port (0-65535; 0 picks a free one).")
+        if not (self.batch_wait_ms >= 0 and self.gate_margin >= 0):
+            raise SkiffConfigError("SKIFF_SERVE_BATCH_WAIT_MS and SKIFF_GATE_MARGIN must be >= 0.")
+
+    @staticmethod
+    def _env_name(field_name: str) -> str:
+        return {"instance_count": "SKIFF_SAGEMAKER_INSTANCE_COUNT",
+                "max_batch": "SKIFF_SERVE_MAX_BATCH", "max_tokens": "SKIFF_PREDICT_MAX_TOKENS",
+                "top_k": "SKIFF_PREDICT_TOP_K", "port": "SKIFF_SERVE_PORT",
+                "api_port": "SKIFF_API_PORT"}[field_name]
+
+    def endpoint(self, model: str) -> str:
+        """The endpoint serving one model, e.g. ``skiff-rec``.
+
+        :param model: ``intent`` or ``rec``.
+        :return: the endpoint name.
+        :raises SkiffConfigError: ``model`` is neither.
+        """
+        if model not in self.MODELS:
+            raise SkiffConfigError(f"model={model!r} is not served; use one of {self.MODELS}.")
+        return f"{self.endpoint_name}-{model}"
+
+    def gate_metric(self, model: str) -> str:
+        """The metric the gate compares for ``model`` (``intent`` or ``rec``)."""
+        self.endpoint(model)  # validates the name
+        return self.gate_metric_intent if model == "intent" else self.gate_metric_rec
+
+    @property
+    def image(self) -> str:
+        """:attr:`image_uri` with the region filled in."""
+        return self.image_uri.replace("{region}", self.region)
+
+    @property
+    def registry(self) -> str:
+        """Where the champion registry lives: a folder, or an ``s3://`` prefix."""
+        if self.registry_uri:
+            return self.registry_uri
+        if self.backend == "sagemaker":
+            return f"s3://{self.bucket}/{self.prefix}/registry"
+        return str(skiff_home() / "registry")
+
+    @property
+    def local_url(self) -> str:
+        """Base URL of the local model server, e.g. ``http://127.0.0.1:8080``."""
+        return f"http://{self.host}:{self.port}"
+
+    def lambda_environment(self) -> dict[str, str]:
+        """Environment variables of the ``/predict`` Lambda (``include/lambda/handler.py``).
+
+        :return: the variables, by name.
+        """
+        return {
+            "SKIFF_ENDPOINT_NAME": self.endpoint_name,
+            "SKIFF_AWS_REGION": self.region,
+            "SKIFF_PREDICT_MAX_TOKENS": str(self.max_tokens),
+            "SKIFF_PREDICT_TOP_K": str(self.top_k),
+        }
+
+    @classmethod
+    def from_env(cls) -> ServingConfig:
+        return cls(
+            backend=_env("SKIFF_SERVING", "local").lower(),
+            endpoint_name=_env("SKIFF_ENDPOINT_NAME", "skiff"),
+            aws_conn_id=_env("SKIFF_AWS_CONN_ID", "aws_default"),
+            region=_env("SKIFF_AWS_REGION", "us-east-1"),
+            role_arn=_env("SKIFF_SAGEMAKER_ROLE_ARN", ""),
+            instance_type=_env("SKIFF_SAGEMAKER_INSTANCE_TYPE", "ml.m5.large"),
+            instance_count=_env_int("SKIFF_SAGEMAKER_INSTANCE_COUNT", 1, minimum=1),
+            image_uri=_env("SKIFF_SAGEMAKER_IMAGE_URI", cls.image_uri),
+            bucket=_env("SKIFF_ARTIFACT_BUCKET", ""),
+            prefix=_env("SKIFF_ARTIFACT_PREFIX", "skiff").strip("/"),
+            registry_uri=_env("SKIFF_REGISTRY_URI", ""),
+            host=_env("SKIFF_SERVE_HOST", "127.0.0.1"),
+            port=_env_int("SKIFF_SERVE_PORT", 8080),
+            api_port=_env_int("SKIFF_API_PORT", 8000),
+            max_batch=_env_int("SKIFF_SERVE_MAX_BATCH", 64, minimum=1),
+            batch_wait_ms=_env_float("SKIFF_SERVE_BATCH_WAIT_MS", 0.0),
+            max_tokens=_env_int("SKIFF_PREDICT_MAX_TOKENS", 200, minimum=1),
+            top_k=_env_int("SKIFF_PREDICT_TOP_K", 10, minimum=1),
+            gate_metric_intent=_env("SKIFF_GATE_METRIC_INTENT", "roc_auc"),
+            gate_metric_rec=_env("SKIFF_GATE_METRIC_REC", "mrr@20"),
+            gate_margin=_env_float("SKIFF_GATE_MARGIN", 0.0),
+        )
+
+
+@dataclass(frozen=True)
 class SkiffConfig:
     """Every concern's config together; ``SkiffConfig.from_env()`` is the usual entry point."""
 
@@ -387,6 +581,7 @@ class SkiffConfig:
     dbt: DbtConfig = field(default_factory=DbtConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
 
     @classmethod
     def from_env(cls) -> SkiffConfig:
@@ -397,4 +592,5 @@ class SkiffConfig:
             dbt=DbtConfig.from_env(warehouse),
             training=TrainingConfig.from_env(),
             validation=ValidationConfig.from_env(),
+            serving=ServingConfig.from_env(),
         )

@@ -4,13 +4,24 @@ The tree, so callers know what to catch::
 
     SkiffError
      ├── SkiffConfigError (also a ValueError)   a setting is invalid; the message names the env var
-     └── DataContractError                       input data breaks the Coveo schema contract
-          └── MissingInputError                  an expected input file or table is absent
+     ├── DataContractError                       input data breaks the Coveo schema contract
+     │    └── MissingInputError                  an expected input file or table is absent
+     ├── ServingError                            the model server or an endpoint failed
+     │    └── ModelLoadError                     a model bundle cannot be loaded (never swapped in)
+     └── RegistryError                           the champion registry is missing or inconsistent
 """
 
 from __future__ import annotations
 
-__all__ = ["SkiffError", "SkiffConfigError", "DataContractError", "MissingInputError"]
+__all__ = [
+    "SkiffError",
+    "SkiffConfigError",
+    "DataContractError",
+    "MissingInputError",
+    "ServingError",
+    "ModelLoadError",
+    "RegistryError",
+]
 
 
 class SkiffError(Exception):
@@ -27,3 +38,15 @@ class DataContractError(SkiffError):
 
 class MissingInputError(DataContractError):
     """An expected input (file, folder, table) does not exist."""
+
+
+class ServingError(SkiffError):
+    """The model server or an endpoint failed (not the caller's request)."""
+
+
+class ModelLoadError(ServingError):
+    """A model bundle could not be loaded or failed its warm-up; it was not swapped in."""
+
+
+class RegistryError(SkiffError):
+    """The champion registry is missing a record or holds an inconsistent one."""

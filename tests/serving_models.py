@@ -1,0 +1,59 @@
+"""Tiny servable models for the serving tests: a next-item and an intent bundle in ~2 s.
+
+The models are untrained (random weights): serving tests check plumbing, not quality.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parents[1]
+#: The SKUs of the tiny next-item model's vocabulary (ids 2..).
+SKUS = tuple(f"sku{i:02d}" for i in range(28))
+WINDOW, K = 4, 5
+
+
+def rec_bundle(path: Path, version: str = "RecFlow/1", seed: int = 0) -> Path:
+    """A next-item bundle over :data:`SKUS` (window 4, top 5)."""
+    import keras
+
+    from skiff import features, models, serving
+
+    keras.utils.set_random_seed(seed)
+    vocab = features.Vocabulary((features.PAD_TOKEN, features.OOV_TOKEN, *SKUS))
+    model = models.build_next_item_model(len(vocab), embedding_dim=8, units=8,
+                                         max_position=WINDOW)
+    return serving.write_bundle(model, path, kind="rec", vocabulary=vocab, version=version,
+                                max_len=WINDOW, k=K)
+
+
+def intent_bundle(path: Path, version: str = "IntentFlow/1", seed: int = 0,
+                  n_features: int = 0) -> Path:
+    """An intent bundle over the event tokens (tokens only unless ``n_features``)."""
+    import keras
+
+    from skiff import features, models, serving
+
+    keras.utils.set_random_seed(seed)
+    vocab = features.event_vocabulary()
+    model = models.build_intent_model(len(vocab), embedding_dim=4, units=4,
+                                      n_features=n_features)
+    return serving.write_bundle(model, path, kind="intent", vocabulary=vocab, version=version,
+                                max_len=20)
+
+
+def load_lambda_module(name: str) -> ModuleType:
+    """``include/lambda/<name>.py`` (``lambda`` is a keyword, so no package import)."""
+    if name == "handler":
+        return load_lambda_module("local_adapter").load_handler()
+    key = f"skiff_lambda_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, REPO / "include" / "lambda" / f"{name}.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
