@@ -1,0 +1,349 @@
+"""``GET /predict?session=a,b,c``: Skiff's prediction API, as an AWS Lambda handler.
+
+API Gateway (REST or HTTP API, proxy integration) calls :func:`lambda_handler`; locally,
+``local_adapter.py`` turns real HTTP requests into the same events. The handler validates
+the query, calls one model endpoint through a ``sagemaker-runtime`` client and answers JSON.
+
+Query parameters:
+
+- ``session`` (required): comma-separated tokens, oldest first. Event types
+  (``view,detail,add,remove,purchase``) ask the intent model; SKU hashes ask the
+  recommendation model.
+- ``model`` (optional): ``intent`` or ``rec``; default: ``intent`` when every token is an
+  event type, else ``rec``.
+- ``k`` (optional, ``rec`` only): how many SKUs to return, 1.. ``SKIFF_PREDICT_TOP_K``.
+
+Answers (always JSON): 200 with the prediction and the model version; 400 with a message
+for any bad input (missing or empty ``session``, too many tokens, bad characters, unknown
+tokens, a huge query string); 404/405 for other routes and methods; 502/503 when the model
+endpoint fails or is missing. Never a stack trace.
+
+Settings, read once per container: ``SKIFF_ENDPOINT_NAME`` (endpoint prefix, default
+``skiff``: endpoints ``skiff-intent``, ``skiff-rec``), ``SKIFF_PREDICT_MAX_TOKENS`` (200),
+``SKIFF_PREDICT_TOP_K`` (10), ``SKIFF_AWS_REGION``, and ``SKIFF_RUNTIME_URL`` (an
+``endpoint_url`` for the runtime client, e.g. the local model server; unset on AWS).
+
+The runtime client is made once per container by a factory; :func:`set_client_factory`
+replaces it (tests pass a fake, ``skiff serve`` an in-process client).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+__all__ = [
+    "EVENT_TOKENS",
+    "MODELS",
+    "MAX_QUERY_CHARS",
+    "Settings",
+    "lambda_handler",
+    "set_client_factory",
+    "get_client",
+    "parse_request",
+    "proxy_event",
+]
+
+log = logging.getLogger("skiff.predict")
+
+#: The intent model's event types (``skiff.features.EVENT_TOKENS``; a test keeps them equal).
+EVENT_TOKENS = frozenset(("view", "detail", "add", "remove", "purchase"))
+#: Models the API serves.
+MODELS = ("intent", "rec")
+#: Longest query string accepted, in characters.
+MAX_QUERY_CHARS = 8192
+#: Longest token, in characters (Coveo SKU hashes have 64).
+MAX_TOKEN_CHARS = 128
+_TOKEN = re.compile(r"[A-Za-z0-9_\-]+")
+_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+
+
+class Settings:
+    """The handler's settings, from the environment (see the module docstring)."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        self.endpoint_prefix = env.get("SKIFF_ENDPOINT_NAME", "skiff")
+        self.max_tokens = _positive(env.get("SKIFF_PREDICT_MAX_TOKENS", "200"), 200)
+        self.top_k = _positive(env.get("SKIFF_PREDICT_TOP_K", "10"), 10)
+        self.region = env.get("SKIFF_AWS_REGION") or env.get("AWS_REGION") or "us-east-1"
+        self.runtime_url = env.get("SKIFF_RUNTIME_URL") or None
+
+    def endpoint(self, model: str) -> str:
+        return f"{self.endpoint_prefix}-{model}"
+
+
+def _positive(raw: str, default: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+class _Reject(Exception):
+    """A request answered with an error status and message (never a trace)."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message = status, error, message
+
+
+# --------------------------------------------------------------------------- the client
+
+def _boto3_client() -> Any:
+    """boto3's ``sagemaker-runtime`` client (unsigned toward a local URL without credentials)."""
+    import boto3
+    import botocore
+    from botocore.config import Config
+
+    settings = SETTINGS
+    options: dict[str, Any] = {}
+    if settings.runtime_url and boto3.Session().get_credentials() is None:
+        options["signature_version"] = botocore.UNSIGNED  # the local model server checks none
+    return boto3.client(
+        "sagemaker-runtime", region_name=settings.region, endpoint_url=settings.runtime_url,
+        config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2,
+                      read_timeout=10, tcp_keepalive=True, **options))
+
+
+_client_factory: Callable[[], Any] = _boto3_client
+_client: Any = None
+SETTINGS = Settings()
+
+
+def set_client_factory(factory: Callable[[], Any] | None, settings: Settings | None = None
+                       ) -> None:
+    """Replace how the runtime client is made (None: boto3's), and optionally the settings.
+
+    The next request builds the client again from ``factory``.
+
+    :param factory: no-argument callable returning an object with ``invoke_endpoint``.
+    :param settings: settings to use instead of the environment's.
+    """
+    global _client_factory, _client, SETTINGS
+    _client_factory = factory or _boto3_client
+    _client = None
+    if settings is not None:
+        SETTINGS = settings
+
+
+def get_client() -> Any:
+    """The runtime client of this container, made on first use."""
+    global _client
+    if _client is None:
+        _client = _client_factory()
+    return _client
+
+
+# --------------------------------------------------------------------------- the request
+
+def _method_and_path(event: dict[str, Any]) -> tuple[str, str]:
+    http = (event.get("requestContext") or {}).get("http") or {}
+    method = event.get("httpMethod") or http.get("method") or "GET"
+    path = event.get("rawPath") or event.get("path") or http.get("path") or "/predict"
+    return str(method).upper(), str(path)
+
+
+def _query(event: dict[str, Any]) -> dict[str, list[str]]:
+    """Query parameters as lists of values, checking the size first."""
+    raw = event.get("rawQueryString")
+    if raw is None:  # REST API (payload 1.0): rebuild it from the parsed parameters
+        multi = event.get("multiValueQueryStringParameters")
+        single = event.get("queryStringParameters")
+        if multi:
+            params = {str(k): [str(v) for v in (vs or [])] for k, vs in multi.items()}
+        elif single:
+            params = {str(k): [str(v)] for k, v in single.items()}
+        else:
+            params = {}
+        size = sum(len(k) + len(v) + 2 for k, vs in params.items() for v in vs)
+        if size > MAX_QUERY_CHARS:
+            raise _Reject(400, "bad_request", f"The query string is too long ({size} "
+                                              f"characters; at most {MAX_QUERY_CHARS}).")
+        return params
+    if len(raw) > MAX_QUERY_CHARS:
+        raise _Reject(400, "bad_request", f"The query string is too long ({len(raw)} "
+                                          f"characters; at most {MAX_QUERY_CHARS}).")
+    return parse_qs(raw, keep_blank_values=True)
+
+
+def _one(params: dict[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise _Reject(400, "bad_request", f"Give '{name}' once; it appears {len(values)} times.")
+    return values[0]
+
+
+def _show(token: str) -> str:
+    return repr(token if len(token) <= 40 else token[:37] + "...")
+
+
+def parse_request(event: dict[str, Any], settings: Settings) -> tuple[str, list[str], int]:
+    """Validate a proxy event: the model to ask, the session's tokens and ``k``.
+
+    :raises _Reject: any bad input, with the status and message to answer.
+    """
+    method, path = _method_and_path(event)
+    if not path.rstrip("/").endswith("/predict"):
+        raise _Reject(404, "not_found", f"No route {path!r}; use GET /predict?session=a,b,c.")
+    if method not in ("GET", "HEAD"):
+        raise _Reject(405, "method_not_allowed", f"{method} is not allowed; use GET.")
+    params = _query(event)
+    raw = _one(params, "session")
+    if raw is None:
+        raise _Reject(400, "bad_request", "Missing 'session': use /predict?session=a,b,c "
+                                          "(event types or SKU hashes, oldest first).")
+    if not raw.strip():
+        raise _Reject(400, "bad_request", "'session' is empty: give at least one token.")
+    tokens = [t.strip() for t in raw.split(",")]
+    if len(tokens) > settings.max_tokens:
+        raise _Reject(400, "bad_request", f"'session' has {len(tokens)} tokens; at most "
+                                          f"{settings.max_tokens}.")
+    for i, token in enumerate(tokens):
+        if not token:
+            raise _Reject(400, "bad_request", f"'session' has an empty token at position {i + 1}"
+                                              " (two commas in a row, or a trailing comma).")
+        if len(token) > MAX_TOKEN_CHARS or not _TOKEN.fullmatch(token):
+            raise _Reject(400, "bad_request",
+                          f"Token {i + 1} of 'session' ({_show(token)}) has characters other "
+                          f"than letters, digits, '-' and '_', or more than {MAX_TOKEN_CHARS}.")
+    model = _one(params, "model")
+    if model is None:
+        model = "intent" if all(t in EVENT_TOKENS for t in tokens) else "rec"
+    elif model not in MODELS:
+        raise _Reject(400, "bad_request", f"'model' must be one of {', '.join(MODELS)}; got "
+                                          f"{_show(model)}.")
+    if model == "intent":
+        unknown = sorted({t for t in tokens if t not in EVENT_TOKENS})
+        if unknown:
+            raise _Reject(400, "bad_request",
+                          f"Unknown event types {', '.join(map(_show, unknown[:5]))}; the "
+                          f"intent model knows {', '.join(sorted(EVENT_TOKENS))}.")
+    k_raw = _one(params, "k")
+    k = settings.top_k
+    if k_raw is not None:
+        if model != "rec":
+            raise _Reject(400, "bad_request", "'k' applies to recommendations (model=rec) only.")
+        if not k_raw.isdigit() or not 1 <= int(k_raw) <= settings.top_k:
+            raise _Reject(400, "bad_request", f"'k' must be an integer from 1 to "
+                                              f"{settings.top_k}; got {_show(k_raw)}.")
+        k = int(k_raw)
+    return model, tokens, k
+
+
+# --------------------------------------------------------------------------- the prediction
+
+def _model_error(exc: Exception, endpoint: str) -> _Reject:
+    """Map a runtime client error to an answer: the model's 4xx is the caller's fault."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return _Reject(502, "model_unavailable", f"The model endpoint {endpoint} could not be "
+                                                 f"reached ({type(exc).__name__}).")
+    code = (response.get("Error") or {}).get("Code", "")
+    if code == "ModelError":
+        status = response.get("OriginalStatusCode")
+        original = str(response.get("OriginalMessage") or "")
+        message = original
+        try:
+            doc = json.loads(original)
+            if isinstance(doc, dict):
+                message = str(doc.get("message") or doc.get("error") or original)
+        except ValueError:
+            pass
+        if message.startswith("bad_request:"):  # SageMaker's container raised BadRequest
+            message, status = message.removeprefix("bad_request:").strip(), 400
+        if isinstance(status, int) and 400 <= status < 500:
+            return _Reject(400, "bad_request", message[:500])
+        return _Reject(502, "model_error", f"The model endpoint {endpoint} failed "
+                                           f"(status {status}).")
+    if code in ("ValidationError", "ValidationException"):
+        return _Reject(503, "model_unavailable", f"The model endpoint {endpoint} is not "
+                                                 "available.")
+    return _Reject(502, "model_unavailable", f"The model endpoint {endpoint} failed ({code}).")
+
+
+def predict(model: str, tokens: list[str], k: int, settings: Settings) -> dict[str, Any]:
+    """Ask the endpoint of ``model`` and shape its answer.
+
+    :raises _Reject: the endpoint refused the session (400) or failed (502/503).
+    """
+    endpoint = settings.endpoint(model)
+    body = {"sessions": [tokens]}
+    if model == "rec":
+        body["k"] = k
+    try:
+        answer = get_client().invoke_endpoint(
+            EndpointName=endpoint, ContentType="application/json", Accept="application/json",
+            Body=json.dumps(body).encode())
+        raw = answer["Body"].read()
+    except Exception as exc:  # noqa: BLE001  (any client error becomes a 400, 502 or 503)
+        raise _model_error(exc, endpoint) from None
+    try:
+        doc = json.loads(raw)
+        version = str(doc["model_version"])
+        prediction = doc["predictions"][0]
+        if model == "intent":
+            result: dict[str, Any] = {"probability": float(prediction["probability"])}
+        else:
+            result = {"items": [{"sku": str(s), "score": float(x)} for s, x in
+                                zip(prediction["items"], prediction["scores"], strict=True)]}
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        log.error("Endpoint %s answered an unexpected body (%s): %.200r", endpoint, exc, raw)
+        raise _Reject(502, "model_error", f"The model endpoint {endpoint} answered an "
+                                          "unexpected body.") from None
+    return {"model": model, "model_version": version, "endpoint": endpoint,
+            "session_length": len(tokens), **result}
+
+
+def _answer(status: int, doc: dict[str, Any]) -> dict[str, Any]:
+    return {"statusCode": status, "headers": dict(_HEADERS), "body": json.dumps(doc)}
+
+
+def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """The Lambda entry point: an API Gateway proxy event in, a proxy response out.
+
+    :param event: the proxy event (payload format 1.0 or 2.0).
+    :param context: the Lambda context (its ``aws_request_id`` is echoed on errors).
+    :return: ``{"statusCode", "headers", "body"}`` with a JSON body.
+    """
+    started = time.perf_counter()
+    request_id = getattr(context, "aws_request_id", None)
+    try:
+        if not isinstance(event, dict):
+            raise _Reject(400, "bad_request", "The event is not an API Gateway proxy event.")
+        model, tokens, k = parse_request(event, SETTINGS)
+        response = _answer(200, predict(model, tokens, k, SETTINGS))
+    except _Reject as reject:
+        response = _answer(reject.status, {"error": reject.error, "message": reject.message,
+                                           "request_id": request_id})
+    except Exception:  # noqa: BLE001  (a bug: logged with its trace, answered without it)
+        log.exception("Unexpected error in /predict (request %s)", request_id)
+        response = _answer(500, {"error": "internal_error", "message": "Internal error.",
+                                 "request_id": request_id})
+    if response["statusCode"] >= 500:
+        log.warning("/predict %s in %.1f ms: %s", response["statusCode"],
+                    (time.perf_counter() - started) * 1000, response["body"])
+    return response
+
+
+def proxy_event(path: str, query: str | dict[str, str], method: str = "GET") -> dict[str, Any]:
+    """A payload-2.0 proxy event for ``method path?query`` (what the local adapter sends).
+
+    :param path: the request path.
+    :param query: the raw query string, or parameters to encode.
+    :param method: the HTTP method.
+    :return: the event.
+    """
+    raw = query if isinstance(query, str) else urlencode(query)
+    return {"version": "2.0", "routeKey": f"{method} {path}", "rawPath": path,
+            "rawQueryString": raw,
+            "requestContext": {"http": {"method": method, "path": path}}}
