@@ -1,4 +1,4 @@
-"""The ``skiff`` command: generate data, load it, set up the replay source, show status."""
+"""The ``skiff`` command: generate data, load it, set up the replay source, show status, serve."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from skiff.config import SkiffConfig
-from skiff.exceptions import SkiffError
+from skiff.exceptions import SkiffConfigError, SkiffError
 
 __all__ = ["main"]
 
@@ -140,6 +140,30 @@ def _cmd_report(args: argparse.Namespace, cfg: SkiffConfig) -> int:
     return 1 if any(not d["success"] for d in documents) else 0
 
 
+def _cmd_serve(args: argparse.Namespace, cfg: SkiffConfig) -> None:
+    from skiff.serving import LocalStack
+
+    bundles = {}
+    for spec in args.model:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise SkiffConfigError(f"--model {spec!r}: use ENDPOINT=BUNDLE, e.g. "
+                                   f"{cfg.serving.endpoint('rec')}=path/to/bundle")
+        bundles[name] = Path(path)
+    stack = LocalStack.build(cfg.serving, bundles=bundles, with_api=not args.no_api,
+                             port=args.port, api_port=args.api_port)
+    urls = stack.urls
+    for endpoint in stack.models.describe()["endpoints"]:
+        print(f"  {endpoint['endpoint_name']:<16} {endpoint.get('model_version', '-')}")
+    if not stack.models.endpoints:
+        print("  no endpoint deployed yet: the deploy stage (or --model) swaps models in")
+    print(f"model server  {urls['models']}  (GET /ping, POST /invocations, "
+          "POST /endpoints/<name>/invocations)")
+    if "api" in urls:
+        print(f"predict API   {urls['api']}/predict?session=view,detail,add")
+    stack.serve_forever()
+
+
 def build_parser() -> argparse.ArgumentParser:
     cfg = SkiffConfig.from_env()
     parser = argparse.ArgumentParser(prog="skiff", description=__doc__)
@@ -181,6 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
                                            "(exit status 1 when a suite failed)")
     report.add_argument("--interval", help="interval start, ISO 8601 (default: the latest)")
     report.set_defaults(func=_cmd_report)
+
+    serve = sub.add_parser("serve", help="the local model server (SageMaker's container "
+                           "contract) and GET /predict through the Lambda handler")
+    serve.add_argument("--port", type=int, default=cfg.serving.port,
+                       help="model server port (SKIFF_SERVE_PORT)")
+    serve.add_argument("--api-port", type=int, default=cfg.serving.api_port,
+                       help="GET /predict port (SKIFF_API_PORT)")
+    serve.add_argument("--no-api", action="store_true", help="serve the models only")
+    serve.add_argument("--model", action="append", default=[], metavar="ENDPOINT=BUNDLE",
+                       help="also serve a bundle, e.g. skiff-rec=path/to/bundle (repeatable)")
+    serve.set_defaults(func=_cmd_serve)
     return parser
 
 

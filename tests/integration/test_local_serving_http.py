@@ -1,0 +1,181 @@
+"""The local serving path over real HTTP on 127.0.0.1: model server, /predict adapter, skiff serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from serving_models import SKUS, intent_bundle, load_lambda_module, rec_bundle
+from skiff.config import ServingConfig
+from skiff.serving import EndpointStore, LocalStack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    root = tmp_path_factory.mktemp("bundles")
+    return SimpleNamespace(rec=rec_bundle(root / "rec", "RecFlow/1", seed=1),
+                           rec2=rec_bundle(root / "rec2", "RecFlow/2", seed=2),
+                           intent=intent_bundle(root / "intent", "IntentFlow/1"))
+
+
+@pytest.fixture
+def stack(bundles: SimpleNamespace, tmp_path: Path) -> LocalStack:
+    stack = LocalStack.build(ServingConfig(max_batch=16),
+                             bundles={"skiff-rec": bundles.rec, "skiff-intent": bundles.intent},
+                             store=EndpointStore(tmp_path / "serving"), port=0, api_port=0)
+    yield stack.start()
+    stack.close()
+
+
+def get(url: str, data: bytes | None = None, method: str | None = None,
+        headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        assert error.headers["Content-Type"] == "application/json"
+        return error.code, json.loads(error.read())
+
+
+def runtime_client(url: str):  # noqa: ANN201
+    import boto3
+
+    return boto3.client("sagemaker-runtime", endpoint_url=url, region_name="us-east-1",
+                        aws_access_key_id="local", aws_secret_access_key="local")
+
+
+def test_container_contract_over_http(stack: LocalStack) -> None:
+    models = stack.urls["models"]
+    assert get(f"{models}/ping") == (200, {})
+    body = json.dumps({"sessions": [["sku01", "sku02"]], "k": 3}).encode()
+    status, answer = get(f"{models}/invocations", body, headers={"Content-Type": "application/json"})
+    assert status == 200 and answer["model"] == "rec" and len(answer["predictions"][0]["items"]) == 3
+    status, answer = get(f"{models}/invocations", b"{", headers={"Content-Type": "application/json"})
+    assert status == 400 and answer["error"] == "bad_request"
+    status, answer = get(f"{models}/endpoints")
+    assert {e["endpoint_name"] for e in answer["endpoints"]} == {"skiff-rec", "skiff-intent"}
+    assert get(f"{models}/nowhere")[0] == 404
+
+
+def test_boto3_sagemaker_runtime_client_talks_to_the_local_server(stack: LocalStack) -> None:
+    from botocore.exceptions import ClientError
+
+    client = runtime_client(stack.urls["models"])
+    answer = client.invoke_endpoint(EndpointName="skiff-intent", ContentType="application/json",
+                                    Body=json.dumps({"sessions": [["view", "add"]]}))
+    assert json.loads(answer["Body"].read())["model_version"] == "IntentFlow/1"
+    with pytest.raises(ClientError) as raised:
+        client.invoke_endpoint(EndpointName="skiff-rec", ContentType="application/json",
+                               Body=json.dumps({"sessions": [["sku01", "nope"]]}))
+    assert raised.value.response["Error"]["Code"] == "ModelError"
+    assert raised.value.response["OriginalStatusCode"] == 400
+    with pytest.raises(ClientError) as raised:
+        client.invoke_endpoint(EndpointName="skiff-nothing", Body=b"{}")
+    assert raised.value.response["Error"]["Code"] == "ValidationError"
+
+
+def test_predict_through_the_handler(stack: LocalStack) -> None:
+    api = stack.urls["api"]
+    status, answer = get(f"{api}/predict?session=view,detail,add")
+    assert status == 200 and answer["model"] == "intent" and 0 < answer["probability"] < 1
+    assert answer["model_version"] == "IntentFlow/1"
+    status, answer = get(f"{api}/predict?session=sku01,sku02&k=4")
+    assert status == 200 and answer["model"] == "rec" and len(answer["items"]) == 4
+    assert all(item["sku"] in SKUS for item in answer["items"])
+    for query, message in (("", "Missing 'session'"), ("session=", "empty"),
+                           ("session=sku01,nope", "unknown SKUs 'nope'"),
+                           ("session=view,start&model=intent", "Unknown event types"),
+                           ("session=a%3Bb", "characters other than"),
+                           ("session=" + ",".join(["view"] * 201), "at most 200"),
+                           ("session=" + "a" * 20_000, "too long"),
+                           ("session=" + "a" * 70_000, "too long")):  # past http.server's limit
+        status, answer = get(f"{api}/predict?{query}")
+        assert status == 400 and message in answer["message"], (query[:40], answer)
+    assert get(f"{api}/other")[0] == 404
+    assert get(f"{api}/predict?session=view", b"x", method="POST")[0] == 405
+
+
+def test_adapter_through_boto3_to_the_model_server(stack: LocalStack) -> None:
+    """The two-hop path: adapter -> handler -> boto3 sagemaker-runtime -> model server."""
+    adapter = load_lambda_module("local_adapter")
+    handler = adapter.load_handler()
+    settings = handler.Settings({"SKIFF_RUNTIME_URL": stack.urls["models"]})
+    server = adapter.make_server("127.0.0.1", 0, client_factory=None, settings=settings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/predict"
+        status, answer = get(f"{url}?session=sku03")
+        assert status == 200 and answer["model_version"] == "RecFlow/1"
+        status, answer = get(f"{url}?session=sku03,zzz")
+        assert status == 400 and "unknown SKUs 'zzz'" in answer["message"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_deploy_over_http_swaps_atomically_under_load(stack: LocalStack, bundles: SimpleNamespace,
+                                                      tmp_path: Path) -> None:
+    models, api = stack.urls["models"], stack.urls["api"]
+    seen: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            status, answer = get(f"{api}/predict?session=sku01,sku02")
+            seen.append((status, answer.get("model_version", answer.get("message"))))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for bundle, version in ((bundles.rec2, "RecFlow/2"), (bundles.rec, "RecFlow/1"),
+                                (bundles.rec2, "RecFlow/2")):
+            status, answer = get(f"{models}/endpoints/skiff-rec/model", json.dumps(
+                {"model_dir": str(bundle), "config_name": version}).encode(), method="POST")
+            assert status == 200 and answer["model_version"] == version
+        status, answer = get(f"{models}/endpoints/skiff-rec/model", json.dumps(
+            {"model_dir": str(tmp_path / "missing")}).encode(), method="POST")
+        assert status == 422 and "not a model bundle" in answer["message"]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert seen and all(status == 200 for status, _ in seen), {s for s in seen if s[0] != 200}
+    assert {version for _, version in seen} <= {"RecFlow/1", "RecFlow/2"}
+    assert get(f"{api}/predict?session=sku01")[1]["model_version"] == "RecFlow/2"
+
+
+def test_skiff_serve_command(bundles: SimpleNamespace, tmp_path: Path) -> None:
+    env = {**os.environ, "SKIFF_HOME": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skiff.cli", "serve", "--port", "0", "--api-port", "0",
+         "--model", f"skiff-intent={bundles.intent}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("predict API"):
+                break
+        out = "".join(lines)
+        api = re.search(r"predict API\s+(http://\S+?)/predict", out)
+        assert api, out
+        status, answer = get(f"{api.group(1)}/predict?session=view,add")
+        assert status == 200 and answer["model_version"] == "IntentFlow/1"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
