@@ -82,9 +82,9 @@ class MetaflowHook(BaseHook):
         return asyncio.run(self._run(launch, log))
 
     async def _run(self, launch: FlowLaunch, log: Callable[[str], None]) -> str:
-        from metaflow import Runner
-
-        with Runner(str(launch.flow_file), show_output=False, env=launch.env, **launch.top_level) as runner:
+        cwd = self._workdir()
+        with self.client.Runner(str(launch.flow_file), show_output=False, env=launch.env, cwd=cwd,
+                                **launch.top_level) as runner:
             executing = await runner.async_run(**launch.run_args)
             async for _, line in executing.stream_log("stdout"):
                 log(line)
@@ -114,6 +114,7 @@ class MetaflowHook(BaseHook):
             proc = subprocess.Popen(
                 launch.argv(run_id_file), env={**os.environ, **launch.env}, stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                cwd=self._workdir(),
             )
         deadline = time.monotonic() + wait_s
         while not (run_id_file.exists() and run_id_file.read_text().strip()):
@@ -130,6 +131,13 @@ class MetaflowHook(BaseHook):
         log_path.rename(final_log)  # the child keeps writing to the renamed file
         self.log.info("Started %s/%s (pid %s), output in %s", flow_name, run_id, proc.pid, final_log)
         return f"{flow_name}/{run_id}"
+
+    def _workdir(self) -> str:
+        """Runs start in the local datastore root: Metaflow's cards (found from the working
+        directory) then land beside the runs, not in whatever folder Airflow runs in."""
+        root = Path(self.env["METAFLOW_DATASTORE_SYSROOT_LOCAL"])
+        (root / ".metaflow").mkdir(parents=True, exist_ok=True)
+        return str(root)
 
     @staticmethod
     def _flow_name(flow_file: Path) -> str:

@@ -44,3 +44,21 @@ class SkiffWarehouseHook(BaseHook):
 
         snowflake = SnowflakeHook(snowflake_conn_id=self.config.snowflake_conn_id)
         return SnowflakeWarehouse(snowflake.get_conn, self.config.raw_schema)
+
+    @staticmethod
+    def release_dbt_duckdb() -> None:
+        """Close the DuckDB database dbt-duckdb keeps open in this process after a dbt run.
+
+        Cosmos runs dbt in the task's process, and dbt-duckdb caches its database handle
+        (with the file lock) at class level. When several tasks share one process
+        (``airflow dags test``, ``dag.test()``), a later step in another process (a Metaflow
+        flow) could not open the file. A no-op when dbt-duckdb holds nothing.
+        """
+        try:
+            from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+        except ImportError:
+            return
+        with DuckDBConnectionManager._LOCK:
+            if DuckDBConnectionManager._ENV is not None:
+                DuckDBConnectionManager._ENV.close()
+                DuckDBConnectionManager._ENV = None

@@ -12,6 +12,7 @@ from airflow.exceptions import AirflowException
 from airflow.sdk import BaseOperator
 
 from hooks.metaflow import MetaflowHook, MetaflowRunFailed
+from hooks.warehouse import SkiffWarehouseHook
 from triggers.metaflow import MetaflowRunTrigger
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class MetaflowRunOperator(BaseOperator):
         return MetaflowHook()
 
     def execute(self, context: Context) -> dict[str, Any]:
+        SkiffWarehouseHook.release_dbt_duckdb()  # the flow opens the warehouse from its own process
         launch = self.hook.launch(self.flow_file, self.flow_params, self.run_tags)
         self.log.info("Launching %s on %s: %s", self.flow_file, self.hook.config.train_on, " ".join(launch.argv()[1:]))
         if not self.deferrable:

@@ -1,0 +1,86 @@
+"""RecFlow and IntentFlow end to end on a tiny warehouse, launched as the DAG launches them."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from hooks.metaflow import MetaflowHook
+from skiff.generate import generate
+from skiff.load import load_dir
+from skiff.warehouse import DuckDBWarehouse
+
+pytestmark = pytest.mark.integration
+
+FLOWS = Path(__file__).resolve().parents[2] / "include" / "flows"
+
+
+@pytest.fixture(scope="module")
+def marts_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DuckDB file with the marts built by dbt from 3,000 generated sessions."""
+    from dbt.cli.main import dbtRunner
+
+    root = tmp_path_factory.mktemp("flows")
+    generate(root / "src", sessions=3000, seed=5, end=datetime(2026, 11, 1, tzinfo=UTC), span_hours=24)
+    db = root / "warehouse.duckdb"
+    load_dir(root / "src", DuckDBWarehouse(db))
+    project = Path(__file__).resolve().parents[2] / "include" / "dbt"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SKIFF_DUCKDB_PATH", str(db))
+        result = dbtRunner().invoke(["run", "--project-dir", str(project), "--profiles-dir", str(project),
+                                     "--target-path", str(root / "target"), "--quiet"])
+    assert result.success, result.exception
+    from hooks.warehouse import SkiffWarehouseHook
+
+    SkiffWarehouseHook.release_dbt_duckdb()  # as the operator does before launching a flow
+    return db
+
+
+@pytest.mark.parametrize(
+    ("flow_file", "headline", "keys"),
+    [
+        pytest.param("train_rec.py", "mrr@20", {"mrr@20", "hit_rate@20", "coverage@20", "mrr@20 long_tail"}, id="rec"),
+        pytest.param("train_intent.py", "roc_auc", {"roc_auc", "f1", "precision", "recall", "roc_auc@add+10"}, id="intent"),
+    ],
+)
+def test_flow_runs_end_to_end(marts_warehouse: Path, monkeypatch: pytest.MonkeyPatch,
+                              flow_file: str, headline: str, keys: set[str]) -> None:
+    monkeypatch.setenv("SKIFF_DUCKDB_PATH", str(marts_warehouse))
+    hook = MetaflowHook()
+    launch = hook.launch(FLOWS / flow_file, {"epochs": 1, "interval_end": "2026-11-01T00:00:00+00:00",
+                                             "max_sessions": 2500}, ["test"])
+    lines: list[str] = []
+    pathspec = hook.run(launch, log=lines.append)
+    metrics = hook.metrics(pathspec)
+    assert keys <= set(metrics["model"]), metrics["model"].keys()
+    assert 0.0 <= metrics[headline] <= 1.0
+    assert len(metrics["baselines"]) == 2
+
+    run = hook.client.Run(pathspec)
+    end = run.data
+    assert end.data_version["interval_end"] == "2026-11-01T00:00:00+00:00"
+    assert sum(end.data_version["row_counts"].values()) > 0
+    assert Path(end.model_uri["keras_path"]).is_file()
+    assert (Path(end.model_uri["saved_model_path"]) / "saved_model.pb").is_file()
+    assert end.saved_model_tar[:2] == b"\x1f\x8b"  # gzip: SageMaker's model.tar.gz
+    assert "test" in run.tags
+    flow, run_id = pathspec.split("/")
+    steps = hook.config.metaflow_root / ".metaflow" / "mf.cards" / flow / "runs" / run_id / "steps"
+    (card,) = (steps / "evaluate").glob("tasks/*/cards/*.html")
+    (blob,) = re.findall(r'__MF_DATA__\["[^"]+"\] = "([A-Za-z0-9+/=]+)"', card.read_text())
+    assert headline in base64.b64decode(blob).decode()  # the side-by-side table is in the card
+    assert any("ROC-AUC" in line or "MRR@20" in line for line in lines)  # the log was streamed
+
+
+def test_bad_input_fails_with_the_flow_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hooks.metaflow import MetaflowRunFailed
+
+    monkeypatch.setenv("SKIFF_DUCKDB_PATH", str(tmp_path / "empty.duckdb"))
+    DuckDBWarehouse(tmp_path / "empty.duckdb").ensure_raw_tables()
+    hook = MetaflowHook()
+    with pytest.raises(MetaflowRunFailed, match="does not exist; run `dbt build` first"):
+        hook.run(hook.launch(FLOWS / "train_rec.py", {"epochs": 1}), log=lambda _: None)
