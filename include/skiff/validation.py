@@ -573,8 +573,13 @@ def _short(value: Any) -> str:
         return "(" + ", ".join(_short(v) for v in value.values()) + ")"
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "null"
-    text = repr(value)
-    return text[:14] + "…'" if isinstance(value, str) and len(value) > 16 else text
+    if isinstance(value, str) and "|" in value:  # a composite key: shorten each part
+        return repr("|".join(_clip(part) for part in value.split("|")))
+    return repr(_clip(value)) if isinstance(value, str) else repr(value)
+
+
+def _clip(text: str, width: int = 16) -> str:
+    return text[: width - 4] + "…" if len(text) > width else text
 
 
 def _rows_checked(result: Mapping[str, Any]) -> int | None:

@@ -1,0 +1,40 @@
+"""GXWarehouseHook on DuckDB: small queries, and the interval's rows as a DataFrame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+from hooks.gx import GXWarehouseHook
+
+from skiff.config import WarehouseConfig
+
+
+@pytest.fixture
+def hook(tmp_path: Path) -> GXWarehouseHook:
+    path = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("create schema raw; create table raw.t (id varchar, ts bigint)")
+    con.execute("insert into raw.t values ('a', 1), ('b', 2), ('c', null)")
+    con.close()
+    return GXWarehouseHook(WarehouseConfig(duckdb_path=path))
+
+
+def test_records_and_dataframe(hook: GXWarehouseHook) -> None:
+    assert hook.backend == "duckdb"
+    assert hook.records("select count(*), max(ts) from raw.t") == [(3, 2)]
+    frame = hook.dataframe("select * from raw.t where ts >= 2 or ts is null")
+    assert list(frame["id"]) == ["b", "c"]
+
+
+def test_batch_parameters_hold_the_frame_on_duckdb(hook: GXWarehouseHook) -> None:
+    params = hook.batch_parameters("select * from raw.t")
+    assert list(params) == ["dataframe"] and len(params["dataframe"]) == 3
+
+
+def test_snowflake_is_chosen_by_configuration() -> None:
+    hook = GXWarehouseHook(WarehouseConfig(backend="snowflake", snowflake_conn_id="sf_prod"))
+    assert hook.backend == "snowflake"
+    assert hook.DATASOURCE.format(backend=hook.backend) == "skiff_snowflake"
+    assert hook.config.snowflake_conn_id == "sf_prod"
