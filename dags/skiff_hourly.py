@@ -17,12 +17,17 @@ Every hour, for the data interval `[data_interval_start, data_interval_end)`:
    (sessionised events: order, gaps, SKUs known to the catalogue), `validate_sessions`
    (`fct_sessions`: keys, funnel order, intent label rate) and `validate_products`
    (`dim_products`: keys, price buckets).
+5. **train**: `train_intent` and `train_rec` run the Metaflow flows of `include/flows`
+   (locally, or on AWS Batch with a GPU when `SKIFF_TRAIN_ON=batch`); each scores its model
+   against baselines on held-out sessions and pushes `{pathspec, metrics}` to XCom.
 
 Each validate task runs one suite of `include/gx/suites` on the interval's slice of its table,
 keeps the result under `$SKIFF_HOME/gx` (JSON and Data Docs) and fails, without retrying,
 with a message naming the table, the defects and examples of bad rows. A failure stops
 everything downstream and fires the failure alert (`on_failure_callback`, a log line until
-Slack is configured). Training, gating and deployment follow `validate` (see the README).
+Slack is configured).
+
+Gating and deployment follow `train` (see the README).
 
 Trigger it from the UI with **Trigger DAG w/ config** to set the params below.
 """
@@ -38,6 +43,7 @@ from cosmos.profiles import SnowflakeUserPasswordProfileMapping
 
 from notifiers.log_webhook import DAG_FAILURE_TEXT, TASK_FAILURE_TEXT, LogWebhookNotifier
 from operators.ingest import ReplayIngestOperator
+from operators.metaflow_run import MetaflowRunOperator
 from operators.validate import GXValidateIntervalOperator
 from skiff.config import SkiffConfig
 
@@ -92,6 +98,13 @@ with DAG(
             maximum=168,
             title="Session lookback (hours)",
             description="How far back an hourly run reads the earlier events of the sessions it updates.",
+        ),
+        "train_sample_sessions": Param(
+            CONFIG.training.max_sessions,
+            type="integer",
+            minimum=0,
+            title="Training sample (sessions)",
+            description="Train and evaluate on the latest this many sessions (0 = all).",
         ),
     },
     render_template_as_native_obj=False,
@@ -166,7 +179,33 @@ with DAG(
             doc_md="dim_products: keys and price buckets.",
         )
 
-    validate_raw >> prepare >> validate
+    # Metaflow flows of include/flows, locally or on AWS Batch (SKIFF_TRAIN_ON). Each returns
+    # {"pathspec", "metrics"} to XCom for the gate.
+    flow_params = {
+        "interval_start": "{{ data_interval_start.isoformat() }}",
+        "interval_end": "{{ data_interval_end.isoformat() }}",
+        "max_sessions": "{{ params.train_sample_sessions }}",
+    }
+    run_tags = ["skiff_hourly", "interval:{{ data_interval_start.isoformat() }}", "run:{{ run_id }}"]
+    with TaskGroup("train", prefix_group_id=False, tooltip="Metaflow training flows") as train:
+        MetaflowRunOperator(
+            task_id="train_intent",
+            flow_file=str(CONFIG.training.flows_dir / "train_intent.py"),
+            flow_params=flow_params,
+            run_tags=run_tags,
+            retries=0,  # a failed flow is reported with its error; Metaflow retries its own I/O steps
+            doc_md="IntentFlow: will a session with an add-to-cart end in a purchase?",
+        )
+        MetaflowRunOperator(
+            task_id="train_rec",
+            flow_file=str(CONFIG.training.flows_dir / "train_rec.py"),
+            flow_params=flow_params,
+            run_tags=run_tags,
+            retries=0,
+            doc_md="RecFlow: the next SKU of a session, against popularity and co-occurrence.",
+        )
+
+    validate_raw >> prepare >> validate >> train
 
     if CONFIG.replay.enabled:
         ingest = ReplayIngestOperator(

@@ -218,8 +218,8 @@ class TrainingConfig:
         default ``tensorflow/tensorflow:2.21.0-gpu``.
     :param batch_memory: MiB per training step. Env ``SKIFF_BATCH_MEMORY``, default 16000.
     :param batch_gpu: GPUs per training step on Batch. Env ``SKIFF_BATCH_GPU``, default 1.
-    :param epochs: training epochs. Env ``SKIFF_TRAIN_EPOCHS``, default 5.
-    :param max_sessions: cap on sessions read for training (0 = all). Env ``SKIFF_TRAIN_MAX_SESSIONS``.
+    :param max_sessions: latest sessions a run trains and evaluates on (0 = all); the DAG's
+        ``train_sample_sessions`` param defaults to it. Env ``SKIFF_TRAIN_MAX_SESSIONS``, default 0.
     :param timeout_s: how long a flow may run before the task fails, in seconds.
         Env ``SKIFF_TRAIN_TIMEOUT_S``, default 7200.
     :param poll_interval_s: how often a deferred run is polled, in seconds.
@@ -233,12 +233,16 @@ class TrainingConfig:
     batch_image: str = "tensorflow/tensorflow:2.21.0-gpu"
     batch_memory: int = 16_000
     batch_gpu: int = 1
-    epochs: int = 5
     max_sessions: int = 0
     timeout_s: int = 7200
     poll_interval_s: int = 30
 
     TARGETS = ("local", "batch")
+
+    @property
+    def flows_dir(self) -> Path:
+        """The Metaflow flows, ``include/flows``."""
+        return REPO_ROOT / "include" / "flows"
 
     def __post_init__(self) -> None:
         if self.train_on not in self.TARGETS:
@@ -276,7 +280,6 @@ class TrainingConfig:
             batch_image=_env("SKIFF_BATCH_IMAGE", "tensorflow/tensorflow:2.21.0-gpu"),
             batch_memory=_env_int("SKIFF_BATCH_MEMORY", 16_000, minimum=1024),
             batch_gpu=_env_int("SKIFF_BATCH_GPU", 1),
-            epochs=_env_int("SKIFF_TRAIN_EPOCHS", 5, minimum=1),
             max_sessions=_env_int("SKIFF_TRAIN_MAX_SESSIONS", 0),
             timeout_s=_env_int("SKIFF_TRAIN_TIMEOUT_S", 7200, minimum=60),
             poll_interval_s=_env_int("SKIFF_TRAIN_POLL_S", 30, minimum=1),

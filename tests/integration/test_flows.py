@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hooks.metaflow import MetaflowHook
+from hooks.metaflow_runner import MetaflowHook
 from skiff.generate import generate
 from skiff.load import load_dir
 from skiff.warehouse import DuckDBWarehouse
@@ -77,7 +77,7 @@ def test_flow_runs_end_to_end(marts_warehouse: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_bad_input_fails_with_the_flow_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hooks.metaflow import MetaflowRunFailed
+    from hooks.metaflow_runner import MetaflowRunFailed
 
     monkeypatch.setenv("SKIFF_DUCKDB_PATH", str(tmp_path / "empty.duckdb"))
     DuckDBWarehouse(tmp_path / "empty.duckdb").ensure_raw_tables()

@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from hooks.metaflow import MetaflowHook
+from hooks.metaflow_runner import MetaflowHook
 
 __all__ = ["MetaflowRunTrigger"]
 
@@ -38,7 +38,7 @@ class MetaflowRunTrigger(BaseTrigger):
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
-            "triggers.metaflow.MetaflowRunTrigger",
+            "triggers.metaflow_run.MetaflowRunTrigger",
             {"pathspec": self.pathspec, "env": self.env, "poll_interval": self.poll_interval,
              "timeout_s": self.timeout_s},
         )

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hooks.metaflow import MetaflowHook, MetaflowRunFailed
+from hooks.metaflow_runner import MetaflowHook, MetaflowRunFailed
 from skiff.config import TrainingConfig
 from skiff.launch import flow_launch
-from triggers.metaflow import MetaflowRunTrigger
+from triggers.metaflow_run import MetaflowRunTrigger
 
 TINY = Path(__file__).resolve().parents[2] / "fixtures" / "flows" / "tiny_flow.py"
 BATCH = TrainingConfig(train_on="batch", s3_root="s3://bucket/mf", batch_queue="gpu-queue",
@@ -87,7 +87,7 @@ def test_failed_run_raises_with_the_flow_error(hook: MetaflowHook) -> None:
 def test_trigger_serializes_its_arguments() -> None:
     trigger = MetaflowRunTrigger("TinyFlow/1", {"A": "b"}, poll_interval=0.5, timeout_s=9)
     path, kwargs = trigger.serialize()
-    assert path == "triggers.metaflow.MetaflowRunTrigger"
+    assert path == "triggers.metaflow_run.MetaflowRunTrigger"
     assert MetaflowRunTrigger(**kwargs).serialize() == (path, kwargs)
 
 

@@ -11,9 +11,9 @@ from airflow.configuration import conf
 from airflow.exceptions import AirflowException
 from airflow.sdk import BaseOperator
 
-from hooks.metaflow import MetaflowHook, MetaflowRunFailed
+from hooks.metaflow_runner import MetaflowHook, MetaflowRunFailed
 from hooks.warehouse import SkiffWarehouseHook
-from triggers.metaflow import MetaflowRunTrigger
+from triggers.metaflow_run import MetaflowRunTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -26,7 +26,7 @@ class MetaflowRunOperator(BaseOperator):
 
     Blocking mode runs the flow with the Runner API and streams its output into the task
     log. Deferrable mode starts the run detached, then hands the wait to
-    :class:`~triggers.metaflow.MetaflowRunTrigger`, so a long GPU job holds no worker slot.
+    :class:`~triggers.metaflow_run.MetaflowRunTrigger`, so a long GPU job holds no worker slot.
     Either way the task returns ``{"pathspec", "metrics"}`` (to XCom), never the model, and
     fails with the flow's error when the flow fails.
 
