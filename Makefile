@@ -28,7 +28,7 @@ MANIFEST  := $(DBT_DIR)/target/manifest.json
 INSTALLED := $(VENV)/.skiff-installed
 DBT_SRC   := $(shell find $(DBT_DIR) -type f \( -name '*.sql' -o -name '*.yml' \) -not -path '*/target/*' 2>/dev/null)
 
-.PHONY: help install run run-bad test test-all bench airflow status clean
+.PHONY: help install run run-bad test test-all bench airflow status clean lambda serve
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -83,6 +83,14 @@ test: install  ## run the tests (slow ones deselected)
 test-all: install  ## run every test, slow ones included
 	$(BIN)/python -m pytest -m ""
 
+lambda: build/lambda.zip  ## the /predict Lambda's deployment zip (see include/lambda/template.yaml)
+
+build/lambda.zip: include/lambda/handler.py include/lambda/package.py
+	$(PYTHON) include/lambda/package.py $@
+
+serve: install  ## local model server + GET /predict on http://127.0.0.1:8000 (skiff serve)
+	$(BIN)/skiff serve
+
 bench: install  ## run the benchmarks in bench/
 	$(BIN)/python -m bench
 
@@ -90,4 +98,4 @@ airflow: install  ## Airflow standalone (api-server, scheduler, dag-processor, t
 	$(BIN)/airflow standalone
 
 clean:  ## remove generated data, Airflow state and the dbt target (keeps .venv)
-	rm -rf $(SKIFF_HOME) $(DBT_DIR)/target $(DBT_DIR)/logs
+	rm -rf $(SKIFF_HOME) $(DBT_DIR)/target $(DBT_DIR)/logs build

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from serving_models import SKUS, intent_bundle, load_lambda_module, rec_bundle
+from serving_models import SKUS, intent_bundle, load_lambda_module, rec_bundle, retag
 from skiff.config import ServingConfig
 from skiff.serving import EndpointStore, LocalStack
 
@@ -26,8 +26,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     root = tmp_path_factory.mktemp("bundles")
-    return SimpleNamespace(rec=rec_bundle(root / "rec", "RecFlow/1", seed=1),
-                           rec2=rec_bundle(root / "rec2", "RecFlow/2", seed=2),
+    rec = rec_bundle(root / "rec", "RecFlow/1", seed=1)
+    return SimpleNamespace(rec=rec, rec2=retag(rec, root / "rec2", "RecFlow/2"),
                            intent=intent_bundle(root / "intent", "IntentFlow/1"))
 
 
