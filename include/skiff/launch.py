@@ -9,6 +9,7 @@ without AWS. Locally a flow runs on Metaflow's local runtime with a local datast
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -42,6 +43,18 @@ def metaflow_env(config: TrainingConfig) -> dict[str, str]:
     else:
         env["METAFLOW_DEFAULT_DATASTORE"] = "local"
     return env
+
+
+def _native(value: Any) -> Any:
+    """A templated parameter (Airflow renders text) back to the number or boolean it spells."""
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(parsed, (bool, int, float)):
+            return parsed
+    return value
 
 
 @dataclass(frozen=True)
@@ -97,7 +110,7 @@ def flow_launch(
     if config.train_on == "batch":
         top_level["datastore"] = "s3"
         top_level["decospecs"] = [f"batch:image={config.batch_image},queue={config.batch_queue}"]
-    run_args = {k: v for k, v in (params or {}).items() if v is not None}
+    run_args = {k: _native(v) for k, v in (params or {}).items() if v is not None}
     if tags:
         run_args["tags"] = list(tags)
     return FlowLaunch(Path(flow_file).resolve(), top_level, run_args, metaflow_env(config))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import subprocess
 import time
@@ -18,6 +19,18 @@ if TYPE_CHECKING:
     from skiff.launch import FlowLaunch
 
 __all__ = ["MetaflowHook", "MetaflowRunFailed"]
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 class MetaflowRunFailed(RuntimeError):
@@ -172,6 +185,7 @@ class MetaflowHook(BaseHook):
         return {"pathspec": pathspec, "status": self.RUNNING, "message": f"{pathspec} running"}
 
     def metrics(self, pathspec: str) -> dict[str, Any]:
-        """The run's ``metrics`` artifact (empty when the flow records none)."""
+        """The run's ``metrics`` artifact, JSON-safe for XCom (NaN, e.g. an AUC on a slice
+        with one class, becomes ``None``); empty when the flow records none."""
         data = self.client.Run(pathspec).data
-        return dict(getattr(data, "metrics", None) or {})
+        return _json_safe(dict(getattr(data, "metrics", None) or {}))

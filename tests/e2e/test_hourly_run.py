@@ -1,4 +1,4 @@
-"""skiff_hourly end to end with dag.test(): replay ingest -> dbt models and tests on DuckDB."""
+"""skiff_hourly end to end with dag.test(): ingest -> validate -> dbt -> validate -> train on DuckDB."""
 
 from __future__ import annotations
 
@@ -43,6 +43,13 @@ def test_one_hour_then_a_rerun_of_it(airflow_db) -> None:
     with warehouse.connect() as con:
         in_log = con.execute("select count(distinct session_id_hash) from raw.browsing_train").fetchall()[0][0]
     assert len(first["fct_sessions"]) == in_log  # every session of the log, built in one run
+
+    for task_id, headline in (("train_intent", "roc_auc"), ("train_rec", "mrr@20")):
+        (ti,) = [ti for ti in run.get_task_instances() if ti.task_id == task_id]
+        assert ti.state == "success"
+        result = ti.xcom_pull(task_ids=task_id)
+        assert result["pathspec"].split("/")[0] in ("IntentFlow", "RecFlow")
+        assert 0 <= result["metrics"][headline] <= 1 and result["metrics"]["baselines"]
 
     rerun = dag.test(logical_date=end, run_conf={"full_refresh": False})
     assert rerun.state == DagRunState.SUCCESS

@@ -25,13 +25,16 @@ def hook() -> MetaflowHook:
 
 
 def test_local_launch_uses_the_local_datastore(tmp_path: Path) -> None:
-    launch = flow_launch(TINY, {"alpha": 3, "skip": None}, TrainingConfig(metaflow_root=tmp_path), ["interval:x"])
+    launch = flow_launch(TINY, {"alpha": "3", "skip": None, "since": "2026-01-01T00:00:00"},
+                         TrainingConfig(metaflow_root=tmp_path), ["interval:x"])
+    assert launch.run_args["alpha"] == 3  # templated text back to a number for the Runner API
     assert launch.env["METAFLOW_DEFAULT_DATASTORE"] == "local"
     assert launch.env["METAFLOW_DATASTORE_SYSROOT_LOCAL"] == str(tmp_path)
     assert launch.env["SKIFF_BATCH_GPU"] == "0"
     argv = launch.argv()
     assert argv[:3] == [sys.executable, str(TINY), "--no-pylint"]
-    assert argv[3:] == ["run", "--alpha", "3", "--tag", "interval:x"]  # None params fall back to defaults
+    # None params fall back to the flow's defaults
+    assert argv[3:] == ["run", "--alpha", "3", "--since", "2026-01-01T00:00:00", "--tag", "interval:x"]
 
 
 def test_batch_launch_command_and_environment() -> None:
