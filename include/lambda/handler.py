@@ -24,7 +24,8 @@ Settings, read once per container: ``SKIFF_ENDPOINT_NAME`` (endpoint prefix, def
 ``endpoint_url`` for the runtime client, e.g. the local model server; unset on AWS).
 
 The runtime client is made once per container by a factory; :func:`set_client_factory`
-replaces it (tests pass a fake, ``skiff serve`` an in-process client).
+replaces it (tests pass a fake). :func:`handle` answers one event with a client and settings
+of the caller's (the local adapter, the deploy smoke test) without touching the container's.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ __all__ = [
     "MAX_QUERY_CHARS",
     "Settings",
     "lambda_handler",
+    "handle",
+    "make_client",
     "set_client_factory",
     "get_client",
     "parse_request",
@@ -97,13 +100,16 @@ class _Reject(Exception):
 
 # --------------------------------------------------------------------------- the client
 
-def _boto3_client() -> Any:
-    """boto3's ``sagemaker-runtime`` client (unsigned toward a local URL without credentials)."""
+def make_client(settings: Settings | None = None) -> Any:
+    """boto3's ``sagemaker-runtime`` client (unsigned toward a local URL without credentials).
+
+    :param settings: region and ``runtime_url``; default the container's settings.
+    """
     import boto3
     import botocore
     from botocore.config import Config
 
-    settings = SETTINGS
+    settings = settings or SETTINGS
     options: dict[str, Any] = {}
     if settings.runtime_url and boto3.Session().get_credentials() is None:
         options["signature_version"] = botocore.UNSIGNED  # the local model server checks none
@@ -113,22 +119,27 @@ def _boto3_client() -> Any:
                       read_timeout=10, tcp_keepalive=True, **options))
 
 
-_client_factory: Callable[[], Any] = _boto3_client
+def _default_client() -> Any:
+    return make_client(SETTINGS)
+
+
+_client_factory: Callable[[], Any] = _default_client
 _client: Any = None
 SETTINGS = Settings()
 
 
 def set_client_factory(factory: Callable[[], Any] | None, settings: Settings | None = None
                        ) -> None:
-    """Replace how the runtime client is made (None: boto3's), and optionally the settings.
+    """Replace how this container's runtime client is made (None: boto3's), and its settings.
 
-    The next request builds the client again from ``factory``.
+    The next request builds the client again from ``factory``. (To answer one event with a
+    client of your own, without touching the container's, call :func:`handle`.)
 
     :param factory: no-argument callable returning an object with ``invoke_endpoint``.
     :param settings: settings to use instead of the environment's.
     """
     global _client_factory, _client, SETTINGS
-    _client_factory = factory or _boto3_client
+    _client_factory = factory or _default_client
     _client = None
     if settings is not None:
         SETTINGS = settings
@@ -271,17 +282,18 @@ def _model_error(exc: Exception, endpoint: str) -> _Reject:
     return _Reject(502, "model_unavailable", f"The model endpoint {endpoint} failed ({code}).")
 
 
-def predict(model: str, tokens: list[str], k: int, settings: Settings) -> dict[str, Any]:
+def predict(model: str, tokens: list[str], k: int, settings: Settings, client: Any
+            ) -> dict[str, Any]:
     """Ask the endpoint of ``model`` and shape its answer.
 
     :raises _Reject: the endpoint refused the session (400) or failed (502/503).
     """
     endpoint = settings.endpoint(model)
-    body = {"sessions": [tokens]}
+    body: dict[str, Any] = {"sessions": [tokens]}
     if model == "rec":
         body["k"] = k
     try:
-        answer = get_client().invoke_endpoint(
+        answer = (client or get_client()).invoke_endpoint(
             EndpointName=endpoint, ContentType="application/json", Accept="application/json",
             Body=json.dumps(body).encode())
         raw = answer["Body"].read()
@@ -315,13 +327,27 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
     :param context: the Lambda context (its ``aws_request_id`` is echoed on errors).
     :return: ``{"statusCode", "headers", "body"}`` with a JSON body.
     """
+    return handle(event, context)
+
+
+def handle(event: Any, context: Any = None, *, client: Any = None,
+           settings: Settings | None = None) -> dict[str, Any]:
+    """Answer one proxy event, with this container's client and settings unless given.
+
+    :param event: the proxy event.
+    :param context: the Lambda context, if any.
+    :param client: a runtime client for this call (the local adapter's, a smoke test's).
+    :param settings: settings for this call.
+    :return: the proxy response.
+    """
     started = time.perf_counter()
     request_id = getattr(context, "aws_request_id", None)
+    settings = settings or SETTINGS
     try:
         if not isinstance(event, dict):
             raise _Reject(400, "bad_request", "The event is not an API Gateway proxy event.")
-        model, tokens, k = parse_request(event, SETTINGS)
-        response = _answer(200, predict(model, tokens, k, SETTINGS))
+        model, tokens, k = parse_request(event, settings)
+        response = _answer(200, predict(model, tokens, k, settings, client))
     except _Reject as reject:
         response = _answer(reject.status, {"error": reject.error, "message": reject.message,
                                            "request_id": request_id})

@@ -19,7 +19,9 @@ import argparse
 import importlib.util
 import json
 import logging
+import os
 import sys
+import threading
 import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,6 +67,18 @@ class _AdapterServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
     handler: ModuleType
+    settings: Any
+    client_factory: Callable[[], Any]
+    _client: Any = None
+    _client_lock = threading.Lock()
+
+    def client(self) -> Any:
+        """This adapter's runtime client, made on first use (like a Lambda container's)."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self.client_factory()
+        return self._client
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -102,7 +116,9 @@ class _Handler(BaseHTTPRequestHandler):
         event = self.server.handler.proxy_event(path, query, self.command)
         event["headers"] = {k.lower(): v for k, v in self.headers.items()}
         event["requestContext"]["requestId"] = _Context().aws_request_id
-        answer = self.server.handler.lambda_handler(event, _Context())
+        server = self.server
+        answer = server.handler.handle(event, _Context(), client=server.client(),
+                                       settings=server.settings)
         body = answer.get("body", "").encode()
         self.send_response(int(answer.get("statusCode", 500)))
         for name, value in (answer.get("headers") or {}).items():
@@ -120,17 +136,21 @@ def make_server(host: str = "127.0.0.1", port: int = 8000, *,
                 settings: Any = None) -> ThreadingHTTPServer:
     """A bound (not yet serving) adapter in front of the handler.
 
+    Each adapter has its own client and settings (the handler module's globals, those of a
+    Lambda container, are left alone).
+
     :param host: address to bind.
     :param port: port (0 picks a free one).
-    :param client_factory: makes the handler's runtime client (default: boto3's).
-    :param settings: handler settings to use instead of the environment's.
+    :param client_factory: makes the runtime client (default: boto3's, from ``settings``).
+    :param settings: handler settings (default: the environment's).
     :return: the server; run ``serve_forever()`` (in a thread if you like).
     """
     handler = load_handler()
-    if client_factory is not None or settings is not None:
-        handler.set_client_factory(client_factory, settings)
     server = _AdapterServer((host, port), _Handler)
     server.handler = handler
+    server.settings = settings or handler.Settings()
+    server.client_factory = client_factory or (lambda: handler.make_client(server.settings))
+    server._client_lock = threading.Lock()
     return server
 
 
@@ -142,10 +162,10 @@ def main(argv: list[str] | None = None) -> int:
                         "e.g. the local model server http://127.0.0.1:8080")
     args = parser.parse_args(argv)
     handler = load_handler()
+    env = dict(os.environ)
     if args.runtime_url:
-        env = dict(__import__("os").environ, SKIFF_RUNTIME_URL=args.runtime_url)
-        handler.set_client_factory(None, handler.Settings(env))
-    server = make_server(args.host, args.port)
+        env["SKIFF_RUNTIME_URL"] = args.runtime_url
+    server = make_server(args.host, args.port, settings=handler.Settings(env))
     print(f"GET http://{args.host}:{server.server_address[1]}/predict?session=...", flush=True)
     try:
         server.serve_forever()

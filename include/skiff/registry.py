@@ -370,8 +370,8 @@ def gate_decision(candidate_metrics: Mapping[str, Any], champion: ChampionRecord
         scored = {}
         for name, values in baselines.items():
             if not isinstance(values, Mapping) or metric not in values:
-                raise DataContractError(f"Baseline {name!r} lacks {metric!r}; it has "
-                                        f"{sorted(values) if isinstance(values, Mapping) else values!r}.")
+                has = sorted(values) if isinstance(values, Mapping) else values
+                raise DataContractError(f"Baseline {name!r} lacks {metric!r}; it has {has!r}.")
             scored[name] = float(values[metric])
         best = (max if better else min)(scored, key=scored.__getitem__)
         d = compare(candidate, baselines[best], metric, margin, higher_is_better=better)

@@ -13,8 +13,9 @@ the same clients work against either:
 Bodies follow :mod:`skiff.sagemaker_inference` (the same module is the container's
 ``code/inference.py``). Pieces, each usable alone:
 
-- :func:`write_bundle` / :func:`read_bundle_meta`: the model bundle the flows write (SavedModel
-  under ``1/``, ``code/inference.py`` and ``code/skiff_model.json``) and its tarball;
+- :func:`write_bundle` / :func:`bundle_from_saved_model` / :func:`read_bundle_meta`: the model
+  bundle the flows write (SavedModel under ``1/``, ``code/inference.py`` and
+  ``code/skiff_model.json``) and :func:`bundle_tarball`, its SageMaker tarball;
 - :class:`LoadedModel`: a bundle loaded and warmed up, predicting from token ids;
 - :class:`Endpoint`: one name, one current model; :meth:`Endpoint.swap` loads the new model
   completely before a single reference assignment replaces the old one, so requests in flight
@@ -65,6 +66,7 @@ __all__ = [
     "SAVED_MODEL_DIR",
     "MAX_BODY_BYTES",
     "write_bundle",
+    "bundle_from_saved_model",
     "read_bundle_meta",
     "bundle_tarball",
     "LoadedModel",
@@ -119,19 +121,57 @@ def write_bundle(model: Any, path: str | Path, *, kind: str, vocabulary: Any, ve
     if max_len < 1:
         raise SkiffConfigError(f"max_len={max_len} must be >= 1.")
     tokens = list(getattr(vocabulary, "tokens", vocabulary))
+    Codec({"kind": kind, "version": version, "vocabulary": tokens, "max_len": max_len})
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
     models.export_saved_model(model, path / SAVED_MODEL_DIR, k=k)
+    _write_code(path, kind=kind, vocabulary=tokens, version=version, max_len=max_len, k=k,
+                extra=extra)
+    return path
+
+
+def bundle_from_saved_model(saved_model: str | Path, path: str | Path, *, kind: str,
+                            vocabulary: Any, version: str, max_len: int, k: int = 20,
+                            extra: dict[str, Any] | None = None) -> Path:
+    """A bundle around an existing SavedModel export (no Keras model needed): copy and describe.
+
+    For runs that exported only the SavedModel (``skiff.models.export_saved_model``); the
+    layout and metadata are those of :func:`write_bundle`.
+
+    :param saved_model: the SavedModel folder (with ``saved_model.pb``).
+    :param path: the bundle folder (replaced if it exists).
+    :return: the bundle folder.
+    :raises ModelLoadError: ``saved_model`` holds no SavedModel.
+    :raises SkiffConfigError: ``kind`` or ``max_len`` is invalid.
+    """
+    if kind not in KINDS:
+        raise SkiffConfigError(f"kind={kind!r} is not one of {KINDS}.")
+    if max_len < 1:
+        raise SkiffConfigError(f"max_len={max_len} must be >= 1.")
+    saved_model = Path(saved_model)
+    if not (saved_model / "saved_model.pb").is_file():
+        raise ModelLoadError(f"No SavedModel (saved_model.pb) in {saved_model}.")
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    shutil.copytree(saved_model, path / SAVED_MODEL_DIR)
+    _write_code(path, kind=kind, vocabulary=vocabulary, version=version, max_len=max_len, k=k,
+                extra=extra)
+    return path
+
+
+def _write_code(path: Path, *, kind: str, vocabulary: Any, version: str, max_len: int, k: int,
+                extra: dict[str, Any] | None) -> None:
+    tokens = list(getattr(vocabulary, "tokens", vocabulary))
     meta = {"format": 1, "kind": kind, "version": str(version), "max_len": int(max_len),
             "k": int(k) if kind == "rec" else 0, "vocabulary": tokens,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"), **(extra or {})}
-    Codec(meta)  # validates the metadata before anything is written
+    Codec(meta)  # validates the metadata before it is written
     code = path / "code"
-    code.mkdir(parents=True)
+    code.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(__file__).with_name("sagemaker_inference.py"), code / "inference.py")
     (code / META_FILE).write_text(json.dumps(meta))
-    return path
 
 
 def read_bundle_meta(path: str | Path) -> dict[str, Any]:
@@ -893,9 +933,9 @@ class LocalStack:
             adapter = load_local_adapter()
             handler = adapter.load_handler()
             env = {**os.environ, **config.lambda_environment()}
-            api = adapter.make_server(config.host, config.api_port if api_port is None else api_port,
-                                      client_factory=lambda: LocalRuntimeClient(models),
-                                      settings=handler.Settings(env))
+            api = adapter.make_server(
+                config.host, config.api_port if api_port is None else api_port,
+                client_factory=lambda: LocalRuntimeClient(models), settings=handler.Settings(env))
         return cls(models, http, api)
 
     @property

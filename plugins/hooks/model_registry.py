@@ -1,4 +1,4 @@
-"""Hook giving Airflow tasks the champion registry (a local folder, or S3 through ``aws_default``)."""
+"""Hook giving Airflow tasks the champion registry (a local folder, or S3 via ``aws_default``)."""
 
 from __future__ import annotations
 

@@ -26,7 +26,8 @@ class LocalModelServerHook(BaseHook):
     """Deploy to, roll back and invoke the local model server (``skiff serve``).
 
     The local twin of SageMaker's control plane: an endpoint config is a bundle copied into
-    ``$SKIFF_HOME/serving``, an endpoint points at one config (:class:`skiff.serving.EndpointStore`).
+    ``$SKIFF_HOME/serving``, an endpoint points at one config
+    (:class:`skiff.serving.EndpointStore`).
     When a server is running at ``base_url`` it swaps the model in at once (and refuses a
     model that does not load); when none is running, the model is loaded here once to
     prove it works, and the server picks the endpoint up when it starts.

@@ -43,8 +43,9 @@ class SageMakerEndpointHook(SageMakerHook):
         if before == config_name:
             self.log.info("Endpoint %s serves %s already: nothing to roll back.", endpoint_name,
                           config_name)
+            status = self.describe_endpoint(endpoint_name)["EndpointStatus"]
             return {"endpoint_name": endpoint_name, "endpoint_config_name": config_name,
-                    "changed": False, "status": self.describe_endpoint(endpoint_name)["EndpointStatus"]}
+                    "changed": False, "status": status}
         self.log.info("Rolling endpoint %s back from %s to %s.", endpoint_name, before, config_name)
         self.update_endpoint({"EndpointName": endpoint_name, "EndpointConfigName": config_name},
                              wait_for_completion=True, check_interval=check_interval,

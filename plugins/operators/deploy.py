@@ -24,6 +24,7 @@ when anything failed. :func:`release_tasks` wires the lot in a task group.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -35,13 +36,13 @@ from airflow.exceptions import AirflowException
 from airflow.sdk import BaseOperator
 
 from hooks.model_server import LocalDeployFailed, LocalModelServerHook
-from hooks.registry import ModelRegistryHook
+from hooks.model_registry import ModelRegistryHook
 from operators.gate import candidate_pathspec
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, TaskGroup
 
-    from hooks.sagemaker import SageMakerEndpointHook
+    from hooks.sagemaker_endpoint import SageMakerEndpointHook
     from skiff.config import ServingConfig
 
 __all__ = [
@@ -72,23 +73,38 @@ def _config(config: ServingConfig | None) -> ServingConfig:
     return config or ServingConfig.from_env()
 
 
-def resolve_bundle(pathspec: str, model_dir: str | None) -> str:
-    """The bundle folder of a run: ``model_dir`` if given, else the run's ``model_uri`` artifact.
+def resolve_bundle(pathspec: str, model_dir: str | None, model: str) -> str:
+    """The bundle folder of a run: ``model_dir`` if given, else from the run's artifacts.
 
-    ``model_uri`` may be the folder itself or a dict with ``bundle_path`` (read through
-    :class:`~hooks.metaflow_runner.MetaflowHook`).
+    Reads the run's ``model_uri`` through :class:`~hooks.metaflow_runner.MetaflowHook`: the
+    bundle itself (a folder, or ``model_uri["bundle_path"]``), or, for runs that exported only
+    a SavedModel (``model_uri["saved_model_path"]``), a bundle built next to it from the
+    run's vocabulary and window (:func:`skiff.serving.bundle_from_saved_model`).
     """
     if model_dir:
         return str(model_dir)
     from hooks.metaflow_runner import MetaflowHook
 
-    uri = getattr(MetaflowHook().client.Run(pathspec).data, "model_uri", None)
+    data = MetaflowHook().client.Run(pathspec).data
+    uri = getattr(data, "model_uri", None)
     bundle = uri.get("bundle_path") if isinstance(uri, dict) else uri
-    if not bundle:
+    if bundle:
+        return str(bundle)
+    saved = uri.get("saved_model_path") if isinstance(uri, dict) else None
+    if not saved:
         raise AirflowException(f"Run {pathspec} recorded no model bundle (model_uri={uri!r}); "
                                "write one with skiff.serving.write_bundle and keep its folder "
                                "in model_uri['bundle_path'], or pass model_dir.")
-    return str(bundle)
+    from skiff import features
+    from skiff.serving import bundle_from_saved_model
+
+    if model == "intent":
+        vocabulary, max_len, k = features.event_vocabulary(), int(data.data.max_len), 0
+    else:  # the run's SKU vocabulary and window live in its prepared data
+        vocabulary, max_len, k = data.data.vocab, int(data.data.window), 20
+    target = Path(saved).parent.parent / "bundle"  # <models>/<flow>/<run>/bundle
+    return str(bundle_from_saved_model(saved, target, kind=model, vocabulary=vocabulary,
+                                       version=pathspec, max_len=max_len, k=k))
 
 
 class _DeployBase(BaseOperator):
@@ -116,13 +132,14 @@ class _DeployBase(BaseOperator):
         from skiff.serving import read_bundle_meta
 
         pathspec = candidate_pathspec(self.candidate)
-        bundle = resolve_bundle(pathspec, self.model_dir)
+        bundle = resolve_bundle(pathspec, self.model_dir, self.model)
         try:
             meta = read_bundle_meta(bundle)
         except ModelLoadError as exc:
             raise AirflowException(str(exc)) from None
         if meta.get("kind") != self.model:
-            raise AirflowException(f"{bundle} holds a {meta.get('kind')!r} model, not {self.model!r}.")
+            raise AirflowException(f"{bundle} holds a {meta.get('kind')!r} model, "
+                                   f"not {self.model!r}.")
         return pathspec, bundle, meta
 
 
@@ -191,7 +208,7 @@ class SageMakerDeployPlanOperator(_DeployBase):
 
     @cached_property
     def hook(self) -> SageMakerEndpointHook:
-        from hooks.sagemaker import SageMakerEndpointHook
+        from hooks.sagemaker_endpoint import SageMakerEndpointHook
 
         return SageMakerEndpointHook(aws_conn_id=self.serving_config.aws_conn_id,
                                      region_name=self.serving_config.region)
@@ -209,7 +226,8 @@ class SageMakerDeployPlanOperator(_DeployBase):
         self.log.info("Uploading %s to s3://%s/%s.", bundle, cfg.bucket, key)
         self.hook.tar_and_s3_upload(bundle, key, cfg.bucket)
         artifact = f"s3://{cfg.bucket}/{key}"
-        tags = [{"Key": "skiff:pathspec", "Value": pathspec}, {"Key": "skiff:model", "Value": self.model}]
+        tags = [{"Key": "skiff:pathspec", "Value": pathspec},
+                {"Key": "skiff:model", "Value": self.model}]
         ti = context["ti"]
         ti.xcom_push(key="model_config", value={
             "ModelName": name, "ExecutionRoleArn": cfg.role_arn, "Tags": tags,
@@ -264,7 +282,7 @@ class PredictSmokeTestOperator(BaseOperator):
     def runtime_client(self, deployment: dict[str, Any]) -> Any:
         """The runtime client of the deployment's backend."""
         if deployment["backend"] == "sagemaker":
-            from hooks.sagemaker import SageMakerEndpointHook
+            from hooks.sagemaker_endpoint import SageMakerEndpointHook
 
             hook = SageMakerEndpointHook(aws_conn_id=self.serving_config.aws_conn_id,
                                          region_name=self.serving_config.region)
@@ -274,7 +292,8 @@ class PredictSmokeTestOperator(BaseOperator):
                 raise AirflowException(
                     f"Endpoint {deployment['endpoint_name']} is {serving['EndpointStatus']} on "
                     f"{serving['EndpointConfigName']}, not on {deployment['endpoint_config_name']}"
-                    f": the update did not take ({serving.get('FailureReason', 'no reason given')}).")
+                    f": the update did not take "
+                    f"({serving.get('FailureReason', 'no reason given')}).")
             return hook.runtime
         return LocalModelServerHook(self.serving_config).runtime_client()
 
@@ -298,15 +317,10 @@ class PredictSmokeTestOperator(BaseOperator):
         settings = handler.Settings({**self.serving_config.lambda_environment()})
         query = urlencode({"session": ",".join(self._session(deployment)),
                            "model": deployment["model"]})
-        handler.set_client_factory(lambda: client, settings)
-        try:
-            answer = handler.lambda_handler(handler.proxy_event("/predict", query), None)
-        finally:
-            handler.set_client_factory(None, handler.Settings())
+        answer = handler.handle(handler.proxy_event("/predict", query), None, client=client,
+                                settings=settings)
         body = answer["body"]
         self.log.info("GET /predict?%s -> %s %s", query, answer["statusCode"], body[:500])
-        import json
-
         doc = json.loads(body)
         if answer["statusCode"] != 200:
             raise AirflowException(f"Smoke test of {deployment['endpoint_name']} failed: "
@@ -373,7 +387,8 @@ class EndpointRollbackOperator(BaseOperator):
     :param model: ``intent`` or ``rec``.
     :param config: serving settings; default from env.
     :param check_interval: seconds between endpoint status polls (SageMaker).
-    :return: ``{"endpoint_name", "endpoint_config_name", "changed", ...}`` or ``{"changed": False}``.
+    :return: ``{"endpoint_name", "endpoint_config_name", "changed", ...}``; ``changed`` is
+        False when nothing needed (or could) be rolled back.
     """
 
     ui_color = "#fce8e6"
@@ -395,11 +410,12 @@ class EndpointRollbackOperator(BaseOperator):
         champion = ModelRegistryHook(cfg).champion(self.model)
         endpoint = cfg.endpoint(self.model)
         if champion is None:
-            self.log.warning("No %s champion yet: nothing to roll %s back to.", self.model, endpoint)
+            self.log.warning("No %s champion yet: nothing to roll %s back to.", self.model,
+                             endpoint)
             return {"endpoint_name": endpoint, "changed": False}
         target = champion.endpoint_config_name
         if champion.backend == "sagemaker":
-            from hooks.sagemaker import SageMakerEndpointHook
+            from hooks.sagemaker_endpoint import SageMakerEndpointHook
 
             hook = SageMakerEndpointHook(aws_conn_id=cfg.aws_conn_id, region_name=cfg.region)
             return hook.restore(endpoint, target, check_interval=self.check_interval)
@@ -441,7 +457,8 @@ def release_tasks(model: str, candidate: Any, *, config: ServingConfig | None = 
                    tooltip=f"gate, deploy, smoke-test and promote the {model} model") as group:
         gate = ModelGateOperator(task_id=f"gate_{model}", model=model, candidate=candidate,
                                  config=config,
-                                 doc_md="Beat the champion (first run: the baselines) or stop, green.")
+                                 doc_md="Beat the champion (first run: the baselines) "
+                                        "or stop, green.")
         if cfg.backend == "sagemaker":
             from airflow.providers.amazon.aws.operators.sagemaker import (
                 SageMakerEndpointConfigOperator,

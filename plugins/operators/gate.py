@@ -10,7 +10,7 @@ from airflow.exceptions import AirflowException
 from airflow.providers.common.compat.sdk import SkipMixin
 from airflow.sdk import BaseOperator
 
-from hooks.registry import ModelRegistryHook
+from hooks.model_registry import ModelRegistryHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -33,9 +33,10 @@ def candidate_pathspec(candidate: Any) -> str:
 class ModelGateOperator(BaseOperator, SkipMixin):
     """Compare a newly trained model with the champion; deploy it only if it wins.
 
-    The candidate's metrics come from its Metaflow run (:class:`~hooks.metaflow_runner.MetaflowHook`,
-    unless the training task's XCom already carries them), the champion's from the
-    registry (:class:`~hooks.registry.ModelRegistryHook`); :func:`skiff.registry.gate_decision`
+    The candidate's metrics come from its Metaflow run
+    (:class:`~hooks.metaflow_runner.MetaflowHook`, unless the training task's XCom already
+    carries them), the champion's from the registry
+    (:class:`~hooks.model_registry.ModelRegistryHook`); :func:`skiff.registry.gate_decision`
     decides. A win returns the decision and lets the deploy tasks run. A loss is a decision,
     not an error: the task succeeds with the reason in its log and XCom, and skips the tasks
     directly downstream (and so everything after them), so the run ends green. Missing or

@@ -1,4 +1,4 @@
-"""Create or update the ``/predict`` Lambda function (the provider's create operator, plus update)."""
+"""Create or update the ``/predict`` Lambda (the provider's create operator, plus an update)."""
 
 from __future__ import annotations
 
@@ -109,7 +109,8 @@ class LambdaFunctionDeployOperator(LambdaCreateFunctionOperator):
             return
         try:
             client.add_permission(FunctionName=self.function_name, StatementId=_STATEMENT,
-                                  Action="lambda:InvokeFunction", Principal="apigateway.amazonaws.com",
+                                  Action="lambda:InvokeFunction",
+                                  Principal="apigateway.amazonaws.com",
                                   SourceArn=self.api_source_arn)
         except client.exceptions.ResourceConflictException:
             self.log.info("API Gateway may invoke %s already.", self.function_name)

@@ -188,7 +188,7 @@ def serving_config(moto: SimpleNamespace) -> str:
 
 
 def champion(moto: SimpleNamespace) -> dict | None:
-    from hooks.registry import ModelRegistryHook
+    from hooks.model_registry import ModelRegistryHook
 
     record = ModelRegistryHook(moto.config).champion("rec")
     return record.to_dict() if record else None
@@ -289,7 +289,7 @@ def test_a_rejected_challenger_ends_green_and_touches_nothing(moto: SimpleNamesp
 
 
 def test_lambda_function_create_update_and_permission(moto: SimpleNamespace, tmp_path: Path) -> None:
-    from operators.lambda_function import LambdaFunctionDeployOperator
+    from operators.lambda_deploy import LambdaFunctionDeployOperator
 
     iam = moto.boto3.client("iam", endpoint_url=moto.url, region_name=REGION)
     role = iam.create_role(RoleName="skiff-predict", AssumeRolePolicyDocument=json.dumps({

@@ -1,0 +1,251 @@
+"""Gate, local deploy, smoke test, promote and rollback operators; the release task group.
+
+Local backend only (a model server on 127.0.0.1 when one is needed); the SageMaker path runs
+against moto in ``tests/integration/test_sagemaker_moto.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from airflow.exceptions import AirflowException
+
+from operators.deploy import (
+    ChampionPromoteOperator,
+    EndpointRollbackOperator,
+    LocalModelDeployOperator,
+    PredictSmokeTestOperator,
+    release_tasks,
+    resource_name,
+)
+from operators.gate import ModelGateOperator
+from serving_models import intent_bundle, rec_bundle, retag
+from skiff.config import ServingConfig
+
+METRICS = {"mrr@20": 0.3, "baselines": {"most_popular": {"mrr@20": 0.1}}}
+
+
+class FakeTI:
+    map_index = -1
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    root = tmp_path_factory.mktemp("op-bundles")
+    rec = rec_bundle(root / "rec1", "RecFlow/1")
+    return SimpleNamespace(rec1=rec, rec2=retag(rec, root / "rec2", "RecFlow/2"),
+                           rec3=retag(rec, root / "rec3", "RecFlow/3"),
+                           intent=intent_bundle(root / "intent", "IntentFlow/1"), root=root)
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ServingConfig:
+    """A fresh SKIFF_HOME (registry and local control plane) and a port nobody listens on."""
+    monkeypatch.setenv("SKIFF_HOME", str(tmp_path))
+    return ServingConfig(port=9, registry_uri=str(tmp_path / "registry"))
+
+
+def run(op: Any, ti: FakeTI | None = None) -> Any:
+    return op.execute({"ti": ti or FakeTI()})
+
+
+def release(cfg: ServingConfig, bundle: Path, version: int, mrr: float = 0.3) -> dict:
+    gate = run(ModelGateOperator(task_id="gate", model="rec", config=cfg, candidate={
+        "pathspec": f"RecFlow/{version}", "metrics": {**METRICS, "mrr@20": mrr}}))
+    deployment = run(LocalModelDeployOperator(task_id="deploy", model="rec", candidate=gate,
+                                              model_dir=str(bundle), config=cfg))
+    smoke = run(PredictSmokeTestOperator(task_id="smoke", deployment=deployment, config=cfg))
+    champion = run(ChampionPromoteOperator(task_id="promote", gate=gate, deployment=smoke,
+                                           config=cfg))
+    return {"gate": gate, "deployment": deployment, "smoke": smoke, "champion": champion}
+
+
+def test_resource_names_are_valid_sagemaker_names() -> None:
+    import re
+
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert resource_name("skiff-rec", "RecFlow/17", now) == "skiff-rec-recflow-17-20260102t030405"
+    long = resource_name("a-very-long-endpoint-name-x", "SomeVeryLongFlowName/1795596158658723", now)
+    assert len(long) <= 63 and re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", long)
+    assert long.endswith("1795596158658723-20260102t030405")
+
+
+def test_local_release_without_a_running_server(cfg: ServingConfig, bundles: SimpleNamespace,
+                                                tmp_path: Path) -> None:
+    out = release(cfg, bundles.rec1, 1)
+    d = out["deployment"]
+    assert d["backend"] == "local" and d["operation"] == "create" and d["status"] == "InService"
+    assert d["model_version"] == "RecFlow/1" and d["endpoint_name"] == "skiff-rec"
+    assert Path(d["artifact_uri"]).is_relative_to(tmp_path / "serving")
+    assert out["smoke"]["smoke"]["model_version"] == "RecFlow/1"  # through the handler, in-process
+    assert out["champion"]["pathspec"] == "RecFlow/1" and out["champion"]["backend"] == "local"
+    assert out["gate"]["against"] == "baselines"
+    second = release(cfg, bundles.rec2, 2, mrr=0.4)
+    assert second["deployment"]["previous_endpoint_config_name"] == d["endpoint_config_name"]
+    assert second["champion"]["previous"] == "RecFlow/1"
+    # a restarted server serves the last deploy
+    from skiff.serving import EndpointStore, ModelServer
+
+    server = ModelServer(max_batch=1)
+    assert server.load_store(EndpointStore()) == ["skiff-rec"]
+    assert server.endpoint("skiff-rec").model.version == "RecFlow/2"
+
+
+def test_gate_rejects_green_and_skips_the_deploy(cfg: ServingConfig, bundles: SimpleNamespace) -> None:
+    from airflow.providers.common.compat.sdk import DownstreamTasksSkipped
+    from airflow.sdk import DAG
+
+    release(cfg, bundles.rec1, 1)
+    with DAG("gate_test", schedule=None):
+        gate = ModelGateOperator(task_id="gate_rec", model="rec", config=cfg,
+                                 candidate={"pathspec": "RecFlow/5", "metrics": METRICS})
+        gate >> LocalModelDeployOperator(task_id="deploy_rec", model="rec", candidate=gate.output)
+    ti = FakeTI()
+    with pytest.raises(DownstreamTasksSkipped) as skipped:
+        run(gate, ti)
+    assert list(skipped.value.tasks) == ["deploy_rec"]
+    assert ti.xcom["return_value"]["promote"] is False
+    assert "gain 0.0000 is not above margin" in ti.xcom["return_value"]["reason"]
+    assert gate.retries == 0
+
+
+def test_gate_reads_metrics_from_metaflow_when_given_a_pathspec(cfg: ServingConfig) -> None:
+    class FakeMetaflow:
+        def metrics(self, pathspec: str) -> dict:
+            assert pathspec == "RecFlow/8"
+            return {"model": {"mrr@20": 0.2}, "baselines": {"pop": {"mrr@20": 0.1}}}
+
+    op = ModelGateOperator(task_id="gate", model="rec", candidate="RecFlow/8", config=cfg)
+    op.metaflow_hook = FakeMetaflow()
+    assert run(op)["promote"] is True
+
+
+@pytest.mark.parametrize(("candidate", "match"), [
+    pytest.param({"pathspec": "RecFlow/1", "metrics": {"hit_rate@20": 0.2}}, "lack 'mrr@20'",
+                 id="metric-missing"),
+    pytest.param({"pathspec": "RecFlow/1", "metrics": {"mrr@20": float("nan")}}, "finite",
+                 id="metric-nan"),
+    pytest.param({"metrics": {"mrr@20": 0.2}}, "pathspec", id="no-pathspec"),
+])
+def test_gate_errors_fail_the_task(cfg: ServingConfig, candidate: dict, match: str) -> None:
+    with pytest.raises(AirflowException, match=match):
+        run(ModelGateOperator(task_id="gate", model="rec", candidate=candidate, config=cfg))
+
+
+def test_deploy_swaps_the_running_server_and_refuses_a_broken_model(
+        cfg: ServingConfig, bundles: SimpleNamespace, tmp_path: Path) -> None:
+    from skiff.serving import LocalStack
+
+    stack = LocalStack.build(cfg, port=0, api_port=0).start()
+    try:
+        port = stack.http.server_address[1]
+        live = ServingConfig(port=port, registry_uri=cfg.registry_uri)
+        first = release(live, bundles.rec1, 1)
+        assert first["deployment"]["status"] == "InService"
+        assert stack.models.endpoint("skiff-rec").model.version == "RecFlow/1"
+        broken = shutil.copytree(bundles.rec2, tmp_path / "broken")
+        (broken / "1" / "saved_model.pb").write_bytes(b"garbage")
+        with pytest.raises(AirflowException, match="keeps serving its model"):
+            run(LocalModelDeployOperator(task_id="deploy", model="rec", model_dir=str(broken),
+                                         candidate={"pathspec": "RecFlow/2"}, config=live))
+        assert stack.models.endpoint("skiff-rec").model.version == "RecFlow/1"
+        from hooks.model_server import LocalModelServerHook
+
+        record = LocalModelServerHook(live).endpoint("skiff-rec")
+        assert record.endpoint_config_name == first["deployment"]["endpoint_config_name"]
+        # /predict of the running stack answers from the deployed model
+        import urllib.request
+
+        with urllib.request.urlopen(f"{stack.urls['api']}/predict?session=sku01") as answer:
+            assert json.loads(answer.read())["model_version"] == "RecFlow/1"
+    finally:
+        stack.close()
+
+
+def test_rollback_returns_to_the_champion(cfg: ServingConfig, bundles: SimpleNamespace) -> None:
+    from skiff.serving import LocalStack
+
+    stack = LocalStack.build(cfg, port=0, api_port=0, with_api=False).start()
+    try:
+        live = ServingConfig(port=stack.http.server_address[1], registry_uri=cfg.registry_uri)
+        rollback = EndpointRollbackOperator(task_id="rollback", model="rec", config=live)
+        assert rollback.trigger_rule == "one_failed"
+        assert run(rollback) == {"endpoint_name": "skiff-rec", "changed": False}  # no champion
+        good = release(live, bundles.rec1, 1)["deployment"]["endpoint_config_name"]
+        assert run(rollback)["changed"] is False  # serving the champion already
+        bad = run(LocalModelDeployOperator(task_id="deploy", model="rec", config=live,
+                                           model_dir=str(bundles.rec3),
+                                           candidate={"pathspec": "RecFlow/3"}))
+        assert stack.models.endpoint("skiff-rec").model.version == "RecFlow/3"
+        result = run(rollback)  # e.g. after a failed smoke test of RecFlow/3
+        assert result["changed"] is True and result["endpoint_config_name"] == good
+        assert result["previous_endpoint_config_name"] == bad["endpoint_config_name"]
+        assert stack.models.endpoint("skiff-rec").model.version == "RecFlow/1"
+    finally:
+        stack.close()
+
+
+def test_smoke_test_fails_on_a_wrong_version(cfg: ServingConfig, bundles: SimpleNamespace) -> None:
+    deployment = release(cfg, bundles.rec1, 1)["deployment"]
+    with pytest.raises(AirflowException, match="not the deployed 'RecFlow/7'"):
+        run(PredictSmokeTestOperator(task_id="smoke", config=cfg,
+                                     deployment={**deployment, "model_version": "RecFlow/7"}))
+    with pytest.raises(AirflowException, match="unknown SKUs"):
+        run(PredictSmokeTestOperator(task_id="smoke", config=cfg, deployment=deployment,
+                                     session=["not-a-sku"]))
+
+
+def test_intent_release(cfg: ServingConfig, bundles: SimpleNamespace) -> None:
+    gate = run(ModelGateOperator(task_id="gate", model="intent", config=cfg, candidate={
+        "pathspec": "IntentFlow/1", "metrics": {"roc_auc": 0.7,
+                                                "baselines": {"logistic": {"roc_auc": 0.6}}}}))
+    deployment = run(LocalModelDeployOperator(task_id="deploy", model="intent", candidate=gate,
+                                              model_dir=str(bundles.intent), config=cfg))
+    smoke = run(PredictSmokeTestOperator(task_id="smoke", deployment=deployment, config=cfg))
+    assert 0 < smoke["smoke"]["probability"] < 1 and smoke["endpoint_name"] == "skiff-intent"
+    with pytest.raises(AirflowException, match="holds a 'rec' model"):
+        run(LocalModelDeployOperator(task_id="deploy", model="intent", candidate=gate,
+                                     model_dir=str(bundles.rec1), config=cfg))
+
+
+def test_release_tasks_local_and_sagemaker_graphs() -> None:
+    from airflow.sdk import DAG
+
+    from operators.metaflow_run import MetaflowRunOperator
+
+    with DAG("release_local", schedule=None) as dag:
+        train = MetaflowRunOperator(task_id="train_rec", flow_file="x.py")
+        release_tasks("rec", train.output, config=ServingConfig())
+    tasks = dag.task_dict
+    assert set(tasks) == {"train_rec", "gate_rec", "deploy_rec", "smoke_test_rec", "promote_rec",
+                          "rollback_rec"}
+    assert tasks["gate_rec"].upstream_task_ids == {"train_rec"}
+    assert tasks["promote_rec"].upstream_task_ids == {"gate_rec", "smoke_test_rec"}
+    assert tasks["rollback_rec"].upstream_task_ids == {"deploy_rec", "smoke_test_rec"}
+    assert tasks["rollback_rec"].trigger_rule == "one_failed"
+
+    aws = ServingConfig(backend="sagemaker", bucket="b", role_arn="arn:aws:iam::1:role/r")
+    with DAG("release_aws", schedule=None) as dag:
+        train = MetaflowRunOperator(task_id="train_rec", flow_file="x.py")
+        release_tasks("rec", train.output, config=aws, deferrable=True)
+    tasks = dag.task_dict
+    assert [type(tasks[t]).__name__ for t in ("create_model_rec", "create_endpoint_config_rec",
+                                              "deploy_endpoint_rec")] == \
+        ["SageMakerModelOperator", "SageMakerEndpointConfigOperator", "SageMakerEndpointOperator"]
+    assert tasks["deploy_endpoint_rec"].deferrable is True
+    assert tasks["smoke_test_rec"].upstream_task_ids == {"deploy_endpoint_rec", "plan_deploy_rec"}
+    assert tasks["rollback_rec"].upstream_task_ids == {
+        "plan_deploy_rec", "create_model_rec", "create_endpoint_config_rec",
+        "deploy_endpoint_rec", "smoke_test_rec"}
