@@ -149,6 +149,7 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
         except GXValidationFailed as exc:
             failure = exc
         result = self._validation_result()
+        self._remove_temporary_docs_site()
         report = write_report(result, self.rendered, window, self.config.validation.reports_dir,
                               data_docs=self.data_docs)
         payload = result.to_json_dict()
@@ -163,6 +164,20 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
         self.log.info(success_message(self.rendered, window, payload))
         for line in report.lines():
             self.log.info(line)
+
+    def _remove_temporary_docs_site(self) -> None:
+        """The provider's ephemeral GX context makes an (unused) temporary Data Docs folder."""
+        import os
+        import tempfile
+
+        sites = getattr(getattr(self._gx_context, "config", None), "data_docs_sites", None) or {}
+        for site in sites.values():
+            folder = ((site or {}).get("store_backend") or {}).get("base_directory")
+            if folder and os.path.dirname(os.path.abspath(folder)) == tempfile.gettempdir():
+                try:
+                    os.rmdir(folder)  # only when empty
+                except OSError:
+                    pass
 
     def _validation_result(self) -> ExpectationSuiteValidationResult:
         """The full result (with each expectation's meta) from the provider's GX context."""

@@ -13,7 +13,6 @@ import json
 
 import pytest
 from bad_batches import (
-    END,
     MART_TASKS,
     SEED,
     START,
@@ -152,4 +151,3 @@ def test_snowflake_datasource_is_built_from_the_airflow_connection(fake_snowflak
     assert type(asset).__name__ == "QueryAsset" and asset.query == sql
     assert batch.name == "browsing_train"
     assert hook.batch_parameters(sql) == {}  # the query asset holds the rows, not a frame
-    assert END > START
