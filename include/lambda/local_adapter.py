@@ -10,7 +10,7 @@ an in-process runtime client); alone it reaches a model server through boto3::
 
     python include/lambda/local_adapter.py --port 8000 --runtime-url http://127.0.0.1:8080
 
-Standard library only, like the handler.
+It needs the standard library and ``skiff.httpserver`` (a lean keep-alive HTTP base).
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from skiff.httpserver import KeepAliveHandler, ThreadedServer
 
 __all__ = ["HANDLER_MODULE", "load_handler", "make_server", "main"]
 
@@ -63,9 +65,7 @@ class _Context:
         self.aws_request_id = uuid.uuid4().hex
 
 
-class _AdapterServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
+class _AdapterServer(ThreadedServer):
     handler: ModuleType
     settings: Any
     client_factory: Callable[[], Any]
@@ -81,14 +81,9 @@ class _AdapterServer(ThreadingHTTPServer):
         return self._client
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class _Handler(KeepAliveHandler):
     server_version = "skiff-predict-local"
     server: _AdapterServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        log.debug("%s " + format, self.address_string(), *args)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None
                    ) -> None:
@@ -113,11 +108,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Content-Length", "0") not in ("", "0"):
             self.rfile.read(int(self.headers["Content-Length"]))  # drain; the API takes none
         path, _, query = self.path.partition("?")
-        event = self.server.handler.proxy_event(path, query, self.command)
+        server, context = self.server, _Context()
+        event = server.handler.proxy_event(path, query, self.command)
         event["headers"] = {k.lower(): v for k, v in self.headers.items()}
-        event["requestContext"]["requestId"] = _Context().aws_request_id
-        server = self.server
-        answer = server.handler.handle(event, _Context(), client=server.client(),
+        event["requestContext"]["requestId"] = context.aws_request_id
+        answer = server.handler.handle(event, context, client=server.client(),
                                        settings=server.settings)
         body = answer.get("body", "").encode()
         self.send_response(int(answer.get("statusCode", 500)))

@@ -422,6 +422,9 @@ class ServingConfig:
         (1 = no batching). Env ``SKIFF_SERVE_MAX_BATCH``, default 64.
     :param batch_wait_ms: how long, in milliseconds, the first request of a batch waits for
         company (0 = only requests already queued). Env ``SKIFF_SERVE_BATCH_WAIT_MS``, default 0.
+    :param tf_threads: TensorFlow's intra- and inter-op threads in the model server (0 = TF's
+        default, one per core). Env ``SKIFF_SERVE_TF_THREADS``, default 1: a small model's
+        ops are cheaper on one thread, and the other cores serve HTTP.
     :param max_tokens: most tokens ``session`` may hold. Env ``SKIFF_PREDICT_MAX_TOKENS``,
         default 200.
     :param top_k: SKUs a recommendation returns (at most the model's export ``k``).
@@ -450,6 +453,7 @@ class ServingConfig:
     api_port: int = 8000
     max_batch: int = 64
     batch_wait_ms: float = 0.0
+    tf_threads: int = 1
     max_tokens: int = 200
     top_k: int = 10
     gate_metric_intent: str = "roc_auc"
@@ -567,6 +571,7 @@ class ServingConfig:
             api_port=_env_int("SKIFF_API_PORT", 8000),
             max_batch=_env_int("SKIFF_SERVE_MAX_BATCH", 64, minimum=1),
             batch_wait_ms=_env_float("SKIFF_SERVE_BATCH_WAIT_MS", 0.0),
+            tf_threads=_env_int("SKIFF_SERVE_TF_THREADS", 1),
             max_tokens=_env_int("SKIFF_PREDICT_MAX_TOKENS", 200, minimum=1),
             top_k=_env_int("SKIFF_PREDICT_TOP_K", 10, minimum=1),
             gate_metric_intent=_env("SKIFF_GATE_METRIC_INTENT", "roc_auc"),

@@ -47,13 +47,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from skiff.exceptions import ModelLoadError, ServingError, SkiffConfigError
+from skiff.httpserver import KeepAliveHandler, ThreadedServer
 from skiff.sagemaker_inference import (
     KINDS,
     META_FILE,
@@ -79,6 +80,7 @@ __all__ = [
     "serve_forever",
     "LocalStack",
     "load_local_adapter",
+    "configure_tensorflow",
 ]
 
 log = logging.getLogger(__name__)
@@ -593,22 +595,15 @@ class ModelServer:
             endpoint.close()
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256  # bursts of new connections must not hit a backlog of 5
+class _HTTPServer(ThreadedServer):
     model_server: ModelServer
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(KeepAliveHandler):
     """SageMaker container routes plus the local control plane."""
 
-    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
-    disable_nagle_algorithm = True
     server_version = "skiff-model-server"
     server: _HTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        log.debug("%s " + format, self.address_string(), *args)
 
     def _reply(self, status: int, body: bytes, content_type: str = _JSON,
                error_type: str | None = None) -> None:
@@ -875,6 +870,28 @@ def serve_forever(servers: Sequence[ThreadingHTTPServer],
 
 # --------------------------------------------------------------------------- skiff serve
 
+def configure_tensorflow(threads: int) -> bool:
+    """Set TensorFlow's intra- and inter-op thread pools (before its first op runs).
+
+    :param threads: threads per pool; 0 leaves TensorFlow's default (one per core).
+    :return: whether the setting took (False once TensorFlow's runtime has started).
+    """
+    if threads <= 0:
+        return True
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # the runtime is initialised already (e.g. a model was loaded)
+        current = tf.config.threading.get_intra_op_parallelism_threads()
+        if current != threads:
+            log.info("TensorFlow runs already with %s threads; SKIFF_SERVE_TF_THREADS=%s "
+                     "applies to a fresh process.", current or "default", threads)
+        return current == threads
+    return True
+
+
 def load_local_adapter() -> Any:
     """``include/lambda/local_adapter.py`` (the Lambda code is no package: it ships as a zip)."""
     import importlib.util
@@ -923,6 +940,7 @@ class LocalStack:
         :return: the bound, not yet serving, stack.
         :raises ModelLoadError: a bundle of ``bundles`` does not load.
         """
+        configure_tensorflow(config.tf_threads)
         models = ModelServer(max_batch=config.max_batch, batch_wait_ms=config.batch_wait_ms)
         models.load_store(store or EndpointStore())
         for name, path in (bundles or {}).items():

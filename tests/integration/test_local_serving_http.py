@@ -179,3 +179,24 @@ def test_skiff_serve_command(bundles: SimpleNamespace, tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(20) == 0
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    pytest.param(b"GET /ping HTTP/1.0\r\n\r\n", b"200", id="http-1.0-stdlib-path"),
+    pytest.param(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"200",
+                 id="connection-close"),
+    pytest.param(b"GET /ping HTTP/1.1\r\nno colon here\r\n\r\n", b"400", id="bad-header"),
+    pytest.param(b"GET /ping HTTP/1.1\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n", b"431",
+                 id="too-many-headers"),
+    pytest.param(b"POST /invocations HTTP/1.1\r\nContent-Type: application/json\r\n"
+                 b"Expect: 100-continue\r\nContent-Length: 28\r\n\r\n"
+                 b'{"sessions": [["sku01"]]}   ', b"100", id="expect-100-continue"),
+])
+def test_http_protocol_edges(stack: LocalStack, raw: bytes, status: bytes) -> None:
+    import socket
+
+    host, port = stack.http.server_address[:2]
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(raw)
+        answer = sock.recv(65536)
+    assert answer.split(b" ")[1] == status, answer[:200]

@@ -1,0 +1,202 @@
+"""The local serving path: GET /predict over HTTP through the Lambda handler to the model.
+
+This process runs what ``skiff serve`` runs (the model server and the ``/predict`` adapter
+calling the Lambda handler with an in-process runtime client); a SECOND process on loopback
+drives it with concurrent keep-alive clients for a fixed time and reports every request's
+latency. Measured side by side:
+
+- the model's raw cost: one call of the SavedModel's traced ``serve`` function (batch 1 and
+  batch 32), so the HTTP and handler overhead is visible;
+- ``/predict`` with micro-batching (the default) and without (``SKIFF_SERVE_MAX_BATCH=1``):
+  latency with 4 concurrent clients, throughput with 16 (at 16 in flight, latency is
+  16 / throughput by Little's law, whatever the server does);
+- ``/predict`` through boto3's ``sagemaker-runtime`` client to the model server (two HTTP hops,
+  the path a Lambda takes to SageMaker), fewer clients.
+
+The model is an untrained next-item model of the training library's default size (random
+weights cost the same as trained ones): 2,000 SKUs at ``small`` scale, 50,000 (the real
+catalogue's order) at ``full``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import REPO, Figure, skiff_env
+
+# The client process: N threads, one keep-alive connection each, random sessions, fixed time.
+_CLIENT = r"""
+import http.client, json, random, sys, threading, time
+host, port, clients, seconds, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+skus = json.loads(sys.stdin.read())
+lat, errors, stop, go = [], [], threading.Event(), threading.Barrier(clients + 1)
+def client(seed):
+    rng = random.Random(seed)
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    mine, bad = [], 0
+    go.wait()
+    t_measure = time.perf_counter() + warmup
+    while not stop.is_set():
+        path = "/predict?session=" + ",".join(rng.choices(skus, k=rng.randint(1, 10)))
+        t0 = time.perf_counter()
+        try:
+            conn.request("GET", path)
+            answer = conn.getresponse(); answer.read()
+            ok = answer.status == 200
+        except Exception:
+            ok = False; conn.close(); conn = http.client.HTTPConnection(host, port, timeout=10)
+        t1 = time.perf_counter()
+        if t0 >= t_measure:
+            if ok: mine.append(t1 - t0)
+            else: bad += 1
+    lat.extend(mine); errors.append(bad)
+threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+for t in threads: t.start()
+go.wait(); time.sleep(warmup + seconds); stop.set()
+for t in threads: t.join()
+print(json.dumps({"latencies": lat, "errors": sum(errors), "seconds": seconds}))
+"""
+
+
+def _bundle(root: Path, n_items: int) -> Path:
+    """An untrained next-item model of the flows' default size, as a bundle."""
+    from skiff import features, models, serving
+
+    vocab = features.Vocabulary((features.PAD_TOKEN, features.OOV_TOKEN,
+                                 *(f"{i:064x}" for i in range(n_items - 2))))
+    model = models.build_next_item_model(len(vocab), max_position=10)
+    return serving.write_bundle(model, root / "rec", kind="rec", vocabulary=vocab,
+                                version="BenchFlow/1", max_len=10, k=20)
+
+
+def _raw_cost(bundle: Path) -> dict[str, float]:
+    """Median seconds of one traced-function call, batch 1 and batch 32."""
+    import numpy as np
+
+    from skiff.serving import LoadedModel
+
+    loaded = LoadedModel.load(bundle)
+    rng = np.random.default_rng(0)
+    out = {}
+    for batch in (1, 32):
+        items = rng.integers(2, len(loaded.codec.tokens), (batch, 10)).astype(np.int32)
+        first = items[:, 0].copy()
+        fn = loaded._fn  # the concrete function the server calls
+
+        def call() -> None:
+            fn(items=items, first=first)["items"].numpy()
+
+        for _ in range(20):
+            call()
+        times = []
+        for _ in range(300):
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+        out[batch] = statistics.median(times)
+    return out
+
+
+def _drive(port: int, skus: list[str], clients: int, seconds: float, env: dict) -> dict:
+    """Run the client process against 127.0.0.1:port; latencies in seconds."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _CLIENT, "127.0.0.1", str(port), str(clients), str(seconds), "1.0"],
+        input=json.dumps(skus), capture_output=True, text=True, env=env, check=True,
+        timeout=seconds + 120)
+    result = json.loads(proc.stdout)
+    lat = sorted(result["latencies"])
+    if not lat:
+        raise RuntimeError(f"no successful request ({result['errors']} errors)")
+    return {"p50": lat[len(lat) // 2], "p99": lat[int(len(lat) * 0.99)],
+            "rps": len(lat) / result["seconds"], "n": len(lat), "errors": result["errors"]}
+
+
+def _serve_and_drive(bundle: Path, skus: list[str], *, max_batch: int, clients: int,
+                     seconds: float, env: dict, via_boto3: bool = False) -> dict:
+    from skiff.config import ServingConfig
+    from skiff.serving import EndpointStore, LocalStack, load_local_adapter
+
+    with tempfile.TemporaryDirectory() as store:
+        stack = LocalStack.build(ServingConfig(max_batch=max_batch),
+                                 bundles={"skiff-rec": bundle}, store=EndpointStore(store),
+                                 port=0, api_port=0).start()
+        extra = None
+        try:
+            port = stack.api.server_address[1]
+            if via_boto3:  # a second adapter whose handler reaches the model server via boto3
+                adapter = load_local_adapter()
+                settings = adapter.load_handler().Settings(
+                    {"SKIFF_RUNTIME_URL": stack.urls["models"]})
+                extra = adapter.make_server("127.0.0.1", 0, settings=settings)
+                import threading
+
+                threading.Thread(target=extra.serve_forever, daemon=True).start()
+                port = extra.server_address[1]
+            result = _drive(port, skus, clients, seconds, env)
+            batches = stack.models.endpoint("skiff-rec").describe().get("batches")
+            if batches and batches["calls"]:
+                result["rows_per_call"] = batches["rows"] / batches["calls"]
+            return result
+        finally:
+            if extra is not None:
+                extra.shutdown()
+                extra.server_close()
+            stack.close()
+
+
+def run(scale: str) -> list[Figure]:
+    import os
+
+    from skiff.config import ServingConfig
+    from skiff.serving import configure_tensorflow, read_bundle_meta
+
+    n_items, seconds = (2_000, 6.0) if scale == "small" else (50_000, 20.0)
+    configure_tensorflow(ServingConfig().tf_threads)  # as skiff serve does, before any model
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as home:
+        env = skiff_env(Path(home))
+        bundle = _bundle(Path(home), n_items)
+        skus = read_bundle_meta(bundle)["vocabulary"][2:]
+        raw = _raw_cost(bundle)
+        runs = {(batch, clients): _serve_and_drive(bundle, skus, max_batch=batch, clients=clients,
+                                                   seconds=seconds, env=env)
+                for batch in (64, 1) for clients in (4, 16)}
+        boto = _serve_and_drive(bundle, skus, max_batch=64, clients=4, seconds=seconds / 2,
+                                env=env, via_boto3=True)
+    ms = 1000.0
+    busy = f"machine load {load_before:.1f} on {os.cpu_count()} cores before the run"
+    lat, thr = runs[64, 4], runs[64, 16]
+    one_lat, one_thr = runs[1, 4], runs[1, 16]
+    note = f"{n_items:,} SKUs, sessions of 1-10 SKUs, client threads in a 2nd process"
+    return [
+        Figure("serve", "model call, batch 1 (traced serve function)", raw[1] * ms, "ms", "",
+               "median of 300: the floor under /predict"),
+        Figure("serve", "model call, batch 32", raw[32] * ms, "ms", "",
+               f"{raw[32] / raw[1]:.1f}x batch 1 for 32x the rows"),
+        Figure("serve", "/predict p50, 4 concurrent clients", lat["p50"] * ms, "ms", "< 5 ms",
+               note),
+        Figure("serve", "/predict p99, 4 concurrent clients", lat["p99"] * ms, "ms", "< 15 ms",
+               f"{lat['n']:,} requests, {lat['errors']} errors; {busy}"),
+        Figure("serve", "/predict throughput, 16 concurrent clients", thr["rps"], "req/s",
+               ">= 1000", f"{thr.get('rows_per_call', 1):.1f} sessions per model call; "
+                          f"p50 {thr['p50'] * ms:.1f} ms, p99 {thr['p99'] * ms:.1f} ms"),
+        Figure("serve", "/predict throughput, 4 concurrent clients", lat["rps"], "req/s", "",
+               f"{lat.get('rows_per_call', 1):.1f} sessions per model call"),
+        Figure("serve", "no batching: p50 / 4 clients", one_lat["p50"] * ms, "ms", "",
+               f"SKIFF_SERVE_MAX_BATCH=1; p99 {one_lat['p99'] * ms:.1f} ms"),
+        Figure("serve", "no batching: throughput / 16 clients", one_thr["rps"], "req/s", "",
+               f"p50 {one_thr['p50'] * ms:.1f} ms, p99 {one_thr['p99'] * ms:.1f} ms"),
+        Figure("serve", "via boto3 runtime client: p50 / 4 clients", boto["p50"] * ms, "ms", "",
+               f"adapter -> boto3 sagemaker-runtime -> model server; {boto['rps']:.0f} req/s"),
+    ]
+
+
+if __name__ == "__main__":  # python -m bench.bench_serve [full]
+    sys.path.insert(0, str(REPO))
+    print(Figure.table(run(sys.argv[1] if len(sys.argv) > 1 else "small")))
