@@ -188,7 +188,8 @@ def _hashes(rng: np.random.Generator, n: int) -> list[str]:
 
 
 def _product_rows(table: pa.Table) -> np.ndarray:
-    return np.flatnonzero(pc.is_valid(table.column("product_sku_hash")).to_numpy(zero_copy_only=False))
+    valid = pc.is_valid(table.column("product_sku_hash"))
+    return np.flatnonzero(valid.to_numpy(zero_copy_only=False))
 
 
 def _rename_sessions(table: pa.Table, mapping: dict[str, str]) -> pa.Table:
@@ -232,7 +233,8 @@ def _scaled_timestamps(defect: str, scale: Callable[[pa.Array], pa.Array],
     return build
 
 
-def _schema_drift(defect: str, sql: str, what: str) -> Callable[[IntervalData, np.random.Generator], BadBatch]:
+def _schema_drift(defect: str, sql: str,
+                  what: str) -> Callable[[IntervalData, np.random.Generator], BadBatch]:
     def build(d: IntervalData, rng: np.random.Generator) -> BadBatch:
         return BadBatch(defect, {BROWSING.name: d.browsing}, drift=(sql,), note=what)
     return build
@@ -246,7 +248,8 @@ def _volume_spike(d: IntervalData, rng: np.random.Generator) -> BadBatch:
     sessions = pc.unique(d.browsing.column("session_id_hash")).to_pylist()
     copies = [d.browsing]
     for _ in range(9):
-        copies.append(_rename_sessions(d.browsing, dict(zip(sessions, _hashes(rng, len(sessions))))))
+        renamed = dict(zip(sessions, _hashes(rng, len(sessions))))
+        copies.append(_rename_sessions(d.browsing, renamed))
     return BadBatch("volume_spike", {BROWSING.name: pa.concat_tables(copies)},
                     note=f"the hour's {len(sessions)} sessions sent 10 times under new ids")
 
@@ -357,7 +360,8 @@ def _defects() -> dict[str, Defect]:
         ("missing_column", schema, "schema_drift",
          "the raw table's hashed_url column renamed to page_url_hash",
          _schema_drift("missing_column",
-                       "alter table {raw_schema}.browsing_train rename column hashed_url to page_url_hash",
+                       "alter table {raw_schema}.browsing_train "
+                       "rename column hashed_url to page_url_hash",
                        "raw.browsing_train: hashed_url renamed to page_url_hash")),
         ("retyped_column", schema, "schema_drift",
          "the raw table's event time stored as text",
@@ -379,7 +383,7 @@ def _defects() -> dict[str, Defect]:
         ("bad_prices", "validate_products", "bad_prices",
          "5% of the catalogue re-sent with price buckets 0, 11, 42 or -1", _bad_prices),
     ]
-    return {name: Defect(name, task, expect, text, build) for name, task, expect, text, build in table}
+    return {row[0]: Defect(*row) for row in table}
 
 
 #: Every defect, by name.

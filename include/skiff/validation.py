@@ -33,7 +33,8 @@ Parameters a suite can use (in ``kwargs`` as ``{$PARAMETER: name}``, in ``batch`
 ``duplicate_mostly``        ``1 - SKIFF_MAX_DUPLICATE_SHARE`` (and ``max_duplicate_share``)
 ``known_sku_mostly``        ``1 - SKIFF_MAX_UNKNOWN_SKU_SHARE`` (and ``max_unknown_sku_share``)
 ``in_order_mostly``         ``1 - SKIFF_MAX_OUT_OF_ORDER_SHARE`` (and ``max_out_of_order_share``)
-``max_event_gap_seconds``   ``SKIFF_MAX_EVENT_GAP_MINUTES`` in seconds (and ``max_event_gap_minutes``)
+``max_event_gap_seconds``   ``SKIFF_MAX_EVENT_GAP_MINUTES`` in seconds
+                            (and ``max_event_gap_minutes``)
 ``label_rate_min``, ``_max`` ``SKIFF_LABEL_RATE_MIN`` / ``SKIFF_LABEL_RATE_MAX``
 ``volume_min_events``       events the interval needs, from the volume reference (none
                             without one, or when it is 1: the empty-hour check covers it)
@@ -796,7 +797,8 @@ def report_summary(reports_dir: Path, label: str | None, documents: list[dict]) 
     if label is None:
         return f"No validation results under {Path(reports_dir) / 'results'} yet."
     by_suite = {d["suite"]: d for d in documents}
-    lines = [f"validation of the data interval starting {label}: {Path(reports_dir) / 'results' / label}"]
+    folder = Path(reports_dir) / "results" / label
+    lines = [f"validation of the data interval starting {label}: {folder}"]
     for name in [*SUITES, *sorted(set(by_suite) - set(SUITES))]:
         doc = by_suite.get(name)
         if doc is None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
-from hooks.log_webhook import LogWebhookHook
+from hooks.log_alerts import LogWebhookHook
 
 __all__ = [
     "DAG_FAILURE_TEXT",
@@ -37,7 +37,7 @@ DAG_FAILURE_TEXT = (
 
 
 class LogWebhookNotifier(BaseNotifier):
-    """Send an alert through :class:`~hooks.log_webhook.LogWebhookHook` (a log line).
+    """Send an alert through :class:`~hooks.log_alerts.LogWebhookHook` (a log line).
 
     Same parameters and shape as ``SlackWebhookNotifier``: ``text`` is templated with the
     callback's context, the hook is built on first use, ``notify`` is one hook call.

@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from great_expectations_provider.common.errors import GXValidationFailed
 from great_expectations_provider.operators.validate_batch import GXValidateBatchOperator
 
-from hooks.gx import GXWarehouseHook
+from hooks.gx_warehouse import GXWarehouseHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -47,7 +47,7 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
     A thin layer over the Great Expectations provider's ``GXValidateBatchOperator``: at
     execute time it reads the suite from ``include/gx/suites`` (:mod:`skiff.validation`),
     fills in the interval and the thresholds of ``ValidationConfig``, and hands the
-    provider a batch definition from :class:`~hooks.gx.GXWarehouseHook` (a DataFrame of
+    provider a batch definition from :class:`~hooks.gx_warehouse.GXWarehouseHook` (a DataFrame of
     the interval's slice on DuckDB, a query asset of GX's Snowflake datasource on
     Snowflake). The provider runs the validation and pushes its result to XCom.
 
@@ -184,5 +184,6 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
         store = self._gx_context.validation_results_store if self._gx_context else None
         keys = store.list_keys() if store is not None else []
         if len(keys) != 1:
-            raise RuntimeError(f"expected one validation result in the GX context, found {len(keys)}")
+            raise RuntimeError(
+                f"expected one validation result in the GX context, found {len(keys)}")
         return store.get(keys[0])

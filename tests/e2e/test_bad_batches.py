@@ -74,7 +74,8 @@ def _bad_run(defect, source, tmp_path, monkeypatch, alerts) -> None:
     from airflow.utils.state import DagRunState, TaskInstanceState
 
     spec = DEFECTS[defect]
-    log = make_log(tmp_path / "log", source, build_bad_batch(defect, interval_data(source), seed=SEED))
+    bad = build_bad_batch(defect, interval_data(source), seed=SEED)
+    log = make_log(tmp_path / "log", source, bad)
     run, states = _run_dag(tmp_path, monkeypatch, log)
 
     assert run.state == DagRunState.FAILED

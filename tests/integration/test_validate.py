@@ -98,8 +98,8 @@ def test_each_bad_batch_fails_its_suite(defect, source, data, tmp_path) -> None:
     # the raw log keeps the bad batch as delivered
     if bad.tables:
         with log.warehouse.connect() as con:
-            kept = con.execute("select count(*) from raw.browsing_train where batch_id like 'corrupt:%'"
-                               ).fetchall()[0][0]
+            kept = con.execute("select count(*) from raw.browsing_train "
+                               "where batch_id like 'corrupt:%'").fetchall()[0][0]
         assert kept == bad.tables["browsing_train"].num_rows
 
 

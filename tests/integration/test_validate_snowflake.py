@@ -134,7 +134,7 @@ def test_bad_batch_fails_alike_on_snowflake(defect, source, fake_snowflake, tmp_
 def test_snowflake_datasource_is_built_from_the_airflow_connection(fake_snowflake) -> None:
     """GX's Snowflake datasource, query asset and batch definition, from the connection."""
     import great_expectations as gx
-    from hooks.gx import GXWarehouseHook
+    from hooks.gx_warehouse import GXWarehouseHook
 
     from skiff.config import WarehouseConfig
 
@@ -143,7 +143,8 @@ def test_snowflake_datasource_is_built_from_the_airflow_connection(fake_snowflak
     assert url.startswith("snowflake://skiff:not-a-secret@skiff-test/SKIFF/ANALYTICS")
     assert "warehouse=WH" in url and "role=SKIFF" in url
     context = gx.get_context(mode="ephemeral")
-    sql = f"select * from raw.browsing_train where server_timestamp_epoch_ms >= {int(START.timestamp())}"
+    since = int(START.timestamp() * 1000)
+    sql = f"select * from raw.browsing_train where server_timestamp_epoch_ms >= {since}"
     batch = hook.batch_definition(context, "browsing_train", sql)
     datasource = context.data_sources.get("skiff_snowflake")
     assert type(datasource).__name__ == "SnowflakeDatasource"

@@ -258,7 +258,8 @@ def test_long_values_are_shortened_in_examples() -> None:
         "result": {"element_count": 10, "unexpected_count": 2, "unexpected_percent": 20.0,
                    "partial_unexpected_list": [key, key]}}]}
     (failure,) = failures(result)
-    assert failure.detail.endswith("e.g. 'aaaaaaaaaaaa…|1795590026393|event_product|detail|bbbbbbbbbbbb…'")
+    shown = "'aaaaaaaaaaaa…|1795590026393|event_product|detail|bbbbbbbbbbbb…'"
+    assert failure.detail.endswith(f"e.g. {shown}")
 
 
 def test_config_objects_are_frozen(config) -> None:

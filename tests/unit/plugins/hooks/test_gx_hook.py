@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from hooks.gx import GXWarehouseHook
+from hooks.gx_warehouse import GXWarehouseHook
 
 from skiff.config import WarehouseConfig
 
