@@ -31,16 +31,12 @@ class IntentFlow(FlowSpec):
     @step
     def start(self):
         """Read the marts and build the intent examples."""
-        from skiff import datasets, intent
-        from skiff.config import WarehouseConfig
-        from skiff.training import open_marts
+        from skiff import intent
+        from skiff.training import read_training_data
 
-        marts = open_marts(WarehouseConfig.from_env(), until=self.interval_end or None,
-                           max_sessions=self.max_sessions)
-        self.data_version = datasets.data_version(
-            marts, interval_start=self.interval_start or None, interval_end=self.interval_end or None
-        ).as_dict()
-        cutoff = datasets.time_cutoff(marts.sessions["session_start_at"], self.holdout)
+        marts, self.data_version, cutoff = read_training_data(
+            interval_start=self.interval_start, interval_end=self.interval_end,
+            max_sessions=self.max_sessions, holdout=self.holdout)
         self.data = intent.prepare(marts, cutoff)
         print(f"data {self.data_version['id']}: {self.data.info}")
         self.next(self.train, self.baselines)

@@ -13,7 +13,7 @@ from skiff.config import WarehouseConfig, skiff_home
 from skiff.datasets import Marts, read_marts
 from skiff.replay import parse_time
 
-__all__ = ["open_marts", "store_model", "step_resources", "models_dir"]
+__all__ = ["open_marts", "read_training_data", "store_model", "step_resources", "models_dir"]
 
 
 def _naive_utc(value: str | None) -> datetime | None:
@@ -50,6 +50,24 @@ def open_marts(config: WarehouseConfig, *, until: str | None = None, max_session
         return read_marts(con, schema=schema, since=since, until=end)
     finally:
         con.close()
+
+
+def read_training_data(*, interval_start: str, interval_end: str, max_sessions: int,
+                       holdout: float) -> tuple[Marts, dict[str, Any], Any]:
+    """What a flow's ``start`` step reads: the marts up to the interval, their version, the split.
+
+    :param interval_start: the DAG's data interval start (recorded for lineage), or ``""``.
+    :param interval_end: sessions starting before it are read, or ``""`` for all.
+    :param max_sessions: the latest this many sessions (0 = all).
+    :param holdout: share of the latest sessions held out.
+    :return: ``(marts, data_version as a dict, time cutoff of the held-out sessions)``.
+    """
+    from skiff import datasets
+
+    marts = open_marts(WarehouseConfig.from_env(), until=interval_end or None, max_sessions=max_sessions)
+    version = datasets.data_version(marts, interval_start=interval_start or None,
+                                    interval_end=interval_end or None)
+    return marts, version.as_dict(), datasets.time_cutoff(marts.sessions["session_start_at"], holdout)
 
 
 def models_dir(flow: str, run_id: str) -> Path:
