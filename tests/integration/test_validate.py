@@ -126,3 +126,25 @@ def test_corpus_has_one_loadable_folder_per_defect(data, tmp_path) -> None:
         summary = load_dir(folder, DuckDBWarehouse(tmp_path / f"{name}.duckdb"), batch_id=name)
         assert summary.rows["browsing_train"] > 0
     assert (folders["retyped_column"] / "drift.sql").read_text().startswith("alter table")
+
+
+def test_dag_validates_raw_before_dbt_and_marts_after_it() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+    from notifiers.log_webhook import LogWebhookNotifier
+    from operators.validate import GXValidateIntervalOperator
+
+    dag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags")).dags["skiff_hourly"]
+    for task_id, suite in TASK_SUITES.items():
+        task = dag.get_task(task_id)
+        assert isinstance(task, GXValidateIntervalOperator) and task.suite == suite
+    prepare = [t for t in dag.task_ids if t.startswith("prepare.")]
+    for task_id in RAW_TASKS:  # every dbt task waits for the raw checks
+        downstream = {t.task_id for t in dag.get_task(task_id).get_flat_relatives(upstream=False)}
+        assert set(prepare) <= downstream, task_id
+    for task_id in MART_TASKS:  # the mart checks wait for every dbt task
+        upstream = {t.task_id for t in dag.get_task(task_id).get_flat_relatives(upstream=True)}
+        assert set(prepare) <= upstream, task_id
+        downstream = {t.task_id for t in dag.get_task(task_id).get_flat_relatives(upstream=False)}
+        assert {t for t in dag.task_ids if t.startswith("train_")} <= downstream, task_id
+    assert isinstance(dag.default_args["on_failure_callback"], LogWebhookNotifier)
+    assert isinstance(dag.on_failure_callback, LogWebhookNotifier)
