@@ -27,7 +27,10 @@ with a message naming the table, the defects and examples of bad rows. A failure
 everything downstream and fires the failure alert (`on_failure_callback`, a log line until
 Slack is configured).
 
-Gating and deployment follow `train` (see the README).
+6. **release_intent / release_rec**: `gate_<m>` (beat the champion, or on the first run the
+   baselines; a rejected challenger ends green with the reason) → deploy (local model server
+   or SageMaker) → `smoke_test_<m>` through the `/predict` Lambda handler → `promote_<m>`;
+   `rollback_<m>` restores the previous model when deploy or smoke test fails.
 
 Trigger it from the UI with **Trigger DAG w/ config** to set the params below.
 """
@@ -42,6 +45,7 @@ from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavi
 from cosmos.profiles import SnowflakeUserPasswordProfileMapping
 
 from notifiers.log_webhook import DAG_FAILURE_TEXT, TASK_FAILURE_TEXT, LogWebhookNotifier
+from operators.deploy import release_tasks
 from operators.ingest import ReplayIngestOperator
 from operators.metaflow_run import MetaflowRunOperator
 from operators.validate import GXValidateIntervalOperator
@@ -188,7 +192,7 @@ with DAG(
     }
     run_tags = ["skiff_hourly", "interval:{{ data_interval_start.isoformat() }}", "run:{{ run_id }}"]
     with TaskGroup("train", prefix_group_id=False, tooltip="Metaflow training flows") as train:
-        MetaflowRunOperator(
+        train_intent = MetaflowRunOperator(
             task_id="train_intent",
             flow_file=str(CONFIG.training.flows_dir / "train_intent.py"),
             flow_params=flow_params,
@@ -196,7 +200,7 @@ with DAG(
             retries=0,  # a failed flow is reported with its error; Metaflow retries its own I/O steps
             doc_md="IntentFlow: will a session with an add-to-cart end in a purchase?",
         )
-        MetaflowRunOperator(
+        train_rec = MetaflowRunOperator(
             task_id="train_rec",
             flow_file=str(CONFIG.training.flows_dir / "train_rec.py"),
             flow_params=flow_params,
@@ -206,6 +210,13 @@ with DAG(
         )
 
     validate_raw >> prepare >> validate >> train
+
+    # gate -> deploy (local model server, or SageMaker with SKIFF_SERVING=sagemaker) -> smoke
+    # test through the /predict handler -> promote; rollback to the champion on failure.
+    # A rejected challenger ends the run green. The XComArg makes train_x >> gate_x.
+    aws = CONFIG.serving.backend == "sagemaker"
+    release_tasks("intent", train_intent.output, deferrable=aws)
+    release_tasks("rec", train_rec.output, deferrable=aws)
 
     if CONFIG.replay.enabled:
         ingest = ReplayIngestOperator(

@@ -51,6 +51,12 @@ def test_one_hour_then_a_rerun_of_it(airflow_db) -> None:
         assert result["pathspec"].split("/")[0] in ("IntentFlow", "RecFlow")
         assert 0 <= result["metrics"][headline] <= 1 and result["metrics"]["baselines"]
 
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    for model in ("intent", "rec"):  # first run: beats the baselines, served, smoke-tested
+        for step in ("gate", "deploy", "smoke_test", "promote"):
+            assert states[f"{step}_{model}"] == "success", (step, model, states)
+        assert states[f"rollback_{model}"] in ("skipped", "removed", None), states
+
     rerun = dag.test(logical_date=end, run_conf={"full_refresh": False})
     assert rerun.state == DagRunState.SUCCESS
     assert warehouse.row_counts("raw", ["browsing_train"])["browsing_train"] == raw_after
