@@ -72,10 +72,9 @@ class IntentFlow(FlowSpec):
 
         from skiff import intent
 
-        self.merge_artifacts(inputs, include=["data", "data_version"])
-        trained = next(i for i in inputs if hasattr(i, "model_uri"))
-        self.model_uri, self.saved_model_tar = trained.model_uri, trained.saved_model_tar
-        self.history, self.train_params = trained.history, trained.train_params
+        # the train branch's model and history pass through; each branch's scores are combined
+        self.merge_artifacts(inputs, include=["data", "data_version", "model_uri", "saved_model_tar",
+                                              "history", "train_params"])
         scores = {name: intent.score(self.data, *s) for i in inputs for name, s in i.scores.items()}
         logistic = scores["logistic (counts)"]["roc_auc"]
         self.metrics = {"model": scores[intent.MODEL],

@@ -72,10 +72,9 @@ class RecFlow(FlowSpec):
 
         from skiff import next_item
 
-        self.merge_artifacts(inputs, include=["data", "data_version"])
-        trained = next(i for i in inputs if hasattr(i, "model_uri"))
-        self.model_uri, self.saved_model_tar = trained.model_uri, trained.saved_model_tar
-        self.history, self.train_params = trained.history, trained.train_params
+        # the train branch's model and history pass through; each branch's scores are combined
+        self.merge_artifacts(inputs, include=["data", "data_version", "model_uri", "saved_model_tar",
+                                              "history", "train_params"])
         top_k = {name: top for i in inputs for name, top in i.top_k.items()}
         scores = {name: next_item.score(top, self.data) for name, top in top_k.items()}
         best = max(s["mrr@20"] for n, s in scores.items() if n != next_item.MODEL)
