@@ -3,8 +3,8 @@ catch the defect, names it, keeps a report, runs nothing downstream and fires th
 
 The raw log is the good history plus the interval's bad delivery (``tests/bad_batches.py``);
 the replay ingest is off (``SKIFF_REPLAY=off``), so the bad delivery is the hour's only one.
-Three representative defects run by default (raw values, an empty hour, a mart defect found
-after dbt); the whole corpus and the good batch run with ``-m slow``
+Two representative defects run by default (raw values stopped before dbt, a mart defect found
+after it); the whole corpus and the good batch run with ``-m slow``
 (``tests/e2e/test_hourly_run.py`` runs the good path by default).
 """
 
@@ -31,7 +31,7 @@ from skiff.corrupt import DEFECTS, build_bad_batch
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 REPO = Path(__file__).resolve().parents[2]
-REPRESENTATIVE = ("null_timestamps", "empty_hour", "unknown_skus")
+REPRESENTATIVE = ("null_timestamps", "unknown_skus")
 
 
 @pytest.fixture(scope="module")
