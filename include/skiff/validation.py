@@ -536,8 +536,13 @@ def _describe_detail(item: Mapping[str, Any], kwargs: Mapping[str, Any]) -> str:
     if res.get("unexpected_count") is not None:
         bad, total = int(res["unexpected_count"]), res.get("element_count")
         share = f" ({res['unexpected_percent']:.1f}%)" if res.get("unexpected_percent") else ""
-        of = f" of {int(total):,}" if total is not None else ""
-        text = f"{bad:,}{of} rows{share}"
+        missing = int(res.get("missing_count") or 0)
+        if total is None:
+            text = f"{bad:,} rows{share}"
+        elif missing:  # nulls are not checked by most expectations
+            text = f"{bad:,} of {int(total) - missing:,} rows with a value{share}"
+        else:
+            text = f"{bad:,} of {int(total):,} rows{share}"
         examples = _examples(res)
         return f"{text}, e.g. {examples}" if examples else text
     observed = res.get("observed_value")

@@ -265,3 +265,14 @@ def test_long_values_are_shortened_in_examples() -> None:
 def test_config_objects_are_frozen(config) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.validation.label_rate_max = 1.0  # type: ignore[misc]
+
+
+def test_counts_leave_out_rows_without_a_value() -> None:
+    result = {"results": [{"success": False, "expectation_config": {
+        "type": "expect_column_values_to_be_in_set", "kwargs": {"column": "sku_check"},
+        "meta": {"defect": "unknown_skus", "problem": "unknown SKUs"}},
+        "result": {"element_count": 2000, "missing_count": 900, "unexpected_count": 330,
+                   "unexpected_percent": 30.0,
+                   "partial_unexpected_counts": [{"value": "f" * 64, "count": 3}]}}]}
+    (failure,) = failures(result)
+    assert failure.detail == "330 of 1,100 rows with a value (30.0%), e.g. 'ffffffffffff…' (x3)"
