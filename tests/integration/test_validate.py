@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from bad_batches import (
+    END,
     LABEL,
     MART_TASKS,
     SEED,
@@ -148,3 +149,31 @@ def test_dag_validates_raw_before_dbt_and_marts_after_it() -> None:
         assert {t for t in dag.task_ids if t.startswith("train_")} <= downstream, task_id
     assert isinstance(dag.default_args["on_failure_callback"], LogWebhookNotifier)
     assert isinstance(dag.on_failure_callback, LogWebhookNotifier)
+
+
+def test_mart_keys_the_dbt_models_guarantee_are_still_checked(good_log) -> None:
+    """fct_sessions is unique by session_id and has no session without events by
+    construction (dbt groups events by session), so no bad batch reaches these two
+    expectations; they restate the mart's grain, and fail on a mart that breaks it."""
+    import great_expectations as gx
+    from hooks.gx_warehouse import GXWarehouseHook
+
+    from skiff.config import SkiffConfig, WarehouseConfig
+    from skiff.validation import SuiteSpec, ValidationWindow, failures, suite_parameters
+
+    config = SkiffConfig()
+    window = ValidationWindow.of(START, END)
+    suite = SuiteSpec.load("fct_sessions", config.validation.suites_dir).render(
+        suite_parameters(config, window))
+    frame = GXWarehouseHook(WarehouseConfig(duckdb_path=good_log.path)).dataframe(suite.sql)
+    broken = frame.copy()
+    broken.loc[len(broken)] = broken.iloc[0]  # one session twice
+    broken.loc[1, "count_events"] = 0  # one session without events
+    context = gx.get_context(mode="ephemeral")
+    batch = (context.data_sources.add_pandas("p").add_dataframe_asset("fct_sessions")
+             .add_batch_definition_whole_dataframe("b"))
+    result = gx.ValidationDefinition(
+        name="v", data=batch, suite=context.suites.add(suite.to_gx())
+    ).run(batch_parameters={"dataframe": broken}, result_format="SUMMARY")
+    assert {f.defect for f in failures(result.to_json_dict())} == {
+        "duplicate_session_ids", "empty_sessions"}
