@@ -13,7 +13,7 @@ the same clients work against either:
 Bodies follow :mod:`skiff.sagemaker_inference` (the same module is the container's
 ``code/inference.py``). Pieces, each usable alone:
 
-- :func:`write_bundle` / :func:`bundle_from_saved_model` / :func:`read_bundle_meta`: the model
+- :func:`write_bundle` / :func:`read_bundle_meta`: the model
   bundle the flows write (SavedModel under ``1/``, ``code/inference.py`` and
   ``code/skiff_model.json``) and :func:`bundle_tarball`, its SageMaker tarball;
 - :class:`LoadedModel`: a bundle loaded and warmed up, predicting from token ids;
@@ -67,7 +67,6 @@ __all__ = [
     "SAVED_MODEL_DIR",
     "MAX_BODY_BYTES",
     "write_bundle",
-    "bundle_from_saved_model",
     "read_bundle_meta",
     "bundle_tarball",
     "LoadedModel",
@@ -129,36 +128,6 @@ def write_bundle(model: Any, path: str | Path, *, kind: str, vocabulary: Any, ve
         shutil.rmtree(path)
     models.export_saved_model(model, path / SAVED_MODEL_DIR, k=k)
     _write_code(path, kind=kind, vocabulary=tokens, version=version, max_len=max_len, k=k,
-                extra=extra)
-    return path
-
-
-def bundle_from_saved_model(saved_model: str | Path, path: str | Path, *, kind: str,
-                            vocabulary: Any, version: str, max_len: int, k: int = 20,
-                            extra: dict[str, Any] | None = None) -> Path:
-    """A bundle around an existing SavedModel export (no Keras model needed): copy and describe.
-
-    For runs that exported only the SavedModel (``skiff.models.export_saved_model``); the
-    layout and metadata are those of :func:`write_bundle`.
-
-    :param saved_model: the SavedModel folder (with ``saved_model.pb``).
-    :param path: the bundle folder (replaced if it exists).
-    :return: the bundle folder.
-    :raises ModelLoadError: ``saved_model`` holds no SavedModel.
-    :raises SkiffConfigError: ``kind`` or ``max_len`` is invalid.
-    """
-    if kind not in KINDS:
-        raise SkiffConfigError(f"kind={kind!r} is not one of {KINDS}.")
-    if max_len < 1:
-        raise SkiffConfigError(f"max_len={max_len} must be >= 1.")
-    saved_model = Path(saved_model)
-    if not (saved_model / "saved_model.pb").is_file():
-        raise ModelLoadError(f"No SavedModel (saved_model.pb) in {saved_model}.")
-    path = Path(path)
-    if path.exists():
-        shutil.rmtree(path)
-    shutil.copytree(saved_model, path / SAVED_MODEL_DIR)
-    _write_code(path, kind=kind, vocabulary=vocabulary, version=version, max_len=max_len, k=k,
                 extra=extra)
     return path
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import os
-import tarfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -75,23 +73,35 @@ def models_dir(flow: str, run_id: str) -> Path:
     return skiff_home() / "models" / flow / str(run_id)
 
 
-def store_model(model: Any, flow: str, run_id: str, *, k: int = 20) -> dict[str, Any]:
-    """Save a fitted model as ``model.keras`` and a SavedModel export (``saved_model/``).
+def store_model(model: Any, flow: str, run_id: str, *, kind: str, vocabulary: Any, max_len: int,
+                k: int = 20, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Save a fitted model as ``model.keras`` and as the servable bundle the deploy ships.
 
-    :return: ``{"keras_path", "saved_model_path", "saved_model_tar"}``; the tarball (bytes) is
-        what a Metaflow artifact keeps and what SageMaker's ``model.tar.gz`` expects.
+    The bundle (:func:`skiff.serving.write_bundle`: SavedModel, ``code/inference.py`` and the
+    request metadata) is written under :func:`models_dir` and packed as SageMaker's
+    ``model.tar.gz``; the tarball's bytes become a Metaflow artifact, so a run on Batch
+    (S3 datastore) can be deployed from any machine.
+
+    :param model: the fitted Keras model.
+    :param flow: the flow's name (``current.flow_name``).
+    :param run_id: the run's id; the bundle's version is ``<flow>/<run_id>``.
+    :param kind: ``intent`` or ``rec``.
+    :param vocabulary: the vocabulary the model's ids come from.
+    :param max_len: ids the model reads (the latest).
+    :param k: list length of a ``rec`` export.
+    :param extra: more metadata for the bundle (data version, metrics ...).
+    :return: ``{"keras_path", "bundle_path", "bundle_tar"}``; ``bundle_tar`` is bytes.
     """
-    from skiff import models
+    from skiff import models, serving
 
     folder = models_dir(flow, run_id)
     folder.mkdir(parents=True, exist_ok=True)
     keras_path = models.save_keras(model, folder / "model.keras")
-    saved = models.export_saved_model(model, folder / "saved_model" / "1", k=k)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        tar.add(saved, arcname="1")
-    return {"keras_path": str(keras_path), "saved_model_path": str(saved),
-            "saved_model_tar": buffer.getvalue()}
+    bundle = serving.write_bundle(model, folder / "bundle", kind=kind, vocabulary=vocabulary,
+                                  version=f"{flow}/{run_id}", max_len=max_len, k=k, extra=extra)
+    tarball = serving.bundle_tarball(bundle, folder / "model.tar.gz")
+    return {"keras_path": str(keras_path), "bundle_path": str(bundle),
+            "bundle_tar": tarball.read_bytes()}
 
 
 def step_resources() -> dict[str, int]:

@@ -24,6 +24,7 @@ when anything failed. :func:`release_tasks` wires the lot in a task group.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Sequence
@@ -73,38 +74,35 @@ def _config(config: ServingConfig | None) -> ServingConfig:
     return config or ServingConfig.from_env()
 
 
-def resolve_bundle(pathspec: str, model_dir: str | None, model: str) -> str:
+def resolve_bundle(pathspec: str, model_dir: str | None) -> str:
     """The bundle folder of a run: ``model_dir`` if given, else from the run's artifacts.
 
-    Reads the run's ``model_uri`` through :class:`~hooks.metaflow_runner.MetaflowHook`: the
-    bundle itself (a folder, or ``model_uri["bundle_path"]``), or, for runs that exported only
-    a SavedModel (``model_uri["saved_model_path"]``), a bundle built next to it from the
-    run's vocabulary and window (:func:`skiff.serving.bundle_from_saved_model`).
+    Reads the run through :class:`~hooks.metaflow_runner.MetaflowHook`: the bundle folder the
+    flow wrote (``model_uri["bundle_path"]``) when this machine has it, else the run's
+    ``bundle_tar`` artifact (a run on Batch, whose folder stayed in its container) unpacked
+    under ``$SKIFF_HOME/models/<flow>/<run>/bundle``.
     """
     if model_dir:
         return str(model_dir)
+    import tarfile
+
     from hooks.metaflow_runner import MetaflowHook
+    from skiff.training import models_dir
 
     data = MetaflowHook().client.Run(pathspec).data
     uri = getattr(data, "model_uri", None)
-    bundle = uri.get("bundle_path") if isinstance(uri, dict) else uri
-    if bundle:
+    bundle = uri.get("bundle_path") if isinstance(uri, dict) else None
+    if bundle and (Path(bundle) / "code").is_dir():
         return str(bundle)
-    saved = uri.get("saved_model_path") if isinstance(uri, dict) else None
-    if not saved:
-        raise AirflowException(f"Run {pathspec} recorded no model bundle (model_uri={uri!r}); "
-                               "write one with skiff.serving.write_bundle and keep its folder "
-                               "in model_uri['bundle_path'], or pass model_dir.")
-    from skiff import features
-    from skiff.serving import bundle_from_saved_model
-
-    if model == "intent":
-        vocabulary, max_len, k = features.event_vocabulary(), int(data.data.max_len), 0
-    else:  # the run's SKU vocabulary and window live in its prepared data
-        vocabulary, max_len, k = data.data.vocab, int(data.data.window), 20
-    target = Path(saved).parent.parent / "bundle"  # <models>/<flow>/<run>/bundle
-    return str(bundle_from_saved_model(saved, target, kind=model, vocabulary=vocabulary,
-                                       version=pathspec, max_len=max_len, k=k))
+    packed = getattr(data, "bundle_tar", None)
+    if not packed:
+        raise AirflowException(f"Run {pathspec} recorded no model bundle (model_uri={uri!r}, no "
+                               "bundle_tar artifact): its flow must call "
+                               "skiff.training.store_model, or pass model_dir.")
+    target = models_dir(*pathspec.split("/")) / "bundle"
+    with tarfile.open(fileobj=io.BytesIO(packed)) as tar:
+        tar.extractall(target, filter="data")
+    return str(target)
 
 
 class _DeployBase(BaseOperator):
@@ -132,7 +130,7 @@ class _DeployBase(BaseOperator):
         from skiff.serving import read_bundle_meta
 
         pathspec = candidate_pathspec(self.candidate)
-        bundle = resolve_bundle(pathspec, self.model_dir, self.model)
+        bundle = resolve_bundle(pathspec, self.model_dir)
         try:
             meta = read_bundle_meta(bundle)
         except ModelLoadError as exc:

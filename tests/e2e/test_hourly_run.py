@@ -66,3 +66,10 @@ def test_one_hour_then_a_rerun_of_it(airflow_db) -> None:
     assert rerun.state == DagRunState.SUCCESS
     assert warehouse.row_counts("raw", ["browsing_train"])["browsing_train"] == raw_after
     assert _marts(warehouse) == first  # idempotent: same rows, no duplicates
+    for model in served:
+        # the rerun's flow re-scored the champion on its own held-out sessions; the gate
+        # compared the two there (not with the champion's score at its promotion)
+        (gate,) = [ti for ti in rerun.get_task_instances() if ti.task_id == f"gate_{model}"]
+        decision = gate.xcom_pull(task_ids=f"gate_{model}")
+        assert decision["against"] == "champion", decision
+        assert decision["champion_pathspec"] == decision["metrics"]["champion"]["pathspec"]

@@ -12,6 +12,7 @@ import pytest
 from hooks.metaflow_runner import MetaflowHook
 from skiff.generate import generate
 from skiff.load import load_dir
+from skiff.serving import read_bundle_meta
 from skiff.warehouse import DuckDBWarehouse
 
 pytestmark = pytest.mark.integration
@@ -65,15 +66,18 @@ def test_flow_runs_end_to_end(marts_warehouse: Path, monkeypatch: pytest.MonkeyP
     assert end.data_version["interval_end"] == "2026-11-01T00:00:00+00:00"
     assert sum(end.data_version["row_counts"].values()) > 0
     assert Path(end.model_uri["keras_path"]).is_file()
-    assert (Path(end.model_uri["saved_model_path"]) / "saved_model.pb").is_file()
-    assert end.saved_model_tar[:2] == b"\x1f\x8b"  # gzip: SageMaker's model.tar.gz
+    bundle = Path(end.model_uri["bundle_path"])
+    assert (bundle / "1" / "saved_model.pb").is_file()
+    assert read_bundle_meta(bundle)["version"] == pathspec  # what the endpoint will report
+    assert end.bundle_tar[:2] == b"\x1f\x8b"  # gzip: SageMaker's model.tar.gz of the bundle
+    assert "champion" not in metrics and end.champion_pathspec is None  # no champion yet
     assert "test" in run.tags
     flow, run_id = pathspec.split("/")
     steps = hook.config.metaflow_root / ".metaflow" / "mf.cards" / flow / "runs" / run_id / "steps"
     (card,) = (steps / "evaluate").glob("tasks/*/cards/*.html")
     (blob,) = re.findall(r'__MF_DATA__\["[^"]+"\] = "([A-Za-z0-9+/=]+)"', card.read_text())
     assert headline in base64.b64decode(blob).decode()  # the side-by-side table is in the card
-    assert any("ROC-AUC" in line or "MRR@20" in line for line in lines)  # the log was streamed
+    assert any(f"{headline} " in line and "keras" in line for line in lines)  # the log was streamed
 
 
 def test_bad_input_fails_with_the_flow_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -240,23 +240,3 @@ def test_inference_py_runs_standalone_in_the_container_layout(bundles: SimpleNam
     assert json.loads(body)["predictions"] == [{"items": ["sku00", "sku03"], "scores": [0.5, 0.2]}]
     with pytest.raises(module.BadRequest, match="^bad_request: session 0: unknown SKUs"):
         module.input_handler(b'{"sessions": [["zzz"]]}', context)
-
-
-def test_bundle_around_an_existing_saved_model_export(bundles: SimpleNamespace,
-                                                      tmp_path: Path) -> None:
-    """What the flows' store_model exports (a SavedModel under saved_model/1) becomes a bundle."""
-    from skiff import features
-
-    export = tmp_path / "run" / "saved_model" / "1"
-    __import__("shutil").copytree(bundles.intent / "1", export)
-    bundle = serving.bundle_from_saved_model(export, tmp_path / "run" / "bundle", kind="intent",
-                                             vocabulary=features.event_vocabulary(),
-                                             version="IntentFlow/9", max_len=64)
-    endpoint = serving.Endpoint("skiff-intent", max_batch=1)
-    endpoint.swap(bundle)
-    status, body = invoke(endpoint, [["view", "add"]])
-    assert status == 200 and body["model_version"] == "IntentFlow/9"
-    with pytest.raises(ModelLoadError, match="No SavedModel"):
-        serving.bundle_from_saved_model(tmp_path, tmp_path / "b2", kind="intent",
-                                        vocabulary=features.event_vocabulary(), version="x",
-                                        max_len=4)

@@ -1,0 +1,84 @@
+"""What Skiff's training flows share: their data parameters and the lines their steps repeat."""
+
+from collections.abc import Callable
+from typing import Any
+
+from metaflow import FlowSpec, Parameter, current
+
+
+class TrainingFlow(FlowSpec):
+    """Base of ``IntentFlow`` and ``RecFlow``: parameters and helpers, no steps.
+
+    Each flow reads the marts up to its data interval, splits the sessions by time, and
+    scores its model, the baselines and the serving champion on the same held-out sessions.
+    """
+
+    interval_start = Parameter("interval_start", help="data interval start (ISO 8601), for lineage", default="")
+    interval_end = Parameter("interval_end", help="train on sessions started before this time (ISO 8601)", default="")
+    max_sessions = Parameter("max_sessions", help="latest sessions to use (0 = all)", default=0, type=int)
+    holdout = Parameter("holdout", help="share of the latest sessions held out", default=0.2, type=float)
+    seed = Parameter("seed", help="training seed", default=42, type=int)
+
+    def read_marts(self) -> tuple[Any, Any]:
+        """The marts up to the interval and the held-out cutoff; sets ``data_version``."""
+        from skiff.training import read_training_data
+
+        marts, self.data_version, cutoff = read_training_data(
+            interval_start=self.interval_start, interval_end=self.interval_end,
+            max_sessions=self.max_sessions, holdout=self.holdout)
+        return marts, cutoff
+
+    def load_champion(self, model: str) -> Any:
+        """The serving champion of ``model``, loaded (None without one); sets ``champion_pathspec``."""
+        from skiff.champion import load_champion
+        from skiff.config import ServingConfig
+
+        champion = load_champion(model, ServingConfig.from_env())
+        self.champion_pathspec = champion.record.pathspec if champion else None
+        return champion
+
+    def collect(self, inputs: Any, name: str, metric: str, score: Callable[[Any], dict[str, float]],
+                show: tuple[str, ...]) -> dict[str, Any]:
+        """Join the branches: carry the train branch's artifacts, score every model alike.
+
+        :param inputs: the join step's inputs; each branch set ``outputs``, ``{column: what
+            the model predicted on the held-out sessions}``.
+        :param name: the trained model's column.
+        :param metric: the gate's metric.
+        :param score: the task's scoring of one model's outputs on ``self.data``.
+        :param show: metrics printed to the log per model (all of them are in the card).
+        :return: ``metrics``: the model's scores, the baselines', the champion's (re-scored
+            here, with its pathspec), and ``metric`` with ``beats_baselines`` at the top.
+        """
+        self.merge_artifacts(inputs, include=["data", "data_version", "model_uri", "bundle_tar",
+                                              "history", "train_params", "champion_pathspec"])
+        scores = {n: score(out) for i in inputs for n, out in i.outputs.items()}
+        champion = {n: s for n, s in scores.items() if n.startswith("champion ")}
+        baselines = {n: s for n, s in scores.items() if n != name and n not in champion}
+        best = max(s[metric] for s in baselines.values())
+        metrics = {"model": scores[name], "baselines": baselines, metric: scores[name][metric],
+                   f"best_baseline_{metric}": best, "beats_baselines": scores[name][metric] > best}
+        for values in champion.values():
+            metrics["champion"] = {"pathspec": self.champion_pathspec, **values}
+        self.report(scores, show)
+        return metrics
+
+    def report(self, scores: dict[str, dict[str, float]], show: tuple[str, ...]) -> None:
+        """The run's card (its data, every model's metrics side by side) and a log summary."""
+        from metaflow.cards import Markdown, Table
+
+        names = list(scores)
+        for n in names:
+            print(f"{n:>40}: " + "  ".join(f"{key} {scores[n][key]:.4f}" for key in show))
+        current.card.append(Markdown(f"# {current.flow_name} {current.run_id}\n"
+                                     f"data `{self.data_version['id']}`: {self.data.info}"))
+        current.card.append(Table([[key] + [f"{scores[n].get(key, float('nan')):.4f}" for n in names]
+                                   for key in scores[names[0]]], headers=["metric"] + names))
+
+    def log_run(self, tags: list[str], **params: Any) -> None:
+        """Log params, data version, metrics and history to Weights & Biases."""
+        from skiff.tracking import log_training_run
+
+        log_training_run(current.pathspec, params={**self.train_params, "data_version": self.data_version,
+                                                   "holdout": self.holdout, **params},
+                         metrics=self.metrics, history=self.history, tags=tags)
