@@ -11,15 +11,13 @@ defect, each loadable with ``skiff load``.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from environ import environ
 from skiff.corrupt import DEFECTS, BadBatch, IntervalData, append_bad_batch, build_bad_batch
 from skiff.load import EVENT_TABLES, load_dir
 from skiff.warehouse import DuckDBWarehouse
@@ -124,20 +122,6 @@ def write_corpus(out_dir: Path, data: IntervalData) -> dict[str, Path]:
             (folder / "drift.sql").write_text(";\n".join(bad.drift) + ";\n")
         folders[name] = folder
     return folders
-
-
-@contextmanager
-def environ(**values: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 class FakeTI:

@@ -11,7 +11,6 @@ the DAG's ingest task does, each followed by the dbt run the DAG makes for it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from environ import environ
 from skiff.load import EVENT_TABLES, load_dir
 from skiff.warehouse import DuckDBWarehouse
 
@@ -127,7 +127,7 @@ class Dbt:
         ]
         if vars:
             cmd += ["--vars", json.dumps(vars)]
-        with _environ({"SKIFF_DUCKDB_PATH": str(self.db_path), **(env or {})}):
+        with environ(SKIFF_DUCKDB_PATH=str(self.db_path), **(env or {})):
             result = dbtRunner().invoke(cmd)
         failed = [
             f"{r.node.unique_id}: {r.status} {r.message}"
@@ -155,20 +155,6 @@ class Dbt:
             con.execute("checkpoint")
         shutil.copy(self.db_path, other.db_path)
         return other
-
-
-@contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def statuses(result) -> dict[str, str]:

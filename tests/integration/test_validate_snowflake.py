@@ -17,12 +17,12 @@ from bad_batches import (
     SEED,
     START,
     TASK_SUITES,
-    environ,
     interval_data,
     make_log,
     make_source,
     run_suite,
 )
+from environ import environ
 
 from skiff.corrupt import DEFECTS, build_bad_batch
 
