@@ -24,8 +24,8 @@ Every hour, for the data interval `[data_interval_start, data_interval_end)`:
 Each validate task runs one suite of `include/gx/suites` on the interval's slice of its table,
 keeps the result under `$SKIFF_HOME/gx` (JSON and Data Docs) and fails, without retrying,
 with a message naming the table, the defects and examples of bad rows. A failure stops
-everything downstream and fires the failure alert (`on_failure_callback`, a log line until
-Slack is configured).
+everything downstream and fires the failure alert (`on_failure_callback`: a Slack message
+when the `slack_alerts` connection exists, a log line otherwise).
 
 6. **release_intent / release_rec**: `gate_<m>` (beat the champion, or on the first run the
    baselines; a rejected challenger ends green with the reason) → deploy (local model server
@@ -39,12 +39,25 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, TaskGroup
+from airflow.sdk import (
+    DAG,
+    CronDataIntervalTimetable,
+    DeadlineAlert,
+    DeadlineReference,
+    Param,
+    SyncCallback,
+    TaskGroup,
+)
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 from cosmos.profiles import SnowflakeUserPasswordProfileMapping
 
-from notifiers.log_webhook import DAG_FAILURE_TEXT, TASK_FAILURE_TEXT, LogWebhookNotifier
+from notifiers.skiff_alerts import (
+    DAG_FAILURE_TEXT,
+    RUN_DURATION_TEXT,
+    TASK_FAILURE_TEXT,
+    SkiffAlertNotifier,
+)
 from operators.deploy import release_tasks
 from operators.ingest import ReplayIngestOperator
 from operators.metaflow_run import MetaflowRunOperator
@@ -85,9 +98,23 @@ with DAG(
         "retry_delay": timedelta(minutes=2),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=20),
-        "on_failure_callback": LogWebhookNotifier(text=TASK_FAILURE_TEXT),
+        "on_failure_callback": SkiffAlertNotifier(
+            text=TASK_FAILURE_TEXT, slack_conn_id=CONFIG.alerts.slack_conn_id
+        ),
     },
-    on_failure_callback=LogWebhookNotifier(text=DAG_FAILURE_TEXT),
+    on_failure_callback=SkiffAlertNotifier(
+        text=DAG_FAILURE_TEXT, slack_conn_id=CONFIG.alerts.slack_conn_id
+    ),
+    # A run still going SKIFF_RUN_DURATION_ALERT_MINUTES after it was queued: the executor
+    # runs the same notifier with the deadline's context (Airflow 3 has no SLAs).
+    deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=CONFIG.alerts.run_duration_alert,
+        callback=SyncCallback(
+            SkiffAlertNotifier,
+            kwargs={"text": RUN_DURATION_TEXT, "slack_conn_id": CONFIG.alerts.slack_conn_id},
+        ),
+    ),
     params={
         "full_refresh": Param(
             False,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from skiff.exceptions import SkiffConfigError
@@ -26,6 +26,7 @@ __all__ = [
     "ValidationConfig",
     "TrainingConfig",
     "ServingConfig",
+    "AlertsConfig",
     "SkiffConfig",
 ]
 
@@ -581,6 +582,34 @@ class ServingConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    """Where failure and duration alerts go, and when a run counts as stuck.
+
+    :param slack_conn_id: Airflow connection (type ``slackwebhook``) of the Slack Incoming
+        Webhook; while it does not exist, alerts are logged. Env ``SKIFF_SLACK_CONN_ID``,
+        default ``slack_alerts``.
+    :param run_duration_alert_minutes: alert on an hourly run still going this many minutes
+        after it was queued (the DAG's Deadline Alert). Env ``SKIFF_RUN_DURATION_ALERT_MINUTES``,
+        default 60.
+    """
+
+    slack_conn_id: str = "slack_alerts"
+    run_duration_alert_minutes: int = 60
+
+    @property
+    def run_duration_alert(self) -> timedelta:
+        """``run_duration_alert_minutes`` as a ``timedelta``."""
+        return timedelta(minutes=self.run_duration_alert_minutes)
+
+    @classmethod
+    def from_env(cls) -> AlertsConfig:
+        return cls(
+            slack_conn_id=_env("SKIFF_SLACK_CONN_ID", "slack_alerts"),
+            run_duration_alert_minutes=_env_int("SKIFF_RUN_DURATION_ALERT_MINUTES", 60, minimum=1),
+        )
+
+
+@dataclass(frozen=True)
 class SkiffConfig:
     """Every concern's config together; ``SkiffConfig.from_env()`` is the usual entry point."""
 
@@ -590,6 +619,7 @@ class SkiffConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     @classmethod
     def from_env(cls) -> SkiffConfig:
@@ -601,4 +631,5 @@ class SkiffConfig:
             training=TrainingConfig.from_env(),
             validation=ValidationConfig.from_env(),
             serving=ServingConfig.from_env(),
+            alerts=AlertsConfig.from_env(),
         )

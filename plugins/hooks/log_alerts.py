@@ -14,8 +14,9 @@ class LogWebhookHook(BaseHook):
     """Deliver alert messages to a logger, with the call shape of ``SlackWebhookHook.send``.
 
     Skiff's embedded default for alerts: no account, no network, the alert lands in the task
-    (or DAG processor) log and in any log shipping behind it. Production swaps in the Slack
-    provider's webhook hook/notifier by configuration.
+    (or DAG processor) log and in any log shipping behind it.
+    :class:`~notifiers.skiff_alerts.SkiffAlertNotifier` sends through it while the Slack
+    connection does not exist, and when Slack does not take an alert.
 
     :param logger_name: the logger the alerts go to. Default ``skiff.alerts``.
     :param level: the level they are logged at. Default ``ERROR``.

@@ -131,7 +131,7 @@ def test_corpus_has_one_loadable_folder_per_defect(data, tmp_path) -> None:
 
 def test_dag_validates_raw_before_dbt_and_marts_after_it() -> None:
     from airflow.dag_processing.dagbag import DagBag
-    from notifiers.log_webhook import LogWebhookNotifier
+    from notifiers.skiff_alerts import SkiffAlertNotifier
     from operators.validate import GXValidateIntervalOperator
 
     dag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags")).dags["skiff_hourly"]
@@ -147,8 +147,8 @@ def test_dag_validates_raw_before_dbt_and_marts_after_it() -> None:
         assert set(prepare) <= upstream, task_id
         downstream = {t.task_id for t in dag.get_task(task_id).get_flat_relatives(upstream=False)}
         assert {t for t in dag.task_ids if t.startswith("train_")} <= downstream, task_id
-    assert isinstance(dag.default_args["on_failure_callback"], LogWebhookNotifier)
-    assert isinstance(dag.on_failure_callback, LogWebhookNotifier)
+    assert isinstance(dag.default_args["on_failure_callback"], SkiffAlertNotifier)
+    assert isinstance(dag.on_failure_callback, SkiffAlertNotifier)
 
 
 def test_mart_keys_the_dbt_models_guarantee_are_still_checked(good_log) -> None:
