@@ -1,7 +1,8 @@
 # Skiff — one Makefile for set-up, the local run, tests and benchmarks.
 #   make run     install if needed, generate + load a sample, run one hourly DAG interval
 #   make test    install if needed, run the test suite (slow tests deselected)
-#   make bench   benchmarks in bench/, figures printed and written to bench/results/
+#   make bench   benchmarks in bench/, figures printed and written to bench/results/ (JSON, PNG)
+#   make bench-full  the same at the real dataset's size (36M events)
 #   make airflow Airflow's standalone UI on http://localhost:8080 (no Docker)
 
 SHELL := /bin/bash
@@ -28,7 +29,7 @@ MANIFEST  := $(DBT_DIR)/target/manifest.json
 INSTALLED := $(VENV)/.skiff-installed
 DBT_SRC   := $(shell find $(DBT_DIR) -type f \( -name '*.sql' -o -name '*.yml' \) -not -path '*/target/*' 2>/dev/null)
 
-.PHONY: help install run run-bad test test-all bench airflow status clean lambda serve
+.PHONY: help install run run-bad test test-all bench bench-full airflow status clean lambda serve
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -91,8 +92,11 @@ build/lambda.zip: include/lambda/handler.py include/lambda/package.py
 serve: install  ## local model server + GET /predict on http://127.0.0.1:8000 (skiff serve)
 	$(BIN)/skiff serve
 
-bench: install  ## run the benchmarks in bench/
+bench: install  ## run the benchmarks in bench/ (a quick sample)
 	$(BIN)/python -m bench
+
+bench-full: install  ## the benchmarks at the real dataset's size (36M events, 5M sessions)
+	$(BIN)/python -m bench --scale full
 
 airflow: install  ## Airflow standalone (api-server, scheduler, dag-processor, triggerer) on SQLite
 	$(BIN)/airflow standalone

@@ -1,4 +1,4 @@
-"""``make bench``: run every benchmark in ``bench/``, print one table, write JSON.
+"""``make bench``: run every benchmark in ``bench/``, print one table, write JSON and a chart.
 
 Each ``bench/bench_<name>.py`` exposes ``run(scale: str) -> list[Figure]``. Figures are
 medians of several repetitions where a repetition is cheap, and ratios are measured side
@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import platform
 import sys
 import time
 from pathlib import Path
 
+from bench.chart import write_chart
 from bench.common import Figure
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -50,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         "figures": [f.as_dict() for f in figures],
     }, indent=2))
     print(f"\nwritten: {out}")
+    chart = write_chart(figures, RESULTS / f"bench-{args.scale}.png",
+                        title=f"Skiff benchmarks, {args.scale} scale: "
+                              f"{os.cpu_count()} cores, {platform.platform()}")
+    if chart:
+        print(f"written: {chart}")
     return 0
 
 

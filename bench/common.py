@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -62,3 +65,25 @@ def skiff_env(home: Path, **extra: str) -> dict[str, str]:
         **extra,
     )
     return env
+
+
+def run_worker(module: str, home: Path, env: dict[str, str], **request: object) -> dict:
+    """Call ``<module>.worker(request file)`` in a fresh Python process; the JSON it wrote.
+
+    The request is written to ``home/request.json`` with ``out``, where the worker writes its
+    result; the worker's output goes to ``home/worker.log``.
+
+    :raises RuntimeError: the worker failed (the end of its output is in the message).
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    request_file, out = home / "request.json", home / "result.json"
+    request_file.write_text(json.dumps({**request, "out": str(out)}, default=str))
+    code = f"import sys, {module} as m; m.worker(sys.argv[1])"
+    with open(home / "worker.log", "w+") as output:
+        done = subprocess.run([sys.executable, "-c", code, str(request_file)], cwd=REPO, env=env,
+                              stdout=output, stderr=subprocess.STDOUT)
+        if done.returncode:
+            output.seek(0)
+            raise RuntimeError(f"{module} worker failed (exit {done.returncode}):\n"
+                               f"{output.read()[-4000:]}")
+    return json.loads(out.read_text())

@@ -1,0 +1,157 @@
+"""One hourly ``skiff_hourly`` run on the largest log of the scale (36M events at ``full``).
+
+``airflow dags test skiff_hourly <end of the log>`` runs the log's last hour in a fresh
+process on the log's warehouse, as ``make run`` does, with its own ``SKIFF_HOME`` and
+``AIRFLOW_HOME`` (SQLite metadata DB) in ``$SKIFF_HOME/bench/e2e``, kept after the run for
+its logs. The marts are built from the whole log first (:func:`bench.data.ensure_marts`),
+so the run is a steady-state hour: the incremental models read one hour (and the session
+lookback), not the log. ``SKIFF_REPLAY=off``: the log holds the hour already, so there is
+no ingest task. Training reads the latest ``train_sample_sessions`` sessions (the DAG
+param, set with ``-c``: 5,000 at ``small``, 20,000 at ``full``), which bounds it whatever
+the log's size. The model server ports are free ones, so no running ``skiff serve`` is
+touched.
+
+Per stage (the DAG's top-level task groups, read from the parsed DAG) the figure is the sum
+of its task instances' durations in the metadata DB; tasks run one at a time, so the run's
+span (first task start to last task end) is the stages plus Airflow's time between tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from bench.common import REPO, Figure, run_worker, skiff_env
+from bench.data import END, LOGS, bench_home, ensure_marts, get_log
+
+#: This module, as the worker process imports it.
+WORKER = "bench.bench_e2e"
+DAG_ID = "skiff_hourly"
+#: ``train_sample_sessions`` of the run, by scale.
+TRAIN_SAMPLE = {"small": 5_000, "full": 20_000}
+#: Stages in the DAG's order; ``release_intent`` and ``release_rec`` count as ``release``.
+STAGES = ("ingest", "validate_raw", "prepare", "validate", "train", "release")
+
+
+def worker(request: str) -> None:
+    """Entry point of a worker process: each task's top-level task group, as JSON.
+
+    :param request: path of a JSON file ``{"out"}``.
+    """
+    from airflow.dag_processing.dagbag import DagBag
+
+    spec = json.loads(Path(request).read_text())
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    if bag.import_errors:
+        raise RuntimeError(f"DAG import errors: {bag.import_errors}")
+    stages = {}
+    for task in bag.dags[DAG_ID].tasks:
+        group = task.task_group
+        while group is not None and group.parent_group is not None \
+                and group.parent_group.group_id is not None:
+            group = group.parent_group
+        stages[task.task_id] = group.group_id if group is not None and group.group_id \
+            else task.task_id
+    Path(spec["out"]).write_text(json.dumps(stages))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _airflow(env: dict[str, str], log_file: Path, *args: str) -> tuple[float, int]:
+    """Run ``airflow <args>``, output to ``log_file``: ``(wall seconds, exit code)``."""
+    command = [str(Path(sys.executable).with_name("airflow")), *args]
+    with open(log_file, "w") as output:
+        started = time.perf_counter()
+        done = subprocess.run(command, env=env, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+    return time.perf_counter() - started, done.returncode
+
+
+def _last_error(log_file: Path) -> str:
+    """The last ``SomeError: message`` line of a log, or its last line."""
+    lines = [line for line in log_file.read_text().splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    return (errors or lines or ["(no output)"])[-1][:300]
+
+
+def _stage(group: str) -> str:
+    if group == "ingest_events":
+        return "ingest"
+    return "release" if group.startswith("release_") else group
+
+
+def _task_instances(db_file: Path) -> list[tuple[str, str, float, float, float]]:
+    """``(task_id, state, duration, start, end)`` of the run's task instances, times in days."""
+    with sqlite3.connect(db_file) as db:
+        return db.execute(
+            "select task_id, state, coalesce(duration, 0), julianday(start_date), "
+            "julianday(end_date) from task_instance where dag_id = ?", (DAG_ID,)).fetchall()
+
+
+def run(scale: str) -> list[Figure]:
+    name = list(LOGS[scale])[-1]
+    log = ensure_marts(get_log(name, *LOGS[scale][name]))
+    sample = TRAIN_SAMPLE[scale]
+    home = bench_home() / "e2e"  # kept after the run: its logs and Airflow DB
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    env = skiff_env(home, SKIFF_DUCKDB_PATH=str(log.db), SKIFF_REPLAY="off",
+                    SKIFF_SERVE_PORT=str(_free_port()), SKIFF_API_PORT=str(_free_port()))
+    if _airflow(env, home / "migrate.log", "db", "migrate")[1]:
+        raise RuntimeError(f"airflow db migrate failed: {_last_error(home / 'migrate.log')}")
+    wall, code = _airflow(env, home / "dags-test.log", "dags", "test", DAG_ID, END.isoformat(),
+                          "-c", json.dumps({"train_sample_sessions": sample}))
+    tasks = _task_instances(home / "airflow" / "airflow.db")
+    not_green = sorted(t[0] for t in tasks if t[1] not in ("success", "skipped"))
+    if not tasks or not_green:
+        raise RuntimeError(f"the {DAG_ID} run did not end green (tasks {not_green or 'none'}); "
+                           f"{_last_error(home / 'dags-test.log')}; log {home / 'dags-test.log'}")
+    groups = run_worker(WORKER, home / "stages", env)
+    seconds: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    skipped: dict[str, int] = defaultdict(int)
+    for task_id, state, duration, _, _ in tasks:
+        stage = _stage(groups[task_id])
+        seconds[stage] += duration
+        counts[stage] += 1
+        skipped[stage] += state == "skipped"
+    unknown = set(seconds) - set(STAGES)
+    if unknown:
+        raise RuntimeError(f"tasks outside the known stages {STAGES}: {sorted(unknown)}")
+    figures = []
+    for stage in STAGES:
+        if stage not in seconds:
+            note = "SKIFF_REPLAY=off: the log holds the hour" if stage == "ingest" else "no tasks"
+            figures.append(Figure("e2e", f"stage {stage}", 0.0, "s", "", note))
+            continue
+        note = f"{counts[stage]} tasks" + (f", {skipped[stage]} skipped" if skipped[stage] else "")
+        note += {"validate_raw": "; the first task imports GX (tasks run in one process)",
+                 "prepare": "; incremental dbt on the last hour (marts built from the whole log)",
+                 "train": f"; train_sample_sessions={sample:,} (-c), both flows"}.get(stage, "")
+        figures.append(Figure("e2e", f"stage {stage}", seconds[stage], "s", "", note))
+    span = (max(t[4] for t in tasks) - min(t[3] for t in tasks)) * 86400
+    exit_note = "" if code == 0 else (f"; airflow dags test EXITED {code} after every task "
+                                      f"ended green: {_last_error(home / 'dags-test.log')}")
+    figures += [
+        Figure("e2e", "hourly run: first task start to last task end", span, "s", "",
+               f"{name}-event log, last hour; {sum(seconds.values()):.0f} s in tasks, the rest "
+               "between them"),
+        Figure("e2e", "airflow dags test wall time", wall, "s", "",
+               f"the CLI process: start, DAG parse, the run{exit_note}"),
+    ]
+    return figures
+
+
+if __name__ == "__main__":  # python -m bench.bench_e2e [full]
+    print(Figure.table(run(sys.argv[1] if len(sys.argv) > 1 else "small")))

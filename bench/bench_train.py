@@ -1,0 +1,195 @@
+"""Training throughput of both models on the largest log of the scale, and one epoch's time.
+
+A worker process (a fresh TensorFlow, whatever threads another benchmark configured) reads
+every session of the log's marts and builds the examples as the flows do (``intent.prepare``,
+``next_item.prepare``; the latest 20% of sessions held out), then fits each model, built as
+``intent.train`` / ``next_item.train`` build it, with ``skiff.models``' own fit and batch
+size on a random sample of the training examples: examples/s is timed over a fixed number of
+steps after a warm-up (tracing, first allocations). One epoch over the whole training set is
+too long for 2 cores at ``full`` scale: when the rate says it takes over
+:data:`EPOCH_LIMIT_S`, its time is projected (examples / examples-per-s) and marked so;
+otherwise one real epoch is fitted and timed. The machine's load average before the fits
+is in the notes: on a shared 2-core machine it moves every figure here.
+
+On CPU always (GPUs hidden); again on the GPU when TensorFlow sees one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import Figure, run_worker, skiff_env
+from bench.data import LOGS, ensure_marts, get_log
+
+#: This module, as the worker processes import it.
+WORKER = "bench.bench_train"
+#: ``{scale: (warm-up steps, timed steps)}``.
+STEPS = {"small": (10, 100), "full": (20, 200)}
+HOLDOUT = 0.2  # the flows' default
+WINDOW = 10  # RecFlow's default
+#: One epoch over every example is run (not projected) when the rate says it takes at most this.
+EPOCH_LIMIT_S = 30.0
+
+
+def _throughput(build: Any, fit: Any, inputs: dict[str, Any], labels: Any, *, warmup: int,
+                steps: int, seed: int = 42) -> dict[str, Any]:
+    """Fit a fresh model on a sample of ``warmup + steps`` batches: examples/s of the timed
+    steps, and one epoch over every example (measured when it takes at most
+    :data:`EPOCH_LIMIT_S` by that rate, else projected)."""
+    import keras
+    import numpy as np
+
+    class StepClock(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.began = 0.0
+            self.ends: list[float] = []
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.began = time.perf_counter()
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            self.ends.append(time.perf_counter())
+
+    batch_size = inspect.signature(fit).parameters["batch_size"].default
+    n = len(labels)
+    rows = np.random.default_rng(seed).permutation(n)[:(warmup + steps) * batch_size]
+    epochs = -(-(warmup + steps) * batch_size // len(rows))  # more than one when data is short
+    clock = StepClock()
+    fit(build(), {k: v[rows] for k, v in inputs.items()}, labels[rows], epochs=epochs,
+        seed=seed, callbacks=[clock])
+    timed = clock.ends[warmup - 1:warmup + steps]  # ends of batches warmup .. warmup+steps-1
+    rate = (len(timed) - 1) * batch_size / (timed[-1] - timed[0])
+    startup = clock.ends[0] - clock.began - batch_size / rate  # tracing, first allocations
+    result = {"examples_per_s": rate, "train_examples": n, "batch_size": batch_size,
+              "timed_steps": len(timed) - 1, "startup_s": startup,
+              "epoch_s": startup + n / rate, "epoch_measured": False}
+    if result["epoch_s"] <= EPOCH_LIMIT_S:
+        result["epoch_s"] = fit(build(), inputs, labels, epochs=1, seed=seed).seconds
+        result["epoch_measured"] = True
+    return result
+
+
+def worker(request: str) -> None:
+    """Entry point of a worker process: measure both models, write the results as JSON.
+
+    :param request: path of a JSON file ``{"db", "device", "warmup", "steps", "out"}``.
+    """
+    spec = json.loads(Path(request).read_text())
+    import tensorflow as tf
+
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    if spec["device"] == "cpu":
+        tf.config.set_visible_devices([], "GPU")
+    import duckdb
+    import numpy as np
+
+    from skiff import datasets, intent, models, next_item
+
+    started = time.perf_counter()
+    con = duckdb.connect(spec["db"], read_only=True)
+    try:
+        marts = datasets.read_marts(con)
+    finally:
+        con.close()
+    cutoff = datasets.time_cutoff(marts.sessions["session_start_at"], HOLDOUT)
+    read_s = time.perf_counter() - started
+    started = time.perf_counter()
+    intent_data = intent.prepare(marts, cutoff)
+    intent_prep_s = time.perf_counter() - started
+    started = time.perf_counter()
+    rec_data = next_item.prepare(marts.sequences, cutoff, window=WINDOW)
+    rec_prep_s = time.perf_counter() - started
+    sessions = marts.sessions.num_rows
+    del marts
+
+    def build_rec() -> Any:
+        prior = np.log(rec_data.counts + 1.0)
+        return models.build_next_item_model(len(rec_data.vocab), max_position=rec_data.window,
+                                            item_log_prior=prior - prior.mean())
+
+    steps = {"warmup": spec["warmup"], "steps": spec["steps"]}
+    load = os.getloadavg()[0]
+    results = {
+        "intent": _throughput(lambda: models.build_intent_model(len(intent_data.vocab)),
+                              models.train_intent, intent_data.tokens("train"),
+                              intent_data.train.labels, **steps),
+        "rec": _throughput(build_rec, models.train_next_item,
+                           rec_data.train_examples.inputs(), rec_data.train_examples.target,
+                           **steps),
+    }
+    results["intent"]["prepare_s"], results["rec"]["prepare_s"] = intent_prep_s, rec_prep_s
+    results["rec"]["items"] = len(rec_data.vocab)
+    Path(spec["out"]).write_text(json.dumps({
+        "gpus": gpus, "load": load, "sessions": sessions, "read_s": read_s, "models": results,
+        "threads": [tf.config.threading.get_intra_op_parallelism_threads(),
+                    tf.config.threading.get_inter_op_parallelism_threads()],
+        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }))
+
+
+def _figures(result: dict[str, Any], device: str, log_name: str) -> list[Figure]:
+    names = {"intent": "intent (GRU over event tokens)", "rec": "next item (GRU + copy head)"}
+    figures = []
+    for key, name in names.items():
+        r = result["models"][key]
+        detail = (f"batch {r['batch_size']}, {r['timed_steps']} steps timed after warm-up; "
+                  f"load {result['load']:.1f} on {os.cpu_count()} cores before")
+        if key == "rec":
+            detail += f"; {r['items']:,}-item softmax"
+        examples = f"{r['train_examples']:,} training examples of the {log_name} log"
+        if r["epoch_measured"]:
+            epoch, epoch_note = "one epoch", f"measured: one fit over the {examples}"
+        else:
+            epoch = "one epoch, projected"
+            epoch_note = (f"PROJECTED: {r['startup_s']:.1f} s start-up + {examples} / examples/s "
+                          f"(a real epoch over {EPOCH_LIMIT_S:.0f} s is not run)")
+        figures += [
+            Figure("train", f"{name}: examples/s ({device})", r["examples_per_s"], "examples/s",
+                   "", detail),
+            Figure("train", f"{name}: {epoch} ({device})", r["epoch_s"], "s", "", epoch_note),
+        ]
+    return figures
+
+
+def run(scale: str) -> list[Figure]:
+    name = list(LOGS[scale])[-1]
+    log = ensure_marts(get_log(name, *LOGS[scale][name]))
+    warmup, steps = STEPS[scale]
+    with tempfile.TemporaryDirectory(prefix="skiff-bench-train-") as tmp:
+        env = skiff_env(Path(tmp) / "home")
+        request = {"db": str(log.db), "warmup": warmup, "steps": steps}
+        cpu = run_worker(WORKER, Path(tmp) / "cpu", env, device="cpu", **request)
+        gpu = run_worker(WORKER, Path(tmp) / "gpu", env, device="gpu", **request) \
+            if cpu["gpus"] else None
+    intra, inter = cpu["threads"]
+    threads = f"TensorFlow threads intra {intra or 'auto'}, inter {inter or 'auto'}"
+    figures = [
+        Figure("train", "read the marts (every session)", cpu["read_s"], "s", "",
+               f"{cpu['sessions']:,} sessions of the {name} log, DuckDB -> Arrow"),
+        Figure("train", "intent: build examples", cpu["models"]["intent"]["prepare_s"], "s", "",
+               "intent.prepare: prefixes at the add and after it"),
+        Figure("train", "next item: build examples", cpu["models"]["rec"]["prepare_s"], "s", "",
+               f"next_item.prepare: every position, window {WINDOW}"),
+        *_figures(cpu, "CPU", name),
+        Figure("train", "peak RSS of the training process", cpu["peak_rss"] / 2**30, "GiB", "",
+               f"marts, examples and both fits; {threads}"),
+    ]
+    if gpu is None:
+        figures.append(Figure("train", "GPUs visible to TensorFlow", 0, "", "",
+                              "no GPU here: GPU figures not measured"))
+    else:
+        figures += _figures(gpu, "GPU", name)
+    return figures
+
+
+if __name__ == "__main__":  # python -m bench.bench_train [full]
+    print(Figure.table(run(sys.argv[1] if len(sys.argv) > 1 else "small")))
