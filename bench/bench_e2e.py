@@ -106,7 +106,9 @@ def run(scale: str) -> list[Figure]:
     home = bench_home() / "e2e"  # kept after the run: its logs and Airflow DB
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
+    # SKIFF_RUN_DURATION_ALERT_MINUTES=0: `dags test` cannot finish a DAG with a Deadline Alert
     env = skiff_env(home, SKIFF_DUCKDB_PATH=str(log.db), SKIFF_REPLAY="off",
+                    SKIFF_RUN_DURATION_ALERT_MINUTES="0",
                     SKIFF_SERVE_PORT=str(_free_port()), SKIFF_API_PORT=str(_free_port()))
     if _airflow(env, home / "migrate.log", "db", "migrate")[1]:
         raise RuntimeError(f"airflow db migrate failed: {_last_error(home / 'migrate.log')}")

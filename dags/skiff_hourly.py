@@ -106,7 +106,7 @@ with DAG(
         text=DAG_FAILURE_TEXT, slack_conn_id=CONFIG.alerts.slack_conn_id
     ),
     # A run still going SKIFF_RUN_DURATION_ALERT_MINUTES after it was queued: the executor
-    # runs the same notifier with the deadline's context (Airflow 3 has no SLAs).
+    # runs the same notifier with the deadline's context (Airflow 3 has no SLAs). 0: off.
     deadline=DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
         interval=CONFIG.alerts.run_duration_alert,
@@ -114,7 +114,7 @@ with DAG(
             SkiffAlertNotifier,
             kwargs={"text": RUN_DURATION_TEXT, "slack_conn_id": CONFIG.alerts.slack_conn_id},
         ),
-    ),
+    ) if CONFIG.alerts.run_duration_alert else None,
     params={
         "full_refresh": Param(
             False,

@@ -11,9 +11,6 @@ the DAG's ingest task does, each followed by the dbt run the DAG makes for it.
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,14 +22,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from environ import environ
+from dbt_models import MODELS, Dbt, assert_same, query, statuses, table
 from skiff.load import EVENT_TABLES, load_dir
 from skiff.warehouse import DuckDBWarehouse
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
-DBT_DIR = REPO / "include" / "dbt"
 
 #: The data: ``SPAN_HOURS`` hours of sessions ending at ``END``.
 END = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
@@ -44,12 +38,6 @@ HOURLY_RUNS = 4
 #: Short on purpose, so that the lookback bound really prunes; sessions still fit in it.
 LOOKBACK_HOURS = 2
 
-#: Models compared between incremental runs and a full refresh.
-MODELS = {
-    "staging": ["stg_browsing_events", "stg_search_events"],
-    "intermediate": ["int_session_events"],
-    "marts": ["fct_sessions", "fct_session_sequences", "dim_products"],
-}
 
 
 # --------------------------------------------------------------------------- data
@@ -104,38 +92,11 @@ def _hour(k: int) -> tuple[datetime, datetime]:
 
 
 @dataclass
-class Dbt:
-    """Runs dbt in-process on one DuckDB file, with its own target and log folders."""
+class HourlyDbt(Dbt):
+    """:class:`Dbt` that also runs one data interval as the DAG's prepare task group does."""
 
-    db_path: Path
-    work_dir: Path
     #: a copy taken before the last hour was ingested (set by the ``hourly`` fixture)
     before_last: Dbt | None = None
-
-    def __call__(self, *args: str, vars: dict | None = None, target: str = "duckdb",
-                 env: dict[str, str] | None = None):
-        """Run ``dbt <args>`` and assert it succeeded (warnings allowed)."""
-        from dbt.cli.main import dbtRunner
-
-        cmd = [
-            *args,
-            "--project-dir", str(DBT_DIR),
-            "--profiles-dir", str(DBT_DIR),
-            "--target", target,
-            "--target-path", str(self.work_dir / "target"),
-            "--log-path", str(self.work_dir / "logs"),
-        ]
-        if vars:
-            cmd += ["--vars", json.dumps(vars)]
-        with environ(SKIFF_DUCKDB_PATH=str(self.db_path), **(env or {})):
-            result = dbtRunner().invoke(cmd)
-        failed = [
-            f"{r.node.unique_id}: {r.status} {r.message}"
-            for r in (getattr(result.result, "results", None) or [])
-            if str(r.status) in ("error", "fail", "runtime error")
-        ]
-        assert result.success, f"dbt {' '.join(args)} failed: {failed or result.exception}"
-        return result
 
     def hourly(self, interval: tuple[datetime, datetime], command: str = "build"):
         """What the DAG's prepare task group does for one data interval."""
@@ -146,68 +107,6 @@ class Dbt:
             # Airflow renders it from a Param into text
             "session_lookback_hours": str(LOOKBACK_HOURS),
         })
-
-    def copy(self, name: str) -> Dbt:
-        """A copy of this warehouse file (raw log and models), run from its own folders."""
-        other = Dbt(self.work_dir.parent / name / "warehouse.duckdb", self.work_dir.parent / name)
-        other.work_dir.mkdir(parents=True, exist_ok=True)
-        with connect(self.db_path) as con:  # write the WAL into the file before copying it
-            con.execute("checkpoint")
-        shutil.copy(self.db_path, other.db_path)
-        return other
-
-
-def statuses(result) -> dict[str, str]:
-    return {r.node.unique_id: str(r.status) for r in result.result.results}
-
-
-def differences(a: Path, b: Path, layers=tuple(MODELS)) -> dict[str, tuple[int, ...]]:
-    """Per model: (rows in a, rows in b, rows of a not in b, rows of b not in a)."""
-    out = {}
-    con = duckdb.connect()
-    try:
-        for schema in layers:
-            for model in MODELS[schema]:
-                con.register("model_a", table(a, f"{schema}.{model}"))
-                con.register("model_b", table(b, f"{schema}.{model}"))
-                out[model] = con.execute("""
-                    select
-                        (select count(*) from model_a),
-                        (select count(*) from model_b),
-                        (select count(*) from (from model_a except all from model_b)),
-                        (select count(*) from (from model_b except all from model_a))
-                """).fetchall()[0]
-    finally:
-        con.close()
-    return out
-
-
-def assert_same(a: Path, b: Path, layers=tuple(MODELS)) -> None:
-    diff = differences(a, b, layers)
-    for model, (rows_a, rows_b, only_a, only_b) in diff.items():
-        assert rows_a > 0, f"{model} is empty"
-        assert (rows_a, only_a, only_b) == (rows_b, 0, 0), f"{model} differs: {diff[model]}"
-
-
-@contextmanager
-def connect(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    # not read_only: dbt-duckdb may still hold the file open in this process, and
-    # DuckDB shares one instance per file and configuration
-    con = duckdb.connect(str(db_path))
-    try:
-        yield con
-    finally:
-        con.close()
-
-
-def table(db_path: Path, name: str) -> pa.Table:
-    with connect(db_path) as con:
-        return con.sql(f"select * from {name}").to_arrow_table()
-
-
-def query(db_path: Path, sql: str) -> list[tuple]:
-    with connect(db_path) as con:
-        return con.execute(sql).fetchall()
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -220,11 +119,11 @@ def source(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def hourly(source, tmp_path_factory) -> Dbt:
+def hourly(source, tmp_path_factory) -> HourlyDbt:
     """A warehouse run as the DAG runs it: history loaded, then hour after hour
     (ingest the interval, dbt build with its vars), the first on an empty warehouse."""
     work = tmp_path_factory.mktemp("hourly")
-    dbt = Dbt(work / "warehouse.duckdb", work)
+    dbt = HourlyDbt(work / "warehouse.duckdb", work)
     warehouse = DuckDBWarehouse(dbt.db_path)
     first_start, _ = _hour(HOURLY_RUNS)
     load_dir(source, warehouse, batch_id="history", until_ms=_ms(first_start))
@@ -273,24 +172,23 @@ def test_incremental_hours_equal_full_refresh(hourly, full_refresh) -> None:
 
 
 def test_hourly_run_reads_only_its_interval(hourly) -> None:
-    """The last run read the raw rows of its hour and the sessions' events since the
-    lookback; staging holds every raw event once."""
+    """The last run read the events, since the lookback, of the sessions its hour touched;
+    int_session_events holds every distinct raw event once."""
     start, end = (_ms(t) for t in _hour(1))
     compiled = hourly.work_dir / "target" / "compiled" / "skiff" / "models"
     staging = (compiled / "staging" / "stg_browsing_events.sql").read_text()
-    assert f"server_timestamp_epoch_ms >= {start} and server_timestamp_epoch_ms < {end}" in staging
+    assert "where" not in staging.lower()  # a view: the reading models filter it
     for model in ("intermediate/int_session_events", "marts/fct_sessions"):
         sql = (compiled / f"{model}.sql").read_text()
         assert f"where event_ms >= {start - LOOKBACK_HOURS * 3_600_000}" in sql, model
         assert f"event_ms >= {start} and event_ms < {end}" in sql, model
     rows = query(hourly.db_path, """
         select
-            (select count(distinct batch_id) from staging.stg_browsing_events),
-            (select count(*) from staging.stg_browsing_events),
+            (select count(*) from intermediate.int_session_events),
             (select count(*) from (select distinct * exclude (batch_id, ingested_at)
                                    from raw.browsing_train))""")
-    batches, staged, distinct_raw = rows[0]
-    assert batches == HOURLY_RUNS + 1 and staged == distinct_raw
+    events, distinct_raw = rows[0]
+    assert events == distinct_raw
 
 
 def test_rerun_and_reloaded_batch_change_nothing(hourly, source, full_refresh) -> None:
@@ -301,9 +199,9 @@ def test_rerun_and_reloaded_batch_change_nothing(hourly, source, full_refresh) -
     dbt("run", vars={"interval_start": last[0].strftime("%Y-%m-%dT%H:%M:%SZ"),
                      "interval_end": last[1].replace(tzinfo=None).isoformat(),
                      "session_lookback_hours": LOOKBACK_HOURS})
-    compiled = dbt.work_dir / "target" / "compiled" / "skiff" / "models" / "staging"
-    bounds = f">= {_ms(last[0])} and server_timestamp_epoch_ms < {_ms(last[1])}"
-    assert bounds in (compiled / "stg_browsing_events.sql").read_text()
+    compiled = dbt.work_dir / "target" / "compiled" / "skiff" / "models" / "intermediate"
+    bounds = f"event_ms >= {_ms(last[0])} and event_ms < {_ms(last[1])}"
+    assert bounds in (compiled / "int_session_events.sql").read_text()
     assert_same(dbt.db_path, hourly.db_path)
     # the last hour's batch and the history are appended again (a re-run ingest)
     warehouse = DuckDBWarehouse(dbt.db_path)
@@ -312,9 +210,11 @@ def test_rerun_and_reloaded_batch_change_nothing(hourly, source, full_refresh) -
     load_dir(source, warehouse, batch_id="history:again", until_ms=_ms(_hour(HOURLY_RUNS)[0]),
              tables=EVENT_TABLES)
     dbt.hourly(last, command="run")
-    assert_same(dbt.db_path, hourly.db_path)
+    # staging is a view of the raw log, copies included; from intermediate on, they are gone
+    built = ("intermediate", "marts")
+    assert_same(dbt.db_path, hourly.db_path, layers=built)
     dbt("run", "--full-refresh")
-    assert_same(dbt.db_path, full_refresh[0].db_path)
+    assert_same(dbt.db_path, full_refresh[0].db_path, layers=built)
 
 
 def test_run_without_vars_catches_up(hourly, source) -> None:
@@ -324,7 +224,7 @@ def test_run_without_vars_catches_up(hourly, source) -> None:
     load_dir(source, DuckDBWarehouse(dbt.db_path), batch_id=f"replay:{start.isoformat()}",
              since_ms=_ms(start), until_ms=_ms(end), tables=EVENT_TABLES)
     dbt("build", vars={"session_lookback_hours": LOOKBACK_HOURS})
-    # staging differs only in ingested_at (loaded at another time); the rest is equal
+    # staging (views of raw) differs in ingested_at (loaded at another time); the rest is equal
     assert_same(dbt.db_path, hourly.db_path, layers=("intermediate", "marts"))
 
 
@@ -346,7 +246,8 @@ def test_snowflake_target_parses_offline(tmp_path) -> None:
     models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
     assert set(models) == {m for layer in MODELS.values() for m in layer} | {"stg_products"}
     assert {m["schema"] for m in models.values()} == {"staging", "intermediate", "marts"}
-    assert models["stg_browsing_events"]["config"]["incremental_strategy"] == "delete+insert"
+    assert models["stg_browsing_events"]["config"]["materialized"] == "view"
+    assert models["int_session_events"]["config"]["incremental_strategy"] == "delete+insert"
 
 
 @pytest.mark.filterwarnings("ignore:::fakesnow")

@@ -41,31 +41,33 @@ tokenized as (
 
 ),
 
+-- One window pass (one sort) over each session, in event order: the index,
+-- the gap to the previous event, and the copies a re-loaded batch appended.
+-- Copies agree on every column but their lineage (batch_id, ingested_at),
+-- which this model does not keep, so any one of them can stay. dense_rank
+-- gives copies one index, so the indexes of the rows kept run 1, 2, 3 ...
 ordered as (
 
     select
         *,
-        row_number() over (
+        dense_rank() over (
             partition by session_id
             order by event_ms asc, same_ms_rank asc, event_id asc
-        ) as event_index
-
-    from tokenized
-
-),
-
-with_gaps as (
-
-    select
-        *,
+        ) as event_index,
         cast(
             event_ms - lag(event_ms) over (
-                partition by session_id order by event_index
+                partition by session_id
+                order by event_ms asc, same_ms_rank asc, event_id asc
             )
             as double
         ) / 1000 as seconds_since_prev
 
-    from ordered
+    from tokenized
+    qualify
+        event_id is distinct from lag(event_id) over (
+            partition by session_id
+            order by event_ms asc, same_ms_rank asc, event_id asc
+        )
 
 ),
 
@@ -91,7 +93,7 @@ final as (
         event_ms,
         event_at
 
-    from with_gaps
+    from ordered
 
 )
 

@@ -1,18 +1,15 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='event_id',
-        incremental_predicates=window_delete_predicates('interval'),
-    )
-}}
+{#
+    A view (the staging folder's default): the raw log typed, renamed and keyed,
+    one row per raw row. Rows a re-loaded batch appended twice are both here;
+    int_session_events keeps the first copy, in the same window pass that orders
+    each session, so the log is sorted once per build, not twice.
+#}
 
 with
 
 source as (
 
     select * from {{ source('raw', 'browsing_train') }}
-    {{ interval_filter('server_timestamp_epoch_ms') }}
 
 ),
 
@@ -67,20 +64,6 @@ renamed as (
 
     from cleaned
 
-),
-
--- a re-loaded batch appends the same rows again: keep the earliest copy
-deduplicated as (
-
-    select * from renamed
-    qualify
-        row_number() over (
-            partition by event_id
-            order by ingested_at asc, batch_id asc
-        ) = 1
-
 )
 
--- in event-time order, so that later lookback scans prune on event_ms
-select * from deduplicated
-order by event_ms
+select * from renamed
