@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 
 from bench.common import Figure
-from bench.data import LOGS, dbt, get_log, interval_vars
+from bench.data import LOGS, build_marts, dbt, get_log, interval_vars
 
 
 def run(scale: str) -> list[Figure]:
@@ -17,7 +17,7 @@ def run(scale: str) -> list[Figure]:
     figures: list[Figure] = []
     hourly = {}
     for log in logs:
-        full = dbt(log, "run", "--full-refresh")
+        full = build_marts(log)  # dbt run --full-refresh, recorded for the other benches
         if log is logs[-1]:
             figures.append(Figure("transform", f"dbt run --full-refresh, {log.name} events", full,
                                   "s", "< 60 s" if scale == "full" else "",
