@@ -6,10 +6,19 @@ the same events per hour (``bench.data``), so their hourly times should be flat.
 
 from __future__ import annotations
 
+import json
 import statistics
 
 from bench.common import Figure
 from bench.data import LOGS, build_marts, dbt, get_log, interval_vars
+
+
+def _per_model(log) -> list[Figure]:
+    """Each model's share of the last dbt invocation (its run_results.json): the profile."""
+    results = json.loads((log.root / "target" / "run_results.json").read_text())["results"]
+    return [Figure("transform", f"  {r['unique_id'].split('.')[-1]}", r["execution_time"], "s", "",
+                   "full refresh, per model")
+            for r in sorted(results, key=lambda r: -r["execution_time"]) if r["execution_time"] > 1]
 
 
 def run(scale: str) -> list[Figure]:
@@ -21,7 +30,8 @@ def run(scale: str) -> list[Figure]:
         if log is logs[-1]:
             figures.append(Figure("transform", f"dbt run --full-refresh, {log.name} events", full,
                                   "s", "< 60 s" if scale == "full" else "",
-                                  f"{log.sessions:,} sessions; 6 models"))
+                                  f"{log.sessions:,} sessions; 2 threads, models in parallel"))
+            figures += _per_model(log)
             tests = dbt(log, "test")
             figures.append(Figure("transform", f"dbt test (all data tests), {log.name} events",
                                   tests, "s", "", "after the full refresh"))

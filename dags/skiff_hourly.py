@@ -148,6 +148,7 @@ with DAG(
         project_config=ProjectConfig(
             dbt_project_path=CONFIG.dbt.project_dir,
             manifest_path=CONFIG.dbt.manifest_path,
+            install_dbt_deps=False,  # the project has no packages
             env_vars={
                 "SKIFF_DUCKDB_PATH": str(CONFIG.warehouse.duckdb_path),
                 "SKIFF_DBT_TARGET": CONFIG.dbt.target,
@@ -167,7 +168,7 @@ with DAG(
             load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH
         ),
         # task parameters
-        operator_args={"full_refresh": "{{ params.full_refresh }}", "install_deps": False},
+        operator_args={"full_refresh": "{{ params.full_refresh }}"},
     )
 
     # Great Expectations suites of include/gx/suites, one task each. The raw checks run
