@@ -87,6 +87,7 @@ def graph(page: Page, airflow: LocalAirflow, run_id: str, out: Path) -> None:
     page.get_by_role("button", name="Collapse Details Panel").click()
     page.get_by_role("button", name="Expand all task groups").click()
     page.wait_for_load_state("networkidle")
+    page.add_style_tag(content=".react-flow__minimap { display: none; }")  # it covers tasks
     page.get_by_role("button", name="Fit View").click()
     time.sleep(1)  # the fit is animated
     page.screenshot(path=str(out))
