@@ -165,7 +165,11 @@ with DAG(
             execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER
         ),
         render_config=RenderConfig(
-            load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.AFTER_EACH,
+            # a test reading two models (int_session_events' relationships to dim_products)
+            # runs after both, as its own task, not after the first of them
+            should_detach_multiple_parents_tests=True,
         ),
         # task parameters
         operator_args={"full_refresh": "{{ params.full_refresh }}"},
