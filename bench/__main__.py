@@ -2,7 +2,8 @@
 
 Each ``bench/bench_<name>.py`` exposes ``run(scale: str) -> list[Figure]``. Figures are
 medians of several repetitions where a repetition is cheap, and ratios are measured side
-by side in the same run. ``--only parse,generate`` picks benchmarks; ``--scale full``
+by side in the same run. ``--only parse,generate`` picks benchmarks (and keeps the other benchmarks' figures of
+the last run in the results file); ``--scale full``
 uses the real dataset's size (36M events), ``small`` (default) a quick sample.
 """
 
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     print(Figure.table(figures))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"bench-{args.scale}.json"
+    if args.only and out.is_file():  # keep the figures of the benches not re-run
+        kept = [Figure(**f) for f in json.loads(out.read_text())["figures"] if f["bench"] not in names]
+        figures = kept + figures
     out.write_text(json.dumps({
         "scale": args.scale,
         "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),

@@ -100,9 +100,12 @@ class DuckDBWarehouse:
                 for contract, reader in batches:
                     con.register("_skiff_batch", reader)
                     cols = ", ".join(contract.log_schema.names)
+                    # in event-time order: the log stays clustered on time whatever order a
+                    # delivery comes in, so an hour's scan prunes the rest (zonemaps)
+                    order = f" order by {contract.time_column}" if contract.time_column else ""
                     inserted = con.execute(
                         f"insert into {self.raw_schema}.{contract.name} ({cols}) "
-                        f"select {cols} from _skiff_batch"
+                        f"select {cols} from _skiff_batch{order}"
                     ).fetchall()[0][0]
                     con.unregister("_skiff_batch")
                     counts[contract.name] = counts.get(contract.name, 0) + inserted
