@@ -48,9 +48,10 @@ def marts_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.param("train_intent.py", "roc_auc", {"roc_auc", "f1", "precision", "recall", "roc_auc@add+10"}, id="intent"),
     ],
 )
-def test_flow_runs_end_to_end(marts_warehouse: Path, monkeypatch: pytest.MonkeyPatch,
+def test_flow_runs_end_to_end(marts_warehouse: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                               flow_file: str, headline: str, keys: set[str]) -> None:
     monkeypatch.setenv("SKIFF_DUCKDB_PATH", str(marts_warehouse))
+    monkeypatch.setenv("SKIFF_REGISTRY_URI", str(tmp_path / "registry"))  # no champion yet
     hook = MetaflowHook()
     launch = hook.launch(FLOWS / flow_file, {"epochs": 1, "interval_end": "2026-11-01T00:00:00+00:00",
                                              "max_sessions": 2500}, ["test"])
