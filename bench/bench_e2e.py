@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from bench.common import REPO, Figure, run_worker, skiff_env
 from bench.data import END, LOGS, bench_home, ensure_marts, get_log
+from skiff.local_airflow import free_port
 
 #: This module, as the worker process imports it.
 WORKER = "bench.bench_e2e"
@@ -61,12 +61,6 @@ def worker(request: str) -> None:
         stages[task.task_id] = group.group_id if group is not None and group.group_id \
             else task.task_id
     Path(spec["out"]).write_text(json.dumps(stages))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _airflow(env: dict[str, str], log_file: Path, *args: str) -> tuple[float, int]:
@@ -109,7 +103,7 @@ def run(scale: str) -> list[Figure]:
     # SKIFF_RUN_DURATION_ALERT_MINUTES=0: `dags test` cannot finish a DAG with a Deadline Alert
     env = skiff_env(home, SKIFF_DUCKDB_PATH=str(log.db), SKIFF_REPLAY="off",
                     SKIFF_RUN_DURATION_ALERT_MINUTES="0",
-                    SKIFF_SERVE_PORT=str(_free_port()), SKIFF_API_PORT=str(_free_port()))
+                    SKIFF_SERVE_PORT=str(free_port()), SKIFF_API_PORT=str(free_port()))
     if _airflow(env, home / "migrate.log", "db", "migrate")[1]:
         raise RuntimeError(f"airflow db migrate failed: {_last_error(home / 'migrate.log')}")
     wall, code = _airflow(env, home / "dags-test.log", "dags", "test", DAG_ID, END.isoformat(),
