@@ -12,7 +12,6 @@ OOV, a recommendation the run does not know never counts as a hit.
 from __future__ import annotations
 
 import logging
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,13 +88,13 @@ def fetch_bundle(record: ChampionRecord, dest: Path, s3_client: Any = None) -> P
         import boto3
 
         s3_client = boto3.client("s3")
+    from skiff.serving import unpack_bundle
+
     bucket, _, key = uri[5:].partition("/")
     tarball = dest / "model.tar.gz"
     dest.mkdir(parents=True, exist_ok=True)
     s3_client.download_file(bucket, key, str(tarball))
-    with tarfile.open(tarball) as tar:
-        tar.extractall(dest / "bundle", filter="data")
-    return dest / "bundle"
+    return unpack_bundle(tarball, dest / "bundle")
 
 
 def load_champion(model: str, config: ServingConfig, workdir: Path | None = None

@@ -13,7 +13,7 @@ the same clients work against either:
 Bodies follow :mod:`skiff.sagemaker_inference` (the same module is the container's
 ``code/inference.py``). Pieces, each usable alone:
 
-- :func:`write_bundle` / :func:`read_bundle_meta`: the model
+- :func:`write_bundle` / :func:`read_bundle_meta` / :func:`unpack_bundle`: the model
   bundle the flows write (SavedModel under ``1/``, ``code/inference.py`` and
   ``code/skiff_model.json``) and :func:`bundle_tarball`, its SageMaker tarball;
 - :class:`LoadedModel`: a bundle loaded and warmed up, predicting from token ids;
@@ -35,6 +35,7 @@ TensorFlow is imported when a model is loaded, not with this module.
 from __future__ import annotations
 
 import _thread
+import io
 import json
 import logging
 import os
@@ -69,6 +70,7 @@ __all__ = [
     "write_bundle",
     "read_bundle_meta",
     "bundle_tarball",
+    "unpack_bundle",
     "LoadedModel",
     "Endpoint",
     "ModelServer",
@@ -177,6 +179,18 @@ def bundle_tarball(path: str | Path, out: str | Path) -> Path:
         for child in sorted(Path(path).iterdir()):
             tar.add(child, arcname=child.name)
     return out
+
+
+def unpack_bundle(tarball: bytes | str | Path, path: str | Path) -> Path:
+    """Unpack a :func:`bundle_tarball` (its bytes or its file) into the bundle folder ``path``.
+
+    :return: the bundle folder (what it holds is checked when it is read or loaded).
+    """
+    path = Path(path)
+    source = {"fileobj": io.BytesIO(tarball)} if isinstance(tarball, bytes) else {"name": tarball}
+    with tarfile.open(**source) as tar:
+        tar.extractall(path, filter="data")
+    return path
 
 
 # --------------------------------------------------------------------------- one model

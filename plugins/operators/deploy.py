@@ -24,7 +24,6 @@ when anything failed. :func:`release_tasks` wires the lot in a task group.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from collections.abc import Sequence
@@ -84,9 +83,8 @@ def resolve_bundle(pathspec: str, model_dir: str | None) -> str:
     """
     if model_dir:
         return str(model_dir)
-    import tarfile
-
     from hooks.metaflow_runner import MetaflowHook
+    from skiff.serving import unpack_bundle
     from skiff.training import models_dir
 
     data = MetaflowHook().client.Run(pathspec).data
@@ -99,10 +97,7 @@ def resolve_bundle(pathspec: str, model_dir: str | None) -> str:
         raise AirflowException(f"Run {pathspec} recorded no model bundle (model_uri={uri!r}, no "
                                "bundle_tar artifact): its flow must call "
                                "skiff.training.store_model, or pass model_dir.")
-    target = models_dir(*pathspec.split("/")) / "bundle"
-    with tarfile.open(fileobj=io.BytesIO(packed)) as tar:
-        tar.extractall(target, filter="data")
-    return str(target)
+    return str(unpack_bundle(packed, models_dir(*pathspec.split("/")) / "bundle"))
 
 
 class _DeployBase(BaseOperator):
