@@ -4,7 +4,7 @@ Run locally: ``python include/flows/train_intent.py run``; on AWS Batch, launch 
 ``SKIFF_TRAIN_ON=batch`` (the Airflow operator adds ``--with batch``).
 """
 
-from metaflow import Parameter, card, current, resources, retry, step
+from metaflow import Parameter, card, resources, retry, step
 from training_flow import TrainingFlow
 
 from skiff.training import step_resources
@@ -39,16 +39,10 @@ class IntentFlow(TrainingFlow):
     def train(self):
         """Fit the Keras model, score train and held-out prefixes, write the bundle."""
         from skiff import intent
-        from skiff.training import store_model
 
         fitted = intent.train(self.data, epochs=self.epochs, seed=self.seed)
-        self.history, self.train_params = fitted.history, fitted.params
         self.outputs = {intent.MODEL: intent.model_scores(fitted.model, self.data)}
-        stored = store_model(fitted.model, current.flow_name, current.run_id, kind="intent",
-                             vocabulary=self.data.vocab, max_len=self.data.max_len,
-                             extra={"data_version": self.data_version})
-        self.bundle_tar = stored.pop("bundle_tar")
-        self.model_uri = stored
+        self.keep_model(fitted, kind="intent", vocabulary=self.data.vocab, max_len=self.data.max_len)
         self.next(self.evaluate)
 
     @step

@@ -4,7 +4,7 @@ Run locally: ``python include/flows/train_rec.py run --max_sessions 20000``; on 
 launch with ``SKIFF_TRAIN_ON=batch`` (the Airflow operator adds ``--with batch``).
 """
 
-from metaflow import Parameter, card, current, resources, retry, step
+from metaflow import Parameter, card, resources, retry, step
 from training_flow import TrainingFlow
 
 from skiff.training import step_resources
@@ -40,16 +40,11 @@ class RecFlow(TrainingFlow):
     def train(self):
         """Fit the Keras model, rank the held-out sessions' next items, write the bundle."""
         from skiff import next_item
-        from skiff.training import store_model
 
         fitted = next_item.train(self.data, epochs=self.epochs, seed=self.seed)
-        self.history, self.train_params = fitted.history, fitted.params
         self.outputs = {next_item.MODEL: next_item.model_top_k(fitted.model, self.data)}
-        stored = store_model(fitted.model, current.flow_name, current.run_id, kind="rec",
-                             vocabulary=self.data.vocab, max_len=self.data.window, k=next_item.K,
-                             extra={"data_version": self.data_version})
-        self.bundle_tar = stored.pop("bundle_tar")
-        self.model_uri = stored
+        self.keep_model(fitted, kind="rec", vocabulary=self.data.vocab, max_len=self.data.window,
+                        k=next_item.K)
         self.next(self.evaluate)
 
     @step

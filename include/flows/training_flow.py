@@ -28,6 +28,21 @@ class TrainingFlow(FlowSpec):
             max_sessions=self.max_sessions, holdout=self.holdout)
         return marts, cutoff
 
+    def keep_model(self, fitted: Any, **bundle: Any) -> None:
+        """Keep a fitted model's history and params, and store it with its servable bundle.
+
+        :param fitted: :class:`skiff.models.TrainResult`.
+        :param bundle: ``kind``, ``vocabulary``, ``max_len`` (and ``k``) of
+            :func:`skiff.training.store_model`; the data version goes into the bundle.
+        """
+        from skiff.training import store_model
+
+        self.history, self.train_params = fitted.history, fitted.params
+        stored = store_model(fitted.model, current.flow_name, current.run_id,
+                             extra={"data_version": self.data_version}, **bundle)
+        self.bundle_tar = stored.pop("bundle_tar")
+        self.model_uri = stored
+
     def load_champion(self, model: str) -> Any:
         """The serving champion of ``model``, loaded (None without one); sets ``champion_pathspec``."""
         from skiff.champion import load_champion
