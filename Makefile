@@ -107,7 +107,7 @@ AIRFLOW_PORT ?= 8090
 
 airflow: install  ## Airflow (api-server, scheduler, dag-processor, triggerer; SQLite) on http://127.0.0.1:8090 (AIRFLOW_PORT)
 	@SAMPLE_END=$$($(BIN)/skiff -q replay-init | tail -n 1); \
-	$(BIN)/python -m skiff.local_airflow --port $(AIRFLOW_PORT) --sample-end "$$SAMPLE_END"
+	$(BIN)/python -m skiff.ops.local_airflow --port $(AIRFLOW_PORT) --sample-end "$$SAMPLE_END"
 
 screenshot: install  ## the README's pictures of the Airflow UI, docs/img/airflow-*.png (needs apt-get install chromium)
 	$(BIN)/pip install --quiet -r docs/requirements.txt

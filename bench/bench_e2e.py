@@ -30,7 +30,7 @@ from pathlib import Path
 
 from bench.common import REPO, Figure, run_worker, skiff_env
 from bench.data import END, LOGS, bench_home, ensure_marts, get_log
-from skiff.local_airflow import free_port
+from skiff.ops import free_port
 
 #: This module, as the worker process imports it.
 WORKER = "bench.bench_e2e"

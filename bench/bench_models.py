@@ -2,7 +2,7 @@
 
 What it does (the steps IntentFlow and RecFlow will run, without Metaflow):
 
-1. generate ``--sessions`` sessions (``skiff.generate``), load them into a fresh DuckDB
+1. generate ``--sessions`` sessions (``skiff.data.generator``), load them into a fresh DuckDB
    file and ``dbt build`` the marts (or read an existing warehouse with ``--duckdb``);
 2. split by ``session_start_at``: the latest ``--holdout`` share of sessions is held out;
 3. next item: fit most-popular and co-occurrence, train the Keras model, score the last
@@ -35,7 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "include"))
 
-from skiff import datasets, intent, next_item  # noqa: E402
+from skiff.train import datasets, intent, next_item  # noqa: E402
 
 REC_MODEL = next_item.MODEL
 INTENT_MODEL = intent.MODEL
@@ -44,9 +44,9 @@ K = next_item.K
 
 def build_warehouse(workdir: Path, sessions: int, seed: int, end: datetime) -> Path:
     """Generate, load and ``dbt build``; return the DuckDB file."""
-    from skiff.generate import generate
-    from skiff.load import load_dir
-    from skiff.warehouse import DuckDBWarehouse
+    from skiff.data import generate
+    from skiff.data import load_dir
+    from skiff.data import DuckDBWarehouse
 
     db = workdir / "warehouse.duckdb"
     summary = generate(workdir / "raw", sessions=sessions, seed=seed, end=end)

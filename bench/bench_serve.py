@@ -66,12 +66,13 @@ print(json.dumps({"latencies": lat, "errors": sum(errors), "seconds": seconds}))
 
 def _bundle(root: Path, n_items: int) -> Path:
     """An untrained next-item model of the flows' default size, as a bundle."""
-    from skiff import features, models, serving
+    from skiff.train import features, models
+    from skiff.serve import server
 
     vocab = features.Vocabulary((features.PAD_TOKEN, features.OOV_TOKEN,
                                  *(f"{i:064x}" for i in range(n_items - 2))))
     model = models.build_next_item_model(len(vocab), max_position=10)
-    return serving.write_bundle(model, root / "rec", kind="rec", vocabulary=vocab,
+    return server.write_bundle(model, root / "rec", kind="rec", vocabulary=vocab,
                                 version="BenchFlow/1", max_len=10, k=20)
 
 
@@ -79,7 +80,7 @@ def _raw_cost(bundle: Path) -> dict[str, float]:
     """Median seconds of one traced-function call, batch 1 and batch 32."""
     import numpy as np
 
-    from skiff.serving import LoadedModel
+    from skiff.serve import LoadedModel
 
     loaded = LoadedModel.load(bundle)
     rng = np.random.default_rng(0)
@@ -120,7 +121,7 @@ def _drive(port: int, skus: list[str], clients: int, seconds: float, env: dict) 
 def _serve_and_drive(bundle: Path, skus: list[str], *, max_batch: int, clients: int,
                      seconds: float, env: dict, via_boto3: bool = False) -> dict:
     from skiff.config import ServingConfig
-    from skiff.serving import EndpointStore, LocalStack, load_local_adapter
+    from skiff.serve import EndpointStore, LocalStack, load_local_adapter
 
     with tempfile.TemporaryDirectory() as store:
         stack = LocalStack.build(ServingConfig(max_batch=max_batch),
@@ -154,7 +155,7 @@ def run(scale: str) -> list[Figure]:
     import os
 
     from skiff.config import ServingConfig
-    from skiff.serving import configure_tensorflow, read_bundle_meta
+    from skiff.serve import configure_tensorflow, read_bundle_meta
 
     n_items, seconds = (2_000, 6.0) if scale == "small" else (50_000, 20.0)
     configure_tensorflow(ServingConfig().tf_threads)  # as skiff serve does, before any model

@@ -3,7 +3,7 @@
 A worker process (a fresh TensorFlow, whatever threads another benchmark configured) reads
 every session of the log's marts and builds the examples as the flows do (``intent.prepare``,
 ``next_item.prepare``; the latest 20% of sessions held out), then fits each model, built as
-``intent.train`` / ``next_item.train`` build it, with ``skiff.models``' own fit and batch
+``intent.train`` / ``next_item.train`` build it, with ``skiff.train.models``' own fit and batch
 size on a random sample of the training examples: examples/s is timed over a fixed number of
 steps after a warm-up (tracing, first allocations). One epoch over the whole training set is
 too long for 2 cores at ``full`` scale: when the rate says it takes over
@@ -92,7 +92,7 @@ def worker(request: str) -> None:
     import duckdb
     import numpy as np
 
-    from skiff import datasets, intent, models, next_item
+    from skiff.train import datasets, intent, models, next_item
 
     started = time.perf_counter()
     con = duckdb.connect(spec["db"], read_only=True)

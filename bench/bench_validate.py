@@ -75,7 +75,7 @@ def _batch_rows(suite: str, start: datetime, end: datetime) -> int:
     from hooks.gx_warehouse import GXWarehouseHook
 
     from skiff.config import SkiffConfig
-    from skiff.validation import SuiteSpec, ValidationWindow, fetch_parameters
+    from skiff.validate import SuiteSpec, ValidationWindow, fetch_parameters
 
     config = SkiffConfig.from_env()
     hook = GXWarehouseHook(config.warehouse)
@@ -117,7 +117,7 @@ def _available_memory() -> int:
 
 
 def run(scale: str) -> list[Figure]:
-    from skiff.validation import SUITES
+    from skiff.validate import SUITES
 
     name = list(LOGS[scale])[-1]
     log = ensure_marts(get_log(name, *LOGS[scale][name]))

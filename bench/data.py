@@ -63,9 +63,9 @@ def bench_home() -> Path:
 
 def get_log(name: str, sessions: int, span_hours: int, *, seed: int = 42) -> Log:
     """The log ``name``, generated and loaded unless an identical one is kept."""
-    from skiff.generate import generate
-    from skiff.load import load_dir
-    from skiff.warehouse import DuckDBWarehouse
+    from skiff.data import generate
+    from skiff.data import load_dir
+    from skiff.data import DuckDBWarehouse
 
     log = Log(name, sessions, span_hours, bench_home() / name)
     spec = {**asdict(log), "root": str(log.root), "seed": seed, "end": END.isoformat()}

@@ -1,7 +1,7 @@
 """Take the README's pictures of the Airflow UI: ``docs/img/airflow-trigger.png`` (the trigger
 form with skiff_hourly's params) and ``docs/img/airflow-graph.png`` (the graph of a finished run).
 
-Starts Airflow as ``make airflow`` does (:class:`skiff.local_airflow.LocalAirflow`), in a
+Starts Airflow as ``make airflow`` does (:class:`skiff.ops.local_airflow.LocalAirflow`), in a
 throwaway home on a free port, over a small generated sample. In headless Chromium (Playwright
 driving Debian's ``chromium``) it signs in through the login form and opens the trigger form;
 then it triggers the sample's last hour as that form does (with a small training sample),
@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from skiff.local_airflow import LocalAirflow, LocalAirflowError, free_port, sandbox_env
-from skiff.replay import init_source
-from skiff.warehouse import DuckDBWarehouse
+from skiff.ops import LocalAirflow, LocalAirflowError, free_port, sandbox_env
+from skiff.data import init_source
+from skiff.data import DuckDBWarehouse
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

@@ -1,9 +1,9 @@
 """The bad-batch corpus of the validation tests: a good raw log, and one bad delivery per defect.
 
-The data is :func:`skiff.generate.generate`'s (``SESSIONS`` sessions over ``SPAN_HOURS`` hours
+The data is :func:`skiff.data.generator.generate`'s (``SESSIONS`` sessions over ``SPAN_HOURS`` hours
 ending at ``END``); the interval under test is its last hour. A log is the history before the
 interval, loaded as ``skiff load`` loads it, plus the interval's delivery: the good one, or a
-bad one from :func:`skiff.corrupt.build_bad_batch` appended instead (``skiff.corrupt``
+bad one from :func:`skiff.data.corrupt.build_bad_batch` appended instead (``skiff.data.corrupt``
 documents each defect). :func:`write_corpus` writes the corpus as files, one folder per
 defect, each loadable with ``skiff load``.
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from environ import environ
-from skiff.corrupt import DEFECTS, BadBatch, IntervalData, append_bad_batch, build_bad_batch
-from skiff.load import EVENT_TABLES, load_dir
-from skiff.warehouse import DuckDBWarehouse
+from skiff.data.corrupt import DEFECTS, BadBatch, IntervalData, append_bad_batch, build_bad_batch
+from skiff.data.loader import EVENT_TABLES, load_dir
+from skiff.data import DuckDBWarehouse
 
 REPO = Path(__file__).resolve().parents[1]
 DBT_DIR = REPO / "include" / "dbt"
@@ -52,7 +52,7 @@ def ms(ts: datetime) -> int:
 
 def make_source(out_dir: Path) -> Path:
     """The generated contract files the logs are made from."""
-    from skiff.generate import generate
+    from skiff.data import generate
 
     generate(out_dir, sessions=SESSIONS, seed=SEED, end=END, span_hours=SPAN_HOURS)
     return out_dir

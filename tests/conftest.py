@@ -14,6 +14,12 @@ from pathlib import Path
 
 import pytest
 
+# Metaflow's vendored typing_extensions replaces typing._collect_parameters when it is imported
+# (by a flow, the Runner or the hook), after which SQLAlchemy's hybrid module, which Airflow's
+# models import, fails with "Type parameter ~_R without a default follows ...". Importing it
+# first makes the suite independent of which test imports Metaflow before Airflow's models.
+import sqlalchemy.ext.hybrid  # noqa: E402,F401
+
 REPO = Path(__file__).resolve().parents[1]
 # The official sample files are not ours to commit: look beside the checkout, then in the
 # team's shared folder; SKIFF_COVEO_SAMPLE points elsewhere. Tests using them skip otherwise.

@@ -20,13 +20,15 @@ def rec_bundle(path: Path, version: str = "RecFlow/1", seed: int = 0) -> Path:
     """A next-item bundle over :data:`SKUS` (window 4, top 5)."""
     import keras
 
-    from skiff import features, models, serving
+    from skiff.train import features, models
+
+    from skiff.serve import server
 
     keras.utils.set_random_seed(seed)
     vocab = features.Vocabulary((features.PAD_TOKEN, features.OOV_TOKEN, *SKUS))
     model = models.build_next_item_model(len(vocab), embedding_dim=8, units=8,
                                          max_position=WINDOW)
-    return serving.write_bundle(model, path, kind="rec", vocabulary=vocab, version=version,
+    return server.write_bundle(model, path, kind="rec", vocabulary=vocab, version=version,
                                 max_len=WINDOW, k=K)
 
 
@@ -35,13 +37,15 @@ def intent_bundle(path: Path, version: str = "IntentFlow/1", seed: int = 0,
     """An intent bundle over the event tokens (tokens only unless ``n_features``)."""
     import keras
 
-    from skiff import features, models, serving
+    from skiff.train import features, models
+
+    from skiff.serve import server
 
     keras.utils.set_random_seed(seed)
     vocab = features.event_vocabulary()
     model = models.build_intent_model(len(vocab), embedding_dim=4, units=4,
                                       n_features=n_features)
-    return serving.write_bundle(model, path, kind="intent", vocabulary=vocab, version=version,
+    return server.write_bundle(model, path, kind="intent", vocabulary=vocab, version=version,
                                 max_len=20)
 
 

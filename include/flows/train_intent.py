@@ -7,7 +7,7 @@ Run locally: ``python include/flows/train_intent.py run``; on AWS Batch, launch 
 from metaflow import Parameter, card, resources, retry, step
 from training_flow import TrainingFlow
 
-from skiff.training import step_resources
+from skiff.train import step_resources
 
 
 class IntentFlow(TrainingFlow):
@@ -28,7 +28,7 @@ class IntentFlow(TrainingFlow):
     @step
     def start(self):
         """Read the marts and build the intent examples."""
-        from skiff import intent
+        from skiff.train import intent
 
         self.data = intent.prepare(*self.read_marts())
         print(f"data {self.data_version['id']}: {self.data.info}")
@@ -38,7 +38,7 @@ class IntentFlow(TrainingFlow):
     @step
     def train(self):
         """Fit the Keras model, score train and held-out prefixes, write the bundle."""
-        from skiff import intent
+        from skiff.train import intent
 
         fitted = intent.train(self.data, epochs=self.epochs, seed=self.seed)
         self.outputs = {intent.MODEL: intent.model_scores(fitted.model, self.data)}
@@ -48,7 +48,7 @@ class IntentFlow(TrainingFlow):
     @step
     def baselines(self):
         """Fit the majority class and logistic regression on event counts."""
-        from skiff import intent
+        from skiff.train import intent
 
         self.outputs = intent.baseline_scores(self.data)
         self.next(self.evaluate)
@@ -56,7 +56,7 @@ class IntentFlow(TrainingFlow):
     @step
     def champion(self):
         """Score the serving champion, if any, on the same prefixes."""
-        from skiff import champion
+        from skiff.train import champion
 
         found = self.load_champion("intent")
         self.outputs = {found.name: champion.intent_scores(found.model, self.data)} if found else {}
@@ -66,7 +66,7 @@ class IntentFlow(TrainingFlow):
     @step
     def evaluate(self, inputs):
         """Score every model on the same held-out prefixes."""
-        from skiff import intent
+        from skiff.train import intent
 
         self.metrics = self.collect(inputs, intent.MODEL, "roc_auc",
                                     lambda out: intent.score(self.data, *out),

@@ -7,7 +7,7 @@ launch with ``SKIFF_TRAIN_ON=batch`` (the Airflow operator adds ``--with batch``
 from metaflow import Parameter, card, resources, retry, step
 from training_flow import TrainingFlow
 
-from skiff.training import step_resources
+from skiff.train import step_resources
 
 
 class RecFlow(TrainingFlow):
@@ -28,7 +28,7 @@ class RecFlow(TrainingFlow):
     @step
     def start(self):
         """Read the marts and split them by time."""
-        from skiff import next_item
+        from skiff.train import next_item
 
         marts, cutoff = self.read_marts()
         self.data = next_item.prepare(marts.sequences, cutoff, window=self.window)
@@ -39,7 +39,7 @@ class RecFlow(TrainingFlow):
     @step
     def train(self):
         """Fit the Keras model, rank the held-out sessions' next items, write the bundle."""
-        from skiff import next_item
+        from skiff.train import next_item
 
         fitted = next_item.train(self.data, epochs=self.epochs, seed=self.seed)
         self.outputs = {next_item.MODEL: next_item.model_top_k(fitted.model, self.data)}
@@ -50,7 +50,7 @@ class RecFlow(TrainingFlow):
     @step
     def baselines(self):
         """Fit most-popular and co-occurrence on the same training sessions."""
-        from skiff import next_item
+        from skiff.train import next_item
 
         self.outputs = next_item.baseline_top_k(self.data)
         self.next(self.evaluate)
@@ -58,7 +58,7 @@ class RecFlow(TrainingFlow):
     @step
     def champion(self):
         """Rank with the serving champion, if any, on the same held-out sessions."""
-        from skiff import champion, next_item
+        from skiff.train import champion, next_item
 
         found = self.load_champion("rec")
         self.outputs = ({found.name: champion.rec_top_k(found.model, self.data, next_item.K)}
@@ -69,7 +69,7 @@ class RecFlow(TrainingFlow):
     @step
     def evaluate(self, inputs):
         """Score every ranked list on the same held-out sessions; show the slices."""
-        from skiff import next_item
+        from skiff.train import next_item
 
         self.metrics = self.collect(inputs, next_item.MODEL, "mrr@20",
                                     lambda top: next_item.score(top, self.data),

@@ -21,7 +21,7 @@ class TrainingFlow(FlowSpec):
 
     def read_marts(self) -> tuple[Any, Any]:
         """The marts up to the interval and the held-out cutoff; sets ``data_version``."""
-        from skiff.training import read_training_data
+        from skiff.train import read_training_data
 
         marts, self.data_version, cutoff = read_training_data(
             interval_start=self.interval_start, interval_end=self.interval_end,
@@ -31,11 +31,11 @@ class TrainingFlow(FlowSpec):
     def keep_model(self, fitted: Any, **bundle: Any) -> None:
         """Keep a fitted model's history and params, and store it with its servable bundle.
 
-        :param fitted: :class:`skiff.models.TrainResult`.
+        :param fitted: :class:`skiff.train.models.TrainResult`.
         :param bundle: ``kind``, ``vocabulary``, ``max_len`` (and ``k``) of
-            :func:`skiff.training.store_model`; the data version goes into the bundle.
+            :func:`skiff.train.glue.store_model`; the data version goes into the bundle.
         """
-        from skiff.training import store_model
+        from skiff.train import store_model
 
         self.history, self.train_params = fitted.history, fitted.params
         stored = store_model(fitted.model, current.flow_name, current.run_id,
@@ -45,7 +45,7 @@ class TrainingFlow(FlowSpec):
 
     def load_champion(self, model: str) -> Any:
         """The serving champion of ``model``, loaded (None without one); sets ``champion_pathspec``."""
-        from skiff.champion import load_champion
+        from skiff.train import load_champion
         from skiff.config import ServingConfig
 
         champion = load_champion(model, ServingConfig.from_env())
@@ -92,7 +92,7 @@ class TrainingFlow(FlowSpec):
 
     def log_run(self, tags: list[str], **params: Any) -> None:
         """Log params, data version, metrics and history to Weights & Biases."""
-        from skiff.tracking import log_training_run
+        from skiff.train import log_training_run
 
         log_training_run(current.pathspec, params={**self.train_params, "data_version": self.data_version,
                                                    "holdout": self.holdout, **params},

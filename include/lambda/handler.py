@@ -55,7 +55,7 @@ __all__ = [
 
 log = logging.getLogger("skiff.predict")
 
-#: The intent model's event types (``skiff.features.EVENT_TOKENS``; a test keeps them equal).
+#: The intent model's event types (``skiff.train.features.EVENT_TOKENS``; a test keeps them equal).
 EVENT_TOKENS = frozenset(("view", "detail", "add", "remove", "purchase"))
 #: Models the API serves.
 MODELS = ("intent", "rec")

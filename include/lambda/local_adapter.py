@@ -10,7 +10,7 @@ an in-process runtime client); alone it reaches a model server through boto3::
 
     python include/lambda/local_adapter.py --port 8000 --runtime-url http://127.0.0.1:8080
 
-It needs the standard library and ``skiff.httpserver`` (a lean keep-alive HTTP base).
+It needs the standard library and ``skiff.serve.httpserver`` (a lean keep-alive HTTP base).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from skiff.httpserver import KeepAliveHandler, ThreadedServer
+from skiff.serve import KeepAliveHandler, ThreadedServer
 
 __all__ = ["HANDLER_MODULE", "load_handler", "make_server", "main"]
 

@@ -21,7 +21,7 @@ RAW_TABLES = ("browsing_train", "search_train", "sku_to_content")
 
 
 def _time(value: str) -> datetime:
-    from skiff.replay import parse_time
+    from skiff.times import parse_time
 
     try:
         return parse_time(value)
@@ -30,7 +30,7 @@ def _time(value: str) -> datetime:
 
 
 def _cmd_generate(args: argparse.Namespace, cfg: SkiffConfig) -> None:
-    from skiff.generate import generate
+    from skiff.data import generate
 
     summary = generate(args.out, sessions=args.sessions, seed=args.seed, end=args.end,
                        span_hours=args.span_hours, fmt=args.format, progress=not args.quiet)
@@ -40,9 +40,9 @@ def _cmd_generate(args: argparse.Namespace, cfg: SkiffConfig) -> None:
 
 
 def _cmd_load(args: argparse.Namespace, cfg: SkiffConfig) -> None:
-    from skiff.load import load_dir
-    from skiff.replay import to_epoch_ms
-    from skiff.warehouse import warehouse_from_config
+    from skiff.data import load_dir
+    from skiff.times import to_epoch_ms
+    from skiff.data import warehouse_from_config
 
     summary = load_dir(
         args.dir,
@@ -57,8 +57,8 @@ def _cmd_load(args: argparse.Namespace, cfg: SkiffConfig) -> None:
 
 
 def _cmd_replay_init(args: argparse.Namespace, cfg: SkiffConfig) -> None:
-    from skiff.replay import init_source
-    from skiff.warehouse import warehouse_from_config
+    from skiff.data import init_source
+    from skiff.data import warehouse_from_config
 
     info = init_source(cfg.replay.source_dir, warehouse_from_config(cfg.warehouse),
                        sessions=cfg.replay.sessions, seed=cfg.replay.seed,
@@ -71,7 +71,7 @@ def _cmd_replay_init(args: argparse.Namespace, cfg: SkiffConfig) -> None:
 
 
 def _cmd_status(args: argparse.Namespace, cfg: SkiffConfig) -> None:
-    from skiff.warehouse import warehouse_from_config
+    from skiff.data import warehouse_from_config
 
     warehouse = warehouse_from_config(cfg.warehouse)
     where = (cfg.warehouse.duckdb_path if cfg.warehouse.backend == "duckdb"
@@ -85,10 +85,11 @@ def _cmd_status(args: argparse.Namespace, cfg: SkiffConfig) -> None:
 
 
 def _cmd_corrupt(args: argparse.Namespace, cfg: SkiffConfig) -> None:
-    from skiff.corrupt import DEFECTS, IntervalData, append_bad_batch, build_bad_batch
-    from skiff.replay import SourceInfo, to_epoch_ms
-    from skiff.schema import BROWSING
-    from skiff.warehouse import warehouse_from_config
+    from skiff.data import DEFECTS, IntervalData, append_bad_batch, build_bad_batch
+    from skiff.data import SourceInfo
+    from skiff.times import to_epoch_ms
+    from skiff.data import BROWSING
+    from skiff.data import warehouse_from_config
 
     if args.list or not args.defect:
         for defect in DEFECTS.values():
@@ -120,7 +121,7 @@ def _cmd_corrupt(args: argparse.Namespace, cfg: SkiffConfig) -> None:
 
 
 def _interval_rows(warehouse, cfg: SkiffConfig, start_ms: int, end_ms: int) -> int:
-    from skiff.warehouse import DuckDBWarehouse
+    from skiff.data import DuckDBWarehouse
 
     if not isinstance(warehouse, DuckDBWarehouse) or not warehouse.path.exists():
         return 0
@@ -133,7 +134,7 @@ def _interval_rows(warehouse, cfg: SkiffConfig, start_ms: int, end_ms: int) -> i
 
 
 def _cmd_report(args: argparse.Namespace, cfg: SkiffConfig) -> int:
-    from skiff.validation import read_reports, report_summary
+    from skiff.validate import read_reports, report_summary
 
     label, documents = read_reports(cfg.validation.reports_dir, args.interval)
     print(report_summary(cfg.validation.reports_dir, label, documents))
@@ -141,7 +142,7 @@ def _cmd_report(args: argparse.Namespace, cfg: SkiffConfig) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace, cfg: SkiffConfig) -> None:
-    from skiff.serving import LocalStack
+    from skiff.serve import LocalStack
 
     bundles = {}
     for spec in args.model:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from skiff.exceptions import SkiffConfigError
+from skiff.times import parse_time
 
 __all__ = [
     "REPO_ROOT",
@@ -82,12 +83,9 @@ def _env_float(name: str, default: float, minimum: float = 0.0) -> float:
 def _env_time(name: str, default: str) -> datetime:
     raw = os.environ.get(name, default)
     try:
-        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise SkiffConfigError(
-            f"{name}={raw!r} is not an ISO 8601 time, e.g. 2018-01-01T00:00:00+00:00."
-        ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return parse_time(raw)
+    except ValueError as err:
+        raise SkiffConfigError(f"{name}={err}") from None
 
 
 def skiff_home() -> Path:

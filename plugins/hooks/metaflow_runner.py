@@ -16,7 +16,7 @@ from airflow.sdk.bases.hook import BaseHook
 
 if TYPE_CHECKING:
     from skiff.config import TrainingConfig
-    from skiff.launch import FlowLaunch
+    from skiff.train import FlowLaunch
 
 __all__ = ["MetaflowHook", "MetaflowRunFailed"]
 
@@ -63,14 +63,14 @@ class MetaflowHook(BaseHook):
 
     @cached_property
     def env(self) -> dict[str, str]:
-        from skiff.launch import metaflow_env
+        from skiff.train import metaflow_env
 
         return dict(self._env) if self._env is not None else metaflow_env(self.config)
 
     def launch(self, flow_file: str | Path, params: dict[str, Any] | None = None,
                tags: list[str] | tuple[str, ...] = ()) -> FlowLaunch:
-        """The command and environment of a run (see :func:`skiff.launch.flow_launch`)."""
-        from skiff.launch import flow_launch
+        """The command and environment of a run (see :func:`skiff.train.launch.flow_launch`)."""
+        from skiff.train import flow_launch
 
         return flow_launch(flow_file, params, self.config, tags)
 

@@ -9,7 +9,7 @@ from airflow.sdk.bases.hook import BaseHook
 
 if TYPE_CHECKING:
     from skiff.config import ServingConfig
-    from skiff.registry import ChampionRecord, ModelRegistry
+    from skiff.serve import ChampionRecord, ModelRegistry
 
 __all__ = ["ModelRegistryHook"]
 
@@ -38,7 +38,7 @@ class ModelRegistryHook(BaseHook):
 
     @cached_property
     def registry(self) -> ModelRegistry:
-        from skiff.registry import ModelRegistry, open_storage
+        from skiff.serve import ModelRegistry, open_storage
 
         uri = self.config.registry
         client = None
@@ -54,7 +54,7 @@ class ModelRegistryHook(BaseHook):
 
     def promote(self, record: ChampionRecord, expected_previous: str | None | bool = False
                 ) -> ChampionRecord:
-        """Record a new champion; see :meth:`skiff.registry.ModelRegistry.promote`."""
+        """Record a new champion; see :meth:`skiff.serve.registry.ModelRegistry.promote`."""
         written = self.registry.promote(record, expected_previous=expected_previous)
         self.log.info("%s champion is now %s (was %s), in %s.", record.model, written.pathspec,
                       written.previous, self.registry.storage.uri)

@@ -13,7 +13,7 @@ from airflow.sdk.bases.hook import BaseHook
 
 if TYPE_CHECKING:
     from skiff.config import ServingConfig
-    from skiff.serving import EndpointRecord, EndpointStore
+    from skiff.serve import EndpointRecord, EndpointStore
 
 __all__ = ["LocalModelServerHook", "LocalDeployFailed"]
 
@@ -27,7 +27,7 @@ class LocalModelServerHook(BaseHook):
 
     The local twin of SageMaker's control plane: an endpoint config is a bundle copied into
     ``$SKIFF_HOME/serving``, an endpoint points at one config
-    (:class:`skiff.serving.EndpointStore`).
+    (:class:`skiff.serve.server.EndpointStore`).
     When a server is running at ``base_url`` it swaps the model in at once (and refuses a
     model that does not load); when none is running, the model is loaded here once to
     prove it works, and the server picks the endpoint up when it starts.
@@ -53,7 +53,7 @@ class LocalModelServerHook(BaseHook):
 
     @cached_property
     def store(self) -> EndpointStore:
-        from skiff.serving import EndpointStore
+        from skiff.serve import EndpointStore
 
         return EndpointStore(self.store_root)
 
@@ -118,7 +118,7 @@ class LocalModelServerHook(BaseHook):
             swapped = True
         else:
             from skiff.exceptions import ModelLoadError
-            from skiff.serving import LoadedModel
+            from skiff.serve import LoadedModel
 
             self.log.info("No model server at %s: loading %s here to check it.", self.base_url,
                           model_dir)
@@ -141,7 +141,7 @@ class LocalModelServerHook(BaseHook):
         """A ``sagemaker-runtime``-like client for the endpoints.
 
         boto3's client toward the running server (the real contract), or, when no server
-        runs, an in-process :class:`skiff.serving.LocalRuntimeClient` over the recorded
+        runs, an in-process :class:`skiff.serve.server.LocalRuntimeClient` over the recorded
         endpoints.
         """
         if self.is_running():
@@ -153,7 +153,7 @@ class LocalModelServerHook(BaseHook):
                                 region_name=self.config.region,
                                 config=Config(signature_version=botocore.UNSIGNED,
                                               retries={"max_attempts": 1}))
-        from skiff.serving import LocalRuntimeClient, ModelServer
+        from skiff.serve import LocalRuntimeClient, ModelServer
 
         server = ModelServer(max_batch=1)
         server.load_store(self.store)

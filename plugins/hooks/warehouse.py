@@ -9,13 +9,13 @@ from airflow.sdk.bases.hook import BaseHook
 
 if TYPE_CHECKING:
     from skiff.config import WarehouseConfig
-    from skiff.warehouse import Warehouse
+    from skiff.data import Warehouse
 
 __all__ = ["SkiffWarehouseHook"]
 
 
 class SkiffWarehouseHook(BaseHook):
-    """Build the :class:`skiff.warehouse.Warehouse` the configuration names.
+    """Build the :class:`skiff.data.warehouse.Warehouse` the configuration names.
 
     DuckDB needs no connection; Snowflake uses the Airflow connection
     ``snowflake_conn_id`` through the Snowflake provider's hook, so credentials stay in
@@ -36,7 +36,7 @@ class SkiffWarehouseHook(BaseHook):
 
     @cached_property
     def warehouse(self) -> Warehouse:
-        from skiff.warehouse import DuckDBWarehouse, SnowflakeWarehouse
+        from skiff.data import DuckDBWarehouse, SnowflakeWarehouse
 
         if self.config.backend == "duckdb":
             return DuckDBWarehouse(self.config.duckdb_path, self.config.raw_schema)

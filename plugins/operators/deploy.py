@@ -84,8 +84,8 @@ def resolve_bundle(pathspec: str, model_dir: str | None) -> str:
     if model_dir:
         return str(model_dir)
     from hooks.metaflow_runner import MetaflowHook
-    from skiff.serving import unpack_bundle
-    from skiff.training import models_dir
+    from skiff.serve import unpack_bundle
+    from skiff.train import models_dir
 
     data = MetaflowHook().client.Run(pathspec).data
     uri = getattr(data, "model_uri", None)
@@ -96,7 +96,7 @@ def resolve_bundle(pathspec: str, model_dir: str | None) -> str:
     if not packed:
         raise AirflowException(f"Run {pathspec} recorded no model bundle (model_uri={uri!r}, no "
                                "bundle_tar artifact): its flow must call "
-                               "skiff.training.store_model, or pass model_dir.")
+                               "skiff.train.glue.store_model, or pass model_dir.")
     return str(unpack_bundle(packed, models_dir(*pathspec.split("/")) / "bundle"))
 
 
@@ -122,7 +122,7 @@ class _DeployBase(BaseOperator):
 
     def _bundle(self) -> tuple[str, str, dict[str, Any]]:
         from skiff.exceptions import ModelLoadError
-        from skiff.serving import read_bundle_meta
+        from skiff.serve import read_bundle_meta
 
         pathspec = candidate_pathspec(self.candidate)
         bundle = resolve_bundle(pathspec, self.model_dir)
@@ -295,14 +295,14 @@ class PredictSmokeTestOperator(BaseOperator):
             return list(self.session)
         if deployment["model"] == "intent":
             return ["view", "detail", "add"]
-        from skiff.serving import read_bundle_meta
+        from skiff.serve import read_bundle_meta
 
         return list(read_bundle_meta(deployment["model_uri"])["vocabulary"][2:5])
 
     def execute(self, context: Context) -> dict[str, Any]:
         from urllib.parse import urlencode
 
-        from skiff.serving import load_local_adapter
+        from skiff.serve import load_local_adapter
 
         deployment = dict(self.deployment)
         handler = load_local_adapter().load_handler()
@@ -351,7 +351,7 @@ class ChampionPromoteOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from skiff.exceptions import RegistryError
-        from skiff.registry import ChampionRecord
+        from skiff.serve import ChampionRecord
 
         gate, deployment = dict(self.gate), dict(self.deployment)
         record = ChampionRecord(

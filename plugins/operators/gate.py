@@ -36,7 +36,7 @@ class ModelGateOperator(BaseOperator, SkipMixin):
     The candidate's metrics come from its Metaflow run
     (:class:`~hooks.metaflow_runner.MetaflowHook`, unless the training task's XCom already
     carries them), the champion's from the registry
-    (:class:`~hooks.model_registry.ModelRegistryHook`); :func:`skiff.registry.gate_decision`
+    (:class:`~hooks.model_registry.ModelRegistryHook`); :func:`skiff.serve.registry.gate_decision`
     decides. A win returns the decision and lets the deploy tasks run. A loss is a decision,
     not an error: the task succeeds with the reason in its log and XCom, and skips the tasks
     directly downstream (and so everything after them), so the run ends green. Missing or
@@ -93,7 +93,7 @@ class ModelGateOperator(BaseOperator, SkipMixin):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from skiff.exceptions import DataContractError, SkiffConfigError
-        from skiff.registry import gate_decision
+        from skiff.serve import gate_decision
 
         pathspec = candidate_pathspec(self.candidate)
         metric = self.metric or self.serving_config.gate_metric(self.model)

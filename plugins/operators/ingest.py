@@ -42,7 +42,7 @@ class ReplayIngestOperator(BaseOperator):
         return SkiffWarehouseHook()
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from skiff.replay import ingest_interval
+        from skiff.data import ingest_interval
 
         summary = ingest_interval(self.source_dir, self.hook.warehouse, self.since, self.until)
         if summary.skipped:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from great_expectations.data_context import AbstractDataContext
 
     from skiff.config import SkiffConfig
-    from skiff.validation import RenderedSuite
+    from skiff.validate import RenderedSuite
 
 __all__ = ["GXValidateIntervalOperator", "GXIntervalValidationFailed"]
 
@@ -45,7 +45,7 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
     """Validate the rows one suite guards, for the run's data interval.
 
     A thin layer over the Great Expectations provider's ``GXValidateBatchOperator``: at
-    execute time it reads the suite from ``include/gx/suites`` (:mod:`skiff.validation`),
+    execute time it reads the suite from ``include/gx/suites`` (:mod:`skiff.validate.suites`),
     fills in the interval and the thresholds of ``ValidationConfig``, and hands the
     provider a batch definition from :class:`~hooks.gx_warehouse.GXWarehouseHook` (a DataFrame of
     the interval's slice on DuckDB, a query asset of GX's Snowflake datasource on
@@ -123,7 +123,7 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
     # --
 
     def execute(self, context: Context) -> None:
-        from skiff.validation import (
+        from skiff.validate.suites import (
             SuiteSpec,
             ValidationWindow,
             failure_message,

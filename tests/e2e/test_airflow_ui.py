@@ -3,7 +3,7 @@
 ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer; SQLite, LocalExecutor)
 runs on a free port of 127.0.0.1 with its own AIRFLOW_HOME and SKIFF_HOME, over a small
 generated sample whose history is loaded up to ``HISTORY_END``. The tests talk to it through
-the REST API the UI uses (``skiff.local_airflow``):
+the REST API the UI uses (``skiff.ops.local_airflow``):
 
 - the trigger form's params: their JSON schemas are valid, the defaults validate, a bad value
   is refused by name, and the form's request creates the run it asked for;
@@ -13,7 +13,7 @@ the REST API the UI uses (``skiff.local_airflow``):
   one full refresh of the same raw log.
 
 Only the runs a test asks for exist: the scheduler creates no scheduled runs here
-(:func:`skiff.local_airflow.sandbox_env`).
+(:func:`skiff.ops.local_airflow.sandbox_env`).
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from jsonschema import FormatChecker
 from jsonschema.validators import validator_for
 
 from dbt_models import Dbt, assert_same, query
-from skiff.generate import generate
-from skiff.load import load_dir
-from skiff.local_airflow import LocalAirflow, free_port, sandbox_env
-from skiff.warehouse import DuckDBWarehouse
+from skiff.data import generate
+from skiff.data import load_dir
+from skiff.ops import LocalAirflow, free_port, sandbox_env
+from skiff.data import DuckDBWarehouse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

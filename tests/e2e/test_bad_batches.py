@@ -26,7 +26,7 @@ from bad_batches import (
     make_source,
 )
 
-from skiff.corrupt import DEFECTS, build_bad_batch
+from skiff.data import DEFECTS, build_bad_batch
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

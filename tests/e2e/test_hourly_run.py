@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from skiff.config import SkiffConfig
-from skiff.replay import init_source
-from skiff.warehouse import DuckDBWarehouse
+from skiff.data import init_source
+from skiff.data import DuckDBWarehouse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -3,8 +3,8 @@ equal to a full refresh, re-runs and re-loaded batches change nothing, and it pa
 (and compiles) for Snowflake too.
 
 The raw log is filled the way Skiff fills it: contract files in a source folder
-(:func:`skiff.generate.generate`, roughened like the real files by :func:`make_source`),
-appended by :func:`skiff.load.load_dir`: history first, then one interval per hour, as
+(:func:`skiff.data.generator.generate`, roughened like the real files by :func:`make_source`),
+appended by :func:`skiff.data.loader.load_dir`: history first, then one interval per hour, as
 the DAG's ingest task does, each followed by the dbt run the DAG makes for it.
 """
 
@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from dbt_models import MODELS, Dbt, assert_same, query, statuses, table
-from skiff.load import EVENT_TABLES, load_dir
-from skiff.warehouse import DuckDBWarehouse
+from skiff.data.loader import EVENT_TABLES, load_dir
+from skiff.data import DuckDBWarehouse
 
 pytestmark = pytest.mark.integration
 
@@ -44,10 +44,10 @@ LOOKBACK_HOURS = 2
 
 
 def make_source(out_dir: Path, *, sessions: int, seed: int) -> Path:
-    """The contract files: :func:`skiff.generate.generate`'s data, made as rough as the
+    """The contract files: :func:`skiff.data.generator.generate`'s data, made as rough as the
     real files are: some events logged twice, rows out of time order, and SKUs of the
     events missing from the catalogue (as in the Coveo data)."""
-    from skiff.generate import generate
+    from skiff.data import generate
 
     generate(out_dir, sessions=sessions, seed=seed, end=END, span_hours=SPAN_HOURS,
              fmt="parquet")
@@ -261,7 +261,7 @@ def test_snowflake_sql_runs_on_fakesnow(source, full_refresh, tmp_path) -> None:
     fakesnow = pytest.importorskip("fakesnow")
     import snowflake.connector
 
-    from skiff.warehouse import SnowflakeWarehouse
+    from skiff.data import SnowflakeWarehouse
 
     dbt = Dbt(tmp_path / "unused.duckdb", tmp_path)
     start, end = _hour(1)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from hooks.metaflow_runner import MetaflowHook
-from skiff.generate import generate
-from skiff.load import load_dir
-from skiff.serving import read_bundle_meta
-from skiff.warehouse import DuckDBWarehouse
+from skiff.data import generate
+from skiff.data import load_dir
+from skiff.serve import read_bundle_meta
+from skiff.data import DuckDBWarehouse
 
 pytestmark = pytest.mark.integration
 

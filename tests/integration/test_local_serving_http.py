@@ -18,7 +18,7 @@ import pytest
 
 from serving_models import SKUS, intent_bundle, load_lambda_module, rec_bundle, retag
 from skiff.config import ServingConfig
-from skiff.serving import EndpointStore, LocalStack
+from skiff.serve import EndpointStore, LocalStack
 
 pytestmark = pytest.mark.integration
 

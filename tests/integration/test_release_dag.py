@@ -67,7 +67,7 @@ def test_promote_then_reject_then_roll_back(airflow_db: Path, tmp_path: Path) ->
 
     assert failed["state"] == "failed", failed["tasks"]
     assert failed["tasks"]["deploy_rec"] == "failed" and failed["tasks"]["rollback_rec"] == "success"
-    from skiff.registry import ModelRegistry, open_storage
+    from skiff.serve import ModelRegistry, open_storage
 
     champion = ModelRegistry(open_storage(str(tmp_path / "home" / "registry"))).champion("rec")
     assert champion.pathspec == "RecFlow/1"

@@ -26,9 +26,9 @@ from bad_batches import (
     write_corpus,
 )
 
-from skiff.corrupt import DEFECTS, IntervalData, build_bad_batch
-from skiff.load import load_dir
-from skiff.warehouse import DuckDBWarehouse
+from skiff.data import DEFECTS, IntervalData, build_bad_batch
+from skiff.data import load_dir
+from skiff.data import DuckDBWarehouse
 
 pytestmark = pytest.mark.integration
 
@@ -159,7 +159,7 @@ def test_mart_keys_the_dbt_models_guarantee_are_still_checked(good_log) -> None:
     from hooks.gx_warehouse import GXWarehouseHook
 
     from skiff.config import SkiffConfig, WarehouseConfig
-    from skiff.validation import SuiteSpec, ValidationWindow, failures, suite_parameters
+    from skiff.validate.suites import SuiteSpec, ValidationWindow, failures, suite_parameters
 
     config = SkiffConfig()
     window = ValidationWindow.of(START, END)

@@ -24,7 +24,7 @@ from bad_batches import (
 )
 from environ import environ
 
-from skiff.corrupt import DEFECTS, build_bad_batch
+from skiff.data import DEFECTS, build_bad_batch
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:::fakesnow")]
 

@@ -76,7 +76,7 @@ def call(query: str | None = None, path: str = "/predict", method: str = "GET",
 
 
 def test_event_tokens_match_the_training_library() -> None:
-    from skiff.features import EVENT_TOKENS
+    from skiff.train.features import EVENT_TOKENS
 
     assert handler.EVENT_TOKENS == frozenset(EVENT_TOKENS)
 

@@ -10,7 +10,7 @@ import pytest
 
 from hooks.metaflow_runner import MetaflowHook, MetaflowRunFailed
 from skiff.config import TrainingConfig
-from skiff.launch import flow_launch
+from skiff.train import flow_launch
 from triggers.metaflow_run import MetaflowRunTrigger
 
 TINY = Path(__file__).resolve().parents[2] / "fixtures" / "flows" / "tiny_flow.py"

@@ -96,7 +96,7 @@ def test_local_release_without_a_running_server(cfg: ServingConfig, bundles: Sim
     assert second["deployment"]["previous_endpoint_config_name"] == d["endpoint_config_name"]
     assert second["champion"]["previous"] == "RecFlow/1"
     # a restarted server serves the last deploy
-    from skiff.serving import EndpointStore, ModelServer
+    from skiff.serve import EndpointStore, ModelServer
 
     server = ModelServer(max_batch=1)
     assert server.load_store(EndpointStore()) == ["skiff-rec"]
@@ -146,7 +146,7 @@ def test_gate_errors_fail_the_task(cfg: ServingConfig, candidate: dict, match: s
 
 def test_deploy_swaps_the_running_server_and_refuses_a_broken_model(
         cfg: ServingConfig, bundles: SimpleNamespace, tmp_path: Path) -> None:
-    from skiff.serving import LocalStack
+    from skiff.serve import LocalStack
 
     stack = LocalStack.build(cfg, port=0, api_port=0).start()
     try:
@@ -175,7 +175,7 @@ def test_deploy_swaps_the_running_server_and_refuses_a_broken_model(
 
 
 def test_rollback_returns_to_the_champion(cfg: ServingConfig, bundles: SimpleNamespace) -> None:
-    from skiff.serving import LocalStack
+    from skiff.serve import LocalStack
 
     stack = LocalStack.build(cfg, port=0, api_port=0, with_api=False).start()
     try:

@@ -1,0 +1,26 @@
+"""The data stage: the event contract, where events come from, and the raw log they land in.
+
+Modules (private behind this face unless a test needs them):
+
+- :mod:`~skiff.data.contract`: the Coveo SIGIR eCom 2021 files and the raw log tables.
+- :mod:`~skiff.data.generator`: synthetic events with planted, learnable structure.
+- :mod:`~skiff.data.loader`: contract files appended to the raw log, all or nothing.
+- :mod:`~skiff.data.replay`: the embedded replay source the hourly ingest slices by interval.
+- :mod:`~skiff.data.warehouse`: DuckDB (embedded default) or Snowflake behind one interface.
+- :mod:`~skiff.data.corrupt`: deliberately bad deliveries, one per defect validation must catch.
+"""
+
+from skiff._exports import lazy_exports
+
+_EXPORTS = {
+    "BROWSING": "contract", "TABLES": "contract",
+    "generate": "generator",
+    "load_dir": "loader",
+    "SourceInfo": "replay", "init_source": "replay", "ingest_interval": "replay",
+    "Warehouse": "warehouse", "DuckDBWarehouse": "warehouse", "SnowflakeWarehouse": "warehouse",
+    "snowflake_connector": "warehouse", "warehouse_from_config": "warehouse",
+    "DEFECTS": "corrupt", "IntervalData": "corrupt", "append_bad_batch": "corrupt",
+    "build_bad_batch": "corrupt",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

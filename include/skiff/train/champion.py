@@ -1,0 +1,177 @@
+"""Re-score the serving champion on a run's own held-out sessions, so the gate compares like with like.
+
+A training run scores its new model and the baselines on its held-out sessions. The champion
+was scored on older sessions when it was promoted; comparing with that number mixes two test
+sets. The flows' ``champion`` step therefore loads the champion's bundle (what the endpoint
+serves, through the same :class:`skiff.serve.server.LoadedModel` as the model server) and scores it
+on the run's held-out examples. The run's vocabulary and the champion's differ (SKUs come and
+go), so examples are translated token by token; an item the champion does not know is its
+OOV, a recommendation the run does not know never counts as a hit.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from skiff.exceptions import ModelLoadError, RegistryError
+
+if TYPE_CHECKING:
+    from skiff.config import ServingConfig
+    from skiff.train.intent import IntentData
+    from skiff.train.next_item import NextItemData
+    from skiff.serve import ChampionRecord, ModelRegistry
+    from skiff.serve import LoadedModel
+
+__all__ = ["Champion", "open_registry", "fetch_bundle", "load_champion", "translation",
+           "intent_scores", "rec_top_k"]
+
+log = logging.getLogger(__name__)
+
+_PAD, _OOV = 0, 1
+#: Rows per model call when scoring (the SavedModel takes any batch size).
+BATCH = 2048
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The champion's registry record and its loaded bundle."""
+
+    record: ChampionRecord
+    model: LoadedModel
+
+    @property
+    def name(self) -> str:
+        """Its column in the flows' metric tables."""
+        return f"champion {self.record.pathspec}"
+
+
+def open_registry(config: ServingConfig) -> ModelRegistry:
+    """The registry ``config`` names, from outside Airflow (a flow step on a laptop or on Batch).
+
+    An ``s3://`` registry is read with boto3's default credentials (the Batch job's role;
+    ``AWS_ENDPOINT_URL`` points it at a stand-in).
+    """
+    from skiff.serve import ModelRegistry, open_storage
+
+    uri = config.registry
+    client = None
+    if uri.startswith("s3://"):
+        import boto3
+
+        client = boto3.client("s3", region_name=config.region)
+    return ModelRegistry(open_storage(uri, client))
+
+
+def fetch_bundle(record: ChampionRecord, dest: Path, s3_client: Any = None) -> Path:
+    """A local folder holding the champion's bundle.
+
+    The bundle folder the run wrote (``model_uri``) when this machine has it, else the
+    artifact the endpoint serves: a local folder, or the ``s3://…/model.tar.gz`` SageMaker
+    serves, downloaded and unpacked under ``dest``.
+
+    :raises ModelLoadError: neither is reachable.
+    """
+    for uri in (record.model_uri, record.artifact_uri):
+        if uri and not uri.startswith("s3://") and (Path(uri) / "code").is_dir():
+            return Path(uri)
+    uri = record.artifact_uri
+    if not uri.startswith("s3://"):
+        raise ModelLoadError(f"The champion {record.pathspec}'s bundle is not on this machine "
+                             f"(model_uri={record.model_uri!r}, artifact_uri={uri!r}).")
+    if s3_client is None:
+        import boto3
+
+        s3_client = boto3.client("s3")
+    from skiff.serve import unpack_bundle
+
+    bucket, _, key = uri[5:].partition("/")
+    tarball = dest / "model.tar.gz"
+    dest.mkdir(parents=True, exist_ok=True)
+    s3_client.download_file(bucket, key, str(tarball))
+    return unpack_bundle(tarball, dest / "bundle")
+
+
+def load_champion(model: str, config: ServingConfig, workdir: Path | None = None
+                  ) -> Champion | None:
+    """The champion of ``model``, loaded; None when there is none or it cannot be loaded.
+
+    A champion that cannot be loaded is not the run's problem: the gate then compares with
+    the champion's recorded metrics and says so. The reason is logged.
+    """
+    from skiff.serve import LoadedModel
+
+    try:
+        record = open_registry(config).champion(model)
+    except RegistryError as exc:
+        log.warning("Cannot read the %s champion: %s", model, exc)
+        return None
+    if record is None:
+        log.info("No %s champion yet: the run is compared with its baselines.", model)
+        return None
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="skiff-champion-"))
+    try:
+        return Champion(record, LoadedModel.load(fetch_bundle(record, workdir)))
+    except Exception as exc:  # noqa: BLE001  (S3, tar and TF errors alike: fall back, say why)
+        log.warning("Cannot load the %s champion %s: %s: %s", model, record.pathspec,
+                    type(exc).__name__, exc)
+        return None
+
+
+def translation(tokens: list[str], target_index: dict[str, int]) -> np.ndarray:
+    """Ids of ``tokens`` (a vocabulary, PAD and OOV first) in another vocabulary.
+
+    :param tokens: the source vocabulary's tokens, by id.
+    :param target_index: the target vocabulary's ``{token: id}``.
+    :return: ``source id -> target id``; PAD stays PAD, tokens the target lacks become OOV.
+    """
+    out = np.array([target_index.get(t, _OOV) for t in tokens], dtype=np.int32)
+    out[_PAD], out[_OOV] = _PAD, _OOV
+    return out
+
+
+def _rows(padded: np.ndarray) -> list[list[int]]:
+    """Right-padded id rows as id lists (what :meth:`LoadedModel.predict` takes)."""
+    return [row[row != _PAD].tolist() or [_OOV] for row in padded]
+
+
+def _predict(model: LoadedModel, rows: list[list[int]]) -> dict[str, np.ndarray]:
+    parts = [model.predict(rows[i:i + BATCH]) for i in range(0, len(rows), BATCH)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+
+
+def intent_scores(champion: LoadedModel, data: IntentData) -> tuple[np.ndarray, np.ndarray, None]:
+    """The champion's purchase probabilities on ``data``'s train and held-out prefixes.
+
+    Same shape as :func:`skiff.train.intent.model_scores`, for :func:`skiff.train.intent.score`.
+    """
+    to_champion = translation(list(data.vocab.tokens), champion.codec.index)
+    p = [_predict(champion, _rows(to_champion[data.tokens(which)["tokens"]]))["probability"]
+         for which in ("train", "held")]
+    return p[0], p[1], None
+
+
+def rec_top_k(champion: LoadedModel, data: NextItemData, k: int) -> np.ndarray:
+    """The champion's top-``k`` lists for ``data``'s held-out examples, in ``data``'s ids.
+
+    Items the run's vocabulary lacks are ``-1`` (never a hit); lists shorter than ``k`` (a
+    champion exported with a smaller ``k``) are padded with ``-1``.
+    """
+    ex = data.eval_examples
+    to_champion = translation(list(data.vocab.tokens), champion.codec.index)
+    back = translation(champion.codec.tokens, {t: i for i, t in enumerate(data.vocab.tokens)})
+    back[back == _OOV] = -1
+    # the served model reads a session from its first item on (Codec.model_inputs keeps
+    # its first id apart from the window): put it back in front of windows that cut it off
+    rows = _rows(to_champion[ex.items])
+    first = to_champion[ex.first]
+    rows = [[int(f)] + r if seen > len(r) else r for f, r, seen in zip(first, rows, ex.length)]
+    top = back[_predict(champion, rows)["items"][:, :k]]
+    if top.shape[1] < k:
+        top = np.pad(top, ((0, 0), (0, k - top.shape[1])), constant_values=-1)
+    return top

@@ -1,0 +1,106 @@
+"""Glue the training flows share: read the validated marts, store models, size the steps."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from skiff.config import WarehouseConfig, skiff_home
+from skiff.train.datasets import Marts, read_marts
+from skiff.times import naive_utc
+
+__all__ = ["open_marts", "read_training_data", "store_model", "step_resources", "models_dir"]
+
+
+def open_marts(config: WarehouseConfig, *, until: str | None = None, max_sessions: int = 0) -> Marts:
+    """Read the marts the DAG just validated, from DuckDB or Snowflake as configured.
+
+    :param config: the warehouse settings.
+    :param until: only sessions that started before this time (the data interval's end).
+    :param max_sessions: keep only the latest this many sessions (0 = all): the run's sample size.
+    """
+    schema = config.marts_schema
+    if config.backend == "duckdb":
+        import duckdb
+
+        con = duckdb.connect(str(config.duckdb_path), read_only=True)
+    else:
+        from skiff.data import snowflake_connector
+
+        con = snowflake_connector(config.snowflake_conn_id)()
+    try:
+        end = naive_utc(until)
+        since = None
+        if max_sessions:
+            where = f" where session_start_at < '{end.isoformat(sep=' ')}'" if end else ""
+            cur = con.cursor() if not hasattr(con, "sql") else con
+            rows = cur.execute(
+                f"select session_start_at from {schema}.fct_sessions{where} "
+                f"order by session_start_at desc limit 1 offset {int(max_sessions) - 1}"
+            ).fetchall()
+            since = rows[0][0] if rows else None
+        return read_marts(con, schema=schema, since=since, until=end)
+    finally:
+        con.close()
+
+
+def read_training_data(*, interval_start: str, interval_end: str, max_sessions: int,
+                       holdout: float) -> tuple[Marts, dict[str, Any], Any]:
+    """What a flow's ``start`` step reads: the marts up to the interval, their version, the split.
+
+    :param interval_start: the DAG's data interval start (recorded for lineage), or ``""``.
+    :param interval_end: sessions starting before it are read, or ``""`` for all.
+    :param max_sessions: the latest this many sessions (0 = all).
+    :param holdout: share of the latest sessions held out.
+    :return: ``(marts, data_version as a dict, time cutoff of the held-out sessions)``.
+    """
+    from skiff.train import datasets
+
+    marts = open_marts(WarehouseConfig.from_env(), until=interval_end or None, max_sessions=max_sessions)
+    version = datasets.data_version(marts, interval_start=interval_start or None,
+                                    interval_end=interval_end or None)
+    return marts, version.as_dict(), datasets.time_cutoff(marts.sessions["session_start_at"], holdout)
+
+
+def models_dir(flow: str, run_id: str) -> Path:
+    """Where a run's exported models live locally: ``$SKIFF_HOME/models/<flow>/<run_id>``."""
+    return skiff_home() / "models" / flow / str(run_id)
+
+
+def store_model(model: Any, flow: str, run_id: str, *, kind: str, vocabulary: Any, max_len: int,
+                k: int = 20, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Save a fitted model as ``model.keras`` and as the servable bundle the deploy ships.
+
+    The bundle (:func:`skiff.serve.server.write_bundle`: SavedModel, ``code/inference.py`` and the
+    request metadata) is written under :func:`models_dir` and packed as SageMaker's
+    ``model.tar.gz``; the tarball's bytes become a Metaflow artifact, so a run on Batch
+    (S3 datastore) can be deployed from any machine.
+
+    :param model: the fitted Keras model.
+    :param flow: the flow's name (``current.flow_name``).
+    :param run_id: the run's id; the bundle's version is ``<flow>/<run_id>``.
+    :param kind: ``intent`` or ``rec``.
+    :param vocabulary: the vocabulary the model's ids come from.
+    :param max_len: ids the model reads (the latest).
+    :param k: list length of a ``rec`` export.
+    :param extra: more metadata for the bundle (data version, metrics ...).
+    :return: ``{"keras_path", "bundle_path", "bundle_tar"}``; ``bundle_tar`` is bytes.
+    """
+    from skiff.train import models
+    from skiff.serve import server
+
+    folder = models_dir(flow, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    keras_path = models.save_keras(model, folder / "model.keras")
+    bundle = server.write_bundle(model, folder / "bundle", kind=kind, vocabulary=vocabulary,
+                                  version=f"{flow}/{run_id}", max_len=max_len, k=k, extra=extra)
+    tarball = server.bundle_tarball(bundle, folder / "model.tar.gz")
+    return {"keras_path": str(keras_path), "bundle_path": str(bundle),
+            "bundle_tar": tarball.read_bytes()}
+
+
+def step_resources() -> dict[str, int]:
+    """``@resources`` of a training step: GPUs and memory set by the launch (0 GPUs locally)."""
+    return {"gpu": int(os.environ.get("SKIFF_BATCH_GPU", "0")),
+            "memory": int(os.environ.get("SKIFF_BATCH_MEMORY", "16000"))}

@@ -1,0 +1,115 @@
+"""The next-item task end to end, as plain functions: examples, baselines, model, scores.
+
+``RecFlow``'s steps and ``bench/bench_models.py`` call these, so the flow and the
+benchmark measure the same thing. Held-out sessions are the latest by start time; each
+is scored on its last item given the items before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from skiff.train import baselines, datasets, features, metrics
+
+__all__ = ["K", "MODEL", "NextItemData", "prepare", "baseline_top_k", "train", "model_top_k", "score"]
+
+#: Cut-off of the ranked lists (MRR@K, HitRate@K).
+K = 20
+#: The served model's name in metric tables.
+MODEL = "keras gru+copy"
+
+
+@dataclass
+class NextItemData:
+    """Everything the models are fitted and scored on.
+
+    :param vocab: SKU vocabulary (PAD=0, OOV=1) built on the training sessions.
+    :param train_seqs: training sessions as item ids.
+    :param train_examples: (window -> next item) examples of every training position.
+    :param eval_examples: the last item of every held-out session.
+    :param counts: training item counts (popularity; the popular / long-tail slices).
+    :param window: items the model sees.
+    """
+
+    vocab: features.Vocabulary
+    train_seqs: features.Ragged
+    train_examples: features.NextItemExamples
+    eval_examples: features.NextItemExamples
+    counts: np.ndarray
+    window: int
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {"items": len(self.vocab), "train_sessions": len(self.train_seqs),
+                "train_examples": len(self.train_examples),
+                "eval_examples": len(self.eval_examples),
+                "oov_targets": float((self.eval_examples.target == 1).mean())}
+
+
+def prepare(sequences: pa.Table, cutoff: np.datetime64, *, window: int = 10,
+            min_count: int = 1) -> NextItemData:
+    """Split ``fct_session_sequences`` by time at ``cutoff`` and build the examples.
+
+    :param sequences: rows with ``session_start_at`` and ``sku_sequence``.
+    :param cutoff: sessions starting at or after it are held out.
+    :param window: items before the target the model sees.
+    :param min_count: SKUs seen fewer times in training map to OOV.
+    """
+    split = datasets.split_by_time(sequences["session_start_at"], cutoff)
+    vocab = features.build_vocabulary(sequences["sku_sequence"].take(split.train), min_count=min_count)
+    ids = vocab.encode_many(sequences["sku_sequence"])
+    train_seqs, held = ids.take(split.train), ids.take(split.held_out)
+    return NextItemData(
+        vocab=vocab,
+        train_seqs=train_seqs,
+        train_examples=features.next_item_examples(train_seqs, window=window, drop_oov_targets=True),
+        eval_examples=features.next_item_examples(held, window=window, positions="last"),
+        counts=features.item_counts(train_seqs, len(vocab)),
+        window=window,
+    )
+
+
+def baseline_top_k(data: NextItemData, k: int = K) -> dict[str, np.ndarray]:
+    """Top-``k`` lists of the baselines (most popular, item-to-item co-occurrence)."""
+    n = len(data.vocab)
+    return {
+        "most popular": baselines.MostPopular(n).fit(data.train_seqs).recommend(data.eval_examples, k),
+        "co-occurrence": baselines.CoOccurrence(n).fit(data.train_seqs).recommend(data.eval_examples, k),
+    }
+
+
+def train(data: NextItemData, *, epochs: int = 6, seed: int = 42, copy: bool = True) -> Any:
+    """Build and fit the Keras model (SKU embeddings + GRU, with the copy head by default).
+
+    :return: :class:`skiff.train.models.TrainResult`.
+    """
+    from skiff.train import models
+
+    prior = np.log(data.counts + 1.0)
+    prior -= prior.mean()
+    model = models.build_next_item_model(len(data.vocab), max_position=data.window,
+                                         item_log_prior=prior, copy=copy)
+    return models.train_next_item(model, data.train_examples.inputs(), data.train_examples.target,
+                                  epochs=epochs, seed=seed)
+
+
+def model_top_k(model: Any, data: NextItemData, k: int = K) -> np.ndarray:
+    """Top-``k`` lists of a fitted model on the held-out examples."""
+    from skiff.train import models
+
+    return models.predict_next_item(model, data.eval_examples.inputs(), k)[0]
+
+
+def score(top: np.ndarray, data: NextItemData, k: int = K) -> dict[str, float]:
+    """MRR@k, HitRate@k, coverage@k and the behavioural slices of one ranked list."""
+    ex = data.eval_examples
+    row = metrics.next_item_report(top, ex.target, len(data.vocab), k)
+    slices = metrics.next_item_slices(top, ex.target, ex.length, data.counts, k=k)
+    for name in ("short", "long", "popular", "long_tail"):
+        row[f"mrr@{k} {name}"] = slices[name][f"mrr@{k}"]
+        row[f"hit_rate@{k} {name}"] = slices[name][f"hit_rate@{k}"]
+    return row
