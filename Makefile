@@ -88,10 +88,13 @@ test: install  ## run the tests (slow ones deselected)
 test-all: install  ## run every test, slow ones included
 	$(BIN)/python -m pytest -m ""
 
-lambda: build/lambda.zip  ## the /predict Lambda's deployment zip (see include/lambda/template.yaml)
+lambda: build/lambda.zip build/collect.zip  ## the /predict and /collect Lambdas' zips (see include/lambda/template.yaml)
 
 build/lambda.zip: include/lambda/handler.py include/lambda/package.py
 	$(PYTHON) include/lambda/package.py $@
+
+build/collect.zip: include/skiff_api/collect.py include/skiff/data/contract.py include/skiff/data/intake.py include/lambda/package.py
+	$(PYTHON) include/lambda/package.py --collect $@
 
 serve: install  ## local model server + GET /predict on http://127.0.0.1:8000 (skiff serve)
 	$(BIN)/skiff serve

@@ -1,4 +1,4 @@
-"""The ``skiff`` command: generate data, load it, set up the replay source, show status, serve."""
+"""The ``skiff`` command: generate data, load it, set up the replay source, show status, serve, collect."""
 
 from __future__ import annotations
 
@@ -165,6 +165,25 @@ def _cmd_serve(args: argparse.Namespace, cfg: SkiffConfig) -> None:
     stack.serve_forever()
 
 
+def _cmd_collect(args: argparse.Namespace, cfg: SkiffConfig) -> None:
+    from dataclasses import replace
+
+    from skiff.data.collector import serve
+
+    collect = replace(cfg.collect, **{k: v for k, v in (("host", args.host), ("port", args.port),
+                                                         ("landing_uri", args.landing_uri))
+                                      if v is not None})
+
+    def ready(url: str) -> None:
+        print(f"collector     {url}  (POST JSON / array / NDJSON; GET pixel; GET /health)",
+              flush=True)
+        print(f"landing zone  {collect.landing_uri}  (rolled every {collect.roll_seconds:g} s "
+              f"or {collect.roll_bytes:,} bytes)", flush=True)
+        print(f"append log    {collect.log_dir}", flush=True)
+
+    serve(collect, validation=cfg.validation, ready=ready)
+
+
 def build_parser() -> argparse.ArgumentParser:
     cfg = SkiffConfig.from_env()
     parser = argparse.ArgumentParser(prog="skiff", description=__doc__)
@@ -217,6 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", action="append", default=[], metavar="ENDPOINT=BUNDLE",
                        help="also serve a bundle, e.g. skiff-rec=path/to/bundle (repeatable)")
     serve.set_defaults(func=_cmd_serve)
+
+    collect = sub.add_parser("collect", help="the /collect collector: events in over HTTP, "
+                             "fsync'd to an append log, rolled into the landing zone")
+    collect.add_argument("--host", help=f"address to bind (SKIFF_COLLECT_HOST, "
+                                        f"default {cfg.collect.host})")
+    collect.add_argument("--port", type=int, help=f"port (SKIFF_COLLECT_PORT, default "
+                                                  f"{cfg.collect.port}; 0 picks a free one)")
+    collect.add_argument("--landing-uri", help="folder or s3://bucket/prefix (SKIFF_LANDING_URI)")
+    collect.set_defaults(func=_cmd_collect)
     return parser
 
 

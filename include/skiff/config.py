@@ -29,6 +29,7 @@ __all__ = [
     "ServingConfig",
     "AlertsConfig",
     "SkiffConfig",
+    "CollectConfig",
 ]
 
 #: Root of the Skiff checkout (or of the image's /opt/airflow), found from this file.
@@ -620,6 +621,7 @@ class SkiffConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    collect: CollectConfig = field(default_factory=lambda: CollectConfig())
 
     @classmethod
     def from_env(cls) -> SkiffConfig:
@@ -632,4 +634,71 @@ class SkiffConfig:
             validation=ValidationConfig.from_env(),
             serving=ServingConfig.from_env(),
             alerts=AlertsConfig.from_env(),
+            collect=CollectConfig.from_env(),
+        )
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """The ``/collect`` collector (``skiff collect``) and the landing zone it writes.
+
+    Accepted events are fsync'd to an append log before the answer, then rolled into
+    landing files by time and size, as Firehose buffers (see ``skiff.data.collector``).
+
+    :param landing_uri: the landing zone: a folder, or ``s3://bucket/prefix``.
+        Env ``SKIFF_LANDING_URI``, default ``$SKIFF_HOME/landing``.
+    :param log_dir: the collector's durable append log. Env ``SKIFF_COLLECT_LOG_DIR``,
+        default ``$SKIFF_HOME/collector``.
+    :param host: address the collector binds. Env ``SKIFF_COLLECT_HOST``, default ``127.0.0.1``.
+    :param port: its port. Env ``SKIFF_COLLECT_PORT``, default 8070 (0 picks a free one).
+    :param roll_seconds: a landing file is cut at most this many seconds after its first
+        event. Env ``SKIFF_COLLECT_ROLL_SECONDS``, default 60 (Firehose's buffer interval).
+    :param roll_bytes: ... or once its events take this many bytes (uncompressed NDJSON).
+        Env ``SKIFF_COLLECT_ROLL_BYTES``, default 5 MiB (Firehose's buffer size).
+    :param max_body_bytes: largest request body; a larger one gets 413.
+        Env ``SKIFF_COLLECT_MAX_BODY_BYTES``, default 1 MiB.
+    :param max_connections: concurrent connections and requests before uvicorn answers 503.
+        Env ``SKIFF_COLLECT_MAX_CONNECTIONS``, default 512.
+    :param keep_alive_s: seconds an idle keep-alive connection stays open.
+        Env ``SKIFF_COLLECT_KEEP_ALIVE_S``, default 5.
+    """
+
+    landing_uri: str = field(default_factory=lambda: str(skiff_home() / "landing"))
+    log_dir: Path = field(default_factory=lambda: skiff_home() / "collector")
+    host: str = "127.0.0.1"
+    port: int = 8070
+    roll_seconds: float = 60.0
+    roll_bytes: int = 5 * 1024 * 1024
+    max_body_bytes: int = 1024 * 1024
+    max_connections: int = 512
+    keep_alive_s: int = 5
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise SkiffConfigError(f"SKIFF_COLLECT_PORT={self.port} is not a port (0-65535; "
+                                   "0 picks a free one).")
+        if not self.roll_seconds > 0:
+            raise SkiffConfigError(f"SKIFF_COLLECT_ROLL_SECONDS={self.roll_seconds} must be > 0.")
+        for name, low in (("roll_bytes", 1), ("max_body_bytes", 1), ("max_connections", 1),
+                          ("keep_alive_s", 1)):
+            if getattr(self, name) < low:
+                raise SkiffConfigError(f"SKIFF_COLLECT_{name.upper()}={getattr(self, name)} "
+                                       f"must be >= {low}.")
+        if "://" in self.landing_uri and not self.landing_uri.startswith("s3://"):
+            raise SkiffConfigError(f"SKIFF_LANDING_URI={self.landing_uri!r}: use a folder or "
+                                   "s3://bucket/prefix.")
+
+    @classmethod
+    def from_env(cls) -> CollectConfig:
+        landing = _env("SKIFF_LANDING_URI", str(skiff_home() / "landing"))
+        return cls(
+            landing_uri=landing if landing.startswith("s3://") else str(Path(landing).resolve()),
+            log_dir=Path(_env("SKIFF_COLLECT_LOG_DIR", str(skiff_home() / "collector"))).resolve(),
+            host=_env("SKIFF_COLLECT_HOST", "127.0.0.1"),
+            port=_env_int("SKIFF_COLLECT_PORT", 8070),
+            roll_seconds=_env_float("SKIFF_COLLECT_ROLL_SECONDS", 60.0),
+            roll_bytes=_env_int("SKIFF_COLLECT_ROLL_BYTES", 5 * 1024 * 1024, minimum=1),
+            max_body_bytes=_env_int("SKIFF_COLLECT_MAX_BODY_BYTES", 1024 * 1024, minimum=1),
+            max_connections=_env_int("SKIFF_COLLECT_MAX_CONNECTIONS", 512, minimum=1),
+            keep_alive_s=_env_int("SKIFF_COLLECT_KEEP_ALIVE_S", 5, minimum=1),
         )

@@ -1,0 +1,357 @@
+"""The collector's durable append log: group-committed segments rolled into landing files.
+
+Accepted events are appended to the active *segment* (``segment-<seq>.log`` in the log
+folder) and fsync'd before the collector answers. Concurrent requests share one write and
+one fsync (group commit): while a batch is being synced, the next requests queue up and
+go out together. Each line is ``<table> <arrival_ms> <json>``, the JSON being the landing
+line (contract columns + ``arrival_ts_ms``); the arrival time is stamped when the batch is
+written, never earlier than the previous batch's, so it only grows within a log.
+
+A segment is *sealed* when it is ``roll_seconds`` old (from its first event), when it
+reaches ``roll_bytes``, or when the arrival hour changes: no segment spans two arrival
+hours. The roller turns each sealed segment into one landing file per table, written
+atomically, and deletes the segment only once those files are durable. A file's name is
+derived from the collector's id and the segment's number, so rolling a segment again
+after a crash between the write and the delete rewrites the same file: a kill loses no
+acknowledged event and lands none twice. On start every segment found is sealed and
+rolled; a torn last line (a write cut short, never acknowledged) is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from skiff.data.intake import COLLECT_TABLES
+from skiff.data.landing import LandingZone, encode_lines, landing_name
+
+__all__ = ["CollectorLog", "LogUnavailable", "HOUR_MS"]
+
+log = logging.getLogger(__name__)
+
+HOUR_MS = 3_600_000
+_PREFIX, _SUFFIX = "segment-", ".log"
+_STATE = "collector.json"
+_TABLES = {t.encode() for t in COLLECT_TABLES}
+_sync = getattr(os, "fdatasync", os.fsync)  # appends: the data and the size, not the mtime
+
+
+class LogUnavailable(Exception):
+    """The append log could not store a batch; nothing of it was acknowledged."""
+
+
+@dataclass
+class _Segment:
+    seq: int
+    path: Path
+    fd: int
+    first_ms: int
+    size: int = 0
+
+    @property
+    def hour(self) -> int:
+        return self.first_ms // HOUR_MS
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class CollectorLog:
+    """The append log and its roller.
+
+    Call :meth:`open` once (it recovers what a previous run left), then :meth:`append` from
+    request handlers, run :meth:`roll_forever` as a background task, and :meth:`close` at
+    shutdown (it rolls everything still in the log).
+
+    :param directory: the log folder (``SKIFF_COLLECT_LOG_DIR``).
+    :param landing: where rolled files go.
+    :param roll_seconds: seal a segment this many seconds after its first event.
+    :param roll_bytes: seal a segment once it holds this many bytes.
+    :param clock: seconds since the epoch (tests pass a fake).
+    """
+
+    def __init__(self, directory: Path, landing: LandingZone, *, roll_seconds: float,
+                 roll_bytes: int, clock: Callable[[], float] = time.time) -> None:
+        self.directory = Path(directory)
+        self.landing = landing
+        self.roll_ms = max(1, int(roll_seconds * 1000))
+        self.roll_bytes = roll_bytes
+        self.clock = clock
+        self.collector_id = ""
+        self._next_seq = 1
+        self._active: _Segment | None = None
+        self._sealed: list[int] = []
+        self._pending: list[tuple[list[tuple[str, bytes]], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._io: asyncio.Lock | None = None
+        self._wake: asyncio.Event | None = None
+        self._last_ms = 0
+        self.stats: dict[str, Any] = {"accepted_events": 0, "commits": 0, "landed_files": 0,
+                                      "landed_events": 0, "last_landing_error": None}
+
+    # ------------------------------------------------------------------ start and stop
+
+    def open(self) -> list[int]:
+        """Create the folder, read or make the collector's id, seal the segments left.
+
+        :return: the numbers of the segments found (to be rolled).
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        state_path = self.directory / _STATE
+        state: dict[str, Any] = {}
+        if state_path.is_file():
+            try:
+                state = json.loads(state_path.read_text())
+            except ValueError:
+                raise ValueError(f"{state_path} is not the collector's state (JSON); it is "
+                                 "written atomically, so something else wrote it.") from None
+        self.collector_id = state.get("collector_id") or secrets.token_hex(8)
+        found = sorted(int(p.name[len(_PREFIX):-len(_SUFFIX)])
+                       for p in self.directory.glob(f"{_PREFIX}*{_SUFFIX}")
+                       if p.name[len(_PREFIX):-len(_SUFFIX)].isdigit())
+        self._next_seq = max([int(state.get("next_segment", 1)), *(s + 1 for s in found)])
+        self._sealed = list(found)
+        self._write_state()
+        if found:
+            log.info("Collector log %s: %d segment(s) left by the last run, to be rolled.",
+                     self.directory, len(found))
+        return found
+
+    async def close(self) -> None:
+        """Seal the active segment and roll every sealed one (what fails stays for next start)."""
+        if self._flusher is not None:
+            await self._flusher
+        async with self._lock():
+            self._seal()
+        await self.land_sealed()
+
+    def _lock(self) -> asyncio.Lock:
+        if self._io is None:
+            self._io = asyncio.Lock()
+        return self._io
+
+    def _wake_event(self) -> asyncio.Event:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        return self._wake
+
+    def wake(self) -> None:
+        """Make the roller look at once (at start, for what a previous run left; at stop)."""
+        self._wake_event().set()
+
+    def _write_state(self) -> None:
+        path, temp = self.directory / _STATE, self.directory / f".{_STATE}.tmp"
+        temp.write_text(json.dumps({"collector_id": self.collector_id,
+                                    "next_segment": self._next_seq}))
+        with open(temp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(temp, path)
+        _fsync_dir(self.directory)
+
+    def _path(self, seq: int) -> Path:
+        return self.directory / f"{_PREFIX}{seq:012d}{_SUFFIX}"
+
+    # ------------------------------------------------------------------ appends
+
+    async def append(self, events: list[tuple[str, bytes]]) -> None:
+        """Append events and return once they are fsync'd (shared with concurrent callers).
+
+        :param events: ``(table, row JSON)`` of each event, the JSON an object of the
+            contract's columns (``arrival_ts_ms`` is added here).
+        :raises LogUnavailable: the write or the fsync failed; nothing was stored.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((events, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    async with self._lock():
+                        sealed = await asyncio.to_thread(self._write, batch)
+                except Exception as exc:  # noqa: BLE001  (every waiting request gets an answer)
+                    log.error("Collector log %s: a write failed (%s); %d request(s) refused.",
+                              self.directory, exc, len(batch),
+                              exc_info=not isinstance(exc, OSError))
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(LogUnavailable(str(exc)))
+                    continue
+                if sealed:
+                    self._wake_event().set()
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+        finally:
+            self._flusher = None
+
+    def _write(self, batch: list[tuple[list[tuple[str, bytes]], Any]]) -> bool:
+        """Stamp, write and fsync one group (in a worker thread, under the lock).
+
+        :return: whether a segment was sealed (by the hour or by size): the roller has work.
+        """
+        now = max(int(self.clock() * 1000), self._last_ms)
+        self._last_ms = now
+        sealed = False
+        if self._active is not None and self._active.hour != now // HOUR_MS:
+            self._seal()
+            sealed = True
+        if self._active is None:
+            self._start_segment(now)
+        segment = self._active
+        assert segment is not None
+        suffix = b',"arrival_ts_ms":%d}\n' % now
+        prefixes = {t: b"%s %d " % (t.encode(), now) for t in COLLECT_TABLES}
+        data = b"".join(prefixes[table] + row[:-1] + suffix
+                        for events, _ in batch for table, row in events)
+        offset = segment.size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(segment.fd, view):]
+            _sync(segment.fd)
+        except OSError:
+            try:
+                os.ftruncate(segment.fd, offset)  # no torn batch ahead of the next one
+            except OSError:
+                self._seal()  # its torn tail is dropped when it is rolled
+            raise
+        segment.size += len(data)
+        self.stats["accepted_events"] += sum(len(events) for events, _ in batch)
+        self.stats["commits"] += 1
+        if segment.size >= self.roll_bytes:
+            self._seal()
+            sealed = True
+        return sealed
+
+    def _start_segment(self, now_ms: int) -> None:
+        seq = self._next_seq
+        self._next_seq += 1
+        self._write_state()  # before the segment exists: its number is never reused
+        path = self._path(seq)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        _fsync_dir(self.directory)
+        self._active = _Segment(seq, path, fd, now_ms)
+
+    def _seal(self) -> None:
+        """Close the active segment and queue it for rolling (caller holds the lock)."""
+        segment, self._active = self._active, None
+        if segment is not None:
+            os.close(segment.fd)
+            self._sealed.append(segment.seq)
+
+    # ------------------------------------------------------------------ rolling
+
+    async def roll_due(self) -> None:
+        """Seal the active segment if it is ``roll_seconds`` old or its arrival hour is over."""
+        async with self._lock():
+            segment = self._active
+            now = max(int(self.clock() * 1000), self._last_ms)
+            if segment is not None and (now - segment.first_ms >= self.roll_ms
+                                        or now // HOUR_MS != segment.hour):
+                self._seal()
+
+    async def land_sealed(self) -> int:
+        """Roll every sealed segment into landing files, oldest first.
+
+        :return: how many segments were rolled; one that fails stays (retried later).
+        """
+        done = 0
+        while self._sealed:
+            seq = self._sealed[0]
+            try:
+                await asyncio.to_thread(self._land, seq)
+            except Exception as exc:  # noqa: BLE001  (S3 or disk trouble: kept, retried)
+                self.stats["last_landing_error"] = f"{type(exc).__name__}: {exc}"
+                log.error("Collector log %s: rolling segment %d into %s failed (%s); it is "
+                          "kept and retried.", self.directory, seq, self.landing.uri, exc)
+                return done
+            self._sealed.pop(0)
+            self.stats["last_landing_error"] = None
+            done += 1
+        return done
+
+    def _land(self, seq: int) -> None:
+        """Write a sealed segment's landing files, then delete it (in a worker thread)."""
+        path = self._path(seq)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return
+        lines = data.split(b"\n")
+        if lines[-1]:
+            log.warning("Segment %s ends with a torn line (%d bytes, never acknowledged): "
+                        "dropped.", path.name, len(lines[-1]))
+        groups: dict[tuple[bytes, int], list[bytes]] = {}
+        firsts: dict[tuple[bytes, int], int] = {}
+        for number, line in enumerate(lines[:-1], start=1):
+            table, _, rest = line.partition(b" ")
+            arrival, _, event = rest.partition(b" ")
+            if table not in _TABLES or not arrival.isdigit() or not event.startswith(b"{"):
+                log.error("Segment %s line %d is not a log line: dropped.", path.name, number)
+                continue
+            key = (table, int(arrival) // HOUR_MS)
+            groups.setdefault(key, []).append(event)
+            firsts.setdefault(key, int(arrival))
+        for (table, hour), events in groups.items():
+            name = table.decode()
+            token = hashlib.sha256(
+                f"{self.collector_id}:{seq}:{name}:{hour}".encode()).hexdigest()[:16]
+            file = self.landing.write(
+                name, datetime.fromtimestamp(hour * 3600, tz=UTC),
+                landing_name(firsts[table, hour], token), encode_lines(events))
+            self.stats["landed_files"] += 1
+            self.stats["landed_events"] += len(events)
+            log.info("Landed %d %s events in %s.", len(events), name, file.uri)
+        path.unlink()
+        _fsync_dir(self.directory)
+
+    async def roll_forever(self, stop: asyncio.Event, tick: float = 1.0) -> None:
+        """The roller: seal what is due and roll sealed segments, until ``stop`` is set.
+
+        :param stop: set at shutdown.
+        :param tick: seconds between checks (a size roll wakes it at once).
+        """
+        tick = max(0.02, min(tick, self.roll_ms / 4000))
+        backoff = tick
+        wake = self._wake_event()
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=backoff)
+            except TimeoutError:
+                pass
+            wake.clear()
+            if stop.is_set():
+                return
+            await self.roll_due()
+            before = len(self._sealed)
+            landed = await self.land_sealed()
+            failed = landed < before
+            backoff = min(backoff * 2, 30.0) if failed else tick
+
+    def describe(self) -> dict[str, Any]:
+        """What ``/health`` shows: the id, the segments waiting and the counters."""
+        active = self._active
+        return {"collector_id": self.collector_id, "log_dir": str(self.directory),
+                "landing_uri": self.landing.uri,
+                "active_segment_bytes": active.size if active else 0,
+                "sealed_segments": len(self._sealed), **self.stats}
