@@ -2,7 +2,11 @@
 
 Modules (private behind this face unless a test needs them):
 
-- :mod:`~skiff.data.contract`: the Coveo SIGIR eCom 2021 files and the raw log tables.
+- :mod:`~skiff.data.contract`: the Coveo SIGIR eCom 2021 files, the raw log tables, one event's check.
+- :mod:`~skiff.data.intake`: a ``/collect`` request's events (collector and Lambda alike).
+- :mod:`~skiff.data.collector`: ``skiff collect``, the HTTP collector; its durable log and
+  roller in :mod:`~skiff.data.collector_log`.
+- :mod:`~skiff.data.landing`: the landing zone (local or S3) and its gzip NDJSON files.
 - :mod:`~skiff.data.generator`: synthetic events with planted, learnable structure.
 - :mod:`~skiff.data.loader`: contract files appended to the raw log, all or nothing.
 - :mod:`~skiff.data.replay`: the embedded replay source the hourly ingest slices by interval.
@@ -13,7 +17,9 @@ Modules (private behind this face unless a test needs them):
 from skiff._exports import lazy_exports
 
 _EXPORTS = {
-    "BROWSING": "contract", "TABLES": "contract",
+    "BROWSING": "contract", "TABLES": "contract", "check_event": "contract",
+    "LandingZone": "landing", "LandingFile": "landing", "decode_events": "landing",
+    "encode_lines": "landing", "landing_name": "landing",
     "generate": "generator",
     "load_dir": "loader",
     "SourceInfo": "replay", "init_source": "replay", "ingest_interval": "replay",

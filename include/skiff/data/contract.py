@@ -94,9 +94,13 @@ class TableContract:
     fields: tuple[Column, ...]
     time_column: str | None = None
 
-    @property
+    @cached_property
     def columns(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.fields)
+
+    @cached_property
+    def _names(self) -> frozenset[str]:
+        return frozenset(self.columns)
 
     @cached_property
     def schema(self) -> pa.Schema:
@@ -153,6 +157,7 @@ CATALOGUE = TableContract(
 
 #: Every contract table, in load order (catalogue first, so events can reference it).
 TABLES: tuple[TableContract, ...] = (CATALOGUE, BROWSING, SEARCH)
+_BY_NAME = {table.name: table for table in TABLES}
 
 
 def contract_for_file(stem: str) -> TableContract | None:
@@ -174,9 +179,9 @@ def contract_named(name: str) -> TableContract:
 
     :raises ValueError: no table has that name (the message lists them).
     """
-    for table in TABLES:
-        if table.name == name:
-            return table
+    table = _BY_NAME.get(name)
+    if table is not None:
+        return table
     raise ValueError(f"{name!r} is not a contract table; use one of "
                      f"{', '.join(t.name for t in TABLES)}.")
 
@@ -277,9 +282,8 @@ def check_event(table: str | TableContract, event: Any, *, earliest_ms: int | No
     if not isinstance(event, dict):
         kind = "a list" if isinstance(event, list) else type(event).__name__
         return None, f"event: not a JSON object (got {kind})"
-    unknown = [key for key in event if key not in contract.columns]
-    if unknown:
-        name = str(unknown[0])
+    if not contract._names.issuperset(event):
+        name = str(next(key for key in event if key not in contract._names))
         name = name if len(name) <= 40 else name[:37] + "..."
         return None, (f"{name}: not a field of {contract.name} (its fields: "
                       f"{', '.join(contract.columns)})")

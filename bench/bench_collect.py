@@ -1,0 +1,171 @@
+"""The collector: events/s and request latency of ``skiff collect``, durable (fsync'd) answers.
+
+``skiff collect`` runs in its own process on loopback, as deployed (uvicorn, the append log
+fsync'd before each answer, the roller cutting landing files every 60 s / 5 MiB); a SECOND
+process drives it with httpx client threads, one keep-alive connection each, posting for a
+fixed time and recording every request's latency. Measured side by side:
+
+- batches of 100 events (JSON arrays), 8 clients: the throughput target (>= 5,000 events/s)
+  and the latency target (p99 < 20 ms);
+- batches of 10, 8 clients, and single events, 8 clients: the cost per request;
+- events per fsync: how many requests the group commit folds into one sync.
+
+Afterwards every acknowledged event must be in the landing files (the server is stopped
+with SIGTERM, which rolls what its log holds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import REPO, Figure, skiff_env
+
+# The client process: N threads, one httpx keep-alive connection each, fixed time.
+_CLIENT = r"""
+import hashlib, json, sys, threading, time
+import httpx
+url, clients, batch, seconds, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+now = int(time.time() * 1000)
+def h(text): return hashlib.sha256(text.encode()).hexdigest()
+def event(i):
+    e = {"session_id_hash": h(f"s{i // 8}"), "event_type": "event_product", "product_action": "detail",
+         "product_sku_hash": h(f"p{i % 5000}"), "server_timestamp_epoch_ms": now - 1000 + i % 1000,
+         "hashed_url": h(f"u{i % 3000}")}
+    if i % 3 == 0:
+        e.update(event_type="pageview", product_action=None, product_sku_hash=None)
+    return e
+bodies = [json.dumps([event(b * batch + j) for j in range(batch)] if batch > 1 else event(b)).encode()
+          for b in range(200)]
+lat, errors, accepted, stop, go = [], [], [], threading.Event(), threading.Barrier(clients + 1)
+def client(seed):
+    mine, bad, ok_events = [], 0, 0
+    with httpx.Client(timeout=10, headers={"content-type": "application/json"}) as http:
+        go.wait()
+        t_measure = time.perf_counter() + warmup
+        n = seed
+        while not stop.is_set():
+            body = bodies[n % len(bodies)]; n += clients
+            t0 = time.perf_counter()
+            try:
+                answer = http.post(url, content=body)
+                ok = answer.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            t1 = time.perf_counter()
+            if ok:
+                ok_events += batch
+            if t0 >= t_measure:
+                if ok: mine.append(t1 - t0)
+                else: bad += 1
+    lat.extend(mine); errors.append(bad); accepted.append(ok_events)
+threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+for t in threads: t.start()
+go.wait(); time.sleep(warmup + seconds); stop.set()
+for t in threads: t.join()
+print(json.dumps({"latencies": lat, "errors": sum(errors), "seconds": seconds,
+                  "accepted": sum(accepted)}))
+"""
+
+
+def _start(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """``skiff collect`` on a free loopback port; its /collect URL."""
+    from skiff.ops.local_airflow import free_port
+
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "skiff.cli", "collect", "--port", str(port)],
+                            env={**env, "SKIFF_COLLECT_LOG_DIR": str(home / "collector")},
+                            cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=open(home / "collector.log", "w"))
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("skiff collect did not start:\n"
+                               + (home / "collector.log").read_text()[-3000:])
+        time.sleep(0.1)
+
+
+def _drive(url: str, clients: int, batch: int, seconds: float, env: dict) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", _CLIENT, url, str(clients), str(batch), str(seconds), "1.0"],
+        capture_output=True, text=True, env=env, check=True, timeout=seconds + 120)
+    result = json.loads(proc.stdout)
+    lat = sorted(result["latencies"])
+    if not lat:
+        raise RuntimeError(f"no successful request ({result['errors']} errors)")
+    return {"p50": lat[len(lat) // 2], "p99": lat[int(len(lat) * 0.99)],
+            "rps": len(lat) / result["seconds"], "eps": len(lat) * batch / result["seconds"],
+            "n": len(lat), "errors": result["errors"], "accepted": result["accepted"]}
+
+
+def _landed_events(root: Path) -> int:
+    import gzip
+
+    return sum(len(gzip.decompress(p.read_bytes()).splitlines())
+               for p in root.rglob("*.ndjson.gz"))
+
+
+def run(scale: str) -> list[Figure]:
+    import httpx
+
+    seconds = 6.0 if scale == "small" else 20.0
+    load_before = os.getloadavg()[0]
+    runs: dict[tuple[int, int], dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        env = skiff_env(home)
+        proc, base = _start(home, env)
+        try:
+            for clients, batch in ((8, 100), (8, 10), (8, 1)):
+                before = httpx.get(f"{base}/health").json()
+                runs[clients, batch] = _drive(f"{base}/collect", clients, batch, seconds, env)
+                after = httpx.get(f"{base}/health").json()
+                commits = after["commits"] - before["commits"]
+                runs[clients, batch]["per_fsync"] = (
+                    (after["accepted_events"] - before["accepted_events"]) / max(commits, 1))
+            accepted = httpx.get(f"{base}/health").json()["accepted_events"]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+        landed = _landed_events(home / "landing")
+    if landed != accepted:
+        raise RuntimeError(f"{accepted:,} events acknowledged, {landed:,} landed")
+    ms = 1000.0
+    busy = f"machine load {load_before:.1f} on {os.cpu_count()} cores before the run"
+    big, mid, one = runs[8, 100], runs[8, 10], runs[8, 1]
+    note = "JSON arrays, 8 httpx clients in a 2nd process, fsync'd before each answer"
+    return [
+        Figure("collect", "events/s, batches of 100", big["eps"], "events/s", ">= 5000",
+               f"{note}; {big['rps']:.0f} req/s, {big['errors']} errors"),
+        Figure("collect", "request p50, batches of 100", big["p50"] * ms, "ms", "",
+               f"{big['n']:,} requests; {busy}"),
+        Figure("collect", "request p99, batches of 100", big["p99"] * ms, "ms", "< 20 ms",
+               f"group commit: {big['per_fsync']:.0f} events per fsync"),
+        Figure("collect", "events/s, batches of 10", mid["eps"], "events/s", "",
+               f"p50 {mid['p50'] * ms:.1f} ms, p99 {mid['p99'] * ms:.1f} ms; "
+               f"{mid['per_fsync']:.0f} events per fsync"),
+        Figure("collect", "requests/s, single events", one["rps"], "req/s", "",
+               f"p50 {one['p50'] * ms:.1f} ms, p99 {one['p99'] * ms:.1f} ms; "
+               f"{one['per_fsync']:.1f} events per fsync"),
+        Figure("collect", "acknowledged events landed", landed, "events", "= acknowledged",
+               "after SIGTERM: the roller writes what the log holds"),
+    ]
+
+
+if __name__ == "__main__":  # python -m bench.bench_collect [full]
+    sys.path.insert(0, str(REPO))
+    print(Figure.table(run(sys.argv[1] if len(sys.argv) > 1 else "small")))
