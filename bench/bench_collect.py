@@ -76,9 +76,8 @@ print(json.dumps({"latencies": lat, "errors": sum(errors), "seconds": seconds,
 
 def _start(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     """``skiff collect`` on a free loopback port; its /collect URL."""
-    from skiff.ops.local_airflow import free_port
-
     import httpx
+    from skiff.ops.local_airflow import free_port
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "skiff.cli", "collect", "--port", str(port)],

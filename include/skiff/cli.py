@@ -1,4 +1,4 @@
-"""The ``skiff`` command: generate data, load it, set up the replay source, show status, serve, collect."""
+"""The ``skiff`` command: generate and load data, the replay source, status, serve, collect."""
 
 from __future__ import annotations
 
@@ -40,9 +40,8 @@ def _cmd_generate(args: argparse.Namespace, cfg: SkiffConfig) -> None:
 
 
 def _cmd_load(args: argparse.Namespace, cfg: SkiffConfig) -> None:
-    from skiff.data import load_dir
+    from skiff.data import load_dir, warehouse_from_config
     from skiff.times import to_epoch_ms
-    from skiff.data import warehouse_from_config
 
     summary = load_dir(
         args.dir,
@@ -57,8 +56,7 @@ def _cmd_load(args: argparse.Namespace, cfg: SkiffConfig) -> None:
 
 
 def _cmd_replay_init(args: argparse.Namespace, cfg: SkiffConfig) -> None:
-    from skiff.data import init_source
-    from skiff.data import warehouse_from_config
+    from skiff.data import init_source, warehouse_from_config
 
     info = init_source(cfg.replay.source_dir, warehouse_from_config(cfg.warehouse),
                        sessions=cfg.replay.sessions, seed=cfg.replay.seed,
@@ -85,11 +83,16 @@ def _cmd_status(args: argparse.Namespace, cfg: SkiffConfig) -> None:
 
 
 def _cmd_corrupt(args: argparse.Namespace, cfg: SkiffConfig) -> None:
-    from skiff.data import DEFECTS, IntervalData, append_bad_batch, build_bad_batch
-    from skiff.data import SourceInfo
+    from skiff.data import (
+        BROWSING,
+        DEFECTS,
+        IntervalData,
+        SourceInfo,
+        append_bad_batch,
+        build_bad_batch,
+        warehouse_from_config,
+    )
     from skiff.times import to_epoch_ms
-    from skiff.data import BROWSING
-    from skiff.data import warehouse_from_config
 
     if args.list or not args.defect:
         for defect in DEFECTS.values():

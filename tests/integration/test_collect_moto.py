@@ -20,7 +20,6 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-
 from collect_events import browsing_event, counts, landed, search_event, session_of
 from skiff.config import CollectConfig
 from skiff.data.landing import LandingZone, decode_events
@@ -105,7 +104,7 @@ def test_the_collector_lands_whole_objects_on_s3(moto: SimpleNamespace, tmp_path
     server, sock = make_server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    url = "http://127.0.0.1:%d" % sock.getsockname()[1]
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     zone = LandingZone.from_uri(config.landing_uri)
     try:
         with httpx.Client(base_url=url, timeout=10) as client:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from collect_events import browsing_event, counts, landed, session_of
 from skiff.ops.local_airflow import free_port
 

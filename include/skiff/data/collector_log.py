@@ -20,6 +20,7 @@ rolled; a torn last line (a write cut short, never acknowledged) is dropped.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import logging
@@ -34,6 +35,7 @@ from typing import Any
 
 from skiff.data.intake import COLLECT_TABLES
 from skiff.data.landing import LandingZone, encode_lines, landing_name
+from skiff.exceptions import SkiffConfigError
 
 __all__ = ["CollectorLog", "LogUnavailable", "HOUR_MS"]
 
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
 _PREFIX, _SUFFIX = "segment-", ".log"
-_STATE = "collector.json"
+_STATE, _LOCK = "collector.json", "collector.lock"
 _TABLES = {t.encode() for t in COLLECT_TABLES}
 _sync = getattr(os, "fdatasync", os.fsync)  # appends: the data and the size, not the mtime
 
@@ -101,17 +103,20 @@ class CollectorLog:
         self._io: asyncio.Lock | None = None
         self._wake: asyncio.Event | None = None
         self._last_ms = 0
+        self._lock_fd: int | None = None
         self.stats: dict[str, Any] = {"accepted_events": 0, "commits": 0, "landed_files": 0,
                                       "landed_events": 0, "last_landing_error": None}
 
     # ------------------------------------------------------------------ start and stop
 
     def open(self) -> list[int]:
-        """Create the folder, read or make the collector's id, seal the segments left.
+        """Lock the folder, read or make the collector's id, seal the segments left.
 
         :return: the numbers of the segments found (to be rolled).
+        :raises SkiffConfigError: another collector holds the folder.
         """
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
         state_path = self.directory / _STATE
         state: dict[str, Any] = {}
         if state_path.is_file():
@@ -139,6 +144,24 @@ class CollectorLog:
         async with self._lock():
             self._seal()
         await self.land_sealed()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock (as the kernel does if the process dies)
+            self._lock_fd = None
+
+    def _take_lock(self) -> None:
+        """One collector per folder: two would interleave segments and roll each other's."""
+        fd = os.open(self.directory / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise SkiffConfigError(
+                f"SKIFF_COLLECT_LOG_DIR={self.directory} is in use by another collector (pid "
+                f"{holder}); stop it, or give this one its own folder.") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
 
     def _lock(self) -> asyncio.Lock:
         if self._io is None:
@@ -188,7 +211,7 @@ class CollectorLog:
                 try:
                     async with self._lock():
                         sealed = await asyncio.to_thread(self._write, batch)
-                except Exception as exc:  # noqa: BLE001  (every waiting request gets an answer)
+                except Exception as exc:  # every waiting request gets an answer
                     log.error("Collector log %s: a write failed (%s); %d request(s) refused.",
                               self.directory, exc, len(batch),
                               exc_info=not isinstance(exc, OSError))

@@ -26,7 +26,7 @@ __all__ = [
     "SEARCH",
     "CATALOGUE",
     "TABLES",
-    "LOG_COLUMNS",
+    "LOG_COLUMNS",  # noqa: F822  (built on first use by the module's __getattr__)
     "PRODUCT_ACTIONS",
     "EVENT_TYPES",
     "Column",

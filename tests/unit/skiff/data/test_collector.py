@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -18,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
-
 from collect_events import browsing_event, counts, landed, search_event, session_of
 from skiff.config import CollectConfig, ValidationConfig
 from skiff.data import collector_log
 from skiff.data.collector import create_app
 from skiff.data.collector_log import HOUR_MS, CollectorLog
 from skiff.data.landing import LocalLandingZone
+from skiff.exceptions import SkiffConfigError
+from starlette.testclient import TestClient
 
 NOW = datetime(2026, 11, 25, 10, 59, 59, 500_000, tzinfo=UTC).timestamp()
 
@@ -99,7 +100,8 @@ def test_a_bad_event_gets_400_naming_the_field_and_nothing_lands(tmp_path: Path)
             "accepted": 0,
             "rejected": [{"index": 0, "reason": "event_type: 'click' is not one of "
                                                 "event_product, pageview"}]}
-        future = client.post("/collect", json=browsing_event(1, int(time.time() * 1000) + 3_600_000))
+        ahead = int(time.time() * 1000) + 3_600_000
+        future = client.post("/collect", json=browsing_event(1, ahead))
         assert future.status_code == 400 and "is in the future" in future.json()["message"]
         assert _health(client)["accepted_events"] == 0
     assert landed(tmp_path / "landing") == []
@@ -311,9 +313,12 @@ def test_recovery_lands_each_acknowledged_event_once(tmp_path: Path,
     (tmp_path / "log" / f"segment-{first._next_seq - 1:012d}.log").open("ab").write(
         b'browsing_train 1795600800000 {"session_id_h')  # a write cut short by the kill
     assert len(_segments(tmp_path / "log")) >= 2
+    second = CollectorLog(tmp_path / "log", zone, roll_seconds=60, roll_bytes=900)
+    with pytest.raises(SkiffConfigError, match=f"in use by another collector \\(pid {os.getpid()}"):
+        second.open()  # one collector per folder
+    os.close(first._lock_fd)  # what the kernel does when the killed process goes
 
     # the restart rolls them; a crash between a landing write and the segment's delete ...
-    second = CollectorLog(tmp_path / "log", zone, roll_seconds=60, roll_bytes=900)
     found = second.open()
     assert found == [int(p.stem.split("-")[1]) for p in _segments(tmp_path / "log")]
     assert second.collector_id == first.collector_id and second._next_seq == first._next_seq
@@ -334,6 +339,7 @@ def test_recovery_lands_each_acknowledged_event_once(tmp_path: Path,
     assert counts(landed(zone)) == {session_of(i): 1 for i in range(5)}
     assert _segments(tmp_path / "log") == []
     # a segment number is never reused, so no later file can take an earlier one's name
+    os.close(second._lock_fd)
     third = CollectorLog(tmp_path / "log", zone, roll_seconds=60, roll_bytes=900)
     assert third.open() == [] and third._next_seq == second._next_seq
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from collect_events import T0_MS, browsing_event, hash64, search_event
 from skiff.data.contract import BROWSING, CATALOGUE, SEARCH, TABLES, check_event
 

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
 from collect_events import T0_MS, browsing_event, search_event
 from skiff.data.contract import BROWSING, check_event
-from skiff.exceptions import DataContractError, SkiffConfigError
 from skiff.data.landing import (
     LandingZone,
     LocalLandingZone,
@@ -24,6 +22,7 @@ from skiff.data.landing import (
     is_landing_name,
     landing_name,
 )
+from skiff.exceptions import DataContractError, SkiffConfigError
 
 H10 = datetime(2026, 11, 25, 10, tzinfo=UTC)
 
