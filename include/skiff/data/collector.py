@@ -177,7 +177,8 @@ def create_app(config: CollectConfig | None = None, *,
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await asyncio.to_thread(collector.log.open)
+        if not collector.log.opened:  # serve() opens it first, to fail before binding
+            await asyncio.to_thread(collector.log.open)
         stop = asyncio.Event()
         roller = asyncio.create_task(collector.log.roll_forever(stop))
         collector.log.wake()  # segments a previous run left are rolled at once
@@ -229,8 +230,10 @@ def serve(config: CollectConfig | None = None, *, ready: Callable[[str], None] |
     :param config: the collector's settings (default: the environment's).
     :param ready: called with the ``/collect`` URL once the socket is bound.
     :param app_options: passed to :func:`create_app`.
+    :raises SkiffConfigError: another collector uses the log folder.
     """
     server, sock = make_server(config, **app_options)
+    server.config.app.state.collector.log.open()  # a folder in use fails here, not in uvicorn
     host, port = sock.getsockname()[:2]
     if ready is not None:
         ready(f"http://{host}:{port}/collect")

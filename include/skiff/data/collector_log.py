@@ -148,6 +148,11 @@ class CollectorLog:
             os.close(self._lock_fd)  # releases the lock (as the kernel does if the process dies)
             self._lock_fd = None
 
+    @property
+    def opened(self) -> bool:
+        """Whether :meth:`open` ran (and :meth:`close` did not)."""
+        return self._lock_fd is not None
+
     def _take_lock(self) -> None:
         """One collector per folder: two would interleave segments and roll each other's."""
         fd = os.open(self.directory / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
