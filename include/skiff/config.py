@@ -692,7 +692,7 @@ class CollectConfig:
     def from_env(cls) -> CollectConfig:
         landing = _env("SKIFF_LANDING_URI", str(skiff_home() / "landing"))
         return cls(
-            landing_uri=landing if landing.startswith("s3://") else str(Path(landing).resolve()),
+            landing_uri=landing if "://" in landing else str(Path(landing).resolve()),
             log_dir=Path(_env("SKIFF_COLLECT_LOG_DIR", str(skiff_home() / "collector"))).resolve(),
             host=_env("SKIFF_COLLECT_HOST", "127.0.0.1"),
             port=_env_int("SKIFF_COLLECT_PORT", 8070),
