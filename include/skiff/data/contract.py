@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ __all__ = [
     "LOG_COLUMNS",  # noqa: F822  (built on first use by the module's __getattr__)
     "PRODUCT_ACTIONS",
     "EVENT_TYPES",
+    "RULES",
     "Column",
     "TableContract",
     "contract_for_file",
@@ -52,11 +53,17 @@ RULES = {
 }
 
 
+@cache
+def _log_columns() -> pa.Schema:
+    """Columns the raw log adds to every contract table (``LOG_COLUMNS``)."""
+    import pyarrow as pa
+
+    return pa.schema([("batch_id", pa.string()), ("ingested_at", pa.timestamp("us"))])
+
+
 def __getattr__(name: str) -> Any:
     if name == "LOG_COLUMNS":  # built on first use: pyarrow is not imported with this module
-        import pyarrow as pa
-
-        return pa.schema([("batch_id", pa.string()), ("ingested_at", pa.timestamp("us"))])
+        return _log_columns()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -114,7 +121,7 @@ class TableContract:
         """Schema of the raw-log table: contract columns + ``batch_id`` + ``ingested_at``."""
         import pyarrow as pa
 
-        return pa.schema(list(self.schema) + list(__getattr__("LOG_COLUMNS")))
+        return pa.schema(list(self.schema) + list(_log_columns()))
 
 
 # product_action and product_sku_hash are required on an event_product, product_action is
