@@ -19,7 +19,7 @@ from skiff._exports import lazy_exports
 _EXPORTS = {
     "BROWSING": "contract", "TABLES": "contract", "check_event": "contract",
     "LandingZone": "landing", "LandingFile": "landing", "decode_events": "landing",
-    "encode_lines": "landing", "landing_name": "landing",
+    "encode_lines": "landing", "encode_events": "landing", "landing_name": "landing",
     "generate": "generator",
     "load_dir": "loader",
     "SourceInfo": "replay", "init_source": "replay", "ingest_interval": "replay",

@@ -9,8 +9,8 @@ names ending ``.ndjson.gz`` and not starting with ``.``, so a half-written file 
 
 A file holds one JSON object per line: the table's contract columns (values as the contract
 types, epoch ms as integers) and ``arrival_ts_ms``, when the collector accepted the event.
-:func:`encode_lines` writes one, :func:`decode_events` reads one back as an Arrow table,
-checking every line against the contract.
+:func:`encode_lines` (or :func:`encode_events`) writes one, :func:`decode_events` reads one
+back as an Arrow table, checking every line against the contract.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ __all__ = [
     "landing_name",
     "is_landing_name",
     "encode_lines",
+    "encode_events",
     "decode_events",
 ]
 
@@ -284,6 +285,18 @@ def encode_lines(lines: Iterable[bytes], *, level: int = 6) -> bytes:
     """
     return gzip.compress(b"".join(line + b"\n" for line in lines), compresslevel=level,
                          mtime=0)
+
+
+def encode_events(events: Iterable[dict[str, Any]], *, level: int = 6) -> bytes:
+    """A landing file's bytes from events as dicts (contract columns + ``arrival_ts_ms``).
+
+    Nothing is checked here (tests write bad files with it); :func:`decode_events` checks.
+
+    :param events: the events, in file order.
+    :param level: gzip compression level.
+    """
+    return encode_lines((json.dumps(e, separators=(",", ":")).encode() for e in events),
+                        level=level)
 
 
 def decode_events(table: str | TableContract, data: bytes, *, name: str = "landing file"

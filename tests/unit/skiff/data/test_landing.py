@@ -18,6 +18,7 @@ from skiff.data.landing import (
     LocalLandingZone,
     S3LandingZone,
     decode_events,
+    encode_events,
     encode_lines,
     is_landing_name,
     landing_name,
@@ -118,6 +119,8 @@ def test_decode_gives_the_contract_columns_and_arrival() -> None:
                          "arrival_ts_ms": T0_MS}).encode()
     assert decode_events("search_train", encode_lines([search])).num_rows == 1
     assert decode_events("browsing_train", encode_lines([])).num_rows == 0
+    rows = table.to_pylist()
+    assert decode_events("browsing_train", encode_events(rows)).to_pylist() == rows
 
 
 @pytest.mark.parametrize("data, message", [
