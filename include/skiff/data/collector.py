@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 #: Largest request line plus headers h11 buffers before answering 431/400.
 MAX_HEADER_BYTES = 16 * 1024
 _NO_STORE = {"Cache-Control": "no-store"}
+#: One encoder for every row (``json.dumps`` with separators builds one per call).
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _error(status: int, error: str, message: str, headers: dict[str, str] | None = None
@@ -101,8 +103,7 @@ class _Collector:
     async def store(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
         """Append the accepted rows to the log; return once they are durable."""
         try:
-            await self.log.append([(table, json.dumps(row, separators=(",", ":")).encode())
-                                   for table, row in rows])
+            await self.log.append([(table, _ENCODE(row).encode()) for table, row in rows])
         except LogUnavailable:
             raise RequestError(503, "unavailable", "The events could not be stored; none was "
                                                    "accepted. Send them again.") from None

@@ -1,20 +1,22 @@
 """The collector's durable append log: group-committed segments rolled into landing files.
 
-Accepted events are appended to the active *segment* (``segment-<seq>.log`` in the log
-folder) and fsync'd before the collector answers. Concurrent requests share one write and
-one fsync (group commit): while a batch is being synced, the next requests queue up and
-go out together. Each line is ``<table> <arrival_ms> <json>``, the JSON being the landing
-line (contract columns + ``arrival_ts_ms``); the arrival time is stamped when the batch is
-written, never earlier than the previous batch's, so it only grows within a log.
+Accepted events are appended to the active *segment* of their table
+(``segment-<seq>-<table>-<first arrival ms>.log`` in the log folder) and fsync'd before the
+collector answers. Concurrent requests share one write and one fsync (group commit): while
+a batch is being synced, the next requests queue up and go out together. Each line is
+already the landing line (the contract's columns + ``arrival_ts_ms``); the arrival time is
+stamped when the batch is written, never earlier than the previous batch's, so it only
+grows within a log.
 
 A segment is *sealed* when it is ``roll_seconds`` old (from its first event), when it
 reaches ``roll_bytes``, or when the arrival hour changes: no segment spans two arrival
-hours. The roller turns each sealed segment into one landing file per table, written
-atomically, and deletes the segment only once those files are durable. A file's name is
-derived from the collector's id and the segment's number, so rolling a segment again
-after a crash between the write and the delete rewrites the same file: a kill loses no
+hours. The roller gzips each sealed segment, as it is, into one landing file written
+atomically, and deletes the segment only once that file is durable. The file's name is
+derived from the collector's id and the segment's number, so rolling a segment again after
+a crash between the write and the delete rewrites the same file: a kill loses no
 acknowledged event and lands none twice. On start every segment found is sealed and
-rolled; a torn last line (a write cut short, never acknowledged) is dropped.
+rolled; a torn last line (a write cut short, never acknowledged) is dropped. Rolling runs
+in a worker thread and is mostly gzip and I/O, which leave the event loop free.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -34,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from skiff.data.intake import COLLECT_TABLES
-from skiff.data.landing import LandingZone, encode_lines, landing_name
+from skiff.data.landing import LandingZone, compress_ndjson, landing_name
 from skiff.exceptions import SkiffConfigError
 
 __all__ = ["CollectorLog", "LogUnavailable", "HOUR_MS"]
@@ -42,9 +45,8 @@ __all__ = ["CollectorLog", "LogUnavailable", "HOUR_MS"]
 log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
-_PREFIX, _SUFFIX = "segment-", ".log"
+_SEGMENT = re.compile(r"segment-(\d{12})-(%s)-(\d+)\.log" % "|".join(COLLECT_TABLES))
 _STATE, _LOCK = "collector.json", "collector.lock"
-_TABLES = {t.encode() for t in COLLECT_TABLES}
 _sync = getattr(os, "fdatasync", os.fsync)  # appends: the data and the size, not the mtime
 
 
@@ -55,14 +57,21 @@ class LogUnavailable(Exception):
 @dataclass
 class _Segment:
     seq: int
-    path: Path
-    fd: int
+    table: str
     first_ms: int
+    path: Path
+    fd: int = -1
     size: int = 0
 
     @property
     def hour(self) -> int:
         return self.first_ms // HOUR_MS
+
+    @classmethod
+    def parse(cls, path: Path) -> _Segment | None:
+        """The segment a file name describes, or None for another file."""
+        match = _SEGMENT.fullmatch(path.name)
+        return cls(int(match[1]), match[2], int(match[3]), path) if match else None
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -96,8 +105,8 @@ class CollectorLog:
         self.clock = clock
         self.collector_id = ""
         self._next_seq = 1
-        self._active: _Segment | None = None
-        self._sealed: list[int] = []
+        self._active: dict[str, _Segment] = {}
+        self._sealed: list[_Segment] = []
         self._pending: list[tuple[list[tuple[str, bytes]], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._io: asyncio.Lock | None = None
@@ -126,23 +135,23 @@ class CollectorLog:
                 raise ValueError(f"{state_path} is not the collector's state (JSON); it is "
                                  "written atomically, so something else wrote it.") from None
         self.collector_id = state.get("collector_id") or secrets.token_hex(8)
-        found = sorted(int(p.name[len(_PREFIX):-len(_SUFFIX)])
-                       for p in self.directory.glob(f"{_PREFIX}*{_SUFFIX}")
-                       if p.name[len(_PREFIX):-len(_SUFFIX)].isdigit())
-        self._next_seq = max([int(state.get("next_segment", 1)), *(s + 1 for s in found)])
-        self._sealed = list(found)
+        found = sorted((seg for seg in map(_Segment.parse, self.directory.glob("segment-*"))
+                        if seg is not None), key=lambda seg: seg.seq)
+        self._next_seq = max([int(state.get("next_segment", 1)), *(s.seq + 1 for s in found)])
+        self._sealed = found
         self._write_state()
         if found:
             log.info("Collector log %s: %d segment(s) left by the last run, to be rolled.",
                      self.directory, len(found))
-        return found
+        return [seg.seq for seg in found]
 
     async def close(self) -> None:
         """Seal the active segment and roll every sealed one (what fails stays for next start)."""
         if self._flusher is not None:
             await self._flusher
         async with self._lock():
-            self._seal()
+            for table in list(self._active):
+                self._seal(table)
         await self.land_sealed()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the lock (as the kernel does if the process dies)
@@ -191,9 +200,6 @@ class CollectorLog:
         os.replace(temp, path)
         _fsync_dir(self.directory)
 
-    def _path(self, seq: int) -> Path:
-        return self.directory / f"{_PREFIX}{seq:012d}{_SUFFIX}"
-
     # ------------------------------------------------------------------ appends
 
     async def append(self, events: list[tuple[str, bytes]]) -> None:
@@ -239,64 +245,71 @@ class CollectorLog:
         """
         now = max(int(self.clock() * 1000), self._last_ms)
         self._last_ms = now
-        sealed = False
-        if self._active is not None and self._active.hour != now // HOUR_MS:
-            self._seal()
-            sealed = True
-        if self._active is None:
-            self._start_segment(now)
-        segment = self._active
-        assert segment is not None
         suffix = b',"arrival_ts_ms":%d}\n' % now
-        prefixes = {t: b"%s %d " % (t.encode(), now) for t in COLLECT_TABLES}
-        data = b"".join(prefixes[table] + row[:-1] + suffix
-                        for events, _ in batch for table, row in events)
-        offset = segment.size
+        lines: dict[str, list[bytes]] = {}
+        for events, _ in batch:
+            for table, row in events:
+                lines.setdefault(table, []).append(row[:-1] + suffix)
+        sealed = False
+        written: list[tuple[_Segment, int]] = []
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(segment.fd, view):]
-            _sync(segment.fd)
+            for table, table_lines in lines.items():
+                segment = self._active.get(table)
+                if segment is not None and segment.hour != now // HOUR_MS:
+                    self._seal(table)
+                    sealed = True
+                    segment = None
+                if segment is None:
+                    segment = self._start_segment(table, now)
+                written.append((segment, segment.size))
+                view = memoryview(b"".join(table_lines))
+                while view:
+                    view = view[os.write(segment.fd, view):]
+            for segment, _ in written:
+                _sync(segment.fd)
         except OSError:
-            try:
-                os.ftruncate(segment.fd, offset)  # no torn batch ahead of the next one
-            except OSError:
-                self._seal()  # its torn tail is dropped when it is rolled
+            for segment, offset in written:  # nothing of the batch stays, not even a torn line
+                try:
+                    os.ftruncate(segment.fd, offset)
+                except OSError:
+                    self._seal(segment.table)  # its torn tail is dropped when it is rolled
             raise
-        segment.size += len(data)
+        for segment, _ in written:
+            segment.size = os.fstat(segment.fd).st_size
+            if segment.size >= self.roll_bytes:
+                self._seal(segment.table)
+                sealed = True
         self.stats["accepted_events"] += sum(len(events) for events, _ in batch)
         self.stats["commits"] += 1
-        if segment.size >= self.roll_bytes:
-            self._seal()
-            sealed = True
         return sealed
 
-    def _start_segment(self, now_ms: int) -> None:
+    def _start_segment(self, table: str, now_ms: int) -> _Segment:
         seq = self._next_seq
         self._next_seq += 1
         self._write_state()  # before the segment exists: its number is never reused
-        path = self._path(seq)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        path = self.directory / f"segment-{seq:012d}-{table}-{now_ms}.log"
+        segment = _Segment(seq, table, now_ms, path)
+        segment.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         _fsync_dir(self.directory)
-        self._active = _Segment(seq, path, fd, now_ms)
+        self._active[table] = segment
+        return segment
 
-    def _seal(self) -> None:
-        """Close the active segment and queue it for rolling (caller holds the lock)."""
-        segment, self._active = self._active, None
+    def _seal(self, table: str) -> None:
+        """Close a table's active segment and queue it for rolling (caller holds the lock)."""
+        segment = self._active.pop(table, None)
         if segment is not None:
             os.close(segment.fd)
-            self._sealed.append(segment.seq)
+            self._sealed.append(segment)
 
     # ------------------------------------------------------------------ rolling
 
     async def roll_due(self) -> None:
-        """Seal the active segment if it is ``roll_seconds`` old or its arrival hour is over."""
+        """Seal the active segments ``roll_seconds`` old or whose arrival hour is over."""
         async with self._lock():
-            segment = self._active
             now = max(int(self.clock() * 1000), self._last_ms)
-            if segment is not None and (now - segment.first_ms >= self.roll_ms
-                                        or now // HOUR_MS != segment.hour):
-                self._seal()
+            for table, segment in list(self._active.items()):
+                if now - segment.first_ms >= self.roll_ms or now // HOUR_MS != segment.hour:
+                    self._seal(table)
 
     async def land_sealed(self) -> int:
         """Roll every sealed segment into landing files, oldest first.
@@ -305,52 +318,40 @@ class CollectorLog:
         """
         done = 0
         while self._sealed:
-            seq = self._sealed[0]
+            segment = self._sealed[0]
             try:
-                await asyncio.to_thread(self._land, seq)
+                await asyncio.to_thread(self._land, segment)
             except Exception as exc:  # noqa: BLE001  (S3 or disk trouble: kept, retried)
                 self.stats["last_landing_error"] = f"{type(exc).__name__}: {exc}"
-                log.error("Collector log %s: rolling segment %d into %s failed (%s); it is "
-                          "kept and retried.", self.directory, seq, self.landing.uri, exc)
+                log.error("Collector log %s: rolling %s into %s failed (%s); it is kept and "
+                          "retried.", self.directory, segment.path.name, self.landing.uri, exc)
                 return done
             self._sealed.pop(0)
             self.stats["last_landing_error"] = None
             done += 1
         return done
 
-    def _land(self, seq: int) -> None:
-        """Write a sealed segment's landing files, then delete it (in a worker thread)."""
-        path = self._path(seq)
+    def _land(self, segment: _Segment) -> None:
+        """Write a sealed segment's landing file, then delete it (in a worker thread)."""
         try:
-            data = path.read_bytes()
+            data = segment.path.read_bytes()
         except FileNotFoundError:
             return
-        lines = data.split(b"\n")
-        if lines[-1]:
-            log.warning("Segment %s ends with a torn line (%d bytes, never acknowledged): "
-                        "dropped.", path.name, len(lines[-1]))
-        groups: dict[tuple[bytes, int], list[bytes]] = {}
-        firsts: dict[tuple[bytes, int], int] = {}
-        for number, line in enumerate(lines[:-1], start=1):
-            table, _, rest = line.partition(b" ")
-            arrival, _, event = rest.partition(b" ")
-            if table not in _TABLES or not arrival.isdigit() or not event.startswith(b"{"):
-                log.error("Segment %s line %d is not a log line: dropped.", path.name, number)
-                continue
-            key = (table, int(arrival) // HOUR_MS)
-            groups.setdefault(key, []).append(event)
-            firsts.setdefault(key, int(arrival))
-        for (table, hour), events in groups.items():
-            name = table.decode()
-            token = hashlib.sha256(
-                f"{self.collector_id}:{seq}:{name}:{hour}".encode()).hexdigest()[:16]
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            log.warning("%s ends with a torn line (%d bytes, never acknowledged): dropped.",
+                        segment.path.name, len(data) - end)
+            data = data[:end]
+        if data:
+            token = hashlib.sha256(f"{self.collector_id}:{segment.seq}".encode()).hexdigest()
             file = self.landing.write(
-                name, datetime.fromtimestamp(hour * 3600, tz=UTC),
-                landing_name(firsts[table, hour], token), encode_lines(events))
+                segment.table, datetime.fromtimestamp(segment.hour * 3600, tz=UTC),
+                landing_name(segment.first_ms, token[:16]), compress_ndjson(data, level=3))
+            events = data.count(b"\n")
             self.stats["landed_files"] += 1
-            self.stats["landed_events"] += len(events)
-            log.info("Landed %d %s events in %s.", len(events), name, file.uri)
-        path.unlink()
+            self.stats["landed_events"] += events
+            log.info("Landed %d %s events in %s.", events, segment.table, file.uri)
+        segment.path.unlink()
         _fsync_dir(self.directory)
 
     async def roll_forever(self, stop: asyncio.Event, tick: float = 1.0) -> None:
@@ -378,8 +379,7 @@ class CollectorLog:
 
     def describe(self) -> dict[str, Any]:
         """What ``/health`` shows: the id, the segments waiting and the counters."""
-        active = self._active
         return {"collector_id": self.collector_id, "log_dir": str(self.directory),
                 "landing_uri": self.landing.uri,
-                "active_segment_bytes": active.size if active else 0,
+                "active_segment_bytes": sum(s.size for s in self._active.values()),
                 "sealed_segments": len(self._sealed), **self.stats}

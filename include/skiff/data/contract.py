@@ -226,6 +226,11 @@ def _value(column: Column, value: Any) -> Any:
     """
     if value is None or value == "":
         return None
+    if type(value) is str and column.type == "string":  # the common case, checked first
+        if column.rule == "":
+            return value
+        if column.rule == "hash" and _HASH.fullmatch(value):
+            return value
     if column.type == "int64":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{_show(value)} is not an integer")

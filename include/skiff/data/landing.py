@@ -42,6 +42,7 @@ __all__ = [
     "S3LandingZone",
     "landing_name",
     "is_landing_name",
+    "compress_ndjson",
     "encode_lines",
     "encode_events",
     "decode_events",
@@ -277,14 +278,22 @@ class S3LandingZone(LandingZone):
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
 
+def compress_ndjson(data: bytes, *, level: int = 6) -> bytes:
+    """A landing file's bytes from NDJSON text (each line ends with a newline).
+
+    :param data: the lines.
+    :param level: gzip compression level (the collector uses 3: a third of 6's CPU, 7% larger).
+    """
+    return gzip.compress(data, compresslevel=level, mtime=0)
+
+
 def encode_lines(lines: Iterable[bytes], *, level: int = 6) -> bytes:
     """A landing file's bytes: gzip of the NDJSON lines (each a JSON object, no newline).
 
     :param lines: the events' JSON, contract columns and ``arrival_ts_ms`` each.
     :param level: gzip compression level.
     """
-    return gzip.compress(b"".join(line + b"\n" for line in lines), compresslevel=level,
-                         mtime=0)
+    return compress_ndjson(b"".join(line + b"\n" for line in lines), level=level)
 
 
 def encode_events(events: Iterable[dict[str, Any]], *, level: int = 6) -> bytes:
