@@ -1,7 +1,7 @@
 """The Docker stack stays in step with what it packages.
 
 ``Dockerfile``, ``.dockerignore``, ``docker-compose.yaml`` and ``.env.example`` are checked
-against ``requirements.txt``, the Makefile, ``skiff.config``, the README and the installed
+against ``requirements.txt``, the Makefile, ``skiff.config``, the docs and the installed
 Airflow: commands parse with Airflow's and Skiff's own CLI parsers, health checks hit real
 routes, shell steps pass ``bash -n``, every variable is one something reads. No Docker daemon
 is needed; ``docker compose config`` runs too where the Compose plugin is installed.
@@ -51,7 +51,7 @@ STACK_VARIABLES = {
     "POSTGRES_DB": "the postgres image",
     "CONNECTION_CHECK_MAX_COUNT": "Airflow image's entrypoint: 0 skips the wait for the DB",
     "DUMB_INIT_SETSID": "Airflow image's entrypoint: warm shutdown of Celery workers",
-    "WANDB_API_KEY": "wandb, with WANDB_MODE=online (README, Training)",
+    "WANDB_API_KEY": "wandb, with WANDB_MODE=online (docs/training.md)",
     "HOSTNAME": "the container's shell (health checks)",
 }
 #: Options of the Celery provider, which Airflow's image ships but the test venv does not.
@@ -171,23 +171,25 @@ def _env_example() -> dict[str, str]:
     return dict(re.findall(r"^#? ?([A-Z_][A-Z0-9_]*)=(.*)$", text, re.M))
 
 
-def _readme() -> str:
-    return (REPO / "README.md").read_text()
+def _doc(page: str) -> str:
+    """A page of the documentation, ``docs/<page>``."""
+    return (REPO / "docs" / page).read_text()
 
 
 def _config_table() -> dict[str, str]:
-    """README's configuration table: variable -> its default cell."""
-    return dict(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| (.*?) \| .* \|$", _readme(), re.M))
+    """The configuration page's variable tables: variable -> its default cell."""
+    return dict(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| (.*?) \| .* \|$", _doc("configuration.md"),
+                           re.M))
 
 
 def _readme_connections() -> set[str]:
-    table = _readme().split("| Airflow connection |", 1)[1].split("\n\n", 1)[0]
+    table = _doc("configuration.md").split("| Airflow connection |", 1)[1].split("\n\n", 1)[0]
     return set(re.findall(r"^\| `(\w+)` \|", table, re.M))
 
 
 def _docker_section() -> str:
-    match = re.search(r"^## Docker\n(.*?)(?=^## )", _readme(), re.M | re.S)
-    assert match, "README.md has no '## Docker' section"
+    match = re.search(r"^## Docker\n(.*?)(?=^## |\Z)", _doc("operations.md"), re.M | re.S)
+    assert match, "docs/operations.md has no '## Docker' section"
     return match[1]
 
 
@@ -540,20 +542,20 @@ def test_env_example_is_the_defaults_commented_out() -> None:
     assert not wrong, f".env.example value vs the default (README, compose): {wrong}"
 
 
-# ------------------------------------------------------------------------------ README
+# ------------------------------------------------------------------------------ docs
 
 def test_readme_docker_section_matches_the_compose_file() -> None:
     section = _docker_section()
     published = {_interpolate(port).split(":")[0] for service in _services().values()
                   for port in service.get("ports", [])}
     ports = set(re.findall(r"http://localhost:(\d+)", section))
-    assert ports and ports <= published, f"README names unpublished ports {ports - published}"
-    assert {"8080", "8081"} <= ports, "README must say where the UI and the model server are"
+    assert ports and ports <= published, f"the docs name unpublished ports {ports - published}"
+    assert {"8080", "8081"} <= ports, "the docs must say where the UI and the model server are"
     named = set(re.findall(r"`((?:airflow|model|skiff)-[a-z-]+|postgres|redis)`", section))
     declared = set(_services()) | set(_compose()["volumes"])
-    assert named - declared == set(), "README names services or volumes the compose file lacks"
+    assert named - declared == set(), "the docs name services or volumes the compose file lacks"
     for phrase in ("docker compose up", "--profile celery", ".env.example", "AIRFLOW_CONN_"):
-        assert phrase in section, f"README's Docker section does not mention {phrase}"
+        assert phrase in section, f"the docs' Docker section does not mention {phrase}"
 
 
 # ------------------------------------------------------------------------------ docker CLI
