@@ -182,6 +182,17 @@ def _config_table() -> dict[str, str]:
                            re.M))
 
 
+def _table_default(cell: str) -> str:
+    """The default a README cell states: its literal (`` `x` ``, maybe a remark), else empty."""
+    literal = re.fullmatch(r"`([^`]*)`(\s*\(.*\))?", cell)
+    return literal[1] if literal else ""
+
+
+def _settings() -> dict[str, str]:
+    """Every variable skiff.config reads, with its default as text (the source of truth)."""
+    return {setting.env: setting.default for setting in skiff_config.settings()}
+
+
 def _readme_connections() -> set[str]:
     table = _doc("configuration.md").split("| Airflow connection |", 1)[1].split("\n\n", 1)[0]
     return set(re.findall(r"^\| `(\w+)` \|", table, re.M))
@@ -496,10 +507,14 @@ def test_model_server_health_check_answers_before_any_deploy(tmp_path: Path) -> 
 # ------------------------------------------------------------------------------ variables
 
 def test_every_config_variable_is_documented_and_in_env_example() -> None:
-    read = set(re.findall(r'_env\w*\(\s*"([A-Z0-9_]+)"', Path(skiff_config.__file__).read_text()))
-    table = set(_config_table())
-    assert read - table == set(), "read in skiff/config.py but missing from README's table"
-    assert table - set(_env_example()) == set(), "in README's table but missing from .env.example"
+    read, table = _settings(), _config_table()
+    assert len(read) > 50, "skiff.config.settings() lost its settings"
+    assert set(read) - set(table) == set(), "in skiff.config.settings(), not in README's table"
+    wrong = {name: (table[name], default) for name, default in read.items()
+             if _table_default(table[name]) != default}
+    assert not wrong, f"README's default cell vs skiff.config.settings(): {wrong}"
+    assert set(read) - set(_env_example()) == set(), "in skiff.config but missing from .env.example"
+    assert set(table) - set(_env_example()) == set(), "in README's table, not in .env.example"
     assert set(_interpolated_defaults()) - set(_env_example()) == set(), (
         "docker-compose.yaml reads these from .env, but .env.example does not list them"
     )
@@ -513,7 +528,8 @@ def test_compose_and_env_example_name_only_known_variables() -> None:
     def known(name: str) -> bool:
         if name.endswith("_CMD") and name.removesuffix("_CMD") in options:
             return options[name.removesuffix("_CMD")] in sensitive
-        return (name in _config_table() or name in skiff_env or name in options
+        return (name in _settings() or name in _config_table() or name in skiff_env
+                or name in options
                 or name in CELERY_OPTIONS or name in connections or name in STACK_VARIABLES)
 
     unknown = sorted(name for name in _compose_names() | set(_env_example()) if not known(name))
@@ -532,14 +548,15 @@ def test_env_example_is_the_defaults_commented_out() -> None:
         expected = set()
         if name in fixed:
             expected.add(fixed[name])
-        elif name in _config_table():
-            literal = re.fullmatch(r"`([^`]*)`(\s*\(.*\))?", _config_table()[name])
-            expected.add(_container_path(literal[1]) if literal else "")
+        elif name in _settings():
+            expected.add(_container_path(_settings()[name]))
+        elif name in _config_table():  # not Skiff's: AIRFLOW_PORT, WANDB_*
+            expected.add(_container_path(_table_default(_config_table()[name])))
         if name in compose_defaults:
             expected |= compose_defaults[name]
         if expected and expected != {value}:
             wrong[name] = (value, expected)
-    assert not wrong, f".env.example value vs the default (README, compose): {wrong}"
+    assert not wrong, f".env.example value vs the default (skiff.config, README, compose): {wrong}"
 
 
 # ------------------------------------------------------------------------------ docs
