@@ -245,7 +245,7 @@ class SageMakerDeployPlanOperator(_DeployBase):
 class PredictSmokeTestOperator(BaseOperator):
     """Ask the freshly deployed model one question through the ``/predict`` Lambda handler.
 
-    Runs ``include/lambda/handler.py`` in the task with the backend's runtime client (boto3's
+    Runs :mod:`skiff_api.handler` in the task with the backend's runtime client (boto3's
     ``sagemaker-runtime``, or the local server's), checks a 200 answer from the deployed
     version, and on SageMaker that the endpoint really serves the new endpoint config (a
     failed update leaves it on the old one). Fails otherwise, so the rollback runs.
@@ -302,10 +302,9 @@ class PredictSmokeTestOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from urllib.parse import urlencode
 
-        from skiff.serve import load_local_adapter
+        from skiff_api import handler
 
         deployment = dict(self.deployment)
-        handler = load_local_adapter().load_handler()
         client = self.runtime_client(deployment)
         settings = handler.Settings({**self.serving_config.lambda_environment()})
         query = urlencode({"session": ",".join(self._session(deployment)),

@@ -296,10 +296,8 @@ def test_lambda_function_create_update_and_permission(moto: SimpleNamespace, tmp
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                 "Principal": {"Service": "lambda.amazonaws.com"}}]}))
     arn = role["Role"]["Arn"]
-    spec = __import__("importlib.util").util.spec_from_file_location(
-        "lambda_package", Path(__file__).resolve().parents[2] / "include" / "lambda" / "package.py")
-    package = __import__("importlib.util").util.module_from_spec(spec)
-    spec.loader.exec_module(package)
+    from skiff_api import package
+
     first = package.build(tmp_path / "lambda.zip")
     api = f"arn:aws:execute-api:{REGION}:123456789012:abc123/*/GET/predict"
 

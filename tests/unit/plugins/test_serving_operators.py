@@ -146,7 +146,7 @@ def test_gate_errors_fail_the_task(cfg: ServingConfig, candidate: dict, match: s
 
 def test_deploy_swaps_the_running_server_and_refuses_a_broken_model(
         cfg: ServingConfig, bundles: SimpleNamespace, tmp_path: Path) -> None:
-    from skiff.serve import LocalStack
+    from skiff_api.local_stack import LocalStack
 
     stack = LocalStack.build(cfg, port=0, api_port=0).start()
     try:
@@ -175,7 +175,7 @@ def test_deploy_swaps_the_running_server_and_refuses_a_broken_model(
 
 
 def test_rollback_returns_to_the_champion(cfg: ServingConfig, bundles: SimpleNamespace) -> None:
-    from skiff.serve import LocalStack
+    from skiff_api.local_stack import LocalStack
 
     stack = LocalStack.build(cfg, port=0, api_port=0, with_api=False).start()
     try:
