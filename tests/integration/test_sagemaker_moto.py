@@ -151,12 +151,9 @@ def deploy(moto: SimpleNamespace, version: int, gated: dict, *, smoke_answer: di
         SageMakerModelOperator,
     )
 
-    from operators.deploy import (
-        ChampionPromoteOperator,
-        EndpointRollbackOperator,
-        PredictSmokeTestOperator,
-        SageMakerDeployPlanOperator,
-    )
+    from operators.deploy import SageMakerDeployPlanOperator
+    from operators.promote import ChampionPromoteOperator, EndpointRollbackOperator
+    from operators.smoke_test import PredictSmokeTestOperator
 
     ctx, aws = {"ti": moto.ti}, {"aws_conn_id": "aws_default", "region_name": REGION}
     try:
@@ -257,7 +254,7 @@ def test_smoke_test_notices_an_update_that_did_not_take(moto: SimpleNamespace,
                                                         released: SimpleNamespace) -> None:
     from airflow.exceptions import AirflowException
 
-    from operators.deploy import PredictSmokeTestOperator
+    from operators.smoke_test import PredictSmokeTestOperator
 
     plan = {**released.second["plan"], "endpoint_config_name": "skiff-rec-never-applied"}
     with pytest.raises(AirflowException, match="the update did not take"):
