@@ -310,7 +310,7 @@ class ServingConfig(Section):
         return f"http://{self.host}:{self.port}"
 
     def lambda_environment(self) -> dict[str, str]:
-        """Environment variables of the ``/predict`` Lambda (``include/lambda/handler.py``).
+        """Environment variables of the ``/predict`` Lambda (``include/skiff_api/handler.py``).
 
         :return: the variables, by name.
         """
