@@ -3,7 +3,8 @@
 Modules (private behind this face unless a test needs them):
 
 - :mod:`~skiff.data.contract`: the Coveo SIGIR eCom 2021 files and the raw log tables.
-- :mod:`~skiff.data.generator`: synthetic events with planted, learnable structure.
+- :mod:`~skiff.data.shoppers`: the model of shoppers (catalogue, sessions, daily traffic).
+- :mod:`~skiff.data.generator`: synthetic files with planted, learnable structure.
 - :mod:`~skiff.data.loader`: contract files appended to the raw log, all or nothing.
 - :mod:`~skiff.data.replay`: the embedded replay source the hourly ingest slices by interval.
 - :mod:`~skiff.data.warehouse`: DuckDB (embedded default) or Snowflake behind one interface.
