@@ -29,6 +29,7 @@ __all__ = [
     "ServingConfig",
     "AlertsConfig",
     "SkiffConfig",
+    "EmitConfig",
 ]
 
 #: Root of the Skiff checkout (or of the image's /opt/airflow), found from this file.
@@ -620,6 +621,7 @@ class SkiffConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    emit: EmitConfig = field(default_factory=lambda: EmitConfig())
 
     @classmethod
     def from_env(cls) -> SkiffConfig:
@@ -632,4 +634,77 @@ class SkiffConfig:
             validation=ValidationConfig.from_env(),
             serving=ServingConfig.from_env(),
             alerts=AlertsConfig.from_env(),
+            emit=EmitConfig.from_env(),
+        )
+
+
+# ------------------------------------------------------------------ issue 14: the embedded shoppers
+
+
+@dataclass(frozen=True)
+class EmitConfig:
+    """``skiff emit``: the simulated shoppers and how they reach the collector.
+
+    :param url: the collector's ``POST /collect``. Env ``SKIFF_COLLECT_URL``,
+        default ``http://127.0.0.1:8070/collect``.
+    :param seed: the shoppers' seed: the same seed gives the same catalogue and the same events
+        of any hour. Env ``SKIFF_EMIT_SEED``, default 42.
+    :param sessions_per_hour: mean sessions starting in an hour at the daily peak (14:00 UTC;
+        0.25x that at 02:00). Env ``SKIFF_EMIT_SESSIONS_PER_HOUR``, default 450 (about the
+        ``make run`` sample's 20,000 sessions over 72 hours).
+    :param products: catalogue size. Env ``SKIFF_EMIT_PRODUCTS``, default 5000 (with the same
+        seed, the catalogue of ``skiff generate --sessions 20000``).
+    :param duplicate_share: share of the events a client retry posts twice.
+        Env ``SKIFF_EMIT_DUPLICATE_SHARE``, default 0.005.
+    :param late_share: share of the events posted late, 2 minutes to ``max_lateness_minutes``
+        after they happened (most land in a later hour). Env ``SKIFF_EMIT_LATE_SHARE``,
+        default 0.01.
+    :param max_lateness_minutes: the latest a late event is posted. Env
+        ``SKIFF_EMIT_MAX_LATENESS_MINUTES``, default 90.
+    :param speed: how many times faster than real time ``skiff emit`` (live) runs; its clock
+        never runs ahead of the real one. Env ``SKIFF_EMIT_SPEED``, default 1.
+    :param batch_size: most events in one ``POST``. Env ``SKIFF_EMIT_BATCH_SIZE``, default 500.
+    :param give_up_s: seconds a fast-forward keeps retrying a batch while the collector is down
+        (live never gives up). Env ``SKIFF_EMIT_GIVE_UP_S``, default 120.
+    """
+
+    url: str = "http://127.0.0.1:8070/collect"
+    seed: int = 42
+    sessions_per_hour: float = 450.0
+    products: int = 5_000
+    duplicate_share: float = 0.005
+    late_share: float = 0.01
+    max_lateness_minutes: int = 90
+    speed: float = 1.0
+    batch_size: int = 500
+    give_up_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", self.url):
+            raise SkiffConfigError(f"SKIFF_COLLECT_URL={self.url!r} is not an http(s) URL, e.g. "
+                                   "http://127.0.0.1:8070/collect.")
+        for name, low, high in (("seed", 0, 2**63), ("duplicate_share", 0.0, 0.5),
+                                ("late_share", 0.0, 0.5),
+                                ("max_lateness_minutes", 3, 24 * 60),
+                                ("sessions_per_hour", 1e-3, 1e6), ("products", 20, 10**6),
+                                ("speed", 1e-3, 1e6), ("batch_size", 1, 100_000),
+                                ("give_up_s", 0.0, 1e6)):
+            value = getattr(self, name)
+            if not low <= value <= high:  # also rejects nan
+                raise SkiffConfigError(f"SKIFF_EMIT_{name.upper()}={value} must be within "
+                                       f"[{low:g}, {high:g}].")
+
+    @classmethod
+    def from_env(cls) -> EmitConfig:
+        return cls(
+            url=_env("SKIFF_COLLECT_URL", cls.url),
+            seed=_env_int("SKIFF_EMIT_SEED", 42),
+            sessions_per_hour=_env_float("SKIFF_EMIT_SESSIONS_PER_HOUR", 450.0),
+            products=_env_int("SKIFF_EMIT_PRODUCTS", 5_000, minimum=20),
+            duplicate_share=_env_float("SKIFF_EMIT_DUPLICATE_SHARE", 0.005),
+            late_share=_env_float("SKIFF_EMIT_LATE_SHARE", 0.01),
+            max_lateness_minutes=_env_int("SKIFF_EMIT_MAX_LATENESS_MINUTES", 90, minimum=3),
+            speed=_env_float("SKIFF_EMIT_SPEED", 1.0),
+            batch_size=_env_int("SKIFF_EMIT_BATCH_SIZE", 500, minimum=1),
+            give_up_s=_env_float("SKIFF_EMIT_GIVE_UP_S", 120.0),
         )
