@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from skiff.data.contract import BROWSING, CATALOGUE, SEARCH, TableContract
 from skiff.data.shoppers import (
@@ -67,6 +68,11 @@ _LATE_MIN_MS = 120_000  # a late event is held back at least this long
 _RETRY_MS = (1_000, 30_000)  # a duplicate follows its first post after this long
 _CACHE_HOURS = 12  # simulated hours (sessions, events, deliveries) kept for the next hour's use
 _EVENT_TABLES = (BROWSING, SEARCH)
+_GZIP_LEVEL = 1  # a third bigger than level 6, three times faster to write
+#: What JSON escapes in a string, the backslash first.
+_JSON_ESCAPES = [("\\", "\\\\"), ('"', '\\"'), ("\b", "\\b"), ("\f", "\\f"), ("\n", "\\n"),
+                 ("\r", "\\r"), ("\t", "\\t"),
+                 *((chr(i), f"\\u{i:04x}") for i in range(32) if chr(i) not in "\b\f\n\r\t")]
 
 
 @dataclass(frozen=True)
@@ -352,9 +358,48 @@ def write_catalogue(root: Path, emitter: Emitter, *, landing_hour: int | None = 
 
 def _ndjson_gz(table: pa.Table) -> tuple[bytes, str]:
     """The rows as gzip NDJSON (deterministic bytes), and 16 hex digits of their digest."""
-    text = "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in table.to_pylist())
-    data = gzip.compress(text.encode(), compresslevel=6, mtime=0)
+    data = gzip.compress(_ndjson(table), compresslevel=_GZIP_LEVEL, mtime=0)
     return data, hashlib.sha256(data).hexdigest()[:16]
+
+
+def _ndjson(table: pa.Table) -> bytes:
+    """One compact JSON object a row, keys in column order, built column-wise by pyarrow.
+
+    The objects ``json.dumps`` of each row gives (non-ASCII kept as UTF-8), many times faster:
+    strings escaped as JSON requires, integers and floats as numbers, nulls as ``null``.
+    """
+    if not table.num_rows:
+        return b""
+    parts: list[pa.Array | pa.Scalar] = []
+    for i, name in enumerate(table.column_names):
+        parts += [_text(("{" if i == 0 else ",") + json.dumps(name) + ":"),
+                  _json_values(name, table[name].combine_chunks())]
+    lines = pc.binary_join_element_wise(*parts, _text("}\n"), _text(""))
+    offsets = np.frombuffer(lines.buffers()[1], np.int64)
+    return bytes(memoryview(lines.buffers()[2])[offsets[0]:offsets[len(lines)]])
+
+
+def _json_values(name: str, col: pa.Array) -> pa.Array:
+    """JSON text of each value of ``col``; ``null`` for a null."""
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        text = col.cast(pa.large_string())
+        if pc.any(pc.match_substring_regex(text, r'["\\\x00-\x1f]')).as_py():
+            for char, escaped in _JSON_ESCAPES:  # the backslash first
+                text = pc.replace_substring(text, char, escaped)
+        text = pc.binary_join_element_wise(_text('"'), text, _text('"'), _text(""))
+    elif pa.types.is_integer(col.type):
+        text = col.cast(pa.large_string())
+    elif pa.types.is_floating(col.type):
+        if not pc.all(pc.is_finite(col)).as_py() in (True, None):
+            raise ValueError(f"{name}: NaN or infinite values have no JSON form.")
+        text = col.cast(pa.large_string())
+    else:
+        raise ValueError(f"{name}: no JSON form for {col.type} columns here.")
+    return pc.fill_null(text, _text("null"))
+
+
+def _text(value: str) -> pa.Scalar:
+    return pa.scalar(value, pa.large_string())
 
 
 def _write_file(root: Path, name: str, table: pa.Table, prefix: str,
