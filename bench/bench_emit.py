@@ -1,7 +1,7 @@
 """``skiff emit`` fast-forward to landing files: events/s, and the cost of one hour drawn alone.
 
 - fast-forward to files: a fresh :class:`~skiff.data.emitter.Emitter`'s deliveries of one
-  day written with :func:`~skiff.data.emitter.write_landing` (what ``skiff emit --to-files``
+  day written with :func:`~skiff.data.emitter_files.write_landing` (what ``skiff emit --to-files``
   does, in process), and the same day simulated only (no JSON, no gzip), so that the
   writing's share shows;
 - one hour alone: a fresh emitter's deliveries of the 14:00 hour (it simulates every hour
@@ -31,7 +31,8 @@ HOURS = 24
 
 def _day(peak: float, out: Path | None) -> tuple[float, int, int]:
     """One day from a fresh emitter (catalogue built first): (seconds, events, files)."""
-    from skiff.data.emitter import Emitter, write_landing
+    from skiff.data.emitter import Emitter
+    from skiff.data.emitter_files import write_landing
 
     emitter = Emitter(sessions_per_hour=peak)
     start = END - timedelta(hours=HOURS)

@@ -44,7 +44,8 @@ def _cmd_emit(args: argparse.Namespace, cfg: SkiffConfig) -> int:
     import threading
     from dataclasses import replace
 
-    from skiff.data.emitter import Emitter, write_catalogue, write_landing
+    from skiff.data.emitter import Emitter
+    from skiff.data.emitter_files import write_catalogue, write_landing
     from skiff.data.emitter_http import CollectorClient, post_range, run_live
     from skiff.times import to_epoch_ms
 
