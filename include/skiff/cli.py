@@ -49,6 +49,7 @@ def _cmd_emit(args: argparse.Namespace, cfg: SkiffConfig) -> int:
     from skiff.data.emitter_http import CollectorClient, post_range, run_live
     from skiff.times import to_epoch_ms
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per POST
     emit = replace(cfg.emit, **{k: v for k, v in (("url", args.url), ("seed", args.seed),
                                                   ("sessions_per_hour", args.sessions_per_hour))
                                 if v is not None})

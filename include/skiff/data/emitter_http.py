@@ -1,10 +1,11 @@
 """The emitter's deliveries posted to the collector's ``POST /collect``: fast-forward or live.
 
 :class:`CollectorClient` posts one batch (a JSON array of contract events) with httpx and
-reads the collector's answer ``{"accepted": n, "rejected": [{"index": i, "reason": ...}]}``.
-While the collector is down (connection refused, timeout, 408, 429, 5xx) it retries with
-exponential backoff, 0.2 s doubling to 10 s; a 413 splits the batch in halves; any other
-4xx is a :class:`~skiff.exceptions.DeliveryError` quoting the collector.
+reads the collector's answer ``{"accepted": n, "rejected": [{"index": i, "reason": ...}]}``
+(with status 200, or 400 when none was accepted). While the collector is down (connection
+refused, timeout, 408, 429, 5xx) it retries with exponential backoff, 0.2 s doubling to
+10 s; a 413 splits the batch in halves; any other 4xx is a
+:class:`~skiff.exceptions.DeliveryError` quoting the collector.
 
 - :func:`post_range` (``skiff emit --from T1 --to T2``): every delivery arriving in
   ``[T1, T2)``, in arrival order, as fast as the collector takes them; gives up after
@@ -34,12 +35,13 @@ from skiff.data.shoppers import HOUR_MS
 from skiff.exceptions import DeliveryError, SkiffConfigError
 from skiff.times import from_epoch_ms, to_epoch_ms
 
-__all__ = ["CollectorClient", "EmitSummary", "post_range", "run_live"]
+__all__ = ["Answer", "CollectorClient", "EmitSummary", "post_range", "run_live"]
 
 log = logging.getLogger(__name__)
 
 _BACKOFF_S = (0.2, 10.0)  # first and longest wait between two tries of a batch
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_REASONS = 5  # rejection reasons kept
 
 
 @dataclass
@@ -65,20 +67,32 @@ class EmitSummary:
     reasons: list[str] = field(default_factory=list)
     until_ms: int | None = None
 
-    def add(self, answer: _Answer) -> None:
+    def add(self, answer: Answer) -> None:
+        """Count one posted batch in."""
         self.events += answer.events
         self.accepted += answer.accepted
-        self.rejected += len(answer.rejected)
+        self.rejected += answer.rejected
         self.requests += answer.requests
         self.retries += answer.retries
-        self.reasons += answer.rejected[: max(0, 5 - len(self.reasons))]
+        self.reasons += answer.reasons[: max(0, _REASONS - len(self.reasons))]
 
 
 @dataclass
-class _Answer:
+class Answer:
+    """The collector's answer to one batch (over all the requests a split made).
+
+    :param events: events in the batch.
+    :param accepted: events accepted.
+    :param rejected: events rejected.
+    :param reasons: the first few rejections, ``"<index in the batch>: <reason>"``.
+    :param requests: requests answered (failed tries included).
+    :param retries: tries that failed and were repeated.
+    """
+
     events: int = 0
     accepted: int = 0
-    rejected: list[str] = field(default_factory=list)
+    rejected: int = 0
+    reasons: list[str] = field(default_factory=list)
     requests: int = 0
     retries: int = 0
 
@@ -112,18 +126,18 @@ class CollectorClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def post(self, events: list[dict[str, Any]]) -> _Answer:
+    def post(self, events: list[dict[str, Any]]) -> Answer:
         """Post ``events`` (one JSON array) until the collector answers; split on a 413.
 
         :return: counts, and the reasons of the rejected events (``index: reason``).
         :raises DeliveryError: the collector refused the batch (4xx), was down for longer than
             ``give_up_s``, or :attr:`stop` was set while retrying.
         """
-        answer = _Answer(events=len(events))
+        answer = Answer(events=len(events))
         self._post(events, 0, answer)
         return answer
 
-    def _post(self, events: list[dict[str, Any]], offset: int, answer: _Answer) -> None:
+    def _post(self, events: list[dict[str, Any]], offset: int, answer: Answer) -> None:
         body = json.dumps(events, separators=(",", ":")).encode()
         began, wait = time.monotonic(), _BACKOFF_S[0]
         while True:
@@ -139,7 +153,8 @@ class CollectorClient:
                     self._post(events[:half], offset, answer)
                     self._post(events[half:], offset + half, answer)
                     return
-                if response.is_success:
+                if response.is_success or (response.status_code == 400
+                                           and "rejected" in _json(response)):
                     self._read(response, len(events), offset, answer)
                     return
                 if response.status_code not in _RETRY_STATUS:
@@ -160,21 +175,32 @@ class CollectorClient:
             wait = min(2 * wait, _BACKOFF_S[1])
 
     @staticmethod
-    def _read(response: httpx.Response, n: int, offset: int, answer: _Answer) -> None:
+    def _read(response: httpx.Response, n: int, offset: int, answer: Answer) -> None:
+        body = _json(response)
         try:
-            body = response.json()
-            rejected = [f"{offset + int(r['index'])}: {r['reason']}"
-                        for r in body.get("rejected", [])]
-            accepted = int(body.get("accepted", n - len(rejected)))
+            listed = body.get("rejected", [])
+            reasons = [f"{offset + int(r['index'])}: {r['reason']}" for r in listed[:_REASONS]]
+            rejected = int(body.get("rejected_total", len(listed)))
+            accepted = int(body.get("accepted", n - rejected))
         except (ValueError, TypeError, KeyError, AttributeError):
             log.warning("The collector answered %s with no readable {accepted, rejected}; "
                         "counting the %s events accepted.", response.status_code, n)
-            rejected, accepted = [], n
+            reasons, rejected, accepted = [], 0, n
         if rejected:
-            log.warning("The collector rejected %s of %s events, e.g. %s", len(rejected), n,
-                        rejected[0])
+            log.warning("The collector rejected %s of %s events, e.g. %s", rejected, n,
+                        reasons[0] if reasons else "(no reason given)")
         answer.accepted += accepted
         answer.rejected += rejected
+        answer.reasons += reasons[: max(0, _REASONS - len(answer.reasons))]
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object, or an empty one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _chunks(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

@@ -41,12 +41,15 @@ class Receiver:
     :param down: answer this many requests 503 first.
     :param max_batch: answer 413 to larger batches.
     :param reject: reject each batch's first event with this reason.
+    :param reject_all: reject every event of every batch (the collector's 400).
     :param status: answer every request with this status instead.
     """
 
     def __init__(self, *, down: int = 0, max_batch: int | None = None,
-                 reject: str | None = None, status: int | None = None) -> None:
+                 reject: str | None = None, reject_all: bool = False,
+                 status: int | None = None) -> None:
         self.down, self.max_batch, self.reject, self.status = down, max_batch, reject, status
+        self.reject_all = reject_all
         self.events: list[dict] = []
         self.batches: list[int] = []
         self.requests = 0
@@ -62,6 +65,11 @@ class Receiver:
         events = await request.json()
         if self.max_batch and len(events) > self.max_batch:
             return JSONResponse({"error": "too large"}, 413)
+        if self.reject_all:
+            self.batches.append(0)
+            return JSONResponse({"error": "invalid_events", "accepted": 0, "rejected": [
+                {"index": i, "reason": "server_timestamp_epoch_ms: in the future"}
+                for i in range(len(events))]}, 400)
         rejected = [{"index": 0, "reason": self.reject}] if self.reject else []
         self.events += events[len(rejected):]
         self.batches.append(len(events))
@@ -135,6 +143,16 @@ def test_rejected_events_are_reported_with_their_index(serve, quiet: Emitter) ->
     assert summary.rejected == batches > 1
     assert summary.accepted == summary.events - batches
     assert summary.reasons[0] == "0: event_type: 'click' is not one of event_product, pageview"
+
+
+def test_a_batch_rejected_whole_is_counted_not_fatal(serve, quiet: Emitter) -> None:
+    receiver = Receiver(reject_all=True)
+    since = _hour_ms(H14)
+    with CollectorClient(serve(receiver)) as client:
+        summary = post_range(quiet, client, since, since + 10 * 60_000, batch_size=100)
+    assert summary.events > 100 and summary.rejected == summary.events
+    assert summary.accepted == 0 and len(receiver.batches) > 1
+    assert summary.reasons == [f"{i}: server_timestamp_epoch_ms: in the future" for i in range(5)]
 
 
 def test_a_refused_batch_raises_naming_the_answer(serve, quiet: Emitter) -> None:
