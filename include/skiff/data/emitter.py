@@ -6,9 +6,9 @@ time, and every hour is a pure function of the seed and the hour:
 
 - **Sessions** starting in hour ``S`` are a Poisson number on the daily traffic curve, drawn
   from streams named ``(seed, S)``; a session's events are cut :data:`LOOKBACK_HOURS` after
-  the end of ``S`` (one in ~50,000 runs that long), so :meth:`Emitter.events` of hour ``E``
-  are those of the sessions started in ``E - LOOKBACK_HOURS .. E`` that fall in ``E``:
-  sessions cross hour boundaries, and any hour can be drawn alone.
+  the end of ``S`` (about one session in 50,000 runs that long), so :meth:`Emitter.events`
+  of hour ``E`` are those of the sessions started in ``E - LOOKBACK_HOURS .. E`` that fall
+  in ``E``: sessions cross hour boundaries, and any hour can be drawn alone.
 - **Delivery** of hour ``E``'s events, drawn from ``(seed, E)``, is what a client does: a
   network delay of 20 ms-20 s (so events close together in a session arrive slightly out of
   order), ``late_share`` of the events held back 2 minutes to ``max_lateness_minutes``
@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from skiff.data.contract import BROWSING, SEARCH, TableContract
+from skiff.config import EmitConfig
+from skiff.data.contract import BROWSING, SEARCH
 from skiff.data.shoppers import (
     HOUR_MS,
     KEY_CATALOGUE,
@@ -59,8 +60,9 @@ _DELAY_MS = (20, 20_000)  # network/client delay of an on-time event: lognormal,
 _DELAY_MEDIAN_MS = 250
 _LATE_MIN_MS = 120_000  # a late event is held back at least this long
 _RETRY_MS = (1_000, 30_000)  # a duplicate follows its first post after this long
-_CACHE_HOURS = 12  # simulated hours (sessions, events, deliveries) kept for the next hour's use
+_CACHE_ENTRIES = 12  # simulated sessions, events and deliveries of recent hours kept
 _EVENT_TABLES = (BROWSING, SEARCH)
+
 
 @dataclass(frozen=True)
 class Events:
@@ -88,7 +90,7 @@ class Events:
         :param arrival: keep the ``arrival_ts_ms`` key of delivered rows.
         :return: one dict a row, keyed by the contract's columns.
         """
-        key = ARRIVAL if ARRIVAL in self.browsing.column_names else BROWSING.time_column
+        key = _time_key(self.browsing)
         times = np.concatenate([self.browsing[key].to_numpy(), self.search[key].to_numpy()])
         rows = []
         for table in (self.browsing, self.search):
@@ -114,11 +116,6 @@ def _between(table: pa.Table, since_ms: int, until_ms: int) -> pa.Table:
 def _sorted(table: pa.Table) -> pa.Table:
     """``table`` in time order (arrival, if delivered); ties keep their order."""
     return table.take(pa.array(np.argsort(table[_time_key(table)].to_numpy(), kind="stable")))
-
-
-def _concat(tables: list[pa.Table], contract: TableContract, extra: bool = False) -> pa.Table:
-    schema = contract.schema.append(pa.field(ARRIVAL, pa.int64())) if extra else contract.schema
-    return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
 class Emitter:
@@ -155,7 +152,7 @@ class Emitter:
         self._cache: OrderedDict[tuple[str, int], Any] = OrderedDict()
 
     @classmethod
-    def from_config(cls, config: Any) -> Emitter:
+    def from_config(cls, config: EmitConfig) -> Emitter:
         """An emitter of :class:`skiff.config.EmitConfig`'s shoppers."""
         return cls(seed=config.seed, sessions_per_hour=config.sessions_per_hour,
                    products=config.products, duplicate_share=config.duplicate_share,
@@ -174,16 +171,14 @@ class Emitter:
         :param hour: hours since the epoch, or a datetime on the hour.
         :return: the events, session by session.
         """
-        s = _hour(hour)
-        return self._cached("sessions", s, lambda: self._simulate(s))
+        return self._sessions(_hour(hour))
 
     def events(self, hour: int | datetime) -> Events:
         """The events that happen in ``hour``, in time order, as they happened (no delivery).
 
         :param hour: hours since the epoch, or a datetime on the hour.
         """
-        e = _hour(hour)
-        return self._cached("events", e, lambda: self._events(e))
+        return self._events(_hour(hour))
 
     def delivered(self, hour: int | datetime) -> Events:
         """The deliveries arriving in ``hour``, in arrival order, with ``arrival_ts_ms``.
@@ -194,11 +189,10 @@ class Emitter:
         :param hour: hours since the epoch, or a datetime on the hour.
         """
         h = _hour(hour)
-        parts = [self._cached("delivery", e, lambda e=e: self._deliver(e))
-                 for e in range(h - self.spread_hours, h + 1)]
+        parts = [self._deliveries(e) for e in range(max(0, h - self.spread_hours), h + 1)]
         since, until = h * HOUR_MS, (h + 1) * HOUR_MS
         return Events(*(
-            _sorted(_concat([_between(p.tables[c.name], since, until) for p in parts], c, True))
+            _sorted(pa.concat_tables([_between(p.tables[c.name], since, until) for p in parts]))
             for c in _EVENT_TABLES))
 
     def deliveries(self, since: int | datetime | str,
@@ -229,9 +223,18 @@ class Emitter:
             self._cache.move_to_end(key)
             return self._cache[key]
         value = self._cache[key] = build()
-        while len(self._cache) > 3 * _CACHE_HOURS:
+        while len(self._cache) > _CACHE_ENTRIES:
             self._cache.popitem(last=False)
         return value
+
+    def _sessions(self, s: int) -> Events:
+        return self._cached("sessions", s, lambda: self._simulate(s))
+
+    def _events(self, e: int) -> Events:
+        return self._cached("events", e, lambda: self._gather(e))
+
+    def _deliveries(self, e: int) -> Events:
+        return self._cached("delivery", e, lambda: self._deliver(e))
 
     def _simulate(self, s: int) -> Events:
         starts = hour_starts(stream(self.seed, KEY_HOUR_STARTS, s), self.sessions_per_hour, s)
@@ -241,16 +244,16 @@ class Emitter:
         return Events(*simulate(self.catalogue, streams, starts, s * HOUR_MS,
                                 (s + 1 + LOOKBACK_HOURS) * HOUR_MS))
 
-    def _events(self, e: int) -> Events:
-        parts = [self.sessions(s) for s in range(e - LOOKBACK_HOURS, e + 1)]
+    def _gather(self, e: int) -> Events:
+        parts = [self._sessions(s) for s in range(max(0, e - LOOKBACK_HOURS), e + 1)]
         since, until = e * HOUR_MS, (e + 1) * HOUR_MS
         return Events(*(
-            _sorted(_concat([_between(p.tables[c.name], since, until) for p in parts], c))
+            _sorted(pa.concat_tables([_between(p.tables[c.name], since, until) for p in parts]))
             for c in _EVENT_TABLES))
 
     def _deliver(self, e: int) -> Events:
         """Hour ``e``'s events with their arrival times, duplicates appended (not sorted)."""
-        events = self.events(e)
+        events = self._events(e)
         n_browsing = events.browsing.num_rows
         ts = np.concatenate([t[BROWSING.time_column].to_numpy() for t in
                              (events.browsing, events.search)]).astype(np.int64)
@@ -265,9 +268,8 @@ class Emitter:
         rows = np.concatenate([np.arange(len(ts)), dup])
         arrival = np.concatenate([arrival, arrival[dup] + retry])
         out = []
-        for table, mine in ((events.browsing, rows < n_browsing),
-                            (events.search, rows >= n_browsing)):
-            offset = 0 if table is events.browsing else n_browsing
+        for table, mine, offset in ((events.browsing, rows < n_browsing, 0),
+                                    (events.search, rows >= n_browsing, n_browsing)):
             taken = table.take(pa.array(rows[mine] - offset))
             out.append(taken.append_column(ARRIVAL, pa.array(arrival[mine], pa.int64())))
         return Events(*out)

@@ -5,7 +5,9 @@ reads the collector's answer ``{"accepted": n, "rejected": [{"index": i, "reason
 (with status 200, or 400 when none was accepted). While the collector is down (connection
 refused, timeout, 408, 429, 5xx) it retries with exponential backoff, 0.2 s doubling to
 10 s; a 413 splits the batch in halves; any other 4xx is a
-:class:`~skiff.exceptions.DeliveryError` quoting the collector.
+:class:`~skiff.exceptions.DeliveryError` quoting the collector. Delivery is at least once: a
+batch retried after a timeout may have been stored already, a duplicate the pipeline drops
+like the simulated ones.
 
 - :func:`post_range` (``skiff emit --from T1 --to T2``): every delivery arriving in
   ``[T1, T2)``, in arrival order, as fast as the collector takes them; gives up after
@@ -104,16 +106,14 @@ class CollectorClient:
     :param give_up_s: seconds of failed tries of one batch after which it raises; None: never.
     :param timeout_s: seconds one request may take.
     :param stop: when set, a batch being retried is abandoned (:class:`DeliveryError`).
-    :param transport: an httpx transport (tests); default a real connection.
     """
 
     def __init__(self, url: str, *, give_up_s: float | None = 120.0, timeout_s: float = 30.0,
-                 stop: threading.Event | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 stop: threading.Event | None = None) -> None:
         self.url = url
         self.give_up_s = give_up_s
         self.stop = stop or threading.Event()
-        self._client = httpx.Client(timeout=timeout_s, transport=transport,
+        self._client = httpx.Client(timeout=timeout_s,
                                     headers={"content-type": "application/json",
                                              "user-agent": "skiff-emit"})
 
