@@ -5,12 +5,8 @@ The models are untrained (random weights): serving tests check plumbing, not qua
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
-REPO = Path(__file__).resolve().parents[1]
 #: The SKUs of the tiny next-item model's vocabulary (ids 2..).
 SKUS = tuple(f"sku{i:02d}" for i in range(28))
 WINDOW, K = 4, 5
@@ -47,20 +43,6 @@ def intent_bundle(path: Path, version: str = "IntentFlow/1", seed: int = 0,
                                       n_features=n_features)
     return server.write_bundle(model, path, kind="intent", vocabulary=vocab, version=version,
                                 max_len=20)
-
-
-def load_lambda_module(name: str) -> ModuleType:
-    """``include/lambda/<name>.py`` (``lambda`` is a keyword, so no package import)."""
-    if name == "handler":
-        return load_lambda_module("local_adapter").load_handler()
-    key = f"skiff_lambda_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, REPO / "include" / "lambda" / f"{name}.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
 
 
 def retag(bundle: Path, path: Path, version: str) -> Path:

@@ -3,11 +3,15 @@
 Modules (private behind this face unless a test needs them):
 
 - :mod:`~skiff.data.contract`: the Coveo SIGIR eCom 2021 files, the raw log tables, one event's check.
+- :mod:`~skiff.data.shoppers`: the model of shoppers (catalogue, sessions, daily traffic).
+- :mod:`~skiff.data.generator`: synthetic files with planted, learnable structure.
+- :mod:`~skiff.data.emitter`: the embedded shoppers: events of any hour, as delivered;
+  :mod:`~skiff.data.emitter_http` posts them to the collector (``skiff emit``),
+  :mod:`~skiff.data.emitter_files` writes them as landing files.
 - :mod:`~skiff.data.intake`: a ``/collect`` request's events (collector and Lambda alike).
 - :mod:`~skiff.data.collector`: ``skiff collect``, the HTTP collector; its durable log and
   roller in :mod:`~skiff.data.collector_log`.
 - :mod:`~skiff.data.landing`: the landing zone (local or S3) and its gzip NDJSON files.
-- :mod:`~skiff.data.generator`: synthetic events with planted, learnable structure.
 - :mod:`~skiff.data.loader`: contract files appended to the raw log, all or nothing.
 - :mod:`~skiff.data.replay`: the embedded replay source the hourly ingest slices by interval.
 - :mod:`~skiff.data.warehouse`: DuckDB (embedded default) or Snowflake behind one interface.
@@ -21,6 +25,8 @@ _EXPORTS = {
     "LandingZone": "landing", "LandingFile": "landing", "decode_events": "landing",
     "encode_lines": "landing", "encode_events": "landing", "landing_name": "landing",
     "generate": "generator",
+    "Emitter": "emitter", "write_landing": "emitter_files", "write_catalogue": "emitter_files",
+    "CollectorClient": "emitter_http", "post_range": "emitter_http", "run_live": "emitter_http",
     "load_dir": "loader",
     "SourceInfo": "replay", "init_source": "replay", "ingest_interval": "replay",
     "Warehouse": "warehouse", "DuckDBWarehouse": "warehouse", "SnowflakeWarehouse": "warehouse",

@@ -11,8 +11,7 @@ from skiff._exports import lazy_exports
 _EXPORTS = {
     "read_bundle_meta": "server", "unpack_bundle": "server", "LoadedModel": "server",
     "ModelServer": "server", "EndpointStore": "server", "EndpointRecord": "server",
-    "LocalRuntimeClient": "server", "LocalStack": "server", "load_local_adapter": "server",
-    "configure_tensorflow": "server",
+    "LocalRuntimeClient": "server", "configure_tensorflow": "server",
     "ChampionRecord": "registry", "ModelRegistry": "registry", "gate_decision": "registry",
     "open_storage": "registry",
     "KeepAliveHandler": "httpserver", "ThreadedServer": "httpserver",

@@ -168,9 +168,8 @@ def test_batches_respect_firehose_limits() -> None:
 
 def test_the_zip_runs_without_pyarrow_or_starlette(tmp_path: Path) -> None:
     """What ``make lambda`` packs is all the handler needs (Lambda's runtime has no pyarrow)."""
-    from serving_models import load_lambda_module
+    from skiff_api import package
 
-    package = load_lambda_module("package")
     zip_path = package.build_collect(tmp_path / "collect.zip")
     assert package.build_collect(tmp_path / "again.zip").read_bytes() == zip_path.read_bytes()
     code = (

@@ -1,14 +1,17 @@
 """Build the Lambdas' deployment zips, byte for byte the same for the same code.
 
-``make lambda`` runs it; the deploy operator runs it too when the zip is missing. The
-``/predict`` zip holds ``handler.py`` only; the ``/collect`` zip (``--collect``) holds
-``collect.py`` and the few ``skiff`` modules it shares with ``skiff collect`` (the contract
-checks). Both need nothing beyond the standard library and the boto3 the Lambda Python
-runtime provides. Fixed timestamps and permissions keep the zips' SHA-256 stable, so an
-unchanged handler is never re-uploaded.
+``make lambda`` runs it; the Lambda deploy operator runs it too when the zip is missing.
+The ``/predict`` zip holds ``handler.py`` alone, at its root, where Lambda imports it as
+``handler`` (``Handler: handler.lambda_handler`` in ``template.yaml``): it needs nothing
+beyond the standard library and the boto3 the Lambda Python runtime provides, nothing of
+``skiff`` or of this package. The ``/collect`` zip (``--collect``) holds ``collect.py`` at
+its root (``Handler: collect.lambda_handler``) and the few ``skiff`` modules it shares with
+``skiff collect``, the contract checks, which need the standard library only. Fixed
+timestamps and permissions keep the zips' SHA-256 stable, so an unchanged handler is never
+re-uploaded.
 
-    python include/lambda/package.py build/lambda.zip
-    python include/lambda/package.py --collect build/collect.zip
+    python include/skiff_api/package.py build/lambda.zip     # or python -m skiff_api.package
+    python include/skiff_api/package.py --collect build/collect.zip
 """
 
 from __future__ import annotations
