@@ -19,8 +19,6 @@ import pytest
 from collect_events import browsing_event, search_event, session_of
 from skiff_api import collect
 
-ARRIVAL = int(time.time() * 1000)
-
 
 class FakeFirehose:
     """A ``firehose`` stand-in: records batches; refuses the records ``refuse`` picks."""
@@ -56,13 +54,14 @@ def firehose() -> Iterator[FakeFirehose]:
 
 def proxy(method: str = "POST", body: Any = None, *, query: str = "", path: str = "/collect",
           content_type: str | None = "application/json", b64: bool = False) -> dict[str, Any]:
-    """An HTTP API (payload 2.0) event, as API Gateway sends it."""
+    """An HTTP API (payload 2.0) event, as API Gateway sends it (received now)."""
     raw = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
     raw = raw.encode() if isinstance(raw, str) else raw
     return {"version": "2.0", "routeKey": f"{method} {path}", "rawPath": path,
             "rawQueryString": query,
             "headers": {"content-type": content_type} if content_type else {},
-            "requestContext": {"http": {"method": method, "path": path}, "timeEpoch": ARRIVAL},
+            "requestContext": {"http": {"method": method, "path": path},
+                               "timeEpoch": int(time.time() * 1000)},
             "body": (base64.b64encode(raw).decode() if b64 else raw.decode()) if raw else None,
             "isBase64Encoded": b64}
 
@@ -75,8 +74,8 @@ def call(event: dict[str, Any]) -> tuple[int, dict[str, Any] | None, dict[str, s
 
 
 def test_a_batch_goes_to_each_tables_stream_as_landing_lines(firehose: FakeFirehose) -> None:
-    status, doc, headers = call(proxy(body=[browsing_event(0), search_event(1), {"x": 1},
-                                            browsing_event(3)]))
+    request = proxy(body=[browsing_event(0), search_event(1), {"x": 1}, browsing_event(3)])
+    status, doc, headers = call(request)
     assert status == 200 and headers["Content-Type"] == "application/json"
     assert doc == {"accepted": 3, "rejected": [
         {"index": 2, "reason": "x: not a field of browsing_train (its fields: session_id_hash, "
@@ -90,7 +89,7 @@ def test_a_batch_goes_to_each_tables_stream_as_landing_lines(firehose: FakeFireh
     assert all(r["Data"].endswith(b"\n") and r["Data"].count(b"\n") == 1
                for c in firehose.calls for r in c["records"])
     _, event = firehose.events()[2]
-    assert event["arrival_ts_ms"] == ARRIVAL and event["query_vector"] == "[0.25, -0.5, 1e-05]"
+    assert event["arrival_ts_ms"] == request["requestContext"]["timeEpoch"] and event["query_vector"] == "[0.25, -0.5, 1e-05]"
 
 
 def test_ndjson_base64_and_the_pixel(firehose: FakeFirehose) -> None:
