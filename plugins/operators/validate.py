@@ -45,7 +45,7 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
     """Validate the rows one suite guards, for the run's data interval.
 
     A thin layer over the Great Expectations provider's ``GXValidateBatchOperator``: at
-    execute time it reads the suite from ``include/gx/suites`` (:mod:`skiff.validate.suites`),
+    execute time it reads the suite from ``include/gx/suites`` (:mod:`skiff.validate`),
     fills in the interval and the thresholds of ``ValidationConfig``, and hands the
     provider a batch definition from :class:`~hooks.gx_warehouse.GXWarehouseHook` (a DataFrame of
     the interval's slice on DuckDB, a query asset of GX's Snowflake datasource on
@@ -123,7 +123,7 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
     # --
 
     def execute(self, context: Context) -> None:
-        from skiff.validate.suites import (
+        from skiff.validate import (
             SuiteSpec,
             ValidationWindow,
             failure_message,
