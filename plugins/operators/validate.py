@@ -139,7 +139,8 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
         self.configure_expectations = self._configure_expectations
         window = ValidationWindow.of(self.interval_start, self.interval_end)
         spec = SuiteSpec.load(self.suite, self.config.validation.suites_dir)
-        self._rendered = spec.render(fetch_parameters(spec, self.config, window, self.hook.records))
+        self._rendered = spec.render(
+            fetch_parameters(spec, self.config, window, self.hook.warehouse))
         self.log.info("Validating %s for %s with suite %s; rows:\n%s",
                       self.rendered.table, window, self.suite, self.rendered.sql)
         self.batch_parameters = self.hook.batch_parameters(self.rendered.sql)

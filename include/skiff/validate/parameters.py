@@ -3,7 +3,7 @@
 :class:`ValidationWindow` is the run's data interval and clock; :func:`suite_parameters`
 computes every parameter a suite can use from the configuration and the window, and
 :func:`fetch_parameters` adds the volume reference (:func:`volume_reference` of the hours
-before the interval, counted by :func:`volume_history_sql`) when a suite needs it.
+before the interval, counted by the warehouse) when a suite needs it.
 
 Parameters a suite can use (in ``kwargs`` as ``{$PARAMETER: name}``, in ``batch`` and
 ``meta.problem`` as ``{name}``):
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -50,13 +50,13 @@ from skiff.data import TABLES
 from skiff.times import parse_time, to_epoch_ms
 
 if TYPE_CHECKING:
+    from skiff.data.warehouse import Warehouse
     from skiff.validate.suites import SuiteSpec
 
 __all__ = [
     "INTERMEDIATE_SCHEMA",
     "ValidationWindow",
     "VolumeReference",
-    "volume_history_sql",
     "volume_reference",
     "suite_parameters",
     "raw_contract_columns",
@@ -142,28 +142,17 @@ class VolumeReference:
     median: float | None
 
 
-def volume_history_sql(raw_schema: str, window: ValidationWindow, hours: int) -> str:
-    """SQL counting the raw events of each of the ``hours`` hours before the interval.
-
-    Returns rows ``(hour, events)``, ``hour`` in epoch hours; hours without events are absent.
-    Portable (DuckDB, Snowflake) and cheap: it reads one column over a bounded time range.
-    """
-    since = window.start_ms - hours * _HOUR_MS
-    return (
-        f"select cast(floor(server_timestamp_epoch_ms / {_HOUR_MS}) as bigint) as hour, "
-        f"count(*) as events from {raw_schema}.browsing_train "
-        f"where server_timestamp_epoch_ms >= {since} "
-        f"and server_timestamp_epoch_ms < {window.start_ms} group by 1"
-    )
-
-
-def volume_reference(rows: Iterable[tuple[Any, Any]], window: ValidationWindow) -> VolumeReference:
-    """The median events per hour before the interval, from :func:`volume_history_sql` rows.
+def volume_reference(counts: Mapping[int, int], window: ValidationWindow) -> VolumeReference:
+    """The median events per hour before the interval.
 
     Hours between the first hour with events and the interval count as 0 when empty; hours
     before the log's first event do not count (the log had not started).
+
+    :param counts: events by epoch hour (``ms // 3_600_000``) before the interval, as
+        :meth:`skiff.data.warehouse.Warehouse.events_per_hour` counts them; hours without
+        events may be absent.
+    :param window: the data interval.
     """
-    counts = {int(hour): int(events) for hour, events in rows}
     if not counts:
         return VolumeReference(0, None)
     last = window.start_ms // _HOUR_MS - 1
@@ -243,15 +232,18 @@ def fetch_parameters(
     spec: SuiteSpec,
     config: SkiffConfig,
     window: ValidationWindow,
-    records: Callable[[str], list[tuple[Any, ...]]],
+    warehouse: Warehouse,
 ) -> dict[str, Any]:
-    """:func:`suite_parameters` for ``spec``, querying the volume reference if it needs one.
+    """:func:`suite_parameters` for ``spec``, with the volume reference if it uses one.
 
-    :param records: runs a SQL query on the warehouse and returns its rows (the hook's).
+    :param spec: the suite.
+    :param config: Skiff's configuration.
+    :param window: the data interval and the run's clock.
+    :param warehouse: counts the events of the ``SKIFF_VOLUME_HISTORY_HOURS`` before the
+        interval (only for a suite with ``volume_*`` parameters).
     """
     volume = None
     if any(p.startswith("volume_") for p in spec.parameters):
-        sql = volume_history_sql(config.warehouse.raw_schema, window,
-                                 config.validation.volume_history_hours)
-        volume = volume_reference(records(sql), window)
+        since = window.start_ms - config.validation.volume_history_hours * _HOUR_MS
+        volume = volume_reference(warehouse.events_per_hour(since, window.start_ms), window)
     return suite_parameters(config, window, volume)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
 import pytest
 
 from skiff.config import SkiffConfig, ValidationConfig
-from skiff.data import TABLES
+from skiff.data import TABLES, DuckDBWarehouse
 from skiff.validate.parameters import (
     ValidationWindow,
     VolumeReference,
+    fetch_parameters,
     raw_contract_columns,
     suite_parameters,
-    volume_history_sql,
     volume_reference,
 )
 
@@ -53,12 +57,43 @@ def test_future_cutoff_is_the_later_of_now_and_the_interval_end(config, window) 
 
 def test_volume_reference_counts_empty_hours_but_not_the_time_before_the_log(window) -> None:
     first = window.start_ms // HOUR - 5
-    rows = [(first, 100), (first + 1, 120), (first + 3, 80), (first + 4, 110)]  # first + 2: empty
-    reference = volume_reference(rows, window)
-    assert reference == VolumeReference(hours=5, median=100.0)
-    assert volume_reference([], window) == VolumeReference(0, None)
-    sql = volume_history_sql("raw", window, 24)
-    assert f">= {window.start_ms - 24 * HOUR}" in sql and f"< {window.start_ms}" in sql
+    counts = {first: 100, first + 1: 120, first + 3: 80, first + 4: 110}  # first + 2: empty
+    assert volume_reference(counts, window) == VolumeReference(hours=5, median=100.0)
+    assert volume_reference({}, window) == VolumeReference(0, None)
+
+
+def _raw_log(path: Path, events_by_hour: dict[int, int]) -> DuckDBWarehouse:
+    """A raw log holding only event times: ``events_by_hour[h]`` events in epoch hour ``h``."""
+    warehouse = DuckDBWarehouse(path)
+    warehouse.ensure_raw_tables()
+    con = duckdb.connect(str(path))
+    for hour, events in events_by_hour.items():
+        con.execute("insert into raw.browsing_train (server_timestamp_epoch_ms) "
+                    "select ? + i from range(?) t(i)", [hour * HOUR, events])
+    con.close()
+    return warehouse
+
+
+def test_fetch_parameters_counts_the_history_only_for_the_volume_suite(
+        config, specs, window, tmp_path: Path) -> None:
+    first = window.start_ms // HOUR - 5
+    warehouse = _raw_log(tmp_path / "w.duckdb", {
+        first - config.validation.volume_history_hours: 7,  # before the history: not counted
+        first: 100, first + 1: 120, first + 3: 80, first + 4: 110,
+        window.start_ms // HOUR: 5_000,  # the interval itself: not its own reference
+    })
+    values = fetch_parameters(specs["volume"], config, window, warehouse)
+    assert values["volume_history_hours"] == 5 and values["volume_median_events"] == 100.0
+    ratios = config.validation.volume_min_ratio, config.validation.volume_max_ratio
+    assert (values["volume_min_events"], values["volume_max_events"]) == (
+        math.ceil(ratios[0] * 100), math.floor(ratios[1] * 100))
+
+    class NoWarehouse:
+        def events_per_hour(self, since_ms: int, until_ms: int) -> dict[int, int]:
+            raise AssertionError("only a suite with volume_* parameters counts events")
+
+    values = fetch_parameters(specs["browsing_train"], config, window, NoWarehouse())
+    assert values["volume_median_events"] is None
 
 
 def test_raw_contract_columns_follow_the_contract() -> None:
