@@ -61,9 +61,7 @@ class GXWarehouseHook(BaseHook):
     @cached_property
     def snowflake(self) -> Any:
         """The Snowflake provider's hook on ``snowflake_conn_id``."""
-        from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
-
-        return SnowflakeHook(snowflake_conn_id=self.config.snowflake_conn_id)
+        return self.warehouse_hook.snowflake
 
     def records(self, sql: str) -> list[tuple[Any, ...]]:
         """Rows of a small query over a suite's batch SQL (aggregates), on either backend.

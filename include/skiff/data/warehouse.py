@@ -5,13 +5,20 @@ append an Arrow stream to one of them in a single transaction, answer a few ques
 (row counts, whether a batch is already loaded, events of a time range or per hour), and
 read the marts a training run needs. Only this module knows each backend's SQL dialect and
 client; the queries the two backends share are written once, as the ``_*_sql`` functions.
+
+Snowflake is reached with plain ``snowflake.connector.connect`` arguments. Airflow tasks
+build the warehouse from the Airflow connection (``plugins/hooks/warehouse.py``); a process
+outside Airflow (the CLI, a training flow) reads the arguments as JSON from
+``SKIFF_SNOWFLAKE_CONNECT`` (:func:`snowflake_params_from_env`), which the task launching a
+flow sets (:func:`snowflake_connect_env`). Its value is a secret: nothing here logs it.
 """
 
 # Longer than ~400 lines on purpose: this is the one module that writes warehouse SQL, so
-# both backends and their shared queries stay side by side.
+# both backends, their shared queries and how to connect to them stay side by side.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -21,7 +28,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pyarrow as pa
 
@@ -30,10 +36,13 @@ from skiff.exceptions import DataContractError, MissingInputError, SkiffConfigEr
 from skiff.data.contract import BROWSING, TABLES, TableContract
 
 __all__ = [
+    "SNOWFLAKE_CONNECT_ENV",
     "Warehouse",
     "DuckDBWarehouse",
     "SnowflakeWarehouse",
-    "snowflake_params_from_airflow_env",
+    "snowflake_connect_env",
+    "snowflake_connector",
+    "snowflake_params_from_env",
     "warehouse_from_config",
 ]
 
@@ -207,7 +216,8 @@ class SnowflakeWarehouse:
     """Raw log in Snowflake, through a DB-API connection from ``snowflake-connector-python``.
 
     :param connect: returns a new Snowflake connection (in Airflow:
-        ``SnowflakeHook(conn_id).get_conn``; elsewhere :func:`snowflake_connector`).
+        ``SnowflakeHook(conn_id).get_conn``; elsewhere :func:`snowflake_connector` of the
+        connector's arguments).
     :param raw_schema: schema of the raw-log tables, in the connection's database.
     """
 
@@ -436,41 +446,72 @@ def _dbapi_arrow(cursor: Any, sql: str) -> pa.Table:
 
 # --------------------------------------------------------------------------- connecting
 
+#: Environment variable with ``snowflake.connector.connect`` arguments as a JSON object, for
+#: processes outside Airflow. A secret (it holds the password or key): never log it.
+SNOWFLAKE_CONNECT_ENV = "SKIFF_SNOWFLAKE_CONNECT"
 
-def snowflake_params_from_airflow_env(conn_id: str) -> dict[str, Any]:
-    """Snowflake connector arguments from an Airflow connection defined in the environment.
 
-    Reads ``AIRFLOW_CONN_<CONN_ID>`` in either of Airflow's formats (JSON or URI), so the
-    ``skiff`` CLI reaches the same account as the DAG without importing Airflow.
+def snowflake_params_from_env() -> dict[str, Any]:
+    """Snowflake connector arguments from ``SKIFF_SNOWFLAKE_CONNECT`` (a JSON object).
 
-    :param conn_id: the Airflow connection id, e.g. ``snowflake_default``.
     :return: keyword arguments for ``snowflake.connector.connect``.
+    :raises SkiffConfigError: the variable is unset, not JSON, or not an object (the message
+        never quotes the value).
     """
-    var = f"AIRFLOW_CONN_{conn_id.upper()}"
-    raw = os.environ.get(var)
+    raw = os.environ.get(SNOWFLAKE_CONNECT_ENV)
     if not raw:
         raise SkiffConfigError(
-            f"SKIFF_WAREHOUSE=snowflake needs the Airflow connection {conn_id!r}: set {var} "
-            "(JSON or URI) for the CLI, or define the connection in Airflow."
+            f"SKIFF_WAREHOUSE=snowflake outside Airflow needs {SNOWFLAKE_CONNECT_ENV}: the "
+            'snowflake.connector.connect arguments as JSON, e.g. {"account": ..., "user": ..., '
+            '"password": ..., "database": ..., "warehouse": ...}. A training flow launched by '
+            "Airflow gets it from the task, resolved from the connection SKIFF_SNOWFLAKE_CONN_ID."
         )
-    if raw.lstrip().startswith("{"):
-        conn = json.loads(raw)
-        extra = conn.get("extra") or {}
-        if isinstance(extra, str):
-            extra = json.loads(extra)
-        params = {"user": conn.get("login"), "password": conn.get("password"),
-                  "schema": conn.get("schema"), **extra}
-    else:
-        url = urlsplit(raw)
-        params = {"user": unquote(url.username or ""), "password": unquote(url.password or ""),
-                  "schema": url.path.lstrip("/") or None, **dict(parse_qsl(url.query))}
-        params.setdefault("account", url.hostname)
-    return {k: v for k, v in params.items() if v not in (None, "")}
+    try:
+        params = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SkiffConfigError(f"{SNOWFLAKE_CONNECT_ENV} is not valid JSON "
+                               f"({exc.msg} at position {exc.pos}).") from None
+    if not isinstance(params, dict) or not params:
+        raise SkiffConfigError(f"{SNOWFLAKE_CONNECT_ENV} must be a JSON object of "
+                               "snowflake.connector.connect arguments.")
+    return params
 
 
-def snowflake_connector(conn_id: str) -> Callable[[], Any]:
-    """A connection factory for :class:`SnowflakeWarehouse` from ``AIRFLOW_CONN_<CONN_ID>``."""
-    params = snowflake_params_from_airflow_env(conn_id)
+def snowflake_connect_env(params: Mapping[str, Any]) -> dict[str, str]:
+    """``{SKIFF_SNOWFLAKE_CONNECT: <JSON>}`` of connector arguments, the inverse of
+    :func:`snowflake_params_from_env`.
+
+    Empty values are left out; a ``private_key`` object (as the Airflow provider resolves
+    it) becomes base64 DER, which the connector accepts as well.
+
+    :param params: ``snowflake.connector.connect`` arguments.
+    :raises SkiffConfigError: a value JSON cannot hold (the message names the argument).
+    """
+    out = {k: v for k, v in params.items() if v not in (None, "")}
+    key = out.get("private_key")
+    if key is not None and not isinstance(key, (str, bytes)):
+        from cryptography.hazmat.primitives import serialization
+
+        key = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    if isinstance(key, bytes):
+        out["private_key"] = base64.b64encode(key).decode()
+    for name, value in out.items():
+        try:
+            json.dumps(value)
+        except TypeError:
+            raise SkiffConfigError(
+                f"Snowflake connection argument {name!r} ({type(value).__name__}) cannot be "
+                "passed on as JSON.") from None
+    return {SNOWFLAKE_CONNECT_ENV: json.dumps(out)}
+
+
+def snowflake_connector(params: Mapping[str, Any]) -> Callable[[], Any]:
+    """A connection factory for :class:`SnowflakeWarehouse`.
+
+    :param params: ``snowflake.connector.connect`` arguments.
+    """
+    params = dict(params)
 
     def connect() -> Any:
         import snowflake.connector
@@ -480,8 +521,15 @@ def snowflake_connector(conn_id: str) -> Callable[[], Any]:
     return connect
 
 
-def warehouse_from_config(config: WarehouseConfig) -> Warehouse:
-    """The warehouse the configuration names (used by the CLI; Airflow builds it from a hook)."""
+def warehouse_from_config(config: WarehouseConfig,
+                          snowflake_params: Mapping[str, Any] | None = None) -> Warehouse:
+    """The warehouse the configuration names (the CLI, the flows; Airflow builds it from a hook).
+
+    :param config: the warehouse settings.
+    :param snowflake_params: connector arguments on Snowflake; default
+        :func:`snowflake_params_from_env`.
+    """
     if config.backend == "duckdb":
         return DuckDBWarehouse(config.duckdb_path, config.raw_schema)
-    return SnowflakeWarehouse(snowflake_connector(config.snowflake_conn_id), config.raw_schema)
+    params = snowflake_params_from_env() if snowflake_params is None else snowflake_params
+    return SnowflakeWarehouse(snowflake_connector(params), config.raw_schema)

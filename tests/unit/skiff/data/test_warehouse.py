@@ -1,7 +1,9 @@
-"""The warehouse's questions and mart reads, the same on DuckDB and (fakesnow) Snowflake."""
+"""The warehouse's questions and mart reads, the same on DuckDB and (fakesnow) Snowflake, and
+the Snowflake connector arguments a process outside Airflow gets."""
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -10,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from skiff.data import DuckDBWarehouse, SnowflakeWarehouse, warehouse_from_config
+from skiff.data import (
+    SNOWFLAKE_CONNECT_ENV,
+    DuckDBWarehouse,
+    SnowflakeWarehouse,
+    snowflake_connect_env,
+    snowflake_params_from_env,
+    warehouse_from_config,
+)
 from skiff.config import WarehouseConfig
 from skiff.exceptions import DataContractError, MissingInputError, SkiffConfigError
 
@@ -51,9 +60,8 @@ def duck(tmp_path: Path) -> DuckDBWarehouse:
 @pytest.fixture
 def snow(monkeypatch: pytest.MonkeyPatch) -> Iterator[SnowflakeWarehouse]:
     fakesnow = pytest.importorskip("fakesnow")
-    monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_DEFAULT", json.dumps(
-        {"conn_type": "snowflake", "login": "skiff", "password": "pw",
-         "extra": {"account": "acme-test", "database": "SKIFF"}}))
+    monkeypatch.setenv(SNOWFLAKE_CONNECT_ENV, json.dumps(
+        {"user": "skiff", "password": "pw", "account": "acme-test", "database": "SKIFF"}))
     with fakesnow.patch(create_database_on_connect=True):
         warehouse = warehouse_from_config(WarehouseConfig(backend="snowflake"))
         with warehouse._cursor() as (_, cur):
@@ -129,3 +137,44 @@ def test_marts_through_a_plain_dbapi_connection(tmp_path: Path) -> None:
     assert tables["dim_products"].column_names == ["sku", "price"]
     assert tables["dim_products"]["price"].to_pylist() == [3, 7]
     assert tables["empty"].num_rows == 0 and tables["empty"].column_names == ["sku"]
+
+
+# --------------------------------------------------------------------------- connecting
+
+
+def test_connector_arguments_round_trip_through_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    env = snowflake_connect_env({"account": "acme", "user": "svc", "password": "",
+                                 "role": None, "private_key": key,
+                                 "session_parameters": {"QUERY_TAG": "skiff"}})
+    assert list(env) == [SNOWFLAKE_CONNECT_ENV]
+    monkeypatch.setenv(SNOWFLAKE_CONNECT_ENV, env[SNOWFLAKE_CONNECT_ENV])
+    params = snowflake_params_from_env()
+    assert set(params) == {"account", "user", "private_key", "session_parameters"}  # no empties
+    loaded = load_der_private_key(base64.b64decode(params["private_key"]), password=None)
+    assert loaded.private_numbers() == key.private_numbers()  # the connector accepts base64 DER
+    with pytest.raises(SkiffConfigError, match="'timeout' \\(object\\) cannot be passed on"):
+        snowflake_connect_env({"account": "acme", "timeout": object()})
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        pytest.param(None, "needs SKIFF_SNOWFLAKE_CONNECT", id="unset"),
+        pytest.param('{"password": "s3cret"', "not valid JSON", id="not-json"),
+        pytest.param('["s3cret"]', "must be a JSON object", id="not-an-object"),
+    ],
+)
+def test_bad_connector_arguments_are_refused_without_showing_them(
+        value: str | None, match: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if value is None:
+        monkeypatch.delenv(SNOWFLAKE_CONNECT_ENV, raising=False)
+    else:
+        monkeypatch.setenv(SNOWFLAKE_CONNECT_ENV, value)
+    with pytest.raises(SkiffConfigError, match=match) as error:
+        warehouse_from_config(WarehouseConfig(backend="snowflake"))
+    assert "s3cret" not in str(error.value)
