@@ -16,33 +16,18 @@ __all__ = ["open_marts", "read_training_data", "store_model", "step_resources", 
 def open_marts(config: WarehouseConfig, *, until: str | None = None, max_sessions: int = 0) -> Marts:
     """Read the marts the DAG just validated, from DuckDB or Snowflake as configured.
 
-    :param config: the warehouse settings.
+    :param config: the warehouse settings (Snowflake's connection: ``SKIFF_SNOWFLAKE_CONNECT``,
+        set by the task that launches the flow).
     :param until: only sessions that started before this time (the data interval's end).
     :param max_sessions: keep only the latest this many sessions (0 = all): the run's sample size.
     """
-    schema = config.marts_schema
-    if config.backend == "duckdb":
-        import duckdb
+    from skiff.data import warehouse_from_config
 
-        con = duckdb.connect(str(config.duckdb_path), read_only=True)
-    else:
-        from skiff.data import snowflake_connector
-
-        con = snowflake_connector(config.snowflake_conn_id)()
-    try:
-        end = naive_utc(until)
-        since = None
-        if max_sessions:
-            where = f" where session_start_at < '{end.isoformat(sep=' ')}'" if end else ""
-            cur = con.cursor() if not hasattr(con, "sql") else con
-            rows = cur.execute(
-                f"select session_start_at from {schema}.fct_sessions{where} "
-                f"order by session_start_at desc limit 1 offset {int(max_sessions) - 1}"
-            ).fetchall()
-            since = rows[0][0] if rows else None
-        return read_marts(con, schema=schema, since=since, until=end)
-    finally:
-        con.close()
+    warehouse = warehouse_from_config(config)
+    end = naive_utc(until)
+    since = (warehouse.latest_sessions_start(config.marts_schema, max_sessions, until=end)
+             if max_sessions else None)
+    return read_marts(warehouse, schema=config.marts_schema, since=since, until=end)
 
 
 def read_training_data(*, interval_start: str, interval_end: str, max_sessions: int,
