@@ -3,7 +3,7 @@
 A training run scores its new model and the baselines on its held-out sessions. The champion
 was scored on older sessions when it was promoted; comparing with that number mixes two test
 sets. The flows' ``champion`` step therefore loads the champion's bundle (what the endpoint
-serves, through the same :class:`skiff.serve.server.LoadedModel` as the model server) and scores it
+serves, through the same :class:`skiff.serve.model.LoadedModel` as the model server) and scores it
 on the run's held-out examples. The run's vocabulary and the champion's differ (SKUs come and
 go), so examples are translated token by token; an item the champion does not know is its
 OOV, a recommendation the run does not know never counts as a hit.
@@ -25,8 +25,7 @@ if TYPE_CHECKING:
     from skiff.config import ServingConfig
     from skiff.train.intent import IntentData
     from skiff.train.next_item import NextItemData
-    from skiff.serve import ChampionRecord, ModelRegistry
-    from skiff.serve import LoadedModel
+    from skiff.serve import ChampionRecord, LoadedModel, ModelRegistry
 
 __all__ = ["Champion", "open_registry", "fetch_bundle", "load_champion", "translation",
            "intent_scores", "rec_top_k"]

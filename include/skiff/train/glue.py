@@ -72,7 +72,7 @@ def store_model(model: Any, flow: str, run_id: str, *, kind: str, vocabulary: An
                 k: int = 20, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Save a fitted model as ``model.keras`` and as the servable bundle the deploy ships.
 
-    The bundle (:func:`skiff.serve.server.write_bundle`: SavedModel, ``code/inference.py`` and the
+    The bundle (:func:`skiff.serve.bundle.write_bundle`: SavedModel, ``code/inference.py`` and the
     request metadata) is written under :func:`models_dir` and packed as SageMaker's
     ``model.tar.gz``; the tarball's bytes become a Metaflow artifact, so a run on Batch
     (S3 datastore) can be deployed from any machine.
@@ -87,15 +87,15 @@ def store_model(model: Any, flow: str, run_id: str, *, kind: str, vocabulary: An
     :param extra: more metadata for the bundle (data version, metrics ...).
     :return: ``{"keras_path", "bundle_path", "bundle_tar"}``; ``bundle_tar`` is bytes.
     """
+    from skiff.serve import bundle as bundles
     from skiff.train import models
-    from skiff.serve import server
 
     folder = models_dir(flow, run_id)
     folder.mkdir(parents=True, exist_ok=True)
     keras_path = models.save_keras(model, folder / "model.keras")
-    bundle = server.write_bundle(model, folder / "bundle", kind=kind, vocabulary=vocabulary,
+    bundle = bundles.write_bundle(model, folder / "bundle", kind=kind, vocabulary=vocabulary,
                                   version=f"{flow}/{run_id}", max_len=max_len, k=k, extra=extra)
-    tarball = server.bundle_tarball(bundle, folder / "model.tar.gz")
+    tarball = bundles.pack_bundle(bundle, folder / bundles.TARBALL)
     return {"keras_path": str(keras_path), "bundle_path": str(bundle),
             "bundle_tar": tarball.read_bytes()}
 

@@ -10,13 +10,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from skiff.train import champion, features, intent, next_item
-
-from skiff.serve import server
+from serving_models import rec_bundle
 from skiff.config import ServingConfig
 from skiff.exceptions import ModelLoadError
+from skiff.serve import LoadedModel, pack_bundle, read_bundle_meta, write_bundle
 from skiff.serve.registry import ChampionRecord, LocalStorage, ModelRegistry
-from serving_models import rec_bundle
+from skiff.train import champion, features, intent, next_item
 
 WINDOW = 4
 
@@ -50,10 +49,10 @@ def test_the_served_intent_bundle_scores_as_the_keras_model(tmp_path: Path) -> N
 
     data = _intent_data()
     model = models.build_intent_model(len(data.vocab), embedding_dim=4, units=4)
-    bundle = server.write_bundle(model, tmp_path / "b", kind="intent", vocabulary=data.vocab,
-                                  version="IntentFlow/1", max_len=data.max_len)
+    bundle = write_bundle(model, tmp_path / "b", kind="intent", vocabulary=data.vocab,
+                          version="IntentFlow/1", max_len=data.max_len)
     keras_scores = intent.score(data, *intent.model_scores(model, data))
-    served = intent.score(data, *champion.intent_scores(server.LoadedModel.load(bundle), data))
+    served = intent.score(data, *champion.intent_scores(LoadedModel.load(bundle), data))
     assert served["roc_auc"] == pytest.approx(keras_scores["roc_auc"], abs=1e-6)
     assert served["f1"] == pytest.approx(keras_scores["f1"], abs=1e-6)
 
@@ -64,10 +63,10 @@ def test_the_served_rec_bundle_ranks_as_the_keras_model(tmp_path: Path) -> None:
     data = _rec_data([f"sku{i}" for i in range(30)])
     model = models.build_next_item_model(len(data.vocab), embedding_dim=8, units=8,
                                          max_position=WINDOW)
-    bundle = server.write_bundle(model, tmp_path / "b", kind="rec", vocabulary=data.vocab,
-                                  version="RecFlow/1", max_len=WINDOW, k=next_item.K)
+    bundle = write_bundle(model, tmp_path / "b", kind="rec", vocabulary=data.vocab,
+                          version="RecFlow/1", max_len=WINDOW, k=next_item.K)
     keras_top = next_item.model_top_k(model, data)
-    served_top = champion.rec_top_k(server.LoadedModel.load(bundle), data, next_item.K)
+    served_top = champion.rec_top_k(LoadedModel.load(bundle), data, next_item.K)
     assert served_top.shape == keras_top.shape
     assert (served_top[:, :5] == keras_top[:, :5]).mean() > 0.99  # float ties may swap a pair
     assert next_item.score(served_top, data)["mrr@20"] == pytest.approx(
@@ -82,9 +81,9 @@ def test_a_champion_with_another_vocabulary_is_translated(tmp_path: Path) -> Non
     data = _rec_data([f"sku{i}" for i in range(10, 30)])
     vocab = features.Vocabulary((features.PAD_TOKEN, features.OOV_TOKEN, *old_skus))
     model = models.build_next_item_model(len(vocab), embedding_dim=8, units=8, max_position=WINDOW)
-    bundle = server.write_bundle(model, tmp_path / "old", kind="rec", vocabulary=vocab,
-                                  version="RecFlow/0", max_len=WINDOW, k=next_item.K)
-    top = champion.rec_top_k(server.LoadedModel.load(bundle), data, next_item.K)
+    bundle = write_bundle(model, tmp_path / "old", kind="rec", vocabulary=vocab,
+                          version="RecFlow/0", max_len=WINDOW, k=next_item.K)
+    top = champion.rec_top_k(LoadedModel.load(bundle), data, next_item.K)
     assert top.shape == (len(data.eval_examples), next_item.K)
     known = {data.vocab.index(s) for s in old_skus if s in data.vocab}
     assert set(np.unique(top)) <= known | {-1}
@@ -107,7 +106,7 @@ def test_fetch_bundle_prefers_the_local_folder_then_the_s3_tarball(tmp_path: Pat
     assert champion.fetch_bundle(_record(tmp_path, model_uri=str(bundle)), tmp_path / "w") == bundle
     assert champion.fetch_bundle(_record(tmp_path, artifact_uri=str(bundle)), tmp_path / "w") == bundle
 
-    tarball = server.bundle_tarball(bundle, tmp_path / "model.tar.gz")
+    tarball = pack_bundle(bundle, tmp_path / "model.tar.gz")
 
     class S3:  # the one call fetch_bundle makes, as boto3's client makes it
         def download_file(self, bucket: str, key: str, filename: str) -> None:
@@ -116,7 +115,7 @@ def test_fetch_bundle_prefers_the_local_folder_then_the_s3_tarball(tmp_path: Pat
 
     fetched = champion.fetch_bundle(_record(tmp_path, artifact_uri="s3://models/skiff/rec/model.tar.gz"),
                                     tmp_path / "w3", s3_client=S3())
-    assert server.read_bundle_meta(fetched)["version"] == "RecFlow/1"
+    assert read_bundle_meta(fetched)["version"] == "RecFlow/1"
     with tarfile.open(tarball) as tar:
         assert {"1", "code"} <= {n.split("/")[0] for n in tar.getnames()}
 
