@@ -16,6 +16,7 @@ from airflow.sdk.bases.hook import BaseHook
 
 if TYPE_CHECKING:
     from skiff.config import TrainingConfig
+    from skiff.serve import BundleRef
     from skiff.train import FlowLaunch
 
 __all__ = ["MetaflowHook", "MetaflowRunFailed"]
@@ -189,3 +190,13 @@ class MetaflowHook(BaseHook):
         with one class, becomes ``None``); empty when the flow records none."""
         data = self.client.Run(pathspec).data
         return _json_safe(dict(getattr(data, "metrics", None) or {}))
+
+    def bundle(self, pathspec: str) -> BundleRef | None:
+        """The model bundle the run stored (its ``bundle`` artifact), None when it stored none.
+
+        :raises ModelLoadError: the artifact is not a bundle reference.
+        """
+        from skiff.serve import BundleRef
+
+        doc = getattr(self.client.Run(pathspec).data, "bundle", None)
+        return BundleRef.from_dict(doc) if doc is not None else None

@@ -1,6 +1,7 @@
 """The serve stage: model bundles, the local model server, its endpoints and the champion registry.
 
-- :mod:`~skiff.serve.bundle`: the bundle format (write, read, pack, unpack).
+- :mod:`~skiff.serve.bundle`: the bundle format and :class:`BundleRef`, where a run's bundle
+  is; ``bundle.resolve`` / ``bundle.tarball`` / ``bundle.upload`` move it.
 - :mod:`~skiff.serve.model`: a bundle loaded and warmed up (:class:`LoadedModel`).
 - :mod:`~skiff.serve.batcher`: concurrent requests grouped into one model call.
 - :mod:`~skiff.serve.server`: endpoints (atomic swaps) and the model server's HTTP face.
@@ -15,7 +16,7 @@
 from skiff._exports import lazy_exports
 
 _EXPORTS = {
-    "write_bundle": "bundle", "read_bundle_meta": "bundle",
+    "BundleRef": "bundle", "write_bundle": "bundle", "read_bundle_meta": "bundle",
     "pack_bundle": "bundle", "unpack_bundle": "bundle",
     "LoadedModel": "model", "configure_tensorflow": "model",
     "Endpoint": "server", "ModelServer": "server",
