@@ -58,11 +58,11 @@ from notifiers.skiff_alerts import (
     TASK_FAILURE_TEXT,
     SkiffAlertNotifier,
 )
-from operators.deploy import release_tasks
 from operators.ingest import ReplayIngestOperator
 from operators.metaflow_run import MetaflowRunOperator
 from operators.validate import GXValidateIntervalOperator
 from skiff.config import SkiffConfig
+from taskgroups.release import release_tasks
 
 CONFIG = SkiffConfig.from_env()
 DUCKDB = CONFIG.warehouse.backend == "duckdb"

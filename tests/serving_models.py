@@ -5,14 +5,10 @@ The models are untrained (random weights): serving tests check plumbing, not qua
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
 #: The SKUs of the tiny next-item model's vocabulary (ids 2..).
 SKUS = tuple(f"sku{i:02d}" for i in range(28))
 WINDOW, K = 4, 5
@@ -53,20 +49,6 @@ def invoke(target: Any, sessions: list[list[str]], **extra: Any) -> tuple[int, d
     """Invoke an endpoint or model server (its ``invoke(body)``) with JSON; status and answer."""
     status, body = target.invoke(json.dumps({"sessions": sessions, **extra}).encode())
     return status, json.loads(body)
-
-
-def load_lambda_module(name: str) -> ModuleType:
-    """``include/lambda/<name>.py`` (``lambda`` is a keyword, so no package import)."""
-    if name == "handler":
-        return load_lambda_module("local_adapter").load_handler()
-    key = f"skiff_lambda_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, REPO / "include" / "lambda" / f"{name}.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
 
 
 def retag(bundle: Path, path: Path, version: str) -> Path:

@@ -142,7 +142,9 @@ def _cmd_report(args: argparse.Namespace, cfg: SkiffConfig) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace, cfg: SkiffConfig) -> None:
-    from skiff.serve import LocalStack
+    # The one import of skiff_api in skiff: the command wires the model server to the
+    # /predict adapter, and skiff_api builds on skiff, not the other way round.
+    from skiff_api.local_stack import LocalStack
 
     bundles = {}
     for spec in args.model:

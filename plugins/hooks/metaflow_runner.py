@@ -1,4 +1,8 @@
-"""Hook running Metaflow flows (Runner API) and reading their runs back (client API)."""
+"""Hook running Metaflow flows (Runner API) and reading their runs back (client API).
+
+:func:`candidate_pathspec` reads the run out of what the tasks after training pass on (the
+training task's ``{"pathspec", "metrics", "bundle"}``, the gate's decision, or a bare pathspec).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow.exceptions import AirflowException
 from airflow.sdk.bases.hook import BaseHook
 
 if TYPE_CHECKING:
@@ -19,7 +24,16 @@ if TYPE_CHECKING:
     from skiff.serve import BundleRef
     from skiff.train import FlowLaunch
 
-__all__ = ["MetaflowHook", "MetaflowRunFailed"]
+__all__ = ["MetaflowHook", "MetaflowRunFailed", "candidate_pathspec"]
+
+
+def candidate_pathspec(candidate: Any) -> str:
+    """The run pathspec of a candidate: a pathspec, or a dict with ``pathspec`` (XCom)."""
+    pathspec = candidate.get("pathspec") if isinstance(candidate, dict) else candidate
+    if not isinstance(pathspec, str) or "/" not in pathspec:
+        raise AirflowException(f"The candidate must be a Metaflow run pathspec ('Flow/run_id') or "
+                               f"a dict with one; got {candidate!r:.200}.")
+    return pathspec
 
 
 def _json_safe(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Deploy a gated model, smoke-test it through the ``/predict`` handler, promote or roll back.
+"""Deploy a gated model: to the local model server, or (planned here) to a SageMaker endpoint.
 
 Two backends, one result shape (the *deployment* dict), so nothing downstream can tell them
 apart::
@@ -13,7 +13,7 @@ apart::
 
 The bundle comes from the candidate (the training task's XCom ``bundle``, handed on by the
 gate) and is found by :func:`skiff.serve.bundle.resolve`, the resolver the flows' champion
-branch uses too.
+branch uses too. The deploy dict's ``bundle`` is read by the smoke test and the promote.
 
 - local: :class:`LocalModelDeployOperator` copies the bundle into the local control plane and
   swaps it into the running model server (:class:`~hooks.model_server.LocalModelServerHook`);
@@ -21,15 +21,14 @@ branch uses too.
   the Amazon provider's ``SageMakerModelOperator`` → ``SageMakerEndpointConfigOperator`` →
   ``SageMakerEndpointOperator`` their configs through XCom; they run as they are.
 
-Then :class:`PredictSmokeTestOperator` asks the new model through the very Lambda handler,
-:class:`ChampionPromoteOperator` records the champion, and :class:`EndpointRollbackOperator`
-(``trigger_rule="one_failed"``) points the endpoint back at the champion's endpoint config
-when anything failed. :func:`release_tasks` wires the lot in a task group.
+:func:`candidate_bundle` says where the gate's candidate's bundle is. Then
+:class:`~operators.smoke_test.PredictSmokeTestOperator` asks the new model through the very
+Lambda handler, and :mod:`operators.promote` records the champion or rolls the endpoint back;
+:func:`taskgroups.release.release_tasks` wires the lot in a task group.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -40,12 +39,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.exceptions import AirflowException
 from airflow.sdk import BaseOperator
 
+from hooks.metaflow_runner import MetaflowHook, candidate_pathspec
 from hooks.model_server import LocalDeployFailed, LocalModelServerHook
-from hooks.model_registry import ModelRegistryHook
-from operators.gate import candidate_pathspec
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context, TaskGroup
+    from airflow.sdk import Context
 
     from hooks.sagemaker_endpoint import SageMakerEndpointHook
     from skiff.config import ServingConfig
@@ -54,10 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LocalModelDeployOperator",
     "SageMakerDeployPlanOperator",
-    "PredictSmokeTestOperator",
-    "ChampionPromoteOperator",
-    "EndpointRollbackOperator",
-    "release_tasks",
+    "candidate_bundle",
     "resource_name",
 ]
 
@@ -95,8 +90,6 @@ def candidate_bundle(candidate: Any, pathspec: str, model_dir: str | None = None
     doc = candidate.get("bundle") if isinstance(candidate, dict) else None
     if doc:
         return BundleRef.from_dict(doc)
-    from hooks.metaflow_runner import MetaflowHook
-
     ref = MetaflowHook().bundle(pathspec)
     if ref is None:
         raise AirflowException(f"Run {pathspec} recorded no model bundle: its flow must store "
@@ -271,253 +264,3 @@ class SageMakerDeployPlanOperator(_DeployBase):
                 "endpoint_config_name": name, "previous_endpoint_config_name": current,
                 "model_name": name, "artifact_uri": artifact, "bundle": shipped.to_dict(),
                 "operation": "update" if current else "create", "status": "Planned"}
-
-
-class PredictSmokeTestOperator(BaseOperator):
-    """Ask the freshly deployed model one question through the ``/predict`` Lambda handler.
-
-    Runs ``include/lambda/handler.py`` in the task with the backend's runtime client (boto3's
-    ``sagemaker-runtime``, or the local server's), checks a 200 answer from the deployed
-    version, and on SageMaker that the endpoint really serves the new endpoint config (a
-    failed update leaves it on the old one). Fails otherwise, so the rollback runs.
-
-    :param deployment: the deploy task's XCom (templated).
-    :param session: tokens to ask with; default: three of the bundle's vocabulary.
-    :param config: serving settings; default from env.
-    :return: the deployment dict with ``status`` ``InService`` and ``smoke`` (the answer).
-    """
-
-    template_fields: Sequence[str] = ("deployment", "session")
-    template_fields_renderers = {"deployment": "json"}
-    ui_color = "#e8f0fe"
-
-    def __init__(self, *, deployment: Any, session: list[str] | None = None,
-                 config: ServingConfig | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("retries", 1)
-        super().__init__(**kwargs)
-        self.deployment = deployment
-        self.session = session
-        self.config = config
-
-    @cached_property
-    def serving_config(self) -> ServingConfig:
-        return _config(self.config)
-
-    def runtime_client(self, deployment: dict[str, Any]) -> Any:
-        """The runtime client of the deployment's backend."""
-        if deployment["backend"] == "sagemaker":
-            from hooks.sagemaker_endpoint import SageMakerEndpointHook
-
-            hook = SageMakerEndpointHook(aws_conn_id=self.serving_config.aws_conn_id,
-                                         region_name=self.serving_config.region)
-            serving = hook.describe_endpoint(deployment["endpoint_name"])
-            if serving["EndpointConfigName"] != deployment["endpoint_config_name"] or \
-                    serving["EndpointStatus"] != "InService":
-                raise AirflowException(
-                    f"Endpoint {deployment['endpoint_name']} is {serving['EndpointStatus']} on "
-                    f"{serving['EndpointConfigName']}, not on {deployment['endpoint_config_name']}"
-                    f": the update did not take "
-                    f"({serving.get('FailureReason', 'no reason given')}).")
-            return hook.runtime
-        return LocalModelServerHook(self.serving_config).runtime_client()
-
-    def _session(self, deployment: dict[str, Any]) -> list[str]:
-        if self.session:
-            return list(self.session)
-        if deployment["model"] == "intent":
-            return ["view", "detail", "add"]
-        from skiff.serve import read_bundle_meta
-
-        return list(read_bundle_meta(deployment["bundle"]["folder"])["vocabulary"][2:5])
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        from urllib.parse import urlencode
-
-        from skiff.serve import load_local_adapter
-
-        deployment = dict(self.deployment)
-        handler = load_local_adapter().load_handler()
-        client = self.runtime_client(deployment)
-        settings = handler.Settings({**self.serving_config.lambda_environment()})
-        query = urlencode({"session": ",".join(self._session(deployment)),
-                           "model": deployment["model"]})
-        answer = handler.handle(handler.proxy_event("/predict", query), None, client=client,
-                                settings=settings)
-        body = answer["body"]
-        self.log.info("GET /predict?%s -> %s %s", query, answer["statusCode"], body[:500])
-        doc = json.loads(body)
-        if answer["statusCode"] != 200:
-            raise AirflowException(f"Smoke test of {deployment['endpoint_name']} failed: "
-                                   f"{answer['statusCode']} {doc.get('message')}")
-        if doc.get("model_version") != deployment["model_version"]:
-            raise AirflowException(f"Endpoint {deployment['endpoint_name']} answered with model "
-                                   f"{doc.get('model_version')!r}, not the deployed "
-                                   f"{deployment['model_version']!r}.")
-        return {**deployment, "status": "InService", "smoke": doc}
-
-
-class ChampionPromoteOperator(BaseOperator):
-    """Record the deployed, smoke-tested model as the champion in the registry.
-
-    :param gate: the gate's XCom (templated): pathspec, metrics, reason, the champion it beat.
-    :param deployment: the smoke test's XCom (templated).
-    :param config: serving settings; default from env.
-    :return: the champion record.
-    """
-
-    template_fields: Sequence[str] = ("gate", "deployment")
-    template_fields_renderers = {"gate": "json", "deployment": "json"}
-    ui_color = "#e6f4ea"
-
-    def __init__(self, *, gate: Any, deployment: Any, config: ServingConfig | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.gate = gate
-        self.deployment = deployment
-        self.config = config
-
-    @cached_property
-    def hook(self) -> ModelRegistryHook:
-        return ModelRegistryHook(_config(self.config))
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        from skiff.exceptions import RegistryError
-        from skiff.serve import BundleRef, ChampionRecord
-
-        gate, deployment = dict(self.gate), dict(self.deployment)
-        record = ChampionRecord(
-            model=deployment["model"], pathspec=deployment["pathspec"],
-            metrics=dict(gate.get("metrics") or {}),
-            bundle=BundleRef.from_dict(deployment["bundle"]),
-            artifact_uri=deployment["artifact_uri"], endpoint_name=deployment["endpoint_name"],
-            endpoint_config_name=deployment["endpoint_config_name"],
-            model_version=deployment["model_version"], backend=deployment["backend"],
-            reason=gate.get("reason", ""))
-        try:
-            written = self.hook.promote(record, expected_previous=gate.get("champion_pathspec"))
-        except RegistryError as exc:
-            raise AirflowException(str(exc)) from None
-        return written.to_dict()
-
-
-class EndpointRollbackOperator(BaseOperator):
-    """After a failed deploy or smoke test, point the endpoint back at the champion's config.
-
-    The champion in the registry is the last model that passed its smoke test, so its
-    endpoint config is the known-good one; if the endpoint serves it already (the update
-    never took), nothing changes. With no champion (a first deploy failed) there is nothing
-    to go back to. Wire it with ``trigger_rule="one_failed"`` after deploy and smoke test; it
-    reads no XCom, so it works whichever task failed.
-
-    :param model: ``intent`` or ``rec``.
-    :param config: serving settings; default from env.
-    :param check_interval: seconds between endpoint status polls (SageMaker).
-    :return: ``{"endpoint_name", "endpoint_config_name", "changed", ...}``; ``changed`` is
-        False when nothing needed (or could) be rolled back.
-    """
-
-    ui_color = "#fce8e6"
-
-    def __init__(self, *, model: str, config: ServingConfig | None = None,
-                 check_interval: int = 30, **kwargs: Any) -> None:
-        kwargs.setdefault("trigger_rule", "one_failed")
-        super().__init__(**kwargs)
-        self.model = model
-        self.config = config
-        self.check_interval = check_interval
-
-    @cached_property
-    def serving_config(self) -> ServingConfig:
-        return _config(self.config)
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        cfg = self.serving_config
-        champion = ModelRegistryHook(cfg).champion(self.model)
-        endpoint = cfg.endpoint(self.model)
-        if champion is None:
-            self.log.warning("No %s champion yet: nothing to roll %s back to.", self.model,
-                             endpoint)
-            return {"endpoint_name": endpoint, "changed": False}
-        target = champion.endpoint_config_name
-        if champion.backend == "sagemaker":
-            from hooks.sagemaker_endpoint import SageMakerEndpointHook
-
-            hook = SageMakerEndpointHook(aws_conn_id=cfg.aws_conn_id, region_name=cfg.region)
-            return hook.restore(endpoint, target, check_interval=self.check_interval)
-        local = LocalModelServerHook(cfg)
-        record = local.endpoint(endpoint)
-        if record is not None and record.endpoint_config_name == target:
-            self.log.info("Endpoint %s serves %s already: nothing to roll back.", endpoint, target)
-            return {"endpoint_name": endpoint, "endpoint_config_name": target, "changed": False}
-        try:
-            result = local.rollback(endpoint, target)
-        except LocalDeployFailed as exc:
-            raise AirflowException(f"Rollback of {endpoint} to {target} failed: {exc}") from None
-        return {**result, "changed": True}
-
-
-def release_tasks(model: str, candidate: Any, *, config: ServingConfig | None = None,
-                  group_id: str | None = None, model_dir: str | None = None,
-                  deferrable: bool = False) -> TaskGroup:
-    """gate → deploy → smoke test → promote, with a rollback when deploy or smoke test fails.
-
-    Builds only operators (no I/O, no boto3 import for the local backend), so it is cheap at
-    DAG parse time. The backend follows ``ServingConfig.backend``.
-
-    :param model: ``intent`` or ``rec``.
-    :param candidate: the training task's output (``{"pathspec", "metrics", "bundle"}``), e.g.
-        ``train_rec.output``.
-    :param config: serving settings; default from env.
-    :param group_id: task group id; default ``release_<model>``.
-    :param model_dir: the bundle folder (templated); default: the candidate's ``bundle``.
-    :param deferrable: wait for SageMaker's ``InService`` in the triggerer.
-    :return: the task group (``gate_<model>`` is its root).
-    """
-    from airflow.sdk import TaskGroup
-
-    from operators.gate import ModelGateOperator
-
-    cfg = _config(config)
-    with TaskGroup(group_id or f"release_{model}", prefix_group_id=False,
-                   tooltip=f"gate, deploy, smoke-test and promote the {model} model") as group:
-        gate = ModelGateOperator(task_id=f"gate_{model}", model=model, candidate=candidate,
-                                 config=config,
-                                 doc_md="Beat the champion (first run: the baselines) "
-                                        "or stop, green.")
-        if cfg.backend == "sagemaker":
-            from airflow.providers.amazon.aws.operators.sagemaker import (
-                SageMakerEndpointConfigOperator,
-                SageMakerEndpointOperator,
-                SageMakerModelOperator,
-            )
-
-            plan = SageMakerDeployPlanOperator(task_id=f"plan_deploy_{model}", model=model,
-                                               candidate=gate.output, model_dir=model_dir,
-                                               config=config)
-            aws = {"aws_conn_id": cfg.aws_conn_id, "region_name": cfg.region}
-            create_model = SageMakerModelOperator(task_id=f"create_model_{model}",
-                                                  config=plan.output["model_config"], **aws)
-            create_config = SageMakerEndpointConfigOperator(
-                task_id=f"create_endpoint_config_{model}",
-                config=plan.output["endpoint_config_config"], **aws)
-            deploy_endpoint = SageMakerEndpointOperator(
-                task_id=f"deploy_endpoint_{model}", config=plan.output["endpoint_config"],
-                operation="create", deferrable=deferrable, check_interval=30, **aws)
-            gate >> plan >> create_model >> create_config >> deploy_endpoint
-            deployment, deploy_tasks, last = plan.output, [plan, create_model, create_config,
-                                                           deploy_endpoint], deploy_endpoint
-        else:
-            deploy = LocalModelDeployOperator(task_id=f"deploy_{model}", model=model,
-                                              candidate=gate.output, model_dir=model_dir,
-                                              config=config)
-            gate >> deploy
-            deployment, deploy_tasks, last = deploy.output, [deploy], deploy
-        smoke = PredictSmokeTestOperator(task_id=f"smoke_test_{model}", deployment=deployment,
-                                         config=config)
-        promote = ChampionPromoteOperator(task_id=f"promote_{model}", gate=gate.output,
-                                          deployment=smoke.output, config=config)
-        rollback = EndpointRollbackOperator(task_id=f"rollback_{model}", model=model,
-                                            config=config)
-        last >> smoke >> promote
-        [*deploy_tasks, smoke] >> rollback
-    return group

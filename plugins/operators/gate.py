@@ -10,24 +10,15 @@ from airflow.exceptions import AirflowException
 from airflow.providers.common.compat.sdk import SkipMixin
 from airflow.sdk import BaseOperator
 
+from hooks.metaflow_runner import MetaflowHook, candidate_pathspec
 from hooks.model_registry import ModelRegistryHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from hooks.metaflow_runner import MetaflowHook
     from skiff.config import ServingConfig
 
-__all__ = ["ModelGateOperator", "candidate_pathspec"]
-
-
-def candidate_pathspec(candidate: Any) -> str:
-    """The run pathspec of a candidate: a pathspec, or a dict with ``pathspec`` (XCom)."""
-    pathspec = candidate.get("pathspec") if isinstance(candidate, dict) else candidate
-    if not isinstance(pathspec, str) or "/" not in pathspec:
-        raise AirflowException(f"The candidate must be a Metaflow run pathspec ('Flow/run_id') or "
-                               f"a dict with one; got {candidate!r:.200}.")
-    return pathspec
+__all__ = ["ModelGateOperator"]
 
 
 class ModelGateOperator(BaseOperator, SkipMixin):
@@ -82,8 +73,6 @@ class ModelGateOperator(BaseOperator, SkipMixin):
 
     @cached_property
     def metaflow_hook(self) -> MetaflowHook:
-        from hooks.metaflow_runner import MetaflowHook
-
         return MetaflowHook()
 
     def candidate_metrics(self, pathspec: str) -> dict[str, Any]:

@@ -154,12 +154,9 @@ def deploy(moto: SimpleNamespace, version: int, gated: dict, *, smoke_answer: di
         SageMakerModelOperator,
     )
 
-    from operators.deploy import (
-        ChampionPromoteOperator,
-        EndpointRollbackOperator,
-        PredictSmokeTestOperator,
-        SageMakerDeployPlanOperator,
-    )
+    from operators.deploy import SageMakerDeployPlanOperator
+    from operators.promote import ChampionPromoteOperator, EndpointRollbackOperator
+    from operators.smoke_test import PredictSmokeTestOperator
 
     ctx, aws = {"ti": moto.ti}, {"aws_conn_id": "aws_default", "region_name": REGION}
     try:
@@ -270,7 +267,7 @@ def test_smoke_test_notices_an_update_that_did_not_take(moto: SimpleNamespace,
                                                         released: SimpleNamespace) -> None:
     from airflow.exceptions import AirflowException
 
-    from operators.deploy import PredictSmokeTestOperator
+    from operators.smoke_test import PredictSmokeTestOperator
 
     plan = {**released.second["plan"], "endpoint_config_name": "skiff-rec-never-applied"}
     with pytest.raises(AirflowException, match="the update did not take"):
@@ -331,10 +328,8 @@ def test_lambda_function_create_update_and_permission(moto: SimpleNamespace, tmp
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                 "Principal": {"Service": "lambda.amazonaws.com"}}]}))
     arn = role["Role"]["Arn"]
-    spec = __import__("importlib.util").util.spec_from_file_location(
-        "lambda_package", Path(__file__).resolve().parents[2] / "include" / "lambda" / "package.py")
-    package = __import__("importlib.util").util.module_from_spec(spec)
-    spec.loader.exec_module(package)
+    from skiff_api import package
+
     first = package.build(tmp_path / "lambda.zip")
     api = f"arn:aws:execute-api:{REGION}:123456789012:abc123/*/GET/predict"
 

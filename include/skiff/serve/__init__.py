@@ -7,10 +7,12 @@
 - :mod:`~skiff.serve.server`: endpoints (atomic swaps) and the model server's HTTP face.
 - :mod:`~skiff.serve.store`: the local control plane's endpoint configs and endpoints.
 - :mod:`~skiff.serve.client`: an in-process ``sagemaker-runtime`` client.
-- :mod:`~skiff.serve.stack`: ``skiff serve``, the model server and the ``/predict`` adapter.
 - :mod:`~skiff.serve.codec`: the endpoints' JSON contract (also the SageMaker container's code).
 - :mod:`~skiff.serve.registry`: the champion registry and the gate's decision.
 - :mod:`~skiff.serve.httpserver`: the keep-alive HTTP base of the local servers.
+
+``skiff serve`` (the model server with the ``/predict`` adapter in front) is
+:class:`skiff_api.local_stack.LocalStack`: ``skiff_api`` builds on this package.
 """
 
 from skiff._exports import lazy_exports
@@ -22,7 +24,6 @@ _EXPORTS = {
     "Endpoint": "server", "ModelServer": "server",
     "EndpointStore": "store", "EndpointRecord": "store",
     "LocalRuntimeClient": "client", "LocalModelError": "client",
-    "LocalStack": "stack", "load_local_adapter": "stack",
     "ChampionRecord": "registry", "ModelRegistry": "registry", "gate_decision": "registry",
     "open_storage": "registry",
     "KeepAliveHandler": "httpserver", "ThreadedServer": "httpserver",

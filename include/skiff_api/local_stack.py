@@ -1,8 +1,11 @@
-"""``skiff serve``: the model server and the ``GET /predict`` adapter in one process.
+"""``skiff serve``: the local model server and the ``GET /predict`` adapter in one process.
 
-:class:`LocalStack` loads the recorded endpoints, binds the model server (SageMaker's
-container contract) and the adapter in front of the Lambda handler, which reaches the
-models through an in-process :class:`~skiff.serve.client.LocalRuntimeClient`.
+The embedded serving path: :class:`skiff.serve.ModelServer` (SageMaker's container contract,
+loaded from the local control plane) and, in front of it, the API Gateway stand-in of
+:mod:`skiff_api.local_adapter` calling the ``/predict`` handler with an in-process runtime
+client (:class:`skiff.serve.LocalRuntimeClient`), so a request never leaves the process twice.
+It lives here, not in ``skiff.serve``, because it needs both: ``skiff_api`` builds on
+``skiff``, never the other way round.
 """
 
 from __future__ import annotations
@@ -16,13 +19,12 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from skiff.exceptions import ServingError
-from skiff.serve.client import LocalRuntimeClient
-from skiff.serve.model import configure_tensorflow
-from skiff.serve.server import ModelServer
-from skiff.serve.store import EndpointStore
+from skiff.serve import EndpointStore, LocalRuntimeClient, ModelServer, configure_tensorflow
 
-__all__ = ["LocalStack", "load_local_adapter", "serve_forever"]
+from skiff_api import handler
+from skiff_api.local_adapter import make_server
+
+__all__ = ["LocalStack", "serve_forever"]
 
 
 def serve_forever(servers: Sequence[ThreadingHTTPServer],
@@ -46,25 +48,6 @@ def serve_forever(servers: Sequence[ThreadingHTTPServer],
         for server in servers:
             server.shutdown()
             server.server_close()
-
-
-def load_local_adapter() -> Any:
-    """``include/lambda/local_adapter.py`` (the Lambda code is no package: it ships as a zip)."""
-    import importlib.util
-    import sys
-
-    from skiff.config import REPO_ROOT
-
-    name = "skiff_lambda_local_adapter"
-    if name not in sys.modules:
-        path = REPO_ROOT / "include" / "lambda" / "local_adapter.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None or not path.is_file():
-            raise ServingError(f"The /predict adapter is missing: {path}.")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 @dataclass
@@ -104,10 +87,8 @@ class LocalStack:
         http = models.http_server(config.host, config.port if port is None else port)
         api = None
         if with_api:
-            adapter = load_local_adapter()
-            handler = adapter.load_handler()
             env = {**os.environ, **config.lambda_environment()}
-            api = adapter.make_server(
+            api = make_server(
                 config.host, config.api_port if api_port is None else api_port,
                 client_factory=lambda: LocalRuntimeClient(models), settings=handler.Settings(env))
         return cls(models, http, api)
