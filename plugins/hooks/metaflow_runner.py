@@ -1,7 +1,7 @@
 """Hook running Metaflow flows (Runner API) and reading their runs back (client API).
 
 :func:`candidate_pathspec` reads the run out of what the tasks after training pass on (the
-training task's ``{"pathspec", "metrics"}``, the gate's decision, or a bare pathspec).
+training task's ``{"pathspec", "metrics", "bundle"}``, the gate's decision, or a bare pathspec).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from hooks.warehouse import SkiffWarehouseHook
 
 if TYPE_CHECKING:
     from skiff.config import TrainingConfig
+    from skiff.serve import BundleRef
     from skiff.train import FlowLaunch
 
 __all__ = ["MetaflowHook", "MetaflowRunFailed", "candidate_pathspec"]
@@ -216,3 +217,13 @@ class MetaflowHook(BaseHook):
         with one class, becomes ``None``); empty when the flow records none."""
         data = self.client.Run(pathspec).data
         return _json_safe(dict(getattr(data, "metrics", None) or {}))
+
+    def bundle(self, pathspec: str) -> BundleRef | None:
+        """The model bundle the run stored (its ``bundle`` artifact), None when it stored none.
+
+        :raises ModelLoadError: the artifact is not a bundle reference.
+        """
+        from skiff.serve import BundleRef
+
+        doc = getattr(self.client.Run(pathspec).data, "bundle", None)
+        return BundleRef.from_dict(doc) if doc is not None else None

@@ -81,6 +81,7 @@ def test_run_streams_output_and_returns_metrics(hook: MetaflowHook) -> None:
     assert any("tiny flow says hello" in line for line in lines)
     assert hook.describe(pathspec)["status"] == "successful"
     assert hook.metrics(pathspec) == {"alpha": 2.5, "double": 5.0}
+    assert hook.bundle(pathspec) is None  # a flow storing no model
 
 
 def test_failed_run_raises_with_the_flow_error(hook: MetaflowHook) -> None:
