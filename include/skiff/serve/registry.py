@@ -17,6 +17,9 @@ the registry's rules (first deploy: beat the best baseline; later: beat the cham
 the same held-out sessions when the run re-scored the champion on them).
 """
 
+# Longer than ~400 lines by the reader of registry records written before BundleRef, kept
+# so champions promoted by earlier versions still load.
+
 from __future__ import annotations
 
 import json
