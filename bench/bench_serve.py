@@ -66,14 +66,14 @@ print(json.dumps({"latencies": lat, "errors": sum(errors), "seconds": seconds}))
 
 def _bundle(root: Path, n_items: int) -> Path:
     """An untrained next-item model of the flows' default size, as a bundle."""
+    from skiff.serve import write_bundle
     from skiff.train import features, models
-    from skiff.serve import server
 
     vocab = features.Vocabulary((features.PAD_TOKEN, features.OOV_TOKEN,
                                  *(f"{i:064x}" for i in range(n_items - 2))))
     model = models.build_next_item_model(len(vocab), max_position=10)
-    return server.write_bundle(model, root / "rec", kind="rec", vocabulary=vocab,
-                                version="BenchFlow/1", max_len=10, k=20)
+    return write_bundle(model, root / "rec", kind="rec", vocabulary=vocab, version="BenchFlow/1",
+                        max_len=10, k=20)
 
 
 def _raw_cost(bundle: Path) -> dict[str, float]:

@@ -19,7 +19,7 @@ Every hour, for the data interval `[data_interval_start, data_interval_end)`:
    (`dim_products`: keys, price buckets).
 5. **train**: `train_intent` and `train_rec` run the Metaflow flows of `include/flows`
    (locally, or on AWS Batch with a GPU when `SKIFF_TRAIN_ON=batch`); each scores its model
-   against baselines on held-out sessions and pushes `{pathspec, metrics}` to XCom.
+   against baselines on held-out sessions and pushes `{pathspec, metrics, bundle}` to XCom.
 
 Each validate task runs one suite of `include/gx/suites` on the interval's slice of its table,
 keeps the result under `$SKIFF_HOME/gx` (JSON and Data Docs) and fails, without retrying,
@@ -216,7 +216,7 @@ with DAG(
         )
 
     # Metaflow flows of include/flows, locally or on AWS Batch (SKIFF_TRAIN_ON). Each returns
-    # {"pathspec", "metrics"} to XCom for the gate.
+    # {"pathspec", "metrics", "bundle"} to XCom for the gate.
     flow_params = {
         "interval_start": "{{ data_interval_start.isoformat() }}",
         "interval_end": "{{ data_interval_end.isoformat() }}",

@@ -5,7 +5,9 @@ The models are untrained (random weights): serving tests check plumbing, not qua
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 #: The SKUs of the tiny next-item model's vocabulary (ids 2..).
 SKUS = tuple(f"sku{i:02d}" for i in range(28))
@@ -16,16 +18,15 @@ def rec_bundle(path: Path, version: str = "RecFlow/1", seed: int = 0) -> Path:
     """A next-item bundle over :data:`SKUS` (window 4, top 5)."""
     import keras
 
+    from skiff.serve import write_bundle
     from skiff.train import features, models
-
-    from skiff.serve import server
 
     keras.utils.set_random_seed(seed)
     vocab = features.Vocabulary((features.PAD_TOKEN, features.OOV_TOKEN, *SKUS))
     model = models.build_next_item_model(len(vocab), embedding_dim=8, units=8,
                                          max_position=WINDOW)
-    return server.write_bundle(model, path, kind="rec", vocabulary=vocab, version=version,
-                                max_len=WINDOW, k=K)
+    return write_bundle(model, path, kind="rec", vocabulary=vocab, version=version,
+                        max_len=WINDOW, k=K)
 
 
 def intent_bundle(path: Path, version: str = "IntentFlow/1", seed: int = 0,
@@ -33,21 +34,25 @@ def intent_bundle(path: Path, version: str = "IntentFlow/1", seed: int = 0,
     """An intent bundle over the event tokens (tokens only unless ``n_features``)."""
     import keras
 
+    from skiff.serve import write_bundle
     from skiff.train import features, models
-
-    from skiff.serve import server
 
     keras.utils.set_random_seed(seed)
     vocab = features.event_vocabulary()
     model = models.build_intent_model(len(vocab), embedding_dim=4, units=4,
                                       n_features=n_features)
-    return server.write_bundle(model, path, kind="intent", vocabulary=vocab, version=version,
-                                max_len=20)
+    return write_bundle(model, path, kind="intent", vocabulary=vocab, version=version,
+                        max_len=20)
+
+
+def invoke(target: Any, sessions: list[list[str]], **extra: Any) -> tuple[int, dict]:
+    """Invoke an endpoint or model server (its ``invoke(body)``) with JSON; status and answer."""
+    status, body = target.invoke(json.dumps({"sessions": sessions, **extra}).encode())
+    return status, json.loads(body)
 
 
 def retag(bundle: Path, path: Path, version: str) -> Path:
     """A copy of ``bundle`` claiming another version (same weights; no export, ~10 ms)."""
-    import json
     import shutil
 
     shutil.copytree(bundle, path)

@@ -162,7 +162,7 @@ def _cmd_corrupt(args: argparse.Namespace, cfg: SkiffConfig) -> None:
     if warehouse.batch_loaded(BROWSING, batch_id):
         print(f"{batch_id} is already in the raw log: nothing appended.")
         return
-    with_rows = _interval_rows(warehouse, cfg, to_epoch_ms(start), to_epoch_ms(end))
+    with_rows = warehouse.count_events(to_epoch_ms(start), to_epoch_ms(end))
     if with_rows:
         raise SkiffError(
             f"The raw log already holds {with_rows:,} events of {start:%Y-%m-%d %H:%M} .. "
@@ -176,19 +176,6 @@ def _cmd_corrupt(args: argparse.Namespace, cfg: SkiffConfig) -> None:
     print(f"appended bad batch {batch_id}: {bad.note}; rows {rows or 'none'}")
     print(f"the run of {start:%Y-%m-%d %H:%M} .. {end:%H:%M} UTC (logical date {end.isoformat()}) "
           f"should fail at {defect.task_id}, naming {defect.expect}")
-
-
-def _interval_rows(warehouse, cfg: SkiffConfig, start_ms: int, end_ms: int) -> int:
-    from skiff.data import DuckDBWarehouse
-
-    if not isinstance(warehouse, DuckDBWarehouse) or not warehouse.path.exists():
-        return 0
-    with warehouse.connect() as con:
-        return con.execute(
-            f"select count(*) from {cfg.warehouse.raw_schema}.browsing_train "
-            "where server_timestamp_epoch_ms >= ? and server_timestamp_epoch_ms < ?",
-            [start_ms, end_ms],
-        ).fetchall()[0][0]
 
 
 def _cmd_report(args: argparse.Namespace, cfg: SkiffConfig) -> int:

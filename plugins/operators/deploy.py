@@ -7,16 +7,21 @@ apart::
      "model_version": "RecFlow/12", "endpoint_name": "skiff-rec",
      "endpoint_config_name": "skiff-rec-recflow-12-20260101t1200",
      "previous_endpoint_config_name": "skiff-rec-recflow-9-..." | None,
-     "model_name": ..., "model_uri": <bundle folder>, "artifact_uri": <what the endpoint serves>,
+     "model_name": ..., "artifact_uri": <what the endpoint serves>,
+     "bundle": {"pathspec", "folder", "tarball"},  # skiff.serve.BundleRef, as served
      "operation": "create" | "update", "status": "InService" | "Planned"}
+
+The bundle comes from the candidate (the training task's XCom ``bundle``, handed on by the
+gate) and is found by :func:`skiff.serve.bundle.resolve`, the resolver the flows' champion
+branch uses too. The deploy dict's ``bundle`` is read by the smoke test and the promote.
 
 - local: :class:`LocalModelDeployOperator` copies the bundle into the local control plane and
   swaps it into the running model server (:class:`~hooks.model_server.LocalModelServerHook`);
-- SageMaker: :class:`SageMakerDeployPlanOperator` uploads the bundle's tarball to S3 and hands
+- SageMaker: :class:`SageMakerDeployPlanOperator` copies the run's tarball to S3 and hands
   the Amazon provider's ``SageMakerModelOperator`` → ``SageMakerEndpointConfigOperator`` →
   ``SageMakerEndpointOperator`` their configs through XCom; they run as they are.
 
-:func:`resolve_bundle` finds the bundle of the gate's candidate run. Then
+:func:`candidate_bundle` says where the gate's candidate's bundle is. Then
 :class:`~operators.smoke_test.PredictSmokeTestOperator` asks the new model through the very
 Lambda handler, and :mod:`operators.promote` records the champion or rolls the endpoint back;
 :func:`taskgroups.release.release_tasks` wires the lot in a task group.
@@ -34,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.exceptions import AirflowException
 from airflow.sdk import BaseOperator
 
-from hooks.metaflow_runner import candidate_pathspec
+from hooks.metaflow_runner import MetaflowHook, candidate_pathspec
 from hooks.model_server import LocalDeployFailed, LocalModelServerHook
 
 if TYPE_CHECKING:
@@ -42,11 +47,12 @@ if TYPE_CHECKING:
 
     from hooks.sagemaker_endpoint import SageMakerEndpointHook
     from skiff.config import ServingConfig
+    from skiff.serve import BundleRef
 
 __all__ = [
     "LocalModelDeployOperator",
     "SageMakerDeployPlanOperator",
-    "resolve_bundle",
+    "candidate_bundle",
     "resource_name",
 ]
 
@@ -68,31 +74,28 @@ def _config(config: ServingConfig | None) -> ServingConfig:
     return config or ServingConfig.from_env()
 
 
-def resolve_bundle(pathspec: str, model_dir: str | None) -> str:
-    """The bundle folder of a run: ``model_dir`` if given, else from the run's artifacts.
+def candidate_bundle(candidate: Any, pathspec: str, model_dir: str | None = None) -> BundleRef:
+    """Where a candidate's bundle is: ``model_dir`` if given, else its XCom's ``bundle``.
 
-    Reads the run through :class:`~hooks.metaflow_runner.MetaflowHook`: the bundle folder the
-    flow wrote (``model_uri["bundle_path"]``) when this machine has it, else the run's
-    ``bundle_tar`` artifact (a run on Batch, whose folder stayed in its container) unpacked
-    under ``$SKIFF_HOME/models/<flow>/<run>/bundle``.
+    A bare pathspec (or an XCom without a bundle) is looked up in its run's ``bundle``
+    artifact through :class:`~hooks.metaflow_runner.MetaflowHook`.
+
+    :raises AirflowException: the run recorded no bundle.
+    :raises ModelLoadError: the recorded bundle is malformed.
     """
-    if model_dir:
-        return str(model_dir)
-    from hooks.metaflow_runner import MetaflowHook
-    from skiff.serve import unpack_bundle
-    from skiff.train import models_dir
+    from skiff.serve import BundleRef
 
-    data = MetaflowHook().client.Run(pathspec).data
-    uri = getattr(data, "model_uri", None)
-    bundle = uri.get("bundle_path") if isinstance(uri, dict) else None
-    if bundle and (Path(bundle) / "code").is_dir():
-        return str(bundle)
-    packed = getattr(data, "bundle_tar", None)
-    if not packed:
-        raise AirflowException(f"Run {pathspec} recorded no model bundle (model_uri={uri!r}, no "
-                               "bundle_tar artifact): its flow must call "
-                               "skiff.train.glue.store_model, or pass model_dir.")
-    return str(unpack_bundle(packed, models_dir(*pathspec.split("/")) / "bundle"))
+    if model_dir:
+        return BundleRef(pathspec, folder=str(model_dir))
+    doc = candidate.get("bundle") if isinstance(candidate, dict) else None
+    if doc:
+        return BundleRef.from_dict(doc)
+    ref = MetaflowHook().bundle(pathspec)
+    if ref is None:
+        raise AirflowException(f"Run {pathspec} recorded no model bundle: its flow must store "
+                               "one (TrainingFlow.keep_model -> skiff.train.glue.store_model), "
+                               "or pass model_dir.")
+    return ref
 
 
 class _DeployBase(BaseOperator):
@@ -115,20 +118,39 @@ class _DeployBase(BaseOperator):
     def serving_config(self) -> ServingConfig:
         return _config(self.config)
 
-    def _bundle(self) -> tuple[str, str, dict[str, Any]]:
+    @cached_property
+    def s3_client(self) -> Any:
+        """boto3's S3 client on the config's AWS connection (for bundles on S3)."""
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return S3Hook(aws_conn_id=self.serving_config.aws_conn_id).get_conn()
+
+    @staticmethod
+    def workdir(pathspec: str) -> Path:
+        """Where the deploy unpacks or packs a run's bundle, apart from what the run wrote."""
+        from skiff.train import models_dir
+
+        return models_dir(*pathspec.split("/")) / "deploy"
+
+    def _bundle(self) -> tuple[str, BundleRef, dict[str, Any]]:
+        """The candidate's pathspec, its bundle (``folder`` on this machine) and metadata."""
+        from dataclasses import replace
+
         from skiff.exceptions import ModelLoadError
-        from skiff.serve import read_bundle_meta
+        from skiff.serve import bundle, read_bundle_meta
 
         pathspec = candidate_pathspec(self.candidate)
-        bundle = resolve_bundle(pathspec, self.model_dir)
         try:
-            meta = read_bundle_meta(bundle)
+            ref = candidate_bundle(self.candidate, pathspec, self.model_dir)
+            folder = bundle.resolve(ref, self.workdir(pathspec), s3_client=self.s3_client
+                                    if ref.tarball.startswith("s3://") else None)
+            meta = read_bundle_meta(folder)
         except ModelLoadError as exc:
             raise AirflowException(str(exc)) from None
         if meta.get("kind") != self.model:
-            raise AirflowException(f"{bundle} holds a {meta.get('kind')!r} model, "
+            raise AirflowException(f"{folder} holds a {meta.get('kind')!r} model, "
                                    f"not {self.model!r}.")
-        return pathspec, bundle, meta
+        return pathspec, replace(ref, folder=str(folder)), meta
 
 
 class LocalModelDeployOperator(_DeployBase):
@@ -141,7 +163,7 @@ class LocalModelDeployOperator(_DeployBase):
 
     :param model: ``intent`` or ``rec``.
     :param candidate: the gate's XCom (templated), or a pathspec.
-    :param model_dir: the bundle folder (templated); default: the run's ``model_uri``.
+    :param model_dir: the bundle folder (templated); default: the candidate's ``bundle``.
     :param config: serving settings; default :meth:`ServingConfig.from_env`.
     :param base_url: model server URL; default the config's host and port.
     :return: the deployment dict (see the module docstring).
@@ -158,13 +180,15 @@ class LocalModelDeployOperator(_DeployBase):
         return LocalModelServerHook(self.serving_config, base_url=self.base_url)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from dataclasses import replace
+
         pathspec, bundle, meta = self._bundle()
         endpoint = self.serving_config.endpoint(self.model)
         name = resource_name(endpoint, pathspec)
-        self.log.info("Deploying %s (%s) to local endpoint %s as %s.", pathspec, bundle,
+        self.log.info("Deploying %s (%s) to local endpoint %s as %s.", pathspec, bundle.folder,
                       endpoint, name)
         try:
-            result = self.hook.deploy(endpoint, bundle, name)
+            result = self.hook.deploy(endpoint, bundle.folder, name)
         except LocalDeployFailed as exc:
             raise AirflowException(f"Deploy of {pathspec} failed; {endpoint} keeps serving its "
                                    f"model: {exc}") from None
@@ -172,13 +196,17 @@ class LocalModelDeployOperator(_DeployBase):
                 "model_version": meta["version"], "endpoint_name": endpoint,
                 "endpoint_config_name": name,
                 "previous_endpoint_config_name": result["previous_endpoint_config_name"],
-                "model_name": name, "model_uri": bundle, "artifact_uri": result["model_dir"],
+                "model_name": name, "artifact_uri": result["model_dir"],
+                "bundle": replace(bundle, folder=result["model_dir"]).to_dict(),
                 "operation": "update" if result["previous_endpoint_config_name"] else "create",
                 "status": "InService"}
 
 
 class SageMakerDeployPlanOperator(_DeployBase):
-    """Upload the bundle's tarball to S3 and write the configs of the provider's operators.
+    """Put the run's tarball in the artifact bucket and write the provider operators' configs.
+
+    The tarball the run packed is uploaded (or copied within S3 when it is there already);
+    only a bare bundle folder (``model_dir``) is packed here.
 
     Pushes three XComs that ``SageMakerModelOperator``, ``SageMakerEndpointConfigOperator`` and
     ``SageMakerEndpointOperator`` take as their ``config`` (``model_config``,
@@ -187,7 +215,7 @@ class SageMakerDeployPlanOperator(_DeployBase):
 
     :param model: ``intent`` or ``rec``.
     :param candidate: the gate's XCom (templated), or a pathspec.
-    :param model_dir: the bundle folder (templated); default: the run's ``model_uri``.
+    :param model_dir: the bundle folder (templated); default: the candidate's ``bundle``.
     :param config: serving settings (bucket, role, image, instance type); default from env.
     :return: the deployment dict.
     """
@@ -202,18 +230,19 @@ class SageMakerDeployPlanOperator(_DeployBase):
                                      region_name=self.serving_config.region)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from skiff.serve import bundle
+
         cfg = self.serving_config
         if not (cfg.bucket and cfg.role_arn):
             raise AirflowException("SageMaker deploys need SKIFF_ARTIFACT_BUCKET and "
                                    "SKIFF_SAGEMAKER_ROLE_ARN.")
-        pathspec, bundle, meta = self._bundle()
+        pathspec, ref, meta = self._bundle()
         endpoint = cfg.endpoint(self.model)
         name = resource_name(endpoint, pathspec)
         current = self.hook.current_config(endpoint)
-        key = f"{cfg.prefix}/models/{self.model}/{name}/model.tar.gz"
-        self.log.info("Uploading %s to s3://%s/%s.", bundle, cfg.bucket, key)
-        self.hook.tar_and_s3_upload(bundle, key, cfg.bucket)
-        artifact = f"s3://{cfg.bucket}/{key}"
+        artifact = f"s3://{cfg.bucket}/{cfg.prefix}/models/{self.model}/{name}/{bundle.TARBALL}"
+        self.log.info("Uploading %s to %s.", ref.tarball or ref.folder, artifact)
+        shipped = bundle.upload(ref, artifact, self.workdir(pathspec), s3_client=self.s3_client)
         tags = [{"Key": "skiff:pathspec", "Value": pathspec},
                 {"Key": "skiff:model", "Value": self.model}]
         ti = context["ti"]
@@ -233,5 +262,5 @@ class SageMakerDeployPlanOperator(_DeployBase):
         return {"backend": "sagemaker", "model": self.model, "pathspec": pathspec,
                 "model_version": meta["version"], "endpoint_name": endpoint,
                 "endpoint_config_name": name, "previous_endpoint_config_name": current,
-                "model_name": name, "model_uri": bundle, "artifact_uri": artifact,
+                "model_name": name, "artifact_uri": artifact, "bundle": shipped.to_dict(),
                 "operation": "update" if current else "create", "status": "Planned"}

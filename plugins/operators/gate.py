@@ -35,12 +35,13 @@ class ModelGateOperator(BaseOperator, SkipMixin):
 
     :param model: ``intent`` or ``rec``.
     :param candidate: the training task's result (templated): its XCom dict
-        ``{"pathspec", "metrics"}`` (e.g. ``train_rec.output``) or a pathspec string.
+        ``{"pathspec", "metrics", "bundle"}`` (e.g. ``train_rec.output``) or a pathspec string.
     :param metric: metric to compare; default ``ServingConfig.gate_metric(model)``.
     :param margin: required improvement, in the metric's units; default ``SKIFF_GATE_MARGIN``.
     :param config: serving settings; default :meth:`ServingConfig.from_env` at execute time.
     :return: ``{"promote", "reason", "model", "pathspec", "metric", "candidate", "champion",
-        "margin", "against", "champion_pathspec", "reference", "metrics"}``.
+        "margin", "against", "champion_pathspec", "reference", "metrics", "bundle"}``;
+        ``bundle`` is the candidate's (None when it carried none), handed on to the deploy.
     """
 
     template_fields: Sequence[str] = ("candidate", "metric", "margin")
@@ -94,8 +95,9 @@ class ModelGateOperator(BaseOperator, SkipMixin):
             outcome = gate_decision(metrics, champion, metric, margin, candidate_pathspec=pathspec)
         except (DataContractError, SkiffConfigError) as exc:
             raise AirflowException(f"Cannot gate {pathspec}: {exc}") from None
+        bundle = self.candidate.get("bundle") if isinstance(self.candidate, dict) else None
         result = {**outcome.to_dict(), "model": self.model, "pathspec": pathspec,
-                  "metrics": metrics}
+                  "metrics": metrics, "bundle": bundle}
         if outcome.promote:
             self.log.info("Gate passed for %s: %s", pathspec, outcome.reason)
             return result

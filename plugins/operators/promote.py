@@ -58,12 +58,13 @@ class ChampionPromoteOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from skiff.exceptions import RegistryError
-        from skiff.serve import ChampionRecord
+        from skiff.serve import BundleRef, ChampionRecord
 
         gate, deployment = dict(self.gate), dict(self.deployment)
         record = ChampionRecord(
             model=deployment["model"], pathspec=deployment["pathspec"],
-            metrics=dict(gate.get("metrics") or {}), model_uri=deployment["model_uri"],
+            metrics=dict(gate.get("metrics") or {}),
+            bundle=BundleRef.from_dict(deployment["bundle"]),
             artifact_uri=deployment["artifact_uri"], endpoint_name=deployment["endpoint_name"],
             endpoint_config_name=deployment["endpoint_config_name"],
             model_version=deployment["model_version"], backend=deployment["backend"],

@@ -77,7 +77,7 @@ class PredictSmokeTestOperator(BaseOperator):
             return ["view", "detail", "add"]
         from skiff.serve import read_bundle_meta
 
-        return list(read_bundle_meta(deployment["model_uri"])["vocabulary"][2:5])
+        return list(read_bundle_meta(deployment["bundle"]["folder"])["vocabulary"][2:5])
 
     def execute(self, context: Context) -> dict[str, Any]:
         from urllib.parse import urlencode

@@ -29,11 +29,11 @@ def release_tasks(model: str, candidate: Any, *, config: ServingConfig | None = 
     DAG parse time. The backend follows ``ServingConfig.backend``.
 
     :param model: ``intent`` or ``rec``.
-    :param candidate: the training task's output (``{"pathspec", "metrics"}``), e.g.
+    :param candidate: the training task's output (``{"pathspec", "metrics", "bundle"}``), e.g.
         ``train_rec.output``.
     :param config: serving settings; default from env.
     :param group_id: task group id; default ``release_<model>``.
-    :param model_dir: the bundle folder (templated); default: the run's ``model_uri``.
+    :param model_dir: the bundle folder (templated); default: the candidate's ``bundle``.
     :param deferrable: wait for SageMaker's ``InService`` in the triggerer.
     :return: the task group (``gate_<model>`` is its root).
     """

@@ -30,7 +30,9 @@ _EXPORTS = {
     "load_dir": "loader",
     "SourceInfo": "replay", "init_source": "replay", "ingest_interval": "replay",
     "Warehouse": "warehouse", "DuckDBWarehouse": "warehouse", "SnowflakeWarehouse": "warehouse",
-    "snowflake_connector": "warehouse", "warehouse_from_config": "warehouse",
+    "SNOWFLAKE_CONNECT_ENV": "warehouse", "snowflake_connect_env": "warehouse",
+    "snowflake_connector": "warehouse", "snowflake_params_from_env": "warehouse",
+    "warehouse_from_config": "warehouse",
     "DEFECTS": "corrupt", "IntervalData": "corrupt", "append_bad_batch": "corrupt",
     "build_bad_batch": "corrupt",
 }

@@ -12,19 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from import_graph import imported_modules
+
 REPO = Path(__file__).resolve().parents[3]
 PLUGINS = REPO / "plugins"
 
-
-def imported_modules(path: Path) -> set[str]:
-    """Every module a file imports, at any depth of its code (lazy imports included)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module)
-    return names
 
 
 def _importers(folder: str, forbidden: tuple[str, ...]) -> dict[str, list[str]]:

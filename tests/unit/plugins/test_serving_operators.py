@@ -203,6 +203,43 @@ def test_smoke_test_fails_on_a_wrong_version(cfg: ServingConfig, bundles: Simple
                                      session=["not-a-sku"]))
 
 
+def test_deploy_takes_the_bundle_the_training_task_returned(
+        cfg: ServingConfig, bundles: SimpleNamespace, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """train XCom -> gate -> deploy -> promote carry one BundleRef; a gone folder is unpacked."""
+    from hooks.metaflow_runner import MetaflowHook
+    from skiff.serve import BundleRef, pack_bundle
+
+    tarball = pack_bundle(bundles.rec1, tmp_path / "run" / "model.tar.gz")
+    trained = BundleRef("RecFlow/1", str(tmp_path / "container" / "bundle"), str(tarball))
+    gate = run(ModelGateOperator(task_id="gate", model="rec", config=cfg, candidate={
+        "pathspec": "RecFlow/1", "metrics": METRICS, "bundle": trained.to_dict()}))
+    assert gate["bundle"] == trained.to_dict()
+    deployment = run(LocalModelDeployOperator(task_id="deploy", model="rec", candidate=gate,
+                                              config=cfg))
+    served = BundleRef.from_dict(deployment["bundle"])
+    assert served.tarball == str(tarball) and served.folder == deployment["artifact_uri"]
+    assert (tmp_path / "models" / "RecFlow" / "1" / "deploy" / "bundle" / "code").is_dir()
+    smoke = run(PredictSmokeTestOperator(task_id="smoke", deployment=deployment, config=cfg))
+    champion = run(ChampionPromoteOperator(task_id="promote", gate=gate, deployment=smoke,
+                                           config=cfg))
+    assert champion["bundle"] == served.to_dict()
+
+    # a bare pathspec: the run's own artifact, through the Metaflow hook
+    third = BundleRef("RecFlow/3", str(bundles.rec3))
+    monkeypatch.setattr(MetaflowHook, "bundle", lambda self, p: third if p == "RecFlow/3"
+                        else None)
+    again = run(LocalModelDeployOperator(task_id="deploy", model="rec", candidate="RecFlow/3",
+                                         config=cfg))
+    assert again["model_version"] == "RecFlow/3" and again["operation"] == "update"
+    with pytest.raises(AirflowException, match="RecFlow/2 recorded no model bundle"):
+        run(LocalModelDeployOperator(task_id="deploy", model="rec", candidate="RecFlow/2",
+                                     config=cfg))
+    with pytest.raises(AirflowException, match="RecFlow/1 is not on this machine"):
+        run(LocalModelDeployOperator(task_id="deploy", model="rec", config=cfg, candidate={
+            "pathspec": "RecFlow/1", "bundle": {**trained.to_dict(), "tarball": ""}}))
+
+
 def test_intent_release(cfg: ServingConfig, bundles: SimpleNamespace) -> None:
     gate = run(ModelGateOperator(task_id="gate", model="intent", config=cfg, candidate={
         "pathspec": "IntentFlow/1", "metrics": {"roc_auc": 0.7,

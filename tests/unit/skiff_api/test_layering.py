@@ -6,24 +6,15 @@ The one exception is ``skiff.cli``: the ``skiff serve`` command wires the model 
 
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
 
 import pytest
 
+from import_graph import imported_modules
+
 INCLUDE = Path(__file__).resolve().parents[3] / "include"
 
-
-def imported_modules(path: Path) -> set[str]:
-    """Every module a file imports, at any depth of its code (lazy imports included)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module)
-    return names
 
 
 def _top(name: str) -> str:
