@@ -2,7 +2,8 @@
 
 Modules (private behind this face unless a test needs them):
 
-- :mod:`~skiff.data.contract`: the Coveo SIGIR eCom 2021 files, the raw log tables, one event's check.
+- :mod:`~skiff.data.contract`: the Coveo SIGIR eCom 2021 files, the raw log tables, one
+  event's check.
 - :mod:`~skiff.data.shoppers`: the model of shoppers (catalogue, sessions, daily traffic).
 - :mod:`~skiff.data.generator`: synthetic files with planted, learnable structure.
 - :mod:`~skiff.data.emitter`: the embedded shoppers: events of any hour, as delivered;
