@@ -29,6 +29,7 @@ __all__ = [
     "ServingConfig",
     "AlertsConfig",
     "SkiffConfig",
+    "IngestConfig",
 ]
 
 #: Root of the Skiff checkout (or of the image's /opt/airflow), found from this file.
@@ -620,6 +621,7 @@ class SkiffConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    ingest: IngestConfig = field(default_factory=lambda: IngestConfig())
 
     @classmethod
     def from_env(cls) -> SkiffConfig:
@@ -632,4 +634,81 @@ class SkiffConfig:
             validation=ValidationConfig.from_env(),
             serving=ServingConfig.from_env(),
             alerts=AlertsConfig.from_env(),
+            ingest=IngestConfig.from_env(),
+        )
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """What each scheduled interval ingests, from where, and how long it waits for it.
+
+    :param source: ``landing`` (the files that arrived in the data interval, from the landing
+        zone the collector or Firehose writes) or ``replay`` (the interval's events of the
+        generated replay source, while ``SKIFF_REPLAY`` is on). Env ``SKIFF_INGEST_SOURCE``,
+        default ``replay``: ``make run`` has no collector feeding the landing zone yet.
+    :param landing_uri: the landing zone: a folder, or ``s3://bucket/prefix`` (read through
+        the Airflow connection ``SKIFF_AWS_CONN_ID``). Env ``SKIFF_LANDING_URI``, default
+        ``$SKIFF_HOME/landing``.
+    :param grace_minutes: how long after the interval's end the ingest waits (deferred, in
+        the triggerer) for late landing files before it takes what has arrived; it stops
+        waiting as soon as a file of a later hour shows the collector has moved on.
+        Env ``SKIFF_INGEST_GRACE_MINUTES``, default 10.
+    :param poll_seconds: how often that wait lists the landing zone, in seconds.
+        Env ``SKIFF_INGEST_POLL_S``, default 30.
+    :param schedule: when ``skiff_hourly`` runs, as cron (UTC); each run's data interval is
+        the time since the previous firing. It must fire on the hour (minute field ``0``):
+        the landing zone is laid out by arrival hour, so intervals are whole hours.
+        Env ``SKIFF_SCHEDULE``, default ``0 * * * *``.
+    """
+
+    source: str = "replay"
+    landing_uri: str = field(default_factory=lambda: str(skiff_home() / "landing"))
+    grace_minutes: int = 10
+    poll_seconds: int = 30
+    schedule: str = "0 * * * *"
+
+    SOURCES = ("landing", "replay")
+    _PRESETS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
+
+    def __post_init__(self) -> None:
+        if self.source not in self.SOURCES:
+            raise SkiffConfigError(
+                f"SKIFF_INGEST_SOURCE={self.source!r} is not supported; use one of {self.SOURCES}."
+            )
+        if "://" in self.landing_uri and not self.landing_uri.startswith("s3://"):
+            raise SkiffConfigError(f"SKIFF_LANDING_URI={self.landing_uri!r}: use a folder or "
+                                   "s3://bucket/prefix.")
+        if self.poll_seconds < 1 or self.grace_minutes < 0:
+            raise SkiffConfigError(f"SKIFF_INGEST_POLL_S={self.poll_seconds} must be >= 1 and "
+                                   f"SKIFF_INGEST_GRACE_MINUTES={self.grace_minutes} >= 0.")
+        self._check_schedule(self.schedule)
+
+    @classmethod
+    def _check_schedule(cls, expression: str) -> None:
+        from croniter import croniter
+
+        if expression in cls._PRESETS:
+            return
+        fields = expression.split()
+        if len(fields) != 5 or not croniter.is_valid(expression):
+            raise SkiffConfigError(
+                f"SKIFF_SCHEDULE={expression!r} is not a cron expression: use five fields, "
+                "minute hour day-of-month month day-of-week (UTC), e.g. '0 * * * *' (hourly)."
+            )
+        if fields[0] != "0":
+            raise SkiffConfigError(
+                f"SKIFF_SCHEDULE={expression!r} must fire on the hour (minute field 0): the "
+                "landing zone is laid out by arrival hour, so a data interval is whole hours; "
+                "e.g. '0 * * * *' (hourly) or '0 */2 * * *' (every two hours)."
+            )
+
+    @classmethod
+    def from_env(cls) -> IngestConfig:
+        landing = _env("SKIFF_LANDING_URI", str(skiff_home() / "landing"))
+        return cls(
+            source=_env("SKIFF_INGEST_SOURCE", "replay").strip().lower(),
+            landing_uri=landing if "://" in landing else str(Path(landing).expanduser().resolve()),
+            grace_minutes=_env_int("SKIFF_INGEST_GRACE_MINUTES", 10),
+            poll_seconds=_env_int("SKIFF_INGEST_POLL_S", 30, minimum=1),
+            schedule=" ".join(_env("SKIFF_SCHEDULE", "0 * * * *").split()),
         )

@@ -6,6 +6,8 @@ Modules (private behind this face unless a test needs them):
 - :mod:`~skiff.data.generator`: synthetic events with planted, learnable structure.
 - :mod:`~skiff.data.loader`: contract files appended to the raw log, all or nothing.
 - :mod:`~skiff.data.replay`: the embedded replay source the hourly ingest slices by interval.
+- :mod:`~skiff.data.ingest`: the landing files that arrived in an interval, appended once, all
+  or nothing (the ingest ledger).
 - :mod:`~skiff.data.warehouse`: DuckDB (embedded default) or Snowflake behind one interface.
 - :mod:`~skiff.data.corrupt`: deliberately bad deliveries, one per defect validation must catch.
 """
@@ -17,6 +19,7 @@ _EXPORTS = {
     "generate": "generator",
     "load_dir": "loader",
     "SourceInfo": "replay", "init_source": "replay", "ingest_interval": "replay",
+    "IngestSummary": "ingest", "ingest_arrivals": "ingest", "arrival_state": "ingest",
     "Warehouse": "warehouse", "DuckDBWarehouse": "warehouse", "SnowflakeWarehouse": "warehouse",
     "snowflake_connector": "warehouse", "warehouse_from_config": "warehouse",
     "DEFECTS": "corrupt", "IntervalData": "corrupt", "append_bad_batch": "corrupt",

@@ -1,8 +1,11 @@
 """The data contract: the Coveo SIGIR eCom 2021 files and the raw log tables they land in.
 
 Column names and order are those of the official files (``browsing_train.csv``,
-``search_train.csv``, ``sku_to_content.csv``). The raw log adds two columns to every
-row: ``batch_id`` (which load appended it) and ``ingested_at`` (when, UTC).
+``search_train.csv``, ``sku_to_content.csv``). The raw log adds three columns to every
+row: ``batch_id`` (which load appended it), ``ingested_at`` (when, UTC) and ``arrival_ts_ms``
+(epoch ms when the event reached Skiff: the collector's clock for collected events, the load
+time for files a user loads, the event time for the replay source). Incremental models pick
+the sessions to rebuild by ``arrival_ts_ms``, so events that arrive late are not missed.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ __all__ = [
 PRODUCT_ACTIONS = ("detail", "add", "remove", "purchase")
 #: ``event_type`` values of the contract.
 EVENT_TYPES = ("event_product", "pageview")
-#: Columns the raw log adds to every contract table.
-LOG_COLUMNS = pa.schema([("batch_id", pa.string()), ("ingested_at", pa.timestamp("us"))])
+#: Columns the raw log adds to every contract table (a table made before ``arrival_ts_ms``
+#: existed gets it added by :meth:`~skiff.data.warehouse.Warehouse.ensure_raw_tables`).
+LOG_COLUMNS = pa.schema([("batch_id", pa.string()), ("ingested_at", pa.timestamp("us")),
+                         ("arrival_ts_ms", pa.int64())])
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,7 @@ class TableContract:
 
     @property
     def log_schema(self) -> pa.Schema:
-        """Schema of the raw-log table: contract columns + ``batch_id`` + ``ingested_at``."""
+        """Schema of the raw-log table: contract columns + :data:`LOG_COLUMNS`."""
         return pa.schema(list(self.schema) + list(LOG_COLUMNS))
 
 
