@@ -1,4 +1,5 @@
-"""Landing files as the collector writes them, and arrival times with late and repeated events.
+"""Landing files as the collector writes them, arrival times with late and repeated events, and
+small valid events.
 
 Written here from the format's description (ISSUE14), independently of the reader under
 test: gzip NDJSON, one JSON object per line (the table's contract columns and
@@ -10,6 +11,7 @@ never spans two arrival hours; written as ``.<name>.tmp`` and renamed.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 from datetime import UTC, datetime
@@ -81,3 +83,35 @@ def with_arrivals(events: pa.Table, time_column: str, rng: np.random.Generator, 
         again = again.set_column(again.num_columns - 1, "arrival_ts_ms", pa.array(later))
         out = pa.concat_tables([out, again])
     return out
+
+
+def _hex(*parts: object) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+# ------------------------------------------------------------------ small valid events
+
+
+def browsing(n: int, arrival_ms: int, session: str = "s", late_ms: int = 0) -> list[dict]:
+    """n browsing events of one session, one a second, arriving from ``arrival_ms``; each
+    happened ``late_ms`` before it arrived (and half a second more)."""
+    return [{"session_id_hash": _hex(session), "event_type": "event_product",
+             "product_action": "detail", "product_sku_hash": _hex("sku", i % 3),
+             "server_timestamp_epoch_ms": arrival_ms - late_ms + 1000 * i - 500,
+             "hashed_url": _hex("url", i), "arrival_ts_ms": arrival_ms + 1000 * i}
+            for i in range(n)]
+
+
+def search(n: int, arrival_ms: int) -> list[dict]:
+    """n search events of session "s", one a second, arriving from ``arrival_ms``."""
+    return [{"session_id_hash": _hex("s"), "query_vector": "[0.1, -0.2]",
+             "clicked_skus_hash": f"['{_hex('sku', 0)}']", "product_skus_hash": None,
+             "server_timestamp_epoch_ms": arrival_ms + 1000 * i - 200,
+             "arrival_ts_ms": arrival_ms + 1000 * i} for i in range(n)]
+
+
+def catalogue(arrival_ms: int) -> list[dict]:
+    """Three catalogue rows delivered at ``arrival_ms``."""
+    return [{"product_sku_hash": _hex("sku", i), "description_vector": "[0.5]",
+             "category_hash": "a/b", "image_vector": None, "price_bucket": float(i + 1),
+             "arrival_ts_ms": arrival_ms} for i in range(3)]

@@ -234,8 +234,9 @@ def decode_events(table: str | TableContract, data: bytes, *, name: str = "landi
         events = pajson.read_json(io.BytesIO(text), parse_options=pajson.ParseOptions(
             explicit_schema=schema, unexpected_field_behavior="error"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        why = _first_bad_line(text, schema) or str(exc)
         raise DataContractError(
-            f"{name} does not match the {contract.name} contract ({exc}); its lines must be "
+            f"{name} does not match the {contract.name} contract: {why}; its lines must be "
             f"JSON objects with the fields {', '.join(schema.names)}. Nothing of the interval "
             "was appended.") from None
     columns = []
@@ -252,6 +253,29 @@ def decode_events(table: str | TableContract, data: bytes, *, name: str = "landi
                 f"{name} does not match the {contract.name} contract: {missing} events have no "
                 f"{column} (required). Nothing of the interval was appended.")
     return events
+
+
+def _first_bad_line(text: bytes, schema) -> str | None:
+    """Which line breaks the schema, and how (pyarrow's reader does not say)."""
+    import json
+
+    kinds = {"string": (str,), "int64": (int,), "double": (int, float)}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return f"line {number} is not JSON"
+        if not isinstance(event, dict):
+            return f"line {number} is not a JSON object"
+        for key, value in event.items():
+            if key not in schema.names:
+                return f"line {number}: {key} is not a field of it"
+            ok = kinds.get(str(schema.field(key).type), (object,))
+            if value is not None and (isinstance(value, bool) or not isinstance(value, ok)):
+                return f"line {number}: {key} is {value!r}, not {schema.field(key).type}"
+    return None
 
 
 def _contract(name: str) -> TableContract:
