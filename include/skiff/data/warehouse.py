@@ -2,12 +2,8 @@
 
 Both speak the same small interface, :class:`Warehouse`: create the raw-log tables,
 append an Arrow stream to one of them in a single transaction, and answer a few
-questions (row counts, whether a batch is already loaded). The landing ingest adds the
-ledger (``raw.ingest_ledger``: which landing files are in the log) and the interval's
-all-or-nothing append (DuckDB: one transaction; Snowflake: PUT to a named stage, then
-``COPY INTO`` each table and the ledger rows in one transaction). Only this module knows
-each backend's SQL dialect and client, which is why it is longer than most: both
-backends' SQL lives here and nowhere else.
+questions (row counts, whether a batch is already loaded). Only this module knows
+each backend's SQL dialect and client.
 """
 
 from __future__ import annotations
@@ -27,7 +23,7 @@ import pyarrow as pa
 
 from skiff.config import WarehouseConfig
 from skiff.exceptions import SkiffConfigError
-from skiff.data.contract import LOG_COLUMNS, TABLES, TableContract
+from skiff.data.contract import TABLES, TableContract
 
 __all__ = [
     "Warehouse",
@@ -64,7 +60,7 @@ def _add_log_columns_sql(schema: str, contract: TableContract,
     (the sessions they touched were built when they were appended).
     """
     return [f"alter table {schema}.{contract.name} add column if not exists {f.name} "
-            f"{types[f.type]}" for f in LOG_COLUMNS]
+            f"{types[f.type]}" for f in contract.log_schema if f.name not in contract.columns]
 
 
 class Warehouse(Protocol):
@@ -230,17 +226,16 @@ class DuckDBWarehouse:
     def _append_landed(self, con: Any, contract: TableContract, rows: pa.Table) -> int:
         """Insert one table's stamped rows inside the caller's transaction; rows inserted."""
         con.register("_skiff_landed", rows)
-        try:
-            cols = ", ".join(contract.log_schema.names)
-            # in event-time order, as the loader appends: late events sit together at the
-            # start of the batch, and the log stays clustered on time for the hourly scans
-            order = f" order by {contract.time_column}" if contract.time_column else ""
-            return con.execute(
-                f"insert into {self.raw_schema}.{contract.name} ({cols}) "
-                f"select {cols} from _skiff_landed{order}"
-            ).fetchall()[0][0]
-        finally:
-            con.unregister("_skiff_landed")
+        cols = ", ".join(contract.log_schema.names)
+        # in event-time order, as the loader appends: late events sit together at the start
+        # of the batch, and the log stays clustered on time for the hourly scans
+        order = f" order by {contract.time_column}" if contract.time_column else ""
+        inserted = con.execute(
+            f"insert into {self.raw_schema}.{contract.name} ({cols}) "
+            f"select {cols} from _skiff_landed{order}"
+        ).fetchall()[0][0]
+        con.unregister("_skiff_landed")  # not after a failure: the transaction refuses it
+        return inserted
 
 
 _SNOWFLAKE_TYPES = {**_SQL_TYPES, pa.timestamp("us"): "TIMESTAMP_NTZ"}
@@ -390,8 +385,9 @@ class SnowflakeWarehouse:
                 cur.execute("begin")
                 try:
                     for contract, group in groups:
+                        stage_path = f"@{stage}/{path}/{contract.name}/"
                         cur.execute(_copy_landed_sql(self.raw_schema, contract, group, batch_id,
-                                                     ingested_at, f"@{stage}/{path}/{contract.name}/"))
+                                                     ingested_at, stage_path))
                         loaded = sum(int(row[3] or 0) for row in cur.fetchall())
                         expected = sum(f.rows for f in group)
                         if loaded != expected:
@@ -471,6 +467,10 @@ def warehouse_from_config(config: WarehouseConfig) -> Warehouse:
 
 
 # ------------------------------------------------------------------ landing ingest helpers
+# The landing ingest (skiff.data.ingest) appends an interval's landing files all or nothing:
+# DuckDB in one transaction; Snowflake by a PUT to a named stage, then COPY INTO each table
+# and the ledger rows in one transaction. Its SQL lives here with the rest of each backend's
+# SQL, which is why this module runs past 400 lines.
 
 #: The ingest ledger: one row per landing file appended to the raw log.
 LEDGER_TABLE = "ingest_ledger"
