@@ -4,6 +4,7 @@
 #   make bench   benchmarks in bench/, figures printed and written to bench/results/ (JSON, PNG)
 #   make bench-full  the same at the real dataset's size (36M events)
 #   make airflow Airflow's UI on http://127.0.0.1:8090 (AIRFLOW_PORT; no Docker), admin password printed
+#   make docs    the documentation site (MkDocs) in build/site; README.md is its home page
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -29,7 +30,7 @@ MANIFEST  := $(DBT_DIR)/target/manifest.json
 INSTALLED := $(VENV)/.skiff-installed
 DBT_SRC   := $(shell find $(DBT_DIR) -type f \( -name '*.sql' -o -name '*.yml' \) -not -path '*/target/*' 2>/dev/null)
 
-.PHONY: help install run run-bad test test-all bench bench-full airflow screenshot status clean lambda serve
+.PHONY: help install run run-bad test test-all bench bench-full airflow screenshot status clean lambda serve docs diagram
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,7 +49,7 @@ $(MANIFEST): $(INSTALLED) $(DBT_SRC)
 	@touch $@
 
 # `airflow dags test` (Airflow 3.3.0) cannot finish a run of a DAG with a Deadline Alert, and
-# creates no deadline anyway: the duration alert is off for these two targets (see README).
+# creates no deadline anyway: the duration alert is off for these two targets (docs/pipeline.md).
 run run-bad: export SKIFF_RUN_DURATION_ALERT_MINUTES := 0
 
 run: install  ## generate + load a sample and run skiff_hourly for its last hour
@@ -109,9 +110,18 @@ airflow: install  ## Airflow (api-server, scheduler, dag-processor, triggerer; S
 	@SAMPLE_END=$$($(BIN)/skiff -q replay-init | tail -n 1); \
 	$(BIN)/python -m skiff.ops.local_airflow --port $(AIRFLOW_PORT) --sample-end "$$SAMPLE_END"
 
-screenshot: install  ## the README's pictures of the Airflow UI, docs/img/airflow-*.png (needs apt-get install chromium)
+screenshot: install  ## the docs' pictures of the Airflow UI, docs/img/airflow-*.png (needs apt-get install chromium)
 	$(BIN)/pip install --quiet -r docs/requirements.txt
 	$(BIN)/python docs/screenshot.py --out-dir docs/img
+
+# The configuration page's table is generated from skiff.config first (docs/gen_config.py);
+# --strict fails on a broken link, anchor or nav entry, as tests/unit/test_docs.py does.
+docs: install  ## build the documentation site into build/site (MkDocs, strict)
+	$(BIN)/python docs/gen_config.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
+
+diagram: install  ## draw the README's picture of the pipeline, docs/img/pipeline.svg
+	$(BIN)/python docs/pipeline_diagram.py
 
 clean:  ## remove generated data, Airflow state and the dbt target (keeps .venv)
 	rm -rf $(SKIFF_HOME) $(DBT_DIR)/target $(DBT_DIR)/logs build

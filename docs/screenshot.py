@@ -1,4 +1,4 @@
-"""Take the README's pictures of the Airflow UI: ``docs/img/airflow-trigger.png`` (the trigger
+"""Take the docs' pictures of the Airflow UI: ``docs/img/airflow-trigger.png`` (the trigger
 form with skiff_hourly's params) and ``docs/img/airflow-graph.png`` (the graph of a finished run).
 
 Starts Airflow as ``make airflow`` does (:class:`skiff.ops.local_airflow.LocalAirflow`), in a

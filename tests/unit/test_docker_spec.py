@@ -1,7 +1,7 @@
 """The Docker stack stays in step with what it packages.
 
 ``Dockerfile``, ``.dockerignore``, ``docker-compose.yaml`` and ``.env.example`` are checked
-against ``requirements.txt``, the Makefile, ``skiff.config``, the README and the installed
+against ``requirements.txt``, the Makefile, ``skiff.config``, the docs and the installed
 Airflow: commands parse with Airflow's and Skiff's own CLI parsers, health checks hit real
 routes, shell steps pass ``bash -n``, every variable is one something reads. No Docker daemon
 is needed; ``docker compose config`` runs too where the Compose plugin is installed.
@@ -51,7 +51,7 @@ STACK_VARIABLES = {
     "POSTGRES_DB": "the postgres image",
     "CONNECTION_CHECK_MAX_COUNT": "Airflow image's entrypoint: 0 skips the wait for the DB",
     "DUMB_INIT_SETSID": "Airflow image's entrypoint: warm shutdown of Celery workers",
-    "WANDB_API_KEY": "wandb, with WANDB_MODE=online (README, Training)",
+    "WANDB_API_KEY": "wandb, with WANDB_MODE=online (docs/training.md)",
     "HOSTNAME": "the container's shell (health checks)",
 }
 #: Options of the Celery provider, which Airflow's image ships but the test venv does not.
@@ -171,23 +171,36 @@ def _env_example() -> dict[str, str]:
     return dict(re.findall(r"^#? ?([A-Z_][A-Z0-9_]*)=(.*)$", text, re.M))
 
 
-def _readme() -> str:
-    return (REPO / "README.md").read_text()
+def _doc(page: str) -> str:
+    """A page of the documentation, ``docs/<page>``."""
+    return (REPO / "docs" / page).read_text()
 
 
 def _config_table() -> dict[str, str]:
-    """README's configuration table: variable -> its default cell."""
-    return dict(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| (.*?) \| .* \|$", _readme(), re.M))
+    """The configuration page's variable tables: variable -> its default cell."""
+    return dict(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| (.*?) \| .* \|$", _doc("configuration.md"),
+                           re.M))
+
+
+def _table_default(cell: str) -> str:
+    """The default a README cell states: its literal (`` `x` ``, maybe a remark), else empty."""
+    literal = re.fullmatch(r"`([^`]*)`(\s*\(.*\))?", cell)
+    return literal[1] if literal else ""
+
+
+def _settings() -> dict[str, str]:
+    """Every variable skiff.config reads, with its default as text (the source of truth)."""
+    return {setting.env: setting.default for setting in skiff_config.settings()}
 
 
 def _readme_connections() -> set[str]:
-    table = _readme().split("| Airflow connection |", 1)[1].split("\n\n", 1)[0]
+    table = _doc("configuration.md").split("| Airflow connection |", 1)[1].split("\n\n", 1)[0]
     return set(re.findall(r"^\| `(\w+)` \|", table, re.M))
 
 
 def _docker_section() -> str:
-    match = re.search(r"^## Docker\n(.*?)(?=^## )", _readme(), re.M | re.S)
-    assert match, "README.md has no '## Docker' section"
+    match = re.search(r"^## Docker\n(.*?)(?=^## |\Z)", _doc("operations.md"), re.M | re.S)
+    assert match, "docs/operations.md has no '## Docker' section"
     return match[1]
 
 
@@ -494,10 +507,14 @@ def test_model_server_health_check_answers_before_any_deploy(tmp_path: Path) -> 
 # ------------------------------------------------------------------------------ variables
 
 def test_every_config_variable_is_documented_and_in_env_example() -> None:
-    read = set(re.findall(r'_env\w*\(\s*"([A-Z0-9_]+)"', Path(skiff_config.__file__).read_text()))
-    table = set(_config_table())
-    assert read - table == set(), "read in skiff/config.py but missing from README's table"
-    assert table - set(_env_example()) == set(), "in README's table but missing from .env.example"
+    read, table = _settings(), _config_table()
+    assert len(read) > 50, "skiff.config.settings() lost its settings"
+    assert set(read) - set(table) == set(), "in skiff.config.settings(), not in README's table"
+    wrong = {name: (table[name], default) for name, default in read.items()
+             if _table_default(table[name]) != default}
+    assert not wrong, f"README's default cell vs skiff.config.settings(): {wrong}"
+    assert set(read) - set(_env_example()) == set(), "in skiff.config but missing from .env.example"
+    assert set(table) - set(_env_example()) == set(), "in README's table, not in .env.example"
     assert set(_interpolated_defaults()) - set(_env_example()) == set(), (
         "docker-compose.yaml reads these from .env, but .env.example does not list them"
     )
@@ -511,7 +528,8 @@ def test_compose_and_env_example_name_only_known_variables() -> None:
     def known(name: str) -> bool:
         if name.endswith("_CMD") and name.removesuffix("_CMD") in options:
             return options[name.removesuffix("_CMD")] in sensitive
-        return (name in _config_table() or name in skiff_env or name in options
+        return (name in _settings() or name in _config_table() or name in skiff_env
+                or name in options
                 or name in CELERY_OPTIONS or name in connections or name in STACK_VARIABLES)
 
     unknown = sorted(name for name in _compose_names() | set(_env_example()) if not known(name))
@@ -530,30 +548,31 @@ def test_env_example_is_the_defaults_commented_out() -> None:
         expected = set()
         if name in fixed:
             expected.add(fixed[name])
-        elif name in _config_table():
-            literal = re.fullmatch(r"`([^`]*)`(\s*\(.*\))?", _config_table()[name])
-            expected.add(_container_path(literal[1]) if literal else "")
+        elif name in _settings():
+            expected.add(_container_path(_settings()[name]))
+        elif name in _config_table():  # not Skiff's: AIRFLOW_PORT, WANDB_*
+            expected.add(_container_path(_table_default(_config_table()[name])))
         if name in compose_defaults:
             expected |= compose_defaults[name]
         if expected and expected != {value}:
             wrong[name] = (value, expected)
-    assert not wrong, f".env.example value vs the default (README, compose): {wrong}"
+    assert not wrong, f".env.example value vs the default (skiff.config, README, compose): {wrong}"
 
 
-# ------------------------------------------------------------------------------ README
+# ------------------------------------------------------------------------------ docs
 
 def test_readme_docker_section_matches_the_compose_file() -> None:
     section = _docker_section()
     published = {_interpolate(port).split(":")[0] for service in _services().values()
                   for port in service.get("ports", [])}
     ports = set(re.findall(r"http://localhost:(\d+)", section))
-    assert ports and ports <= published, f"README names unpublished ports {ports - published}"
-    assert {"8080", "8081"} <= ports, "README must say where the UI and the model server are"
+    assert ports and ports <= published, f"the docs name unpublished ports {ports - published}"
+    assert {"8080", "8081"} <= ports, "the docs must say where the UI and the model server are"
     named = set(re.findall(r"`((?:airflow|model|skiff)-[a-z-]+|postgres|redis)`", section))
     declared = set(_services()) | set(_compose()["volumes"])
-    assert named - declared == set(), "README names services or volumes the compose file lacks"
+    assert named - declared == set(), "the docs name services or volumes the compose file lacks"
     for phrase in ("docker compose up", "--profile celery", ".env.example", "AIRFLOW_CONN_"):
-        assert phrase in section, f"README's Docker section does not mention {phrase}"
+        assert phrase in section, f"the docs' Docker section does not mention {phrase}"
 
 
 # ------------------------------------------------------------------------------ docker CLI
