@@ -89,10 +89,10 @@ test: install  ## run the tests (slow ones deselected)
 test-all: install  ## run every test, slow ones included
 	$(BIN)/python -m pytest -m ""
 
-lambda: build/lambda.zip  ## the /predict Lambda's deployment zip (see include/lambda/template.yaml)
+lambda: build/lambda.zip  ## the /predict Lambda's deployment zip (see include/skiff_api/template.yaml)
 
-build/lambda.zip: include/lambda/handler.py include/lambda/package.py
-	$(PYTHON) include/lambda/package.py $@
+build/lambda.zip: include/skiff_api/handler.py include/skiff_api/package.py
+	$(PYTHON) include/skiff_api/package.py $@
 
 serve: install  ## local model server + GET /predict on http://127.0.0.1:8000 (skiff serve)
 	$(BIN)/skiff serve

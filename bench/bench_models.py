@@ -130,17 +130,13 @@ def parser() -> argparse.ArgumentParser:
 
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """Build (or open) the warehouse, run both benchmarks, print the tables."""
-    import duckdb
+    from skiff.data import DuckDBWarehouse
 
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="skiff-bench-") as tmp:
         db = args.duckdb or build_warehouse(args.workdir or Path(tmp), args.sessions, args.seed,
                                             datetime(2024, 6, 1))
-        con = duckdb.connect(str(db), read_only=True)
-        try:
-            marts = datasets.read_marts(con)
-        finally:
-            con.close()
+        marts = datasets.read_marts(DuckDBWarehouse(db))
     version = datasets.data_version(marts)
     cutoff = datasets.time_cutoff(marts.sessions["session_start_at"], args.holdout)
     print(f"data version {version.id} {version.row_counts}; held out from {cutoff}", flush=True)

@@ -66,14 +66,14 @@ print(json.dumps({"latencies": lat, "errors": sum(errors), "seconds": seconds}))
 
 def _bundle(root: Path, n_items: int) -> Path:
     """An untrained next-item model of the flows' default size, as a bundle."""
+    from skiff.serve import write_bundle
     from skiff.train import features, models
-    from skiff.serve import server
 
     vocab = features.Vocabulary((features.PAD_TOKEN, features.OOV_TOKEN,
                                  *(f"{i:064x}" for i in range(n_items - 2))))
     model = models.build_next_item_model(len(vocab), max_position=10)
-    return server.write_bundle(model, root / "rec", kind="rec", vocabulary=vocab,
-                                version="BenchFlow/1", max_len=10, k=20)
+    return write_bundle(model, root / "rec", kind="rec", vocabulary=vocab, version="BenchFlow/1",
+                        max_len=10, k=20)
 
 
 def _raw_cost(bundle: Path) -> dict[str, float]:
@@ -121,7 +121,9 @@ def _drive(port: int, skus: list[str], clients: int, seconds: float, env: dict) 
 def _serve_and_drive(bundle: Path, skus: list[str], *, max_batch: int, clients: int,
                      seconds: float, env: dict, via_boto3: bool = False) -> dict:
     from skiff.config import ServingConfig
-    from skiff.serve import EndpointStore, LocalStack, load_local_adapter
+    from skiff.serve import EndpointStore
+    from skiff_api import handler, local_adapter
+    from skiff_api.local_stack import LocalStack
 
     with tempfile.TemporaryDirectory() as store:
         stack = LocalStack.build(ServingConfig(max_batch=max_batch),
@@ -131,10 +133,8 @@ def _serve_and_drive(bundle: Path, skus: list[str], *, max_batch: int, clients: 
         try:
             port = stack.api.server_address[1]
             if via_boto3:  # a second adapter whose handler reaches the model server via boto3
-                adapter = load_local_adapter()
-                settings = adapter.load_handler().Settings(
-                    {"SKIFF_RUNTIME_URL": stack.urls["models"]})
-                extra = adapter.make_server("127.0.0.1", 0, settings=settings)
+                settings = handler.Settings({"SKIFF_RUNTIME_URL": stack.urls["models"]})
+                extra = local_adapter.make_server("127.0.0.1", 0, settings=settings)
                 import threading
 
                 threading.Thread(target=extra.serve_forever, daemon=True).start()

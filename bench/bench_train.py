@@ -89,17 +89,13 @@ def worker(request: str) -> None:
     gpus = len(tf.config.list_physical_devices("GPU"))
     if spec["device"] == "cpu":
         tf.config.set_visible_devices([], "GPU")
-    import duckdb
     import numpy as np
 
+    from skiff.data import DuckDBWarehouse
     from skiff.train import datasets, intent, models, next_item
 
     started = time.perf_counter()
-    con = duckdb.connect(spec["db"], read_only=True)
-    try:
-        marts = datasets.read_marts(con)
-    finally:
-        con.close()
+    marts = datasets.read_marts(DuckDBWarehouse(Path(spec["db"])))
     cutoff = datasets.time_cutoff(marts.sessions["session_start_at"], HOLDOUT)
     read_s = time.perf_counter() - started
     started = time.perf_counter()

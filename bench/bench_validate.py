@@ -81,7 +81,7 @@ def _batch_rows(suite: str, start: datetime, end: datetime) -> int:
     hook = GXWarehouseHook(config.warehouse)
     window = ValidationWindow.of(start, end)
     spec = SuiteSpec.load(suite, config.validation.suites_dir)
-    sql = spec.render(fetch_parameters(spec, config, window, hook.records)).sql
+    sql = spec.render(fetch_parameters(spec, config, window, hook.warehouse)).sql
     return hook.records(f"select count(*) from ({sql}) as batch")[0][0]
 
 

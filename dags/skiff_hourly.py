@@ -22,7 +22,7 @@ Every hour, for the data interval `[data_interval_start, data_interval_end)`:
    (`dim_products`: keys, price buckets).
 5. **train**: `train_intent` and `train_rec` run the Metaflow flows of `include/flows`
    (locally, or on AWS Batch with a GPU when `SKIFF_TRAIN_ON=batch`); each scores its model
-   against baselines on held-out sessions and pushes `{pathspec, metrics}` to XCom.
+   against baselines on held-out sessions and pushes `{pathspec, metrics, bundle}` to XCom.
 
 Each validate task runs one suite of `include/gx/suites` on the interval's slice of its table,
 keeps the result under `$SKIFF_HOME/gx` (JSON and Data Docs) and fails, without retrying,
@@ -61,12 +61,12 @@ from notifiers.skiff_alerts import (
     TASK_FAILURE_TEXT,
     SkiffAlertNotifier,
 )
-from operators.deploy import release_tasks
 from operators.ingest import ReplayIngestOperator
 from operators.ingest import LandingIngestOperator
 from operators.metaflow_run import MetaflowRunOperator
 from operators.validate import GXValidateIntervalOperator
 from skiff.config import SkiffConfig
+from taskgroups.release import release_tasks
 
 CONFIG = SkiffConfig.from_env()
 DUCKDB = CONFIG.warehouse.backend == "duckdb"
@@ -221,7 +221,7 @@ with DAG(
         )
 
     # Metaflow flows of include/flows, locally or on AWS Batch (SKIFF_TRAIN_ON). Each returns
-    # {"pathspec", "metrics"} to XCom for the gate.
+    # {"pathspec", "metrics", "bundle"} to XCom for the gate.
     flow_params = {
         "interval_start": "{{ data_interval_start.isoformat() }}",
         "interval_end": "{{ data_interval_end.isoformat() }}",

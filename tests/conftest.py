@@ -54,7 +54,8 @@ os.environ.setdefault("USER", "skiff")
 # dag.test() (Airflow 3.3.0) cannot finish a run of a DAG with a Deadline Alert; the tests
 # that check the duration alert set their own value (tests/integration/test_slack_alerts.py)
 os.environ["SKIFF_RUN_DURATION_ALERT_MINUTES"] = "0"
-for var in ("SKIFF_DUCKDB_PATH", "SKIFF_REPLAY_DIR", "SKIFF_WAREHOUSE", "SKIFF_DBT_TARGET"):
+for var in ("SKIFF_DUCKDB_PATH", "SKIFF_REPLAY_DIR", "SKIFF_WAREHOUSE", "SKIFF_DBT_TARGET",
+            "SKIFF_SNOWFLAKE_CONNECT"):
     os.environ.pop(var, None)
 
 

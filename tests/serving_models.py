@@ -5,12 +5,10 @@ The models are untrained (random weights): serving tests check plumbing, not qua
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import json
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
 #: The SKUs of the tiny next-item model's vocabulary (ids 2..).
 SKUS = tuple(f"sku{i:02d}" for i in range(28))
 WINDOW, K = 4, 5
@@ -20,16 +18,15 @@ def rec_bundle(path: Path, version: str = "RecFlow/1", seed: int = 0) -> Path:
     """A next-item bundle over :data:`SKUS` (window 4, top 5)."""
     import keras
 
+    from skiff.serve import write_bundle
     from skiff.train import features, models
-
-    from skiff.serve import server
 
     keras.utils.set_random_seed(seed)
     vocab = features.Vocabulary((features.PAD_TOKEN, features.OOV_TOKEN, *SKUS))
     model = models.build_next_item_model(len(vocab), embedding_dim=8, units=8,
                                          max_position=WINDOW)
-    return server.write_bundle(model, path, kind="rec", vocabulary=vocab, version=version,
-                                max_len=WINDOW, k=K)
+    return write_bundle(model, path, kind="rec", vocabulary=vocab, version=version,
+                        max_len=WINDOW, k=K)
 
 
 def intent_bundle(path: Path, version: str = "IntentFlow/1", seed: int = 0,
@@ -37,35 +34,25 @@ def intent_bundle(path: Path, version: str = "IntentFlow/1", seed: int = 0,
     """An intent bundle over the event tokens (tokens only unless ``n_features``)."""
     import keras
 
+    from skiff.serve import write_bundle
     from skiff.train import features, models
-
-    from skiff.serve import server
 
     keras.utils.set_random_seed(seed)
     vocab = features.event_vocabulary()
     model = models.build_intent_model(len(vocab), embedding_dim=4, units=4,
                                       n_features=n_features)
-    return server.write_bundle(model, path, kind="intent", vocabulary=vocab, version=version,
-                                max_len=20)
+    return write_bundle(model, path, kind="intent", vocabulary=vocab, version=version,
+                        max_len=20)
 
 
-def load_lambda_module(name: str) -> ModuleType:
-    """``include/lambda/<name>.py`` (``lambda`` is a keyword, so no package import)."""
-    if name == "handler":
-        return load_lambda_module("local_adapter").load_handler()
-    key = f"skiff_lambda_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, REPO / "include" / "lambda" / f"{name}.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+def invoke(target: Any, sessions: list[list[str]], **extra: Any) -> tuple[int, dict]:
+    """Invoke an endpoint or model server (its ``invoke(body)``) with JSON; status and answer."""
+    status, body = target.invoke(json.dumps({"sessions": sessions, **extra}).encode())
+    return status, json.loads(body)
 
 
 def retag(bundle: Path, path: Path, version: str) -> Path:
     """A copy of ``bundle`` claiming another version (same weights; no export, ~10 ms)."""
-    import json
     import shutil
 
     shutil.copytree(bundle, path)

@@ -28,20 +28,28 @@ class TrainingFlow(FlowSpec):
             max_sessions=self.max_sessions, holdout=self.holdout)
         return marts, cutoff
 
-    def keep_model(self, fitted: Any, **bundle: Any) -> None:
+    def keep_model(self, fitted: Any, **export: Any) -> None:
         """Keep a fitted model's history and params, and store it with its servable bundle.
 
+        Sets ``keras_path`` and ``bundle`` (a :class:`skiff.serve.BundleRef` as a dict, what
+        the Airflow task returns and the deploy resolves). On the S3 datastore (AWS Batch) the
+        bundle's tarball goes beside the run's data in S3 (Metaflow's ``DATATOOLS_S3ROOT``),
+        since the container's disk goes with it.
+
         :param fitted: :class:`skiff.train.models.TrainResult`.
-        :param bundle: ``kind``, ``vocabulary``, ``max_len`` (and ``k``) of
+        :param export: ``kind``, ``vocabulary``, ``max_len`` (and ``k``) of
             :func:`skiff.train.glue.store_model`; the data version goes into the bundle.
         """
+        from metaflow.metaflow_config import DATATOOLS_S3ROOT, DEFAULT_DATASTORE
+
         from skiff.train import store_model
 
         self.history, self.train_params = fitted.history, fitted.params
-        stored = store_model(fitted.model, current.flow_name, current.run_id,
-                             extra={"data_version": self.data_version}, **bundle)
-        self.bundle_tar = stored.pop("bundle_tar")
-        self.model_uri = stored
+        keras_path, bundle = store_model(
+            fitted.model, current.flow_name, current.run_id,
+            extra={"data_version": self.data_version},
+            publish_to=DATATOOLS_S3ROOT if DEFAULT_DATASTORE == "s3" else None, **export)
+        self.keras_path, self.bundle = str(keras_path), bundle.to_dict()
 
     def load_champion(self, model: str) -> Any:
         """The serving champion of ``model``, loaded (None without one); sets ``champion_pathspec``."""
@@ -65,7 +73,7 @@ class TrainingFlow(FlowSpec):
         :return: ``metrics``: the model's scores, the baselines', the champion's (re-scored
             here, with its pathspec), and ``metric`` with ``beats_baselines`` at the top.
         """
-        self.merge_artifacts(inputs, include=["data", "data_version", "model_uri", "bundle_tar",
+        self.merge_artifacts(inputs, include=["data", "data_version", "keras_path", "bundle",
                                               "history", "train_params", "champion_pathspec"])
         scores = {n: score(out) for i in inputs for n, out in i.outputs.items()}
         champion = {n: s for n, s in scores.items() if n.startswith("champion ")}

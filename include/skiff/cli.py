@@ -1,4 +1,4 @@
-"""The ``skiff`` command: generate data, load it, set up the replay source, show status, serve."""
+"""The ``skiff`` command: generate or emit data, load it, the replay source, status, serve."""
 
 from __future__ import annotations
 
@@ -37,6 +37,64 @@ def _cmd_generate(args: argparse.Namespace, cfg: SkiffConfig) -> None:
     for name, path in summary.files.items():
         print(f"{summary.rows[name]:>12,} rows  {path}")
     print(f"{summary.sessions:,} sessions in {summary.seconds:.1f}s")
+
+
+def _cmd_emit(args: argparse.Namespace, cfg: SkiffConfig) -> int:
+    import signal
+    import threading
+    from dataclasses import replace
+
+    from skiff.data.emitter import Emitter
+    from skiff.data.emitter_files import write_catalogue, write_landing
+    from skiff.data.emitter_http import CollectorClient, post_range, run_live
+    from skiff.times import to_epoch_ms
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per POST
+    emit = replace(cfg.emit, **{k: v for k, v in (("url", args.url), ("seed", args.seed),
+                                                  ("sessions_per_hour", args.sessions_per_hour))
+                                if v is not None})
+    emitter = Emitter.from_config(emit)
+    if args.catalogue:
+        print(write_catalogue(args.catalogue, emitter))
+        return 0
+    fast_forward = args.to_files is not None or (args.to is not None and args.speed is None)
+    if fast_forward and (args.since is None or args.to is None):
+        raise SkiffConfigError("--to-files and fast-forward need both --from and --to.")
+    if args.to_files is not None:
+        files, events = [], 0
+        for delivered in emitter.deliveries(args.since, args.to):
+            files += write_landing(args.to_files, delivered)
+            events += len(delivered)
+        files.append(write_catalogue(args.to_files, emitter,
+                                     landing_hour=to_epoch_ms(args.since) // 3_600_000))
+        print(f"{events:,} events in {len(files) - 1} landing files under {args.to_files} "
+              f"(catalogue: {files[-1].name})")
+        return 0
+    stop = threading.Event()  # SIGINT / SIGTERM (docker stop): finish the batch in flight, exit
+    handlers = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with CollectorClient(emit.url, give_up_s=emit.give_up_s if fast_forward else None,
+                             stop=stop) as client:
+            if fast_forward:
+                summary = post_range(emitter, client, args.since, args.to,
+                                     batch_size=emit.batch_size)
+            else:
+                summary = run_live(emitter, client, start=args.since, until=args.to,
+                                   speed=emit.speed if args.speed is None else args.speed,
+                                   batch_size=emit.batch_size)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    rate = summary.events / summary.seconds if summary.seconds else 0.0
+    print(f"posted {summary.events:,} events to {emit.url} in {summary.seconds:.1f}s "
+          f"({rate:,.0f}/s): accepted {summary.accepted:,}, rejected {summary.rejected:,}, "
+          f"{summary.retries} retries")
+    if summary.rejected:
+        print("skiff: the collector rejected events, e.g.\n  " + "\n  ".join(summary.reasons),
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_load(args: argparse.Namespace, cfg: SkiffConfig) -> None:
@@ -105,7 +163,7 @@ def _cmd_corrupt(args: argparse.Namespace, cfg: SkiffConfig) -> None:
     if warehouse.batch_loaded(BROWSING, batch_id):
         print(f"{batch_id} is already in the raw log: nothing appended.")
         return
-    with_rows = _interval_rows(warehouse, cfg, to_epoch_ms(start), to_epoch_ms(end))
+    with_rows = warehouse.count_events(to_epoch_ms(start), to_epoch_ms(end))
     if with_rows:
         raise SkiffError(
             f"The raw log already holds {with_rows:,} events of {start:%Y-%m-%d %H:%M} .. "
@@ -121,19 +179,6 @@ def _cmd_corrupt(args: argparse.Namespace, cfg: SkiffConfig) -> None:
           f"should fail at {defect.task_id}, naming {defect.expect}")
 
 
-def _interval_rows(warehouse, cfg: SkiffConfig, start_ms: int, end_ms: int) -> int:
-    from skiff.data import DuckDBWarehouse
-
-    if not isinstance(warehouse, DuckDBWarehouse) or not warehouse.path.exists():
-        return 0
-    with warehouse.connect() as con:
-        return con.execute(
-            f"select count(*) from {cfg.warehouse.raw_schema}.browsing_train "
-            "where server_timestamp_epoch_ms >= ? and server_timestamp_epoch_ms < ?",
-            [start_ms, end_ms],
-        ).fetchall()[0][0]
-
-
 def _cmd_report(args: argparse.Namespace, cfg: SkiffConfig) -> int:
     from skiff.validate import read_reports, report_summary
 
@@ -143,7 +188,9 @@ def _cmd_report(args: argparse.Namespace, cfg: SkiffConfig) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace, cfg: SkiffConfig) -> None:
-    from skiff.serve import LocalStack
+    # The one import of skiff_api in skiff: the command wires the model server to the
+    # /predict adapter, and skiff_api builds on skiff, not the other way round.
+    from skiff_api.local_stack import LocalStack
 
     bundles = {}
     for spec in args.model:
@@ -182,6 +229,32 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--end", type=_time, default=None,
                      help="end of the span, ISO 8601 (default: now, floored to the hour)")
     gen.set_defaults(func=_cmd_generate)
+
+    emit = sub.add_parser(
+        "emit", help="simulated shoppers posting to the collector: live (default), fast-forward "
+                     "(--from/--to), or as landing files (--to-files)",
+        description="Live (no --to, or --speed): post each event around its time, on a clock "
+                    "--speed times faster than real time (never ahead of it), until stopped or "
+                    "--to. Fast-forward (--from and --to, no --speed): post every event arriving "
+                    "in [--from, --to) as fast as the collector takes them, then exit. The same "
+                    "seed gives the same events of any hour.")
+    emit.add_argument("--from", dest="since", type=_time,
+                      help="start, ISO 8601 (live default: now)")
+    emit.add_argument("--to", type=_time, help="end (exclusive), ISO 8601")
+    emit.add_argument("--speed", type=float, default=None,
+                      help=f"live, this many times faster than real time (SKIFF_EMIT_SPEED, "
+                           f"{cfg.emit.speed:g})")
+    emit.add_argument("--to-files", type=Path, metavar="DIR",
+                      help="write [--from, --to) as landing files under DIR (and the "
+                           "catalogue once) instead of posting")
+    emit.add_argument("--catalogue", type=Path, metavar="DIR",
+                      help="write DIR/sku_to_content.parquet (for skiff load) and exit")
+    emit.add_argument("--url", help=f"the collector (SKIFF_COLLECT_URL, {cfg.emit.url})")
+    emit.add_argument("--seed", type=int, help=f"seed (SKIFF_EMIT_SEED, {cfg.emit.seed})")
+    emit.add_argument("--sessions-per-hour", type=float,
+                      help="mean sessions starting in an hour at the daily peak "
+                           f"(SKIFF_EMIT_SESSIONS_PER_HOUR, {cfg.emit.sessions_per_hour:g})")
+    emit.set_defaults(func=_cmd_emit)
 
     load = sub.add_parser("load", help="append contract files (generated or the real Coveo CSVs) to the raw log")
     load.add_argument("dir", type=Path, help="folder with browsing_train / search_train / sku_to_content files")

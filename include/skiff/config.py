@@ -24,7 +24,7 @@ from skiff.exceptions import SkiffConfigError
 
 __all__ = ["REPO_ROOT", "skiff_home", "Setting", "settings", "markdown_table", "WarehouseConfig",
            "ReplayConfig", "DbtConfig", "ValidationConfig", "TrainingConfig", "ServingConfig",
-           "AlertsConfig", "IngestConfig", "SkiffConfig"]
+           "AlertsConfig", "EmitConfig", "IngestConfig", "SkiffConfig"]
 
 #: Root of the Skiff checkout (or of the image's /opt/airflow), found from this file.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -310,7 +310,7 @@ class ServingConfig(Section):
         return f"http://{self.host}:{self.port}"
 
     def lambda_environment(self) -> dict[str, str]:
-        """Environment variables of the ``/predict`` Lambda (``include/lambda/handler.py``).
+        """Environment variables of the ``/predict`` Lambda (``include/skiff_api/handler.py``).
 
         :return: the variables, by name.
         """
@@ -395,6 +395,46 @@ class IngestConfig(Section):
 
 
 @dataclass(frozen=True)
+class EmitConfig(Section):
+    """``skiff emit``: the simulated shoppers and how they reach the collector."""
+
+    url: str = setting("SKIFF_COLLECT_URL", "http://127.0.0.1:8070/collect",
+                       "the collector's `POST /collect` that `skiff emit` posts to")
+    seed: int = setting("SKIFF_EMIT_SEED", 42, "the shoppers' seed: the same seed gives the same "
+                        "catalogue and the same events of any hour", maximum=2**63)
+    sessions_per_hour: float = setting(
+        "SKIFF_EMIT_SESSIONS_PER_HOUR", 450.0, "mean sessions starting in an hour at the daily "
+        "peak (14:00 UTC; 0.25x that at 02:00); 450 is about `make run`'s 20,000 sessions over "
+        "72 hours", minimum=1e-3, maximum=1e6)
+    products: int = setting("SKIFF_EMIT_PRODUCTS", 5_000, "catalogue size (with the same seed, "
+                            "the catalogue of `skiff generate --sessions 20000`)",
+                            minimum=20, maximum=10**6)
+    duplicate_share: float = setting("SKIFF_EMIT_DUPLICATE_SHARE", 0.005,
+                                     "share of the events a client retry posts twice",
+                                     maximum=0.5)
+    late_share: float = setting("SKIFF_EMIT_LATE_SHARE", 0.01, "share of the events posted "
+                                "late, 2 minutes to `SKIFF_EMIT_MAX_LATENESS_MINUTES` after they "
+                                "happened (most land in a later hour)", maximum=0.5)
+    max_lateness_minutes: int = setting("SKIFF_EMIT_MAX_LATENESS_MINUTES", 90,
+                                        "the latest a late event is posted, in minutes",
+                                        minimum=3, maximum=24 * 60)
+    speed: float = setting("SKIFF_EMIT_SPEED", 1.0, "how many times faster than real time "
+                           "`skiff emit` (live) runs; its clock never runs ahead of the real one",
+                           minimum=1e-3, maximum=1e6)
+    batch_size: int = setting("SKIFF_EMIT_BATCH_SIZE", 500, "most events in one `POST`",
+                              minimum=1, maximum=100_000)
+    give_up_s: float = setting("SKIFF_EMIT_GIVE_UP_S", 120.0, "seconds a fast-forward keeps "
+                               "retrying a batch while the collector is down (live never gives "
+                               "up)", maximum=1e6)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", self.url):
+            raise SkiffConfigError(f"{self.env('url')}={self.url!r} is not an http(s) URL, e.g. "
+                                   "http://127.0.0.1:8070/collect.")
+
+
+@dataclass(frozen=True)
 class SkiffConfig:
     """Every concern's config together; ``SkiffConfig.from_env()`` is the usual entry point."""
 
@@ -405,6 +445,7 @@ class SkiffConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    emit: EmitConfig = field(default_factory=EmitConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
 
     @classmethod

@@ -6,6 +6,7 @@ The tree, so callers know what to catch::
      ├── SkiffConfigError (also a ValueError)   a setting is invalid; the message names the env var
      ├── DataContractError                       input data breaks the Coveo schema contract
      │    └── MissingInputError                  an expected input file or table is absent
+     ├── DeliveryError                           the collector refused events, or stayed down too long
      ├── ServingError                            the model server or an endpoint failed
      │    └── ModelLoadError                     a model bundle cannot be loaded (never swapped in)
      └── RegistryError                           the champion registry is missing or inconsistent
@@ -18,6 +19,7 @@ __all__ = [
     "SkiffConfigError",
     "DataContractError",
     "MissingInputError",
+    "DeliveryError",
     "ServingError",
     "ModelLoadError",
     "RegistryError",
@@ -38,6 +40,10 @@ class DataContractError(SkiffError):
 
 class MissingInputError(DataContractError):
     """An expected input (file, folder, table) does not exist."""
+
+
+class DeliveryError(SkiffError):
+    """Events could not be delivered: the collector refused them, or was down past the give-up time."""
 
 
 class ServingError(SkiffError):

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from great_expectations.data_context import AbstractDataContext
 
     from skiff.config import WarehouseConfig
+    from skiff.data import Warehouse
 
 __all__ = ["GXWarehouseHook"]
 
@@ -52,15 +53,18 @@ class GXWarehouseHook(BaseHook):
     def backend(self) -> str:
         return self.config.backend
 
+    @property
+    def warehouse(self) -> Warehouse:
+        """Skiff's warehouse, for the questions a suite's parameters need (event counts)."""
+        return self.warehouse_hook.warehouse
+
     @cached_property
     def snowflake(self) -> Any:
         """The Snowflake provider's hook on ``snowflake_conn_id``."""
-        from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
-
-        return SnowflakeHook(snowflake_conn_id=self.config.snowflake_conn_id)
+        return self.warehouse_hook.snowflake
 
     def records(self, sql: str) -> list[tuple[Any, ...]]:
-        """Rows of a small query (aggregates), on either backend.
+        """Rows of a small query over a suite's batch SQL (aggregates), on either backend.
 
         :param sql: one SELECT statement.
         :return: the rows as tuples.

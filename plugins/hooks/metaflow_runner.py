@@ -1,4 +1,8 @@
-"""Hook running Metaflow flows (Runner API) and reading their runs back (client API)."""
+"""Hook running Metaflow flows (Runner API) and reading their runs back (client API).
+
+:func:`candidate_pathspec` reads the run out of what the tasks after training pass on (the
+training task's ``{"pathspec", "metrics", "bundle"}``, the gate's decision, or a bare pathspec).
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,26 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow.exceptions import AirflowException
 from airflow.sdk.bases.hook import BaseHook
+
+from hooks.warehouse import SkiffWarehouseHook
 
 if TYPE_CHECKING:
     from skiff.config import TrainingConfig
+    from skiff.serve import BundleRef
     from skiff.train import FlowLaunch
 
-__all__ = ["MetaflowHook", "MetaflowRunFailed"]
+__all__ = ["MetaflowHook", "MetaflowRunFailed", "candidate_pathspec"]
+
+
+def candidate_pathspec(candidate: Any) -> str:
+    """The run pathspec of a candidate: a pathspec, or a dict with ``pathspec`` (XCom)."""
+    pathspec = candidate.get("pathspec") if isinstance(candidate, dict) else candidate
+    if not isinstance(pathspec, str) or "/" not in pathspec:
+        raise AirflowException(f"The candidate must be a Metaflow run pathspec ('Flow/run_id') or "
+                               f"a dict with one; got {candidate!r:.200}.")
+    return pathspec
 
 
 def _json_safe(value: Any) -> Any:
@@ -45,6 +62,10 @@ class MetaflowHook(BaseHook):
     used by deferrable tasks (the run outlives the worker), and :meth:`describe` /
     :meth:`metrics` through the Metaflow client.
 
+    A run reads the marts itself, outside Airflow: it gets the warehouse's connection
+    (:meth:`SkiffWarehouseHook.connect_env`, on Snowflake) in its environment only, not in
+    the launch the operator logs and hands to its trigger.
+
     :param config: training settings; default :meth:`TrainingConfig.from_env`.
     :param env: ``METAFLOW_*`` variables to use instead of the config's (a trigger passes
         the ones its run was launched with).
@@ -66,6 +87,11 @@ class MetaflowHook(BaseHook):
         from skiff.train import metaflow_env
 
         return dict(self._env) if self._env is not None else metaflow_env(self.config)
+
+    @cached_property
+    def warehouse_env(self) -> dict[str, str]:
+        """The warehouse connection a run gets on top of :attr:`FlowLaunch.env` (a secret)."""
+        return SkiffWarehouseHook().connect_env()
 
     def launch(self, flow_file: str | Path, params: dict[str, Any] | None = None,
                tags: list[str] | tuple[str, ...] = ()) -> FlowLaunch:
@@ -96,7 +122,8 @@ class MetaflowHook(BaseHook):
 
     async def _run(self, launch: FlowLaunch, log: Callable[[str], None]) -> str:
         cwd = self._workdir()
-        with self.client.Runner(str(launch.flow_file), show_output=False, env=launch.env, cwd=cwd,
+        env = {**launch.env, **self.warehouse_env}
+        with self.client.Runner(str(launch.flow_file), show_output=False, env=env, cwd=cwd,
                                 **launch.top_level) as runner:
             executing = await runner.async_run(**launch.run_args)
             async for _, line in executing.stream_log("stdout"):
@@ -125,7 +152,8 @@ class MetaflowHook(BaseHook):
         log_path = log_dir / f"launch-{stamp}.log"
         with log_path.open("wb") as out:
             proc = subprocess.Popen(
-                launch.argv(run_id_file), env={**os.environ, **launch.env}, stdout=out,
+                launch.argv(run_id_file), env={**os.environ, **launch.env, **self.warehouse_env},
+                stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 cwd=self._workdir(),
             )
@@ -189,3 +217,13 @@ class MetaflowHook(BaseHook):
         with one class, becomes ``None``); empty when the flow records none."""
         data = self.client.Run(pathspec).data
         return _json_safe(dict(getattr(data, "metrics", None) or {}))
+
+    def bundle(self, pathspec: str) -> BundleRef | None:
+        """The model bundle the run stored (its ``bundle`` artifact), None when it stored none.
+
+        :raises ModelLoadError: the artifact is not a bundle reference.
+        """
+        from skiff.serve import BundleRef
+
+        doc = getattr(self.client.Run(pathspec).data, "bundle", None)
+        return BundleRef.from_dict(doc) if doc is not None else None

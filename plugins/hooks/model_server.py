@@ -27,7 +27,7 @@ class LocalModelServerHook(BaseHook):
 
     The local twin of SageMaker's control plane: an endpoint config is a bundle copied into
     ``$SKIFF_HOME/serving``, an endpoint points at one config
-    (:class:`skiff.serve.server.EndpointStore`).
+    (:class:`skiff.serve.store.EndpointStore`).
     When a server is running at ``base_url`` it swaps the model in at once (and refuses a
     model that does not load); when none is running, the model is loaded here once to
     prove it works, and the server picks the endpoint up when it starts.
@@ -141,7 +141,7 @@ class LocalModelServerHook(BaseHook):
         """A ``sagemaker-runtime``-like client for the endpoints.
 
         boto3's client toward the running server (the real contract), or, when no server
-        runs, an in-process :class:`skiff.serve.server.LocalRuntimeClient` over the recorded
+        runs, an in-process :class:`skiff.serve.client.LocalRuntimeClient` over the recorded
         endpoints.
         """
         if self.is_running():

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.bases.hook import BaseHook
 
 if TYPE_CHECKING:
+    from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
     from skiff.config import WarehouseConfig
     from skiff.data import Warehouse
 
@@ -19,7 +21,8 @@ class SkiffWarehouseHook(BaseHook):
 
     DuckDB needs no connection; Snowflake uses the Airflow connection
     ``snowflake_conn_id`` through the Snowflake provider's hook, so credentials stay in
-    Airflow.
+    Airflow. A process this task starts outside Airflow (a training flow) gets the
+    resolved connection from :meth:`connect_env`, never the connection's format.
 
     :param config: warehouse settings; default :meth:`WarehouseConfig.from_env`.
     """
@@ -40,10 +43,35 @@ class SkiffWarehouseHook(BaseHook):
 
         if self.config.backend == "duckdb":
             return DuckDBWarehouse(self.config.duckdb_path, self.config.raw_schema)
+        return SnowflakeWarehouse(self.snowflake.get_conn, self.config.raw_schema)
+
+    @cached_property
+    def snowflake(self) -> SnowflakeHook:
+        """The Snowflake provider's hook on ``snowflake_conn_id``."""
         from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
 
-        snowflake = SnowflakeHook(snowflake_conn_id=self.config.snowflake_conn_id)
-        return SnowflakeWarehouse(snowflake.get_conn, self.config.raw_schema)
+        return SnowflakeHook(snowflake_conn_id=self.config.snowflake_conn_id)
+
+    def snowflake_params(self) -> dict[str, Any]:
+        """``snowflake.connector.connect`` arguments of ``snowflake_conn_id``, as the provider
+        resolves them for its own ``get_conn`` (login, extras, key pair, OAuth token)."""
+        # the provider's one resolution of a connection into connector arguments; public
+        # get_conn() is exactly connect(**_get_conn_params()) (provider pinned in requirements)
+        return self.snowflake._get_conn_params()
+
+    def connect_env(self) -> dict[str, str]:
+        """Environment giving a process outside Airflow this warehouse's connection.
+
+        On Snowflake ``SKIFF_SNOWFLAKE_CONNECT`` (the connector arguments as JSON, read by
+        :func:`skiff.data.warehouse.snowflake_params_from_env`); nothing on DuckDB, whose file
+        the process finds from the configuration. The value holds credentials: pass it to
+        the child process only, never log it or hand it to a trigger (triggers are stored).
+        """
+        if self.config.backend == "duckdb":
+            return {}
+        from skiff.data import snowflake_connect_env
+
+        return snowflake_connect_env(self.snowflake_params())
 
     @staticmethod
     def release_dbt_duckdb() -> None:

@@ -10,24 +10,15 @@ from airflow.exceptions import AirflowException
 from airflow.providers.common.compat.sdk import SkipMixin
 from airflow.sdk import BaseOperator
 
+from hooks.metaflow_runner import MetaflowHook, candidate_pathspec
 from hooks.model_registry import ModelRegistryHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from hooks.metaflow_runner import MetaflowHook
     from skiff.config import ServingConfig
 
-__all__ = ["ModelGateOperator", "candidate_pathspec"]
-
-
-def candidate_pathspec(candidate: Any) -> str:
-    """The run pathspec of a candidate: a pathspec, or a dict with ``pathspec`` (XCom)."""
-    pathspec = candidate.get("pathspec") if isinstance(candidate, dict) else candidate
-    if not isinstance(pathspec, str) or "/" not in pathspec:
-        raise AirflowException(f"The candidate must be a Metaflow run pathspec ('Flow/run_id') or "
-                               f"a dict with one; got {candidate!r:.200}.")
-    return pathspec
+__all__ = ["ModelGateOperator"]
 
 
 class ModelGateOperator(BaseOperator, SkipMixin):
@@ -44,12 +35,13 @@ class ModelGateOperator(BaseOperator, SkipMixin):
 
     :param model: ``intent`` or ``rec``.
     :param candidate: the training task's result (templated): its XCom dict
-        ``{"pathspec", "metrics"}`` (e.g. ``train_rec.output``) or a pathspec string.
+        ``{"pathspec", "metrics", "bundle"}`` (e.g. ``train_rec.output``) or a pathspec string.
     :param metric: metric to compare; default ``ServingConfig.gate_metric(model)``.
     :param margin: required improvement, in the metric's units; default ``SKIFF_GATE_MARGIN``.
     :param config: serving settings; default :meth:`ServingConfig.from_env` at execute time.
     :return: ``{"promote", "reason", "model", "pathspec", "metric", "candidate", "champion",
-        "margin", "against", "champion_pathspec", "reference", "metrics"}``.
+        "margin", "against", "champion_pathspec", "reference", "metrics", "bundle"}``;
+        ``bundle`` is the candidate's (None when it carried none), handed on to the deploy.
     """
 
     template_fields: Sequence[str] = ("candidate", "metric", "margin")
@@ -81,8 +73,6 @@ class ModelGateOperator(BaseOperator, SkipMixin):
 
     @cached_property
     def metaflow_hook(self) -> MetaflowHook:
-        from hooks.metaflow_runner import MetaflowHook
-
         return MetaflowHook()
 
     def candidate_metrics(self, pathspec: str) -> dict[str, Any]:
@@ -105,8 +95,9 @@ class ModelGateOperator(BaseOperator, SkipMixin):
             outcome = gate_decision(metrics, champion, metric, margin, candidate_pathspec=pathspec)
         except (DataContractError, SkiffConfigError) as exc:
             raise AirflowException(f"Cannot gate {pathspec}: {exc}") from None
+        bundle = self.candidate.get("bundle") if isinstance(self.candidate, dict) else None
         result = {**outcome.to_dict(), "model": self.model, "pathspec": pathspec,
-                  "metrics": metrics}
+                  "metrics": metrics, "bundle": bundle}
         if outcome.promote:
             self.log.info("Gate passed for %s: %s", pathspec, outcome.reason)
             return result

@@ -19,7 +19,7 @@ _STATEMENT = "skiff-api-gateway"
 
 
 class LambdaFunctionDeployOperator(LambdaCreateFunctionOperator):
-    """Deploy ``include/lambda`` as a Lambda function: create it, or update code and settings.
+    """Deploy the ``/predict`` handler as a Lambda function: create it, or update code and settings.
 
     The Amazon provider's ``LambdaCreateFunctionOperator`` only creates; this subclass keeps
     its create path as it is and adds the update: when the function exists, its code is
@@ -29,7 +29,7 @@ class LambdaFunctionDeployOperator(LambdaCreateFunctionOperator):
     :param function_name: the function (templated), default ``skiff-predict``.
     :param role: execution role ARN (templated); needs ``sagemaker:InvokeEndpoint``.
     :param zip_path: the deployment zip (templated); default ``build/lambda.zip``, built by
-        ``include/lambda/package.py`` when missing.
+        :func:`skiff_api.package.build` when missing.
     :param environment: the function's variables, e.g. ``ServingConfig.lambda_environment()``.
     :param api_source_arn: an API Gateway ``execute-api`` ARN allowed to invoke it (optional).
     :return: ``{"function_arn", "operation", "code_sha256", "code_changed"}``.
@@ -52,13 +52,9 @@ class LambdaFunctionDeployOperator(LambdaCreateFunctionOperator):
     def _zip(self) -> bytes:
         path = Path(self.zip_path or _REPO / "build" / "lambda.zip")
         if not path.is_file():
-            import importlib.util
+            from skiff_api.package import build
 
-            spec = importlib.util.spec_from_file_location(
-                "skiff_lambda_package", _REPO / "include" / "lambda" / "package.py")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            module.build(path)
+            build(path)
         return path.read_bytes()
 
     def execute(self, context: Context) -> dict[str, Any]:

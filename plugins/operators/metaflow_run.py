@@ -27,8 +27,9 @@ class MetaflowRunOperator(BaseOperator):
     Blocking mode runs the flow with the Runner API and streams its output into the task
     log. Deferrable mode starts the run detached, then hands the wait to
     :class:`~triggers.metaflow_run.MetaflowRunTrigger`, so a long GPU job holds no worker slot.
-    Either way the task returns ``{"pathspec", "metrics"}`` (to XCom), never the model, and
-    fails with the flow's error when the flow fails.
+    Either way the task returns ``{"pathspec", "metrics", "bundle"}`` (to XCom; ``bundle``:
+    where the run's model bundle is, a :class:`skiff.serve.BundleRef` as a dict, None for a
+    flow storing none), never the model, and fails with the flow's error when the flow fails.
 
     :param flow_file: path of the flow file.
     :param flow_params: the flow's parameters (templated), e.g. the data interval.
@@ -94,6 +95,13 @@ class MetaflowRunOperator(BaseOperator):
         return self._summary(event["pathspec"])
 
     def _summary(self, pathspec: str) -> dict[str, Any]:
+        from skiff.exceptions import ModelLoadError
+
         metrics = self.hook.metrics(pathspec)
-        self.log.info("Run %s done; metrics: %s", pathspec, metrics)
-        return {"pathspec": pathspec, "metrics": metrics}
+        try:
+            bundle = self.hook.bundle(pathspec)
+        except ModelLoadError as exc:
+            raise AirflowException(f"Run {pathspec}: {exc}") from None
+        self.log.info("Run %s done; metrics: %s; bundle: %s", pathspec, metrics, bundle)
+        return {"pathspec": pathspec, "metrics": metrics,
+                "bundle": bundle.to_dict() if bundle else None}

@@ -45,7 +45,7 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
     """Validate the rows one suite guards, for the run's data interval.
 
     A thin layer over the Great Expectations provider's ``GXValidateBatchOperator``: at
-    execute time it reads the suite from ``include/gx/suites`` (:mod:`skiff.validate.suites`),
+    execute time it reads the suite from ``include/gx/suites`` (:mod:`skiff.validate`),
     fills in the interval and the thresholds of ``ValidationConfig``, and hands the
     provider a batch definition from :class:`~hooks.gx_warehouse.GXWarehouseHook` (a DataFrame of
     the interval's slice on DuckDB, a query asset of GX's Snowflake datasource on
@@ -123,7 +123,7 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
     # --
 
     def execute(self, context: Context) -> None:
-        from skiff.validate.suites import (
+        from skiff.validate import (
             SuiteSpec,
             ValidationWindow,
             failure_message,
@@ -139,7 +139,8 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
         self.configure_expectations = self._configure_expectations
         window = ValidationWindow.of(self.interval_start, self.interval_end)
         spec = SuiteSpec.load(self.suite, self.config.validation.suites_dir)
-        self._rendered = spec.render(fetch_parameters(spec, self.config, window, self.hook.records))
+        self._rendered = spec.render(
+            fetch_parameters(spec, self.config, window, self.hook.warehouse))
         self.log.info("Validating %s for %s with suite %s; rows:\n%s",
                       self.rendered.table, window, self.suite, self.rendered.sql)
         self.batch_parameters = self.hook.batch_parameters(self.rendered.sql)

@@ -12,7 +12,7 @@ import pytest
 from hooks.metaflow_runner import MetaflowHook
 from skiff.data import generate
 from skiff.data import load_dir
-from skiff.serve import read_bundle_meta
+from skiff.serve import BundleRef, read_bundle_meta
 from skiff.data import DuckDBWarehouse
 
 pytestmark = pytest.mark.integration
@@ -66,11 +66,12 @@ def test_flow_runs_end_to_end(marts_warehouse: Path, monkeypatch: pytest.MonkeyP
     end = run.data
     assert end.data_version["interval_end"] == "2026-11-01T00:00:00+00:00"
     assert sum(end.data_version["row_counts"].values()) > 0
-    assert Path(end.model_uri["keras_path"]).is_file()
-    bundle = Path(end.model_uri["bundle_path"])
-    assert (bundle / "1" / "saved_model.pb").is_file()
-    assert read_bundle_meta(bundle)["version"] == pathspec  # what the endpoint will report
-    assert end.bundle_tar[:2] == b"\x1f\x8b"  # gzip: SageMaker's model.tar.gz of the bundle
+    assert Path(end.keras_path).is_file()
+    bundle = BundleRef.from_dict(end.bundle)
+    assert hook.bundle(pathspec) == bundle  # what the training task hands the gate and deploy
+    assert bundle.pathspec == pathspec and (Path(bundle.folder) / "1" / "saved_model.pb").is_file()
+    assert read_bundle_meta(bundle.folder)["version"] == pathspec  # what the endpoint will report
+    assert Path(bundle.tarball).read_bytes()[:2] == b"\x1f\x8b"  # SageMaker's model.tar.gz
     assert "champion" not in metrics and end.champion_pathspec is None  # no champion yet
     assert "test" in run.tags
     flow, run_id = pathspec.split("/")

@@ -16,9 +16,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from serving_models import SKUS, intent_bundle, load_lambda_module, rec_bundle, retag
+from serving_models import SKUS, intent_bundle, rec_bundle, retag
 from skiff.config import ServingConfig
-from skiff.serve import EndpointStore, LocalStack
+from skiff.serve import EndpointStore
+from skiff_api.local_stack import LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -111,10 +112,10 @@ def test_predict_through_the_handler(stack: LocalStack) -> None:
 
 def test_adapter_through_boto3_to_the_model_server(stack: LocalStack) -> None:
     """The two-hop path: adapter -> handler -> boto3 sagemaker-runtime -> model server."""
-    adapter = load_lambda_module("local_adapter")
-    handler = adapter.load_handler()
+    from skiff_api import handler, local_adapter
+
     settings = handler.Settings({"SKIFF_RUNTIME_URL": stack.urls["models"]})
-    server = adapter.make_server("127.0.0.1", 0, client_factory=None, settings=settings)
+    server = local_adapter.make_server("127.0.0.1", 0, client_factory=None, settings=settings)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/predict"

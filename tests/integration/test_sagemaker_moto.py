@@ -106,7 +106,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
 
 def _bundles(root: Path) -> dict[int, Path]:
     first = rec_bundle(root / "rec1", "RecFlow/1")
-    return {1: first, **{v: retag(first, root / f"rec{v}", f"RecFlow/{v}") for v in (2, 3, 4)}}
+    return {1: first, **{v: retag(first, root / f"rec{v}", f"RecFlow/{v}") for v in (2, 3, 4, 5)}}
 
 
 class FakeTI:
@@ -133,36 +133,36 @@ def rec_answer(version: str) -> dict:
             "predictions": [{"items": list(SKUS[:3]), "scores": [0.3, 0.2, 0.1]}]}
 
 
-def gate(moto: SimpleNamespace, version: int, mrr: float) -> dict:
+def gate(moto: SimpleNamespace, version: int, mrr: float, bundle: dict | None = None) -> dict:
     from operators.gate import ModelGateOperator
 
     metrics = {"mrr@20": mrr, "baselines": {"most_popular": {"mrr@20": 0.05}}}
-    op = ModelGateOperator(task_id="gate_rec", model="rec", config=moto.config,
-                           candidate={"pathspec": f"RecFlow/{version}", "metrics": metrics})
+    op = ModelGateOperator(task_id="gate_rec", model="rec", config=moto.config, candidate={
+        "pathspec": f"RecFlow/{version}", "metrics": metrics, "bundle": bundle})
     return op.execute({"ti": moto.ti})
 
 
 def deploy(moto: SimpleNamespace, version: int, gated: dict, *, smoke_answer: dict | bytes,
            skip_model: bool = False) -> dict:
-    """plan → provider operators → smoke test → promote; roll back on any failure (as the DAG)."""
+    """plan → provider operators → smoke test → promote; roll back on any failure (as the DAG).
+
+    The bundle is the gate's (the training task's) when it carries one, else the folder.
+    """
     from airflow.providers.amazon.aws.operators.sagemaker import (
         SageMakerEndpointConfigOperator,
         SageMakerEndpointOperator,
         SageMakerModelOperator,
     )
 
-    from operators.deploy import (
-        ChampionPromoteOperator,
-        EndpointRollbackOperator,
-        PredictSmokeTestOperator,
-        SageMakerDeployPlanOperator,
-    )
+    from operators.deploy import SageMakerDeployPlanOperator
+    from operators.promote import ChampionPromoteOperator, EndpointRollbackOperator
+    from operators.smoke_test import PredictSmokeTestOperator
 
     ctx, aws = {"ti": moto.ti}, {"aws_conn_id": "aws_default", "region_name": REGION}
     try:
+        folder = None if gated.get("bundle") else str(moto.bundles[version])
         plan = SageMakerDeployPlanOperator(task_id="plan", model="rec", candidate=gated,
-                                           model_dir=str(moto.bundles[version]),
-                                           config=moto.config).execute(ctx)
+                                           model_dir=folder, config=moto.config).execute(ctx)
         if not skip_model:
             SageMakerModelOperator(task_id="model", config=moto.ti.xcom["model_config"],
                                    **aws).execute(ctx)
@@ -195,11 +195,17 @@ def champion(moto: SimpleNamespace) -> dict | None:
 
 
 @pytest.fixture(scope="module")
-def released(moto: SimpleNamespace) -> SimpleNamespace:
-    """RecFlow/1 created (first deploy), then RecFlow/2 as an update."""
+def released(moto: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """RecFlow/1 created (first deploy, a bare folder), then RecFlow/2 as an update (a run's
+    BundleRef with the tarball it packed)."""
+    from skiff.serve import BundleRef, pack_bundle
+
     first = deploy(moto, 1, gate(moto, 1, 0.20), smoke_answer=rec_answer("RecFlow/1"))
-    second = deploy(moto, 2, gate(moto, 2, 0.30), smoke_answer=rec_answer("RecFlow/2"))
-    return SimpleNamespace(first=first, second=second)
+    tarball = pack_bundle(moto.bundles[2], tmp_path_factory.mktemp("run2") / "model.tar.gz")
+    run = BundleRef("RecFlow/2", str(moto.bundles[2]), str(tarball))
+    second = deploy(moto, 2, gate(moto, 2, 0.30, run.to_dict()),
+                    smoke_answer=rec_answer("RecFlow/2"))
+    return SimpleNamespace(first=first, second=second, tarball=tarball)
 
 
 def test_create_then_update(moto: SimpleNamespace, released: SimpleNamespace) -> None:
@@ -220,6 +226,8 @@ def test_create_then_update(moto: SimpleNamespace, released: SimpleNamespace) ->
     data = moto.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         assert {"1/saved_model.pb", "code/inference.py", "code/skiff_model.json"} <= set(tar.getnames())
+    assert data == released.tarball.read_bytes()  # the run's own tarball, not packed again
+    assert second["plan"]["bundle"]["tarball"] == second["plan"]["artifact_uri"]
     # the smoke test went through the Lambda handler to moto's runtime
     assert second["smoke"]["smoke"]["model_version"] == "RecFlow/2"
     record = champion(moto)
@@ -227,6 +235,8 @@ def test_create_then_update(moto: SimpleNamespace, released: SimpleNamespace) ->
     assert record["endpoint_config_name"] == second["plan"]["endpoint_config_name"]
     assert record["previous_endpoint_config_name"] == first["plan"]["endpoint_config_name"]
     assert record["backend"] == "sagemaker" and record["artifact_uri"].startswith("s3://")
+    assert record["bundle"] == {"pathspec": "RecFlow/2", "folder": str(moto.bundles[2]),
+                                "tarball": record["artifact_uri"]}
     keys = [o["Key"] for o in moto.s3.list_objects_v2(Bucket=BUCKET, Prefix="skiff/registry/")["Contents"]]
     assert "skiff/registry/rec/champion.json" in keys and len(keys) == 3  # + 2 history records
 
@@ -257,7 +267,7 @@ def test_smoke_test_notices_an_update_that_did_not_take(moto: SimpleNamespace,
                                                         released: SimpleNamespace) -> None:
     from airflow.exceptions import AirflowException
 
-    from operators.deploy import PredictSmokeTestOperator
+    from operators.smoke_test import PredictSmokeTestOperator
 
     plan = {**released.second["plan"], "endpoint_config_name": "skiff-rec-never-applied"}
     with pytest.raises(AirflowException, match="the update did not take"):
@@ -288,6 +298,28 @@ def test_a_rejected_challenger_ends_green_and_touches_nothing(moto: SimpleNamesp
     assert serving_config(moto) == good
 
 
+def test_a_batch_runs_tarball_is_copied_within_s3(moto: SimpleNamespace, released: SimpleNamespace,
+                                                  tmp_path: Path) -> None:
+    """A run on Batch left its folder in its container and its tarball in S3: the plan reads
+    the bundle from S3 and copies that very tarball to the endpoint's key."""
+    from operators.deploy import SageMakerDeployPlanOperator
+    from skiff.serve import BundleRef, pack_bundle
+
+    packed = pack_bundle(moto.bundles[5], tmp_path / "model.tar.gz").read_bytes()
+    moto.s3.put_object(Bucket=BUCKET, Key="metaflow/data/RecFlow/5/model.tar.gz", Body=packed)
+    run = BundleRef("RecFlow/5", "/batch/container/models/RecFlow/5/bundle",
+                    f"s3://{BUCKET}/metaflow/data/RecFlow/5/model.tar.gz")
+    ti = FakeTI()
+    plan = SageMakerDeployPlanOperator(task_id="plan", model="rec", config=moto.config,
+                                       candidate={"pathspec": "RecFlow/5",
+                                                  "bundle": run.to_dict()}).execute({"ti": ti})
+    assert plan["model_version"] == "RecFlow/5" and plan["artifact_uri"] != run.tarball
+    key = plan["artifact_uri"].removeprefix(f"s3://{BUCKET}/")
+    assert moto.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == packed
+    assert ti.xcom["model_config"]["PrimaryContainer"]["ModelDataUrl"] == plan["artifact_uri"]
+    assert BundleRef.from_dict(plan["bundle"]).tarball == plan["artifact_uri"]
+
+
 def test_lambda_function_create_update_and_permission(moto: SimpleNamespace, tmp_path: Path) -> None:
     from operators.lambda_deploy import LambdaFunctionDeployOperator
 
@@ -296,10 +328,8 @@ def test_lambda_function_create_update_and_permission(moto: SimpleNamespace, tmp
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                 "Principal": {"Service": "lambda.amazonaws.com"}}]}))
     arn = role["Role"]["Arn"]
-    spec = __import__("importlib.util").util.spec_from_file_location(
-        "lambda_package", Path(__file__).resolve().parents[2] / "include" / "lambda" / "package.py")
-    package = __import__("importlib.util").util.module_from_spec(spec)
-    spec.loader.exec_module(package)
+    from skiff_api import package
+
     first = package.build(tmp_path / "lambda.zip")
     api = f"arn:aws:execute-api:{REGION}:123456789012:abc123/*/GET/predict"
 

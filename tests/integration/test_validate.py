@@ -159,7 +159,8 @@ def test_mart_keys_the_dbt_models_guarantee_are_still_checked(good_log) -> None:
     from hooks.gx_warehouse import GXWarehouseHook
 
     from skiff.config import SkiffConfig, WarehouseConfig
-    from skiff.validate.suites import SuiteSpec, ValidationWindow, failures, suite_parameters
+    from skiff.validate import SuiteSpec, ValidationWindow, failures
+    from skiff.validate.parameters import suite_parameters
 
     config = SkiffConfig()
     window = ValidationWindow.of(START, END)

@@ -489,7 +489,8 @@ def test_model_server_runs_skiff_serve_reachable_from_airflow() -> None:
 
 
 def test_model_server_health_check_answers_before_any_deploy(tmp_path: Path) -> None:
-    from skiff.serve import EndpointStore, LocalStack
+    from skiff.serve import EndpointStore
+    from skiff_api.local_stack import LocalStack
 
     url = urllib.parse.urlsplit(_healthcheck_argv("model-server")[-1])
     assert url.port == skiff_config.ServingConfig().port

@@ -3,7 +3,11 @@
 Modules (private behind this face unless a test needs them):
 
 - :mod:`~skiff.data.contract`: the Coveo SIGIR eCom 2021 files and the raw log tables.
-- :mod:`~skiff.data.generator`: synthetic events with planted, learnable structure.
+- :mod:`~skiff.data.shoppers`: the model of shoppers (catalogue, sessions, daily traffic).
+- :mod:`~skiff.data.generator`: synthetic files with planted, learnable structure.
+- :mod:`~skiff.data.emitter`: the embedded shoppers: events of any hour, as delivered;
+  :mod:`~skiff.data.emitter_http` posts them to the collector (``skiff emit``),
+  :mod:`~skiff.data.emitter_files` writes them as landing files.
 - :mod:`~skiff.data.loader`: contract files appended to the raw log, all or nothing.
 - :mod:`~skiff.data.replay`: the embedded replay source the hourly ingest slices by interval.
 - :mod:`~skiff.data.ingest`: the landing files that arrived in an interval, appended once, all
@@ -17,11 +21,15 @@ from skiff._exports import lazy_exports
 _EXPORTS = {
     "BROWSING": "contract", "TABLES": "contract",
     "generate": "generator",
+    "Emitter": "emitter", "write_landing": "emitter_files", "write_catalogue": "emitter_files",
+    "CollectorClient": "emitter_http", "post_range": "emitter_http", "run_live": "emitter_http",
     "load_dir": "loader",
     "SourceInfo": "replay", "init_source": "replay", "ingest_interval": "replay",
     "IngestSummary": "ingest", "ingest_arrivals": "ingest", "arrival_state": "ingest",
     "Warehouse": "warehouse", "DuckDBWarehouse": "warehouse", "SnowflakeWarehouse": "warehouse",
-    "snowflake_connector": "warehouse", "warehouse_from_config": "warehouse",
+    "SNOWFLAKE_CONNECT_ENV": "warehouse", "snowflake_connect_env": "warehouse",
+    "snowflake_connector": "warehouse", "snowflake_params_from_env": "warehouse",
+    "warehouse_from_config": "warehouse",
     "DEFECTS": "corrupt", "IntervalData": "corrupt", "append_bad_batch": "corrupt",
     "build_bad_batch": "corrupt",
 }

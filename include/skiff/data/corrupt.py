@@ -35,6 +35,9 @@ The schema defects change the raw table itself (DuckDB only); every other defect
 appends rows, so the log's good history stays untouched.
 """
 
+# Longer than ~400 lines: one short function per planted defect (the table DEFECTS), kept
+# together so the list of defects reads as one catalogue.
+
 from __future__ import annotations
 
 import tempfile

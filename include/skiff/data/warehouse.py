@@ -1,35 +1,49 @@
-"""The warehouse the raw log lives in: DuckDB (embedded default) or Snowflake.
+"""The warehouse the raw log and the marts live in: DuckDB (embedded default) or Snowflake.
 
 Both speak the same small interface, :class:`Warehouse`: create the raw-log tables,
-append an Arrow stream to one of them in a single transaction, and answer a few
-questions (row counts, whether a batch is already loaded). Only this module knows
-each backend's SQL dialect and client.
+append an Arrow stream to one of them in a single transaction, answer a few questions
+(row counts, whether a batch is already loaded, events of a time range or per hour), and
+read the marts a training run needs. Only this module knows each backend's SQL dialect and
+client; the queries the two backends share are written once, as the ``_*_sql`` functions.
+
+Snowflake is reached with plain ``snowflake.connector.connect`` arguments. Airflow tasks
+build the warehouse from the Airflow connection (``plugins/hooks/warehouse.py``); a process
+outside Airflow (the CLI, a training flow) reads the arguments as JSON from
+``SKIFF_SNOWFLAKE_CONNECT`` (:func:`snowflake_params_from_env`), which the task launching a
+flow sets (:func:`snowflake_connect_env`). Its value is a secret: nothing here logs it.
 """
+
+# Longer than ~400 lines on purpose: this is the one module that writes warehouse SQL, so
+# both backends, their shared queries and how to connect to them stay side by side.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pyarrow as pa
 
 from skiff.config import WarehouseConfig
-from skiff.exceptions import SkiffConfigError
-from skiff.data.contract import TABLES, TableContract
+from skiff.exceptions import DataContractError, MissingInputError, SkiffConfigError
+from skiff.data.contract import BROWSING, TABLES, TableContract
 
 __all__ = [
+    "SNOWFLAKE_CONNECT_ENV",
     "Warehouse",
     "DuckDBWarehouse",
     "SnowflakeWarehouse",
-    "snowflake_params_from_airflow_env",
+    "snowflake_connect_env",
+    "snowflake_connector",
+    "snowflake_params_from_env",
     "warehouse_from_config",
     "LEDGER_TABLE",
     "LEDGER_COLUMNS",
@@ -64,7 +78,7 @@ def _add_log_columns_sql(schema: str, contract: TableContract,
 
 
 class Warehouse(Protocol):
-    """What Skiff needs from a warehouse for the raw log."""
+    """What Skiff needs from a warehouse: the raw log it appends to, the marts it reads."""
 
     raw_schema: str
 
@@ -79,6 +93,25 @@ class Warehouse(Protocol):
 
     def row_counts(self, schema: str, tables: Iterable[str]) -> dict[str, int | None]:
         """Row count of each table (``None`` when it does not exist)."""
+
+    def count_events(self, start_ms: int, end_ms: int) -> int:
+        """Raw browsing events whose event time is in ``[start_ms, end_ms)`` (epoch ms);
+        0 when the raw log does not exist yet."""
+
+    def events_per_hour(self, since_ms: int, until_ms: int) -> dict[int, int]:
+        """Raw browsing events of each hour in ``[since_ms, until_ms)``, by epoch hour
+        (``ms // 3_600_000``); hours without events are absent."""
+
+    def read_marts(self, schema: str, columns: Mapping[str, Sequence[str]], *,
+                   since: datetime | None = None,
+                   until: datetime | None = None) -> dict[str, pa.Table]:
+        """The ``columns`` of each mart as Arrow (lower-case names); marts with sessions
+        only those started in ``[since, until)``, ordered by ``session_start_at, session_id``."""
+
+    def latest_sessions_start(self, schema: str, sessions: int, *,
+                              until: datetime | None = None) -> datetime | None:
+        """Start of the ``sessions``-th latest session started before ``until`` (``None`` with
+        fewer), so the latest ``sessions`` sessions are those starting at or after it."""
 
     def ensure_ingest_ledger(self) -> None:
         """Create the ingest ledger (and, on Snowflake, the landing stage) if missing."""
@@ -106,11 +139,14 @@ class DuckDBWarehouse:
         self.raw_schema = raw_schema
 
     @contextmanager
-    def connect(self) -> Iterator[Any]:
+    def connect(self, read_only: bool = False) -> Iterator[Any]:
+        """A connection to the file; ``read_only`` lets other processes read it at once
+        (the two training flows), and needs the file to exist."""
         import duckdb
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path))
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.path), read_only=read_only)
         try:
             yield con
         finally:
@@ -174,6 +210,34 @@ class DuckDBWarehouse:
                     else None
                 )
         return counts
+
+    def count_events(self, start_ms: int, end_ms: int) -> int:
+        if not self.path.exists():
+            return 0
+        with self.connect() as con:
+            try:
+                return con.execute(_events_sql(self.raw_schema, start_ms, end_ms)).fetchall()[0][0]
+            except Exception as exc:  # duckdb.CatalogException: no raw table yet
+                if not _is_missing(exc, BROWSING.name):
+                    raise
+                return 0
+
+    def events_per_hour(self, since_ms: int, until_ms: int) -> dict[int, int]:
+        with self.connect() as con:
+            rows = con.execute(_events_sql(self.raw_schema, since_ms, until_ms, per_hour=True))
+            return {int(hour): int(events) for hour, events in rows.fetchall()}
+
+    def read_marts(self, schema: str, columns: Mapping[str, Sequence[str]], *,
+                   since: datetime | None = None,
+                   until: datetime | None = None) -> dict[str, pa.Table]:
+        with self.connect(read_only=True) as con:
+            return _read_marts(lambda sql: _duckdb_arrow(con, sql), schema, columns, since, until)
+
+    def latest_sessions_start(self, schema: str, sessions: int, *,
+                              until: datetime | None = None) -> datetime | None:
+        with self.connect(read_only=True) as con:
+            rows = con.execute(_latest_sessions_sql(schema, sessions, until)).fetchall()
+        return rows[0][0] if rows else None
 
     # ------------------------------------------------------------- landing ingest
 
@@ -245,7 +309,8 @@ class SnowflakeWarehouse:
     """Raw log in Snowflake, through a DB-API connection from ``snowflake-connector-python``.
 
     :param connect: returns a new Snowflake connection (in Airflow:
-        ``SnowflakeHook(conn_id).get_conn``; elsewhere :func:`snowflake_connector`).
+        ``SnowflakeHook(conn_id).get_conn``; elsewhere :func:`snowflake_connector` of the
+        connector's arguments).
     :param raw_schema: schema of the raw-log tables, in the connection's database.
     """
 
@@ -322,6 +387,34 @@ class SnowflakeWarehouse:
                         raise
                     counts[table] = None
         return counts
+
+    def count_events(self, start_ms: int, end_ms: int) -> int:
+        with self._cursor() as (_, cur):
+            try:
+                cur.execute(_events_sql(self.raw_schema, start_ms, end_ms))
+            except Exception as exc:  # ProgrammingError: no raw table yet
+                if not _is_missing(exc, BROWSING.name):
+                    raise
+                return 0
+            return cur.fetchone()[0]
+
+    def events_per_hour(self, since_ms: int, until_ms: int) -> dict[int, int]:
+        with self._cursor() as (_, cur):
+            cur.execute(_events_sql(self.raw_schema, since_ms, until_ms, per_hour=True))
+            return {int(hour): int(events) for hour, events in cur.fetchall()}
+
+    def read_marts(self, schema: str, columns: Mapping[str, Sequence[str]], *,
+                   since: datetime | None = None,
+                   until: datetime | None = None) -> dict[str, pa.Table]:
+        with self._cursor() as (_, cur):
+            return _read_marts(lambda sql: _dbapi_arrow(cur, sql), schema, columns, since, until)
+
+    def latest_sessions_start(self, schema: str, sessions: int, *,
+                              until: datetime | None = None) -> datetime | None:
+        with self._cursor() as (_, cur):
+            cur.execute(_latest_sessions_sql(schema, sessions, until))
+            row = cur.fetchone()
+        return row[0] if row else None
 
     # ------------------------------------------------------------- landing ingest
 
@@ -416,40 +509,196 @@ class SnowflakeWarehouse:
                     "auto_compress = false overwrite = true parallel = 4")
 
 
-def snowflake_params_from_airflow_env(conn_id: str) -> dict[str, Any]:
-    """Snowflake connector arguments from an Airflow connection defined in the environment.
+# --------------------------------------------------------------------------- shared queries
 
-    Reads ``AIRFLOW_CONN_<CONN_ID>`` in either of Airflow's formats (JSON or URI), so the
-    ``skiff`` CLI reaches the same account as the DAG without importing Airflow.
+_HOUR_MS = 3_600_000
+_SESSION_START = "session_start_at"
 
-    :param conn_id: the Airflow connection id, e.g. ``snowflake_default``.
-    :return: keyword arguments for ``snowflake.connector.connect``.
+
+def _events_sql(schema: str, start_ms: int, end_ms: int, *, per_hour: bool = False) -> str:
+    """Raw browsing events in ``[start_ms, end_ms)``: their count, or ``(hour, events)`` rows.
+
+    Cheap on both backends: one column over a bounded time range of a log clustered on it.
     """
-    var = f"AIRFLOW_CONN_{conn_id.upper()}"
-    raw = os.environ.get(var)
+    ts = BROWSING.time_column
+    where = f"where {ts} >= {int(start_ms)} and {ts} < {int(end_ms)}"
+    if per_hour:
+        return (f"select cast(floor({ts} / {_HOUR_MS}) as bigint) as hour, count(*) as events "
+                f"from {schema}.{BROWSING.name} {where} group by 1")
+    return f"select count(*) from {schema}.{BROWSING.name} {where}"
+
+
+def _mart_sql(schema: str, table: str, columns: Sequence[str],
+              since: datetime | None, until: datetime | None) -> str:
+    sql = f"select {', '.join(columns)} from {_identifier(schema)}.{table}"
+    if _SESSION_START in columns:
+        sql += _session_filter(since, until) + f" order by {_SESSION_START}, session_id"
+    return sql
+
+
+def _latest_sessions_sql(schema: str, sessions: int, until: datetime | None) -> str:
+    if int(sessions) < 1:
+        raise SkiffConfigError(f"sessions={sessions} must be at least 1.")
+    return (f"select {_SESSION_START} from {_identifier(schema)}.fct_sessions"
+            f"{_session_filter(None, until)} order by {_SESSION_START} desc "
+            f"limit 1 offset {int(sessions) - 1}")
+
+
+def _session_filter(since: datetime | None, until: datetime | None) -> str:
+    clauses = []
+    if since is not None:
+        clauses.append(f"{_SESSION_START} >= cast('{_sql_ts(since)}' as timestamp)")
+    if until is not None:
+        clauses.append(f"{_SESSION_START} < cast('{_sql_ts(until)}' as timestamp)")
+    return (" where " + " and ".join(clauses)) if clauses else ""
+
+
+def _sql_ts(value: datetime) -> str:
+    if not isinstance(value, datetime):
+        raise SkiffConfigError(f"Expected a datetime, got {value!r}.")
+    return value.replace(tzinfo=None).isoformat(sep=" ")
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _identifier(schema: str) -> str:
+    if not _IDENTIFIER.match(schema):
+        raise SkiffConfigError(f"Marts schema {schema!r} is not a valid identifier "
+                               "(letters, digits, _); check SKIFF_MARTS_SCHEMA.")
+    return schema
+
+
+def _read_marts(arrow: Callable[[str], pa.Table], schema: str,
+                columns: Mapping[str, Sequence[str]], since: datetime | None,
+                until: datetime | None) -> dict[str, pa.Table]:
+    """Each mart through ``arrow`` (a backend's query-to-Arrow), its errors made Skiff's."""
+    tables = {}
+    for name, cols in columns.items():
+        sql = _mart_sql(schema, name, cols, since, until)
+        try:
+            tables[name] = arrow(sql)
+        except Exception as exc:  # the drivers raise their own types; only "missing" is ours
+            missing = _missing_columns(exc, cols)
+            if missing:
+                raise DataContractError(
+                    f"Mart {schema}.{name} lacks column(s) {missing}: {exc}") from exc
+            if _is_missing(exc, name):
+                raise MissingInputError(
+                    f"Mart {schema}.{name} does not exist; run `dbt build` first.") from exc
+            raise
+    return tables
+
+
+def _is_missing(exc: Exception, table: str) -> bool:
+    text = str(exc).lower()
+    return table in text and any(s in text for s in (
+        "does not exist", "not found", "no such table", "catalog error"))
+
+
+#: How DuckDB (and fakesnow) and Snowflake name a column a query asks for and a table lacks.
+_UNKNOWN_COLUMN = re.compile(
+    r"""referenced column "([^"]+)" not found|invalid identifier '([^']+)'""")
+
+
+def _missing_columns(exc: Exception, columns: Sequence[str]) -> list[str]:
+    named = {a or b for a, b in _UNKNOWN_COLUMN.findall(str(exc).lower())}
+    return [c for c in columns if c.lower() in named]
+
+
+def _duckdb_arrow(con: Any, sql: str) -> pa.Table:
+    """A DuckDB query straight to Arrow, lower-case column names."""
+    relation = con.sql(sql)
+    for method in ("to_arrow_table", "fetch_arrow_table", "arrow"):  # newest API first
+        if hasattr(relation, method):
+            table = getattr(relation, method)()
+            break
+    if isinstance(table, pa.RecordBatchReader):
+        table = table.read_all()
+    return table.rename_columns([name.lower() for name in table.column_names])
+
+
+def _dbapi_arrow(cursor: Any, sql: str) -> pa.Table:
+    """A DB-API query as Arrow, lower-case column names (Snowflake's are upper-case):
+    ``fetch_arrow_all()`` when the cursor has it (Snowflake), else ``fetchall()``."""
+    cursor.execute(sql)
+    table = cursor.fetch_arrow_all() if hasattr(cursor, "fetch_arrow_all") else None
+    names = [d[0] for d in cursor.description]
+    if table is None:  # Snowflake: no rows; generic DB-API: no Arrow at all
+        rows = cursor.fetchall()
+        table = pa.Table.from_pylist([dict(zip(names, r)) for r in rows]) if rows \
+            else pa.table({n: pa.array([], pa.null()) for n in names})
+    return table.rename_columns([name.lower() for name in table.column_names])
+
+
+# --------------------------------------------------------------------------- connecting
+
+#: Environment variable with ``snowflake.connector.connect`` arguments as a JSON object, for
+#: processes outside Airflow. A secret (it holds the password or key): never log it.
+SNOWFLAKE_CONNECT_ENV = "SKIFF_SNOWFLAKE_CONNECT"
+
+
+def snowflake_params_from_env() -> dict[str, Any]:
+    """Snowflake connector arguments from ``SKIFF_SNOWFLAKE_CONNECT`` (a JSON object).
+
+    :return: keyword arguments for ``snowflake.connector.connect``.
+    :raises SkiffConfigError: the variable is unset, not JSON, or not an object (the message
+        never quotes the value).
+    """
+    raw = os.environ.get(SNOWFLAKE_CONNECT_ENV)
     if not raw:
         raise SkiffConfigError(
-            f"SKIFF_WAREHOUSE=snowflake needs the Airflow connection {conn_id!r}: set {var} "
-            "(JSON or URI) for the CLI, or define the connection in Airflow."
+            f"SKIFF_WAREHOUSE=snowflake outside Airflow needs {SNOWFLAKE_CONNECT_ENV}: the "
+            'snowflake.connector.connect arguments as JSON, e.g. {"account": ..., "user": ..., '
+            '"password": ..., "database": ..., "warehouse": ...}. A training flow launched by '
+            "Airflow gets it from the task, resolved from the connection SKIFF_SNOWFLAKE_CONN_ID."
         )
-    if raw.lstrip().startswith("{"):
-        conn = json.loads(raw)
-        extra = conn.get("extra") or {}
-        if isinstance(extra, str):
-            extra = json.loads(extra)
-        params = {"user": conn.get("login"), "password": conn.get("password"),
-                  "schema": conn.get("schema"), **extra}
-    else:
-        url = urlsplit(raw)
-        params = {"user": unquote(url.username or ""), "password": unquote(url.password or ""),
-                  "schema": url.path.lstrip("/") or None, **dict(parse_qsl(url.query))}
-        params.setdefault("account", url.hostname)
-    return {k: v for k, v in params.items() if v not in (None, "")}
+    try:
+        params = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SkiffConfigError(f"{SNOWFLAKE_CONNECT_ENV} is not valid JSON "
+                               f"({exc.msg} at position {exc.pos}).") from None
+    if not isinstance(params, dict) or not params:
+        raise SkiffConfigError(f"{SNOWFLAKE_CONNECT_ENV} must be a JSON object of "
+                               "snowflake.connector.connect arguments.")
+    return params
 
 
-def snowflake_connector(conn_id: str) -> Callable[[], Any]:
-    """A connection factory for :class:`SnowflakeWarehouse` from ``AIRFLOW_CONN_<CONN_ID>``."""
-    params = snowflake_params_from_airflow_env(conn_id)
+def snowflake_connect_env(params: Mapping[str, Any]) -> dict[str, str]:
+    """``{SKIFF_SNOWFLAKE_CONNECT: <JSON>}`` of connector arguments, the inverse of
+    :func:`snowflake_params_from_env`.
+
+    Empty values are left out; a ``private_key`` object (as the Airflow provider resolves
+    it) becomes base64 DER, which the connector accepts as well.
+
+    :param params: ``snowflake.connector.connect`` arguments.
+    :raises SkiffConfigError: a value JSON cannot hold (the message names the argument).
+    """
+    out = {k: v for k, v in params.items() if v not in (None, "")}
+    key = out.get("private_key")
+    if key is not None and not isinstance(key, (str, bytes)):
+        from cryptography.hazmat.primitives import serialization
+
+        key = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    if isinstance(key, bytes):
+        out["private_key"] = base64.b64encode(key).decode()
+    for name, value in out.items():
+        try:
+            json.dumps(value)
+        except TypeError:
+            raise SkiffConfigError(
+                f"Snowflake connection argument {name!r} ({type(value).__name__}) cannot be "
+                "passed on as JSON.") from None
+    return {SNOWFLAKE_CONNECT_ENV: json.dumps(out)}
+
+
+def snowflake_connector(params: Mapping[str, Any]) -> Callable[[], Any]:
+    """A connection factory for :class:`SnowflakeWarehouse`.
+
+    :param params: ``snowflake.connector.connect`` arguments.
+    """
+    params = dict(params)
 
     def connect() -> Any:
         import snowflake.connector
@@ -459,18 +708,24 @@ def snowflake_connector(conn_id: str) -> Callable[[], Any]:
     return connect
 
 
-def warehouse_from_config(config: WarehouseConfig) -> Warehouse:
-    """The warehouse the configuration names (used by the CLI; Airflow builds it from a hook)."""
+def warehouse_from_config(config: WarehouseConfig,
+                          snowflake_params: Mapping[str, Any] | None = None) -> Warehouse:
+    """The warehouse the configuration names (the CLI, the flows; Airflow builds it from a hook).
+
+    :param config: the warehouse settings.
+    :param snowflake_params: connector arguments on Snowflake; default
+        :func:`snowflake_params_from_env`.
+    """
     if config.backend == "duckdb":
         return DuckDBWarehouse(config.duckdb_path, config.raw_schema)
-    return SnowflakeWarehouse(snowflake_connector(config.snowflake_conn_id), config.raw_schema)
+    params = snowflake_params_from_env() if snowflake_params is None else snowflake_params
+    return SnowflakeWarehouse(snowflake_connector(params), config.raw_schema)
 
 
 # ------------------------------------------------------------------ landing ingest helpers
 # The landing ingest (skiff.data.ingest) appends an interval's landing files all or nothing:
 # DuckDB in one transaction; Snowflake by a PUT to a named stage, then COPY INTO each table
-# and the ledger rows in one transaction. Its SQL lives here with the rest of each backend's
-# SQL, which is why this module runs past 400 lines.
+# and the ledger rows in one transaction. Its SQL lives here with the rest of each backend's.
 
 #: The ingest ledger: one row per landing file appended to the raw log.
 LEDGER_TABLE = "ingest_ledger"

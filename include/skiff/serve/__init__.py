@@ -1,18 +1,29 @@
 """The serve stage: model bundles, the local model server, its endpoints and the champion registry.
 
-- :mod:`~skiff.serve.server`: bundles, the loaded model, micro-batches, endpoints, the server.
+- :mod:`~skiff.serve.bundle`: the bundle format and :class:`BundleRef`, where a run's bundle
+  is; ``bundle.resolve`` / ``bundle.tarball`` / ``bundle.upload`` move it.
+- :mod:`~skiff.serve.model`: a bundle loaded and warmed up (:class:`LoadedModel`).
+- :mod:`~skiff.serve.batcher`: concurrent requests grouped into one model call.
+- :mod:`~skiff.serve.server`: endpoints (atomic swaps) and the model server's HTTP face.
+- :mod:`~skiff.serve.store`: the local control plane's endpoint configs and endpoints.
+- :mod:`~skiff.serve.client`: an in-process ``sagemaker-runtime`` client.
 - :mod:`~skiff.serve.codec`: the endpoints' JSON contract (also the SageMaker container's code).
 - :mod:`~skiff.serve.registry`: the champion registry and the gate's decision.
 - :mod:`~skiff.serve.httpserver`: the keep-alive HTTP base of the local servers.
+
+``skiff serve`` (the model server with the ``/predict`` adapter in front) is
+:class:`skiff_api.local_stack.LocalStack`: ``skiff_api`` builds on this package.
 """
 
 from skiff._exports import lazy_exports
 
 _EXPORTS = {
-    "read_bundle_meta": "server", "unpack_bundle": "server", "LoadedModel": "server",
-    "ModelServer": "server", "EndpointStore": "server", "EndpointRecord": "server",
-    "LocalRuntimeClient": "server", "LocalStack": "server", "load_local_adapter": "server",
-    "configure_tensorflow": "server",
+    "BundleRef": "bundle", "write_bundle": "bundle", "read_bundle_meta": "bundle",
+    "pack_bundle": "bundle", "unpack_bundle": "bundle",
+    "LoadedModel": "model", "configure_tensorflow": "model",
+    "Endpoint": "server", "ModelServer": "server",
+    "EndpointStore": "store", "EndpointRecord": "store",
+    "LocalRuntimeClient": "client", "LocalModelError": "client",
     "ChampionRecord": "registry", "ModelRegistry": "registry", "gate_decision": "registry",
     "open_storage": "registry",
     "KeepAliveHandler": "httpserver", "ThreadedServer": "httpserver",

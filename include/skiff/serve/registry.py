@@ -7,14 +7,18 @@ by default, behind the two-method :class:`Storage` interface. Per model (``inten
     <model>/champion.json                    the model serving now (a ChampionRecord)
     <model>/history/<time>-<pathspec>.json   every promotion, append-only
 
-A champion is identified by its Metaflow run pathspec and carries its metrics, the bundle
-the run wrote (``model_uri``), what the endpoint serves (``artifact_uri``: the S3 tarball
-or the local copy), and the endpoint and endpoint config serving it.
+A champion is identified by its Metaflow run pathspec and carries its metrics, its bundle as
+the endpoint serves it (a :class:`~skiff.serve.bundle.BundleRef`, what the flows' champion
+branch resolves), what the endpoint serves (``artifact_uri``: the S3 tarball or the local
+copy), and the endpoint and endpoint config serving it.
 
 :func:`gate_decision` is the pure decision: it reuses :func:`skiff.train.metrics.compare` and adds
 the registry's rules (first deploy: beat the best baseline; later: beat the champion, on
 the same held-out sessions when the run re-scored the champion on them).
 """
+
+# Longer than ~400 lines by the reader of registry records written before BundleRef, kept
+# so champions promoted by earlier versions still load.
 
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from skiff.exceptions import DataContractError, RegistryError
+from skiff.exceptions import DataContractError, ModelLoadError, RegistryError
+from skiff.serve.bundle import BundleRef
 from skiff.train import GateDecision, compare
 
 __all__ = [
@@ -172,7 +177,8 @@ class ChampionRecord:
     :param model: ``intent`` or ``rec``.
     :param pathspec: the Metaflow run that trained it (``Flow/run_id``): its identity.
     :param metrics: its metrics when it was promoted.
-    :param model_uri: the bundle the run wrote.
+    :param bundle: its bundle as the endpoint serves it: the local copy or the run's folder,
+        and the tarball (the S3 object SageMaker serves, or the run's).
     :param artifact_uri: what the endpoint serves (``s3://.../model.tar.gz`` or a local copy).
     :param endpoint_name: the endpoint.
     :param endpoint_config_name: the endpoint config serving it.
@@ -187,7 +193,7 @@ class ChampionRecord:
     model: str
     pathspec: str
     metrics: dict[str, Any]
-    model_uri: str
+    bundle: BundleRef
     artifact_uri: str
     endpoint_name: str
     endpoint_config_name: str
@@ -206,12 +212,25 @@ class ChampionRecord:
     def from_dict(cls, doc: Mapping[str, Any]) -> ChampionRecord:
         """Read a record, ignoring fields a newer Skiff may have added.
 
-        :raises RegistryError: a required field is missing.
+        A record written before the bundle was one value (``model_uri``: the run's folder)
+        gets a bundle of the folder the endpoint serves (its local copy, else that folder)
+        and of the S3 tarball SageMaker serves.
+
+        :raises RegistryError: a required field is missing or the bundle is malformed.
         """
         names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in doc.items() if k in names}
+        if "bundle" not in values and "model_uri" in doc:
+            artifact = str(doc.get("artifact_uri") or "")
+            on_s3 = artifact.startswith("s3://")
+            values["bundle"] = {"pathspec": doc.get("pathspec"),
+                                "folder": doc["model_uri"] if on_s3 or not artifact else artifact,
+                                "tarball": artifact if on_s3 else ""}
         try:
-            return cls(**{k: v for k, v in doc.items() if k in names})
-        except TypeError as exc:
+            if isinstance(values.get("bundle"), Mapping):
+                values["bundle"] = BundleRef.from_dict(values["bundle"])
+            return cls(**values)
+        except (TypeError, ModelLoadError) as exc:
             raise RegistryError(f"Not a champion record: {exc}; got keys {sorted(doc)}.") from None
 
 

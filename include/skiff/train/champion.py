@@ -3,8 +3,9 @@
 A training run scores its new model and the baselines on its held-out sessions. The champion
 was scored on older sessions when it was promoted; comparing with that number mixes two test
 sets. The flows' ``champion`` step therefore loads the champion's bundle (what the endpoint
-serves, through the same :class:`skiff.serve.server.LoadedModel` as the model server) and scores it
-on the run's held-out examples. The run's vocabulary and the champion's differ (SKUs come and
+serves, found by :func:`skiff.serve.bundle.resolve` as the deploy finds a run's, and loaded
+as the model server loads it, :class:`skiff.serve.model.LoadedModel`) and scores it on the
+run's held-out examples. The run's vocabulary and the champion's differ (SKUs come and
 go), so examples are translated token by token; an item the champion does not know is its
 OOV, a recommendation the run does not know never counts as a hit.
 """
@@ -15,21 +16,20 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from skiff.exceptions import ModelLoadError, RegistryError
+from skiff.exceptions import RegistryError
 
 if TYPE_CHECKING:
     from skiff.config import ServingConfig
     from skiff.train.intent import IntentData
     from skiff.train.next_item import NextItemData
-    from skiff.serve import ChampionRecord, ModelRegistry
-    from skiff.serve import LoadedModel
+    from skiff.serve import ChampionRecord, LoadedModel, ModelRegistry
 
-__all__ = ["Champion", "open_registry", "fetch_bundle", "load_champion", "translation",
-           "intent_scores", "rec_top_k"]
+__all__ = ["Champion", "open_registry", "load_champion", "translation", "intent_scores",
+           "rec_top_k"]
 
 log = logging.getLogger(__name__)
 
@@ -68,43 +68,19 @@ def open_registry(config: ServingConfig) -> ModelRegistry:
     return ModelRegistry(open_storage(uri, client))
 
 
-def fetch_bundle(record: ChampionRecord, dest: Path, s3_client: Any = None) -> Path:
-    """A local folder holding the champion's bundle.
-
-    The bundle folder the run wrote (``model_uri``) when this machine has it, else the
-    artifact the endpoint serves: a local folder, or the ``s3://…/model.tar.gz`` SageMaker
-    serves, downloaded and unpacked under ``dest``.
-
-    :raises ModelLoadError: neither is reachable.
-    """
-    for uri in (record.model_uri, record.artifact_uri):
-        if uri and not uri.startswith("s3://") and (Path(uri) / "code").is_dir():
-            return Path(uri)
-    uri = record.artifact_uri
-    if not uri.startswith("s3://"):
-        raise ModelLoadError(f"The champion {record.pathspec}'s bundle is not on this machine "
-                             f"(model_uri={record.model_uri!r}, artifact_uri={uri!r}).")
-    if s3_client is None:
-        import boto3
-
-        s3_client = boto3.client("s3")
-    from skiff.serve import unpack_bundle
-
-    bucket, _, key = uri[5:].partition("/")
-    tarball = dest / "model.tar.gz"
-    dest.mkdir(parents=True, exist_ok=True)
-    s3_client.download_file(bucket, key, str(tarball))
-    return unpack_bundle(tarball, dest / "bundle")
-
-
 def load_champion(model: str, config: ServingConfig, workdir: Path | None = None
                   ) -> Champion | None:
     """The champion of ``model``, loaded; None when there is none or it cannot be loaded.
 
     A champion that cannot be loaded is not the run's problem: the gate then compares with
     the champion's recorded metrics and says so. The reason is logged.
+
+    :param model: ``intent`` or ``rec``.
+    :param config: where the registry is.
+    :param workdir: where to download and unpack a bundle that is not on this machine (the
+        S3 tarball a run on Batch reaches); default a new temporary folder.
     """
-    from skiff.serve import LoadedModel
+    from skiff.serve import LoadedModel, bundle
 
     try:
         record = open_registry(config).champion(model)
@@ -116,7 +92,7 @@ def load_champion(model: str, config: ServingConfig, workdir: Path | None = None
         return None
     workdir = workdir or Path(tempfile.mkdtemp(prefix="skiff-champion-"))
     try:
-        return Champion(record, LoadedModel.load(fetch_bundle(record, workdir)))
+        return Champion(record, LoadedModel.load(bundle.resolve(record.bundle, workdir)))
     except Exception as exc:  # noqa: BLE001  (S3, tar and TF errors alike: fall back, say why)
         log.warning("Cannot load the %s champion %s: %s: %s", model, record.pathspec,
                     type(exc).__name__, exc)

@@ -1,8 +1,8 @@
 """Training data from the warehouse marts: Arrow tables, a split by time, a data version.
 
 The flows read the three marts dbt builds (``fct_sessions``, ``fct_session_sequences``,
-``dim_products``) through any SQL-capable connection: a DuckDB connection (the embedded
-default) or a DB-API connection such as Snowflake's. Held-out sessions are always the
+``dim_products``) through the warehouse (:class:`skiff.data.warehouse.Warehouse`: DuckDB,
+the embedded default, or Snowflake), which owns the SQL. Held-out sessions are always the
 *latest* ones by ``session_start_at``, never a random sample, so evaluation looks like
 tomorrow's traffic. :func:`data_version` fingerprints what was read, for lineage.
 """
@@ -11,24 +11,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from skiff.exceptions import DataContractError, MissingInputError, SkiffConfigError
+from skiff.exceptions import DataContractError, SkiffConfigError
+
+if TYPE_CHECKING:
+    from skiff.data.warehouse import Warehouse
 
 __all__ = [
     "MARTS",
     "Marts",
     "TimeSplit",
     "DataVersion",
-    "read_arrow",
     "read_marts",
     "intent_table",
     "first_item_price",
@@ -50,8 +51,6 @@ MARTS: dict[str, tuple[str, ...]] = {
     ),
     "dim_products": ("product_sku_hash", "category_hash", "top_category_hash", "price_bucket"),
 }
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -124,42 +123,8 @@ class DataVersion:
         }
 
 
-def read_arrow(con: Any, sql: str) -> pa.Table:
-    """Run a query and return its result as an Arrow table with lower-case column names.
-
-    DuckDB connections are read with ``con.sql(sql)`` straight to Arrow. Other connections
-    are treated as DB-API: ``fetch_arrow_all()`` when the cursor has it (Snowflake),
-    else ``fetchall()`` and the cursor's ``description``.
-
-    :param con: a DuckDB connection, or any DB-API 2.0 connection.
-    :param sql: the query.
-    :return: the rows; Snowflake's upper-case column names are lower-cased.
-    """
-    if hasattr(con, "sql"):  # DuckDB (its connection and module both have .sql)
-        relation = con.sql(sql)
-        for method in ("to_arrow_table", "fetch_arrow_table", "arrow"):  # newest API first
-            if hasattr(relation, method):
-                table = getattr(relation, method)()
-                break
-        if isinstance(table, pa.RecordBatchReader):
-            table = table.read_all()
-    else:
-        cursor = con.cursor()
-        try:
-            cursor.execute(sql)
-            table = cursor.fetch_arrow_all() if hasattr(cursor, "fetch_arrow_all") else None
-            names = [d[0] for d in cursor.description]
-            if table is None:  # Snowflake: no rows; generic DB-API: no Arrow at all
-                rows = cursor.fetchall()
-                table = pa.Table.from_pylist([dict(zip(names, r)) for r in rows]) if rows \
-                    else pa.table({n: pa.array([], pa.null()) for n in names})
-        finally:
-            cursor.close()
-    return table.rename_columns([name.lower() for name in table.column_names])
-
-
 def read_marts(
-    con: Any,
+    warehouse: Warehouse,
     *,
     schema: str = "marts",
     since: datetime | None = None,
@@ -167,7 +132,7 @@ def read_marts(
 ) -> Marts:
     """Read the three marts, optionally only the sessions that started in ``[since, until)``.
 
-    :param con: a DuckDB or DB-API connection to the warehouse.
+    :param warehouse: the warehouse the marts live in.
     :param schema: schema of the marts (``WarehouseConfig.marts_schema``).
     :param since: first session start included (naive UTC), default no lower bound.
     :param until: first session start excluded (naive UTC), default no upper bound.
@@ -176,33 +141,17 @@ def read_marts(
     :raises MissingInputError: a mart does not exist (dbt has not built it).
     :raises DataContractError: a mart lacks a column, or ``fct_sessions`` is empty.
     """
-    if not _IDENTIFIER.match(schema):
-        raise SkiffConfigError(f"Marts schema {schema!r} is not a valid identifier "
-                               "(letters, digits, _); check SKIFF_MARTS_SCHEMA.")
     if since is not None and until is not None and since >= until:
         raise SkiffConfigError(
             f"since={since.isoformat()} must be before until={until.isoformat()}.")
-    where = _time_filter(since, until)
-    tables = {}
-    for name, columns in MARTS.items():
-        order = " order by session_start_at, session_id" if name != "dim_products" else ""
-        sql = f"select {', '.join(columns)} from {schema}.{name}"
-        sql += (where if name != "dim_products" else "") + order
-        try:
-            table = read_arrow(con, sql)
-        except Exception as exc:  # the drivers raise their own types; only "missing" is ours
-            if _is_missing(exc, name):
-                raise MissingInputError(
-                    f"Mart {schema}.{name} does not exist; run `dbt build` first.") from exc
-            missing = [c for c in columns if c in str(exc).lower()]
-            if missing and "column" in str(exc).lower():
-                raise DataContractError(
-                    f"Mart {schema}.{name} lacks column(s) {missing}: {exc}") from exc
-            raise
-        tables[name] = _decode_json_lists(table, ("sku_sequence", "event_tokens"))
+    tables = {name: _decode_json_lists(table, ("sku_sequence", "event_tokens"))
+              for name, table in warehouse.read_marts(schema, MARTS, since=since,
+                                                      until=until).items()}
     if tables["fct_sessions"].num_rows == 0:
-        raise DataContractError(f"{schema}.fct_sessions has no sessions{where or ''}; "
-                                "nothing to train on.")
+        started = " and ".join(f"{word} {ts.isoformat(sep=' ')}" for word, ts in
+                               (("at or after", since), ("before", until)) if ts is not None)
+        raise DataContractError(f"{schema}.fct_sessions has no sessions"
+                                f"{' started ' + started if started else ''}; nothing to train on.")
     return Marts(tables["fct_sessions"], tables["fct_session_sequences"], tables["dim_products"])
 
 
@@ -218,27 +167,6 @@ def _decode_json_lists(table: pa.Table, columns: tuple[str, ...]) -> pa.Table:
             index = table.column_names.index(name)
             table = table.set_column(index, name, pa.array(rows, pa.list_(pa.string())))
     return table
-
-
-def _time_filter(since: datetime | None, until: datetime | None) -> str:
-    clauses = []
-    if since is not None:
-        clauses.append(f"session_start_at >= cast('{_sql_ts(since)}' as timestamp)")
-    if until is not None:
-        clauses.append(f"session_start_at < cast('{_sql_ts(until)}' as timestamp)")
-    return (" where " + " and ".join(clauses)) if clauses else ""
-
-
-def _sql_ts(value: datetime) -> str:
-    if not isinstance(value, datetime):
-        raise SkiffConfigError(f"Expected a datetime, got {value!r}.")
-    return value.replace(tzinfo=None).isoformat(sep=" ")
-
-
-def _is_missing(exc: Exception, table: str) -> bool:
-    text = str(exc).lower()
-    return table in text and any(s in text for s in (
-        "does not exist", "not found", "no such table", "catalog error"))
 
 
 def intent_table(marts: Marts) -> pa.Table:

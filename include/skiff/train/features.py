@@ -12,6 +12,9 @@ Conventions shared by training and serving:
   plus ``after_add`` further events (the Coveo cart task scores 0, 2, 4, 6, 8, 10).
 """
 
+# Longer than ~400 lines: the two models' features share the Ragged/Vocabulary machinery
+# they are built from; the split by model is skiff.train.intent / skiff.train.next_item.
+
 from __future__ import annotations
 
 import json

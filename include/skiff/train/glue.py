@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skiff.config import WarehouseConfig, skiff_home
 from skiff.train.datasets import Marts, read_marts
 from skiff.times import naive_utc
+
+if TYPE_CHECKING:
+    from skiff.serve import BundleRef
 
 __all__ = ["open_marts", "read_training_data", "store_model", "step_resources", "models_dir"]
 
@@ -16,33 +19,18 @@ __all__ = ["open_marts", "read_training_data", "store_model", "step_resources", 
 def open_marts(config: WarehouseConfig, *, until: str | None = None, max_sessions: int = 0) -> Marts:
     """Read the marts the DAG just validated, from DuckDB or Snowflake as configured.
 
-    :param config: the warehouse settings.
+    :param config: the warehouse settings (Snowflake's connection: ``SKIFF_SNOWFLAKE_CONNECT``,
+        set by the task that launches the flow).
     :param until: only sessions that started before this time (the data interval's end).
     :param max_sessions: keep only the latest this many sessions (0 = all): the run's sample size.
     """
-    schema = config.marts_schema
-    if config.backend == "duckdb":
-        import duckdb
+    from skiff.data import warehouse_from_config
 
-        con = duckdb.connect(str(config.duckdb_path), read_only=True)
-    else:
-        from skiff.data import snowflake_connector
-
-        con = snowflake_connector(config.snowflake_conn_id)()
-    try:
-        end = naive_utc(until)
-        since = None
-        if max_sessions:
-            where = f" where session_start_at < '{end.isoformat(sep=' ')}'" if end else ""
-            cur = con.cursor() if not hasattr(con, "sql") else con
-            rows = cur.execute(
-                f"select session_start_at from {schema}.fct_sessions{where} "
-                f"order by session_start_at desc limit 1 offset {int(max_sessions) - 1}"
-            ).fetchall()
-            since = rows[0][0] if rows else None
-        return read_marts(con, schema=schema, since=since, until=end)
-    finally:
-        con.close()
+    warehouse = warehouse_from_config(config)
+    end = naive_utc(until)
+    since = (warehouse.latest_sessions_start(config.marts_schema, max_sessions, until=end)
+             if max_sessions else None)
+    return read_marts(warehouse, schema=config.marts_schema, since=since, until=end)
 
 
 def read_training_data(*, interval_start: str, interval_end: str, max_sessions: int,
@@ -69,13 +57,15 @@ def models_dir(flow: str, run_id: str) -> Path:
 
 
 def store_model(model: Any, flow: str, run_id: str, *, kind: str, vocabulary: Any, max_len: int,
-                k: int = 20, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                k: int = 20, extra: dict[str, Any] | None = None, publish_to: str | None = None,
+                s3_client: Any = None) -> tuple[Path, BundleRef]:
     """Save a fitted model as ``model.keras`` and as the servable bundle the deploy ships.
 
-    The bundle (:func:`skiff.serve.server.write_bundle`: SavedModel, ``code/inference.py`` and the
-    request metadata) is written under :func:`models_dir` and packed as SageMaker's
-    ``model.tar.gz``; the tarball's bytes become a Metaflow artifact, so a run on Batch
-    (S3 datastore) can be deployed from any machine.
+    The bundle (:func:`skiff.serve.bundle.write_bundle`: SavedModel, ``code/inference.py`` and
+    the request metadata) is written under :func:`models_dir` and packed as SageMaker's
+    ``model.tar.gz`` beside it. A run whose disk does not outlive it (AWS Batch) also puts
+    the tarball under ``publish_to``, so the deploy and later runs' champion branch reach it
+    from any machine.
 
     :param model: the fitted Keras model.
     :param flow: the flow's name (``current.flow_name``).
@@ -84,20 +74,26 @@ def store_model(model: Any, flow: str, run_id: str, *, kind: str, vocabulary: An
     :param vocabulary: the vocabulary the model's ids come from.
     :param max_len: ids the model reads (the latest).
     :param k: list length of a ``rec`` export.
-    :param extra: more metadata for the bundle (data version, metrics ...).
-    :return: ``{"keras_path", "bundle_path", "bundle_tar"}``; ``bundle_tar`` is bytes.
+    :param extra: more metadata for the bundle (data version ...).
+    :param publish_to: an ``s3://`` prefix; the tarball goes to
+        ``<publish_to>/<flow>/<run_id>/model.tar.gz`` (None: it stays a local file).
+    :param s3_client: a boto3 S3 client for ``publish_to``; default boto3's.
+    :return: ``(model.keras path, the bundle)``.
     """
+    from skiff.serve import BundleRef, bundle
     from skiff.train import models
-    from skiff.serve import server
 
     folder = models_dir(flow, run_id)
     folder.mkdir(parents=True, exist_ok=True)
     keras_path = models.save_keras(model, folder / "model.keras")
-    bundle = server.write_bundle(model, folder / "bundle", kind=kind, vocabulary=vocabulary,
+    written = bundle.write_bundle(model, folder / "bundle", kind=kind, vocabulary=vocabulary,
                                   version=f"{flow}/{run_id}", max_len=max_len, k=k, extra=extra)
-    tarball = server.bundle_tarball(bundle, folder / "model.tar.gz")
-    return {"keras_path": str(keras_path), "bundle_path": str(bundle),
-            "bundle_tar": tarball.read_bytes()}
+    packed = bundle.pack_bundle(written, folder / bundle.TARBALL)
+    ref = BundleRef(f"{flow}/{run_id}", str(written), str(packed))
+    if publish_to:
+        uri = f"{publish_to.rstrip('/')}/{flow}/{run_id}/{bundle.TARBALL}"
+        ref = bundle.upload(ref, uri, folder, s3_client=s3_client)
+    return Path(keras_path), ref
 
 
 def step_resources() -> dict[str, int]:

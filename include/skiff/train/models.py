@@ -16,6 +16,9 @@ SageMaker TensorFlow container and the local server load; :func:`predict_intent`
 ``tf.function`` (no ``model.predict`` per request).
 """
 
+# Longer than ~400 lines: both models' build, fit, traced predict and SavedModel export share
+# the private helpers here; splitting by model would copy them (issue 18 reworks training).
+
 from __future__ import annotations
 
 import logging

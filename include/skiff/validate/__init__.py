@@ -1,14 +1,18 @@
 """The validate stage: Great Expectations suites over the interval's raw log and marts.
 
-- :mod:`~skiff.validate.suites`: suites as data, the rows they check, messages and reports.
+- :mod:`~skiff.validate.suites`: suite files read, and rendered with one run's parameters.
+- :mod:`~skiff.validate.parameters`: the data interval, the thresholds, the volume reference.
+- :mod:`~skiff.validate.messages`: a result explained: failed expectations, the task's messages.
+- :mod:`~skiff.validate.reports`: results kept (JSON, Data Docs), read back and summarised.
 """
 
 from skiff._exports import lazy_exports
 
 _EXPORTS = {
     "SUITES": "suites", "SuiteSpec": "suites", "RenderedSuite": "suites",
-    "ValidationWindow": "suites", "fetch_parameters": "suites", "read_reports": "suites",
-    "report_summary": "suites",
+    "ValidationWindow": "parameters", "fetch_parameters": "parameters",
+    "failure_message": "messages", "failures": "messages", "success_message": "messages",
+    "write_report": "reports", "read_reports": "reports", "report_summary": "reports",
 }
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -14,6 +14,7 @@ from skiff.train import flow_launch
 from triggers.metaflow_run import MetaflowRunTrigger
 
 TINY = Path(__file__).resolve().parents[2] / "fixtures" / "flows" / "tiny_flow.py"
+READS_WAREHOUSE = TINY.with_name("warehouse_flow.py")
 BATCH = TrainingConfig(train_on="batch", s3_root="s3://bucket/mf", batch_queue="gpu-queue",
                        batch_image="acme/train:1", batch_gpu=2, batch_memory=30000)
 
@@ -80,6 +81,7 @@ def test_run_streams_output_and_returns_metrics(hook: MetaflowHook) -> None:
     assert any("tiny flow says hello" in line for line in lines)
     assert hook.describe(pathspec)["status"] == "successful"
     assert hook.metrics(pathspec) == {"alpha": 2.5, "double": 5.0}
+    assert hook.bundle(pathspec) is None  # a flow storing no model
 
 
 def test_failed_run_raises_with_the_flow_error(hook: MetaflowHook) -> None:
@@ -118,3 +120,29 @@ def test_trigger_times_out(hook: MetaflowHook, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(MetaflowHook, "describe", lambda self, p: {"status": "running", "message": "", "pathspec": p})
     trigger = MetaflowRunTrigger("TinyFlow/1", hook.env, poll_interval=0.01, timeout_s=0.05)
     assert asyncio.run(_first_event(trigger))["status"] == "timeout"
+
+
+@pytest.mark.parametrize("detached", [pytest.param(False, id="run"), pytest.param(True, id="start")])
+def test_a_run_gets_the_snowflake_connection_but_the_launch_does_not(
+        detached: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flow reads plain connector arguments; the launch (logged, stored with the trigger)
+    holds no credentials."""
+    import json
+
+    monkeypatch.setenv("SKIFF_WAREHOUSE", "snowflake")
+    monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_DEFAULT", json.dumps({
+        "conn_type": "snowflake", "login": "skiff", "password": "not-a-secret",
+        "extra": {"account": "skiff-test", "database": "SKIFF"}}))
+    monkeypatch.delenv("SKIFF_SNOWFLAKE_CONNECT", raising=False)
+    hook = MetaflowHook()
+    launch = hook.launch(READS_WAREHOUSE)
+    assert "not-a-secret" not in json.dumps(launch.env) + " ".join(launch.argv())
+    if detached:
+        pathspec = hook.start(launch)
+        event = asyncio.run(_first_event(MetaflowRunTrigger(pathspec, launch.env, poll_interval=0.5,
+                                                             timeout_s=120)))
+        assert event["status"] == "success", event
+    else:
+        pathspec = hook.run(launch, log=lambda _: None)
+    assert {"account", "database", "password", "user"} <= set(
+        hook.client.Run(pathspec).data.connect_arguments)

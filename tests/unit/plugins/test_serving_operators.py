@@ -1,7 +1,8 @@
-"""Gate, local deploy, smoke test, promote and rollback operators; the release task group.
+"""Gate, local deploy, smoke test, promote and rollback operators, chained as a release runs them.
 
 Local backend only (a model server on 127.0.0.1 when one is needed); the SageMaker path runs
-against moto in ``tests/integration/test_sagemaker_moto.py``.
+against moto in ``tests/integration/test_sagemaker_moto.py``, the task group's wiring in
+``tests/unit/plugins/taskgroups/test_release.py``.
 """
 
 from __future__ import annotations
@@ -16,15 +17,10 @@ from typing import Any
 import pytest
 from airflow.exceptions import AirflowException
 
-from operators.deploy import (
-    ChampionPromoteOperator,
-    EndpointRollbackOperator,
-    LocalModelDeployOperator,
-    PredictSmokeTestOperator,
-    release_tasks,
-    resource_name,
-)
+from operators.deploy import LocalModelDeployOperator, resource_name
 from operators.gate import ModelGateOperator
+from operators.promote import ChampionPromoteOperator, EndpointRollbackOperator
+from operators.smoke_test import PredictSmokeTestOperator
 from serving_models import intent_bundle, rec_bundle, retag
 from skiff.config import ServingConfig
 
@@ -146,7 +142,7 @@ def test_gate_errors_fail_the_task(cfg: ServingConfig, candidate: dict, match: s
 
 def test_deploy_swaps_the_running_server_and_refuses_a_broken_model(
         cfg: ServingConfig, bundles: SimpleNamespace, tmp_path: Path) -> None:
-    from skiff.serve import LocalStack
+    from skiff_api.local_stack import LocalStack
 
     stack = LocalStack.build(cfg, port=0, api_port=0).start()
     try:
@@ -175,7 +171,7 @@ def test_deploy_swaps_the_running_server_and_refuses_a_broken_model(
 
 
 def test_rollback_returns_to_the_champion(cfg: ServingConfig, bundles: SimpleNamespace) -> None:
-    from skiff.serve import LocalStack
+    from skiff_api.local_stack import LocalStack
 
     stack = LocalStack.build(cfg, port=0, api_port=0, with_api=False).start()
     try:
@@ -207,6 +203,43 @@ def test_smoke_test_fails_on_a_wrong_version(cfg: ServingConfig, bundles: Simple
                                      session=["not-a-sku"]))
 
 
+def test_deploy_takes_the_bundle_the_training_task_returned(
+        cfg: ServingConfig, bundles: SimpleNamespace, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """train XCom -> gate -> deploy -> promote carry one BundleRef; a gone folder is unpacked."""
+    from hooks.metaflow_runner import MetaflowHook
+    from skiff.serve import BundleRef, pack_bundle
+
+    tarball = pack_bundle(bundles.rec1, tmp_path / "run" / "model.tar.gz")
+    trained = BundleRef("RecFlow/1", str(tmp_path / "container" / "bundle"), str(tarball))
+    gate = run(ModelGateOperator(task_id="gate", model="rec", config=cfg, candidate={
+        "pathspec": "RecFlow/1", "metrics": METRICS, "bundle": trained.to_dict()}))
+    assert gate["bundle"] == trained.to_dict()
+    deployment = run(LocalModelDeployOperator(task_id="deploy", model="rec", candidate=gate,
+                                              config=cfg))
+    served = BundleRef.from_dict(deployment["bundle"])
+    assert served.tarball == str(tarball) and served.folder == deployment["artifact_uri"]
+    assert (tmp_path / "models" / "RecFlow" / "1" / "deploy" / "bundle" / "code").is_dir()
+    smoke = run(PredictSmokeTestOperator(task_id="smoke", deployment=deployment, config=cfg))
+    champion = run(ChampionPromoteOperator(task_id="promote", gate=gate, deployment=smoke,
+                                           config=cfg))
+    assert champion["bundle"] == served.to_dict()
+
+    # a bare pathspec: the run's own artifact, through the Metaflow hook
+    third = BundleRef("RecFlow/3", str(bundles.rec3))
+    monkeypatch.setattr(MetaflowHook, "bundle", lambda self, p: third if p == "RecFlow/3"
+                        else None)
+    again = run(LocalModelDeployOperator(task_id="deploy", model="rec", candidate="RecFlow/3",
+                                         config=cfg))
+    assert again["model_version"] == "RecFlow/3" and again["operation"] == "update"
+    with pytest.raises(AirflowException, match="RecFlow/2 recorded no model bundle"):
+        run(LocalModelDeployOperator(task_id="deploy", model="rec", candidate="RecFlow/2",
+                                     config=cfg))
+    with pytest.raises(AirflowException, match="RecFlow/1 is not on this machine"):
+        run(LocalModelDeployOperator(task_id="deploy", model="rec", config=cfg, candidate={
+            "pathspec": "RecFlow/1", "bundle": {**trained.to_dict(), "tarball": ""}}))
+
+
 def test_intent_release(cfg: ServingConfig, bundles: SimpleNamespace) -> None:
     gate = run(ModelGateOperator(task_id="gate", model="intent", config=cfg, candidate={
         "pathspec": "IntentFlow/1", "metrics": {"roc_auc": 0.7,
@@ -218,34 +251,3 @@ def test_intent_release(cfg: ServingConfig, bundles: SimpleNamespace) -> None:
     with pytest.raises(AirflowException, match="holds a 'rec' model"):
         run(LocalModelDeployOperator(task_id="deploy", model="intent", candidate=gate,
                                      model_dir=str(bundles.rec1), config=cfg))
-
-
-def test_release_tasks_local_and_sagemaker_graphs() -> None:
-    from airflow.sdk import DAG
-
-    from operators.metaflow_run import MetaflowRunOperator
-
-    with DAG("release_local", schedule=None) as dag:
-        train = MetaflowRunOperator(task_id="train_rec", flow_file="x.py")
-        release_tasks("rec", train.output, config=ServingConfig())
-    tasks = dag.task_dict
-    assert set(tasks) == {"train_rec", "gate_rec", "deploy_rec", "smoke_test_rec", "promote_rec",
-                          "rollback_rec"}
-    assert tasks["gate_rec"].upstream_task_ids == {"train_rec"}
-    assert tasks["promote_rec"].upstream_task_ids == {"gate_rec", "smoke_test_rec"}
-    assert tasks["rollback_rec"].upstream_task_ids == {"deploy_rec", "smoke_test_rec"}
-    assert tasks["rollback_rec"].trigger_rule == "one_failed"
-
-    aws = ServingConfig(backend="sagemaker", bucket="b", role_arn="arn:aws:iam::1:role/r")
-    with DAG("release_aws", schedule=None) as dag:
-        train = MetaflowRunOperator(task_id="train_rec", flow_file="x.py")
-        release_tasks("rec", train.output, config=aws, deferrable=True)
-    tasks = dag.task_dict
-    assert [type(tasks[t]).__name__ for t in ("create_model_rec", "create_endpoint_config_rec",
-                                              "deploy_endpoint_rec")] == \
-        ["SageMakerModelOperator", "SageMakerEndpointConfigOperator", "SageMakerEndpointOperator"]
-    assert tasks["deploy_endpoint_rec"].deferrable is True
-    assert tasks["smoke_test_rec"].upstream_task_ids == {"deploy_endpoint_rec", "plan_deploy_rec"}
-    assert tasks["rollback_rec"].upstream_task_ids == {
-        "plan_deploy_rec", "create_model_rec", "create_endpoint_config_rec",
-        "deploy_endpoint_rec", "smoke_test_rec"}

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from serving_models import load_lambda_module
 from skiff.config import ServingConfig, SkiffConfig
 from skiff.exceptions import SkiffConfigError
+from skiff_api import handler
 
 AWS = {"SKIFF_SERVING": "sagemaker", "SKIFF_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/sm",
        "SKIFF_ARTIFACT_BUCKET": "skiff-artifacts"}
@@ -35,7 +35,6 @@ def test_sagemaker_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch
 
 
 def test_lambda_environment_is_what_the_handler_reads() -> None:
-    handler = load_lambda_module("handler")
     cfg = ServingConfig(endpoint_name="shop", max_tokens=50, top_k=7, region="eu-west-1")
     settings = handler.Settings(cfg.lambda_environment())
     assert (settings.endpoint("rec"), settings.max_tokens, settings.top_k, settings.region) == \

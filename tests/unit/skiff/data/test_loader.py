@@ -171,9 +171,9 @@ def test_arrival_is_the_load_time_or_the_event_time(source: Path, duck: DuckDBWa
 def test_snowflake_path_against_fakesnow(source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fakesnow = pytest.importorskip("fakesnow")
     monkeypatch.setenv(
-        "AIRFLOW_CONN_SNOWFLAKE_DEFAULT",
-        '{"conn_type": "snowflake", "login": "skiff", "password": "pw", "schema": "raw",'
-        ' "extra": {"account": "acme-test", "database": "SKIFF", "warehouse": "wh"}}',
+        "SKIFF_SNOWFLAKE_CONNECT",
+        '{"user": "skiff", "password": "pw", "schema": "raw", "account": "acme-test",'
+        ' "database": "SKIFF", "warehouse": "wh"}',
     )
     from skiff.config import WarehouseConfig
     from skiff.data import warehouse_from_config

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from skiff.exceptions import DataContractError, RegistryError, SkiffConfigError
+from skiff.serve import BundleRef
 from skiff.serve.registry import (
     ChampionRecord,
     LocalStorage,
@@ -51,7 +52,9 @@ class FakeS3:
 
 def record(pathspec: str, value: float, model: str = "rec", **kw: Any) -> ChampionRecord:
     return ChampionRecord(model=model, pathspec=pathspec, metrics={"mrr@20": value},
-                          model_uri=f"/models/{pathspec}", artifact_uri=f"/serving/{pathspec}",
+                          bundle=BundleRef(pathspec, f"/serving/{pathspec}",
+                                           f"/models/{pathspec}/model.tar.gz"),
+                          artifact_uri=f"/serving/{pathspec}",
                           endpoint_name=f"skiff-{model}",
                           endpoint_config_name=f"cfg-{pathspec.replace('/', '-')}", **kw)
 
@@ -93,6 +96,22 @@ def test_records_tolerate_new_fields_and_reject_garbage(tmp_path: Path) -> None:
     storage.write_text("rec/champion.json", "{not json")
     with pytest.raises(RegistryError, match="not JSON"):
         ModelRegistry(storage).champion("rec")
+
+
+@pytest.mark.parametrize(("artifact", "folder", "tarball"), [
+    pytest.param("/serving/models/c1", "/serving/models/c1", "", id="local-served-copy"),
+    pytest.param("s3://art/skiff/models/rec/c1/model.tar.gz", "/models/RecFlow/1/bundle",
+                 "s3://art/skiff/models/rec/c1/model.tar.gz", id="sagemaker-tarball"),
+])
+def test_records_written_before_the_bundle_ref_still_read(artifact: str, folder: str,
+                                                           tarball: str) -> None:
+    doc = record("RecFlow/1", 0.2).to_dict()
+    del doc["bundle"]
+    doc |= {"model_uri": "/models/RecFlow/1/bundle", "artifact_uri": artifact}
+    assert ChampionRecord.from_dict(doc).bundle == BundleRef("RecFlow/1", folder, tarball)
+    with pytest.raises(RegistryError, match="neither a folder nor a tarball"):
+        ChampionRecord.from_dict({**record("RecFlow/1", 0.2).to_dict(),
+                                  "bundle": {"pathspec": "RecFlow/1"}})
 
 
 def test_storage_details(tmp_path: Path) -> None:
@@ -157,7 +176,8 @@ def test_gate_keeps_a_champion_that_is_the_candidate() -> None:
 
 def test_gate_lower_is_better_for_losses() -> None:
     assert higher_is_better("roc_auc") and not higher_is_better("val_loss")
-    champion = ChampionRecord("intent", "IntentFlow/1", {"log_loss": 0.5}, "m", "a", "e", "c")
+    champion = ChampionRecord("intent", "IntentFlow/1", {"log_loss": 0.5},
+                              BundleRef("IntentFlow/1", "m"), "a", "e", "c")
     assert gate_decision({"log_loss": 0.4}, champion, "log_loss").promote
     assert not gate_decision({"log_loss": 0.6}, champion, "log_loss").promote
 

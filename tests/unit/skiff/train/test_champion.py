@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tarfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -10,13 +9,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from skiff.train import champion, features, intent, next_item
-
-from skiff.serve import server
-from skiff.config import ServingConfig
-from skiff.exceptions import ModelLoadError
-from skiff.serve.registry import ChampionRecord, LocalStorage, ModelRegistry
 from serving_models import rec_bundle
+from skiff.config import ServingConfig
+from skiff.serve import BundleRef, LoadedModel, pack_bundle, write_bundle
+from skiff.serve.registry import ChampionRecord, LocalStorage, ModelRegistry
+from skiff.train import champion, features, intent, next_item
 
 WINDOW = 4
 
@@ -50,10 +47,10 @@ def test_the_served_intent_bundle_scores_as_the_keras_model(tmp_path: Path) -> N
 
     data = _intent_data()
     model = models.build_intent_model(len(data.vocab), embedding_dim=4, units=4)
-    bundle = server.write_bundle(model, tmp_path / "b", kind="intent", vocabulary=data.vocab,
-                                  version="IntentFlow/1", max_len=data.max_len)
+    bundle = write_bundle(model, tmp_path / "b", kind="intent", vocabulary=data.vocab,
+                          version="IntentFlow/1", max_len=data.max_len)
     keras_scores = intent.score(data, *intent.model_scores(model, data))
-    served = intent.score(data, *champion.intent_scores(server.LoadedModel.load(bundle), data))
+    served = intent.score(data, *champion.intent_scores(LoadedModel.load(bundle), data))
     assert served["roc_auc"] == pytest.approx(keras_scores["roc_auc"], abs=1e-6)
     assert served["f1"] == pytest.approx(keras_scores["f1"], abs=1e-6)
 
@@ -64,10 +61,10 @@ def test_the_served_rec_bundle_ranks_as_the_keras_model(tmp_path: Path) -> None:
     data = _rec_data([f"sku{i}" for i in range(30)])
     model = models.build_next_item_model(len(data.vocab), embedding_dim=8, units=8,
                                          max_position=WINDOW)
-    bundle = server.write_bundle(model, tmp_path / "b", kind="rec", vocabulary=data.vocab,
-                                  version="RecFlow/1", max_len=WINDOW, k=next_item.K)
+    bundle = write_bundle(model, tmp_path / "b", kind="rec", vocabulary=data.vocab,
+                          version="RecFlow/1", max_len=WINDOW, k=next_item.K)
     keras_top = next_item.model_top_k(model, data)
-    served_top = champion.rec_top_k(server.LoadedModel.load(bundle), data, next_item.K)
+    served_top = champion.rec_top_k(LoadedModel.load(bundle), data, next_item.K)
     assert served_top.shape == keras_top.shape
     assert (served_top[:, :5] == keras_top[:, :5]).mean() > 0.99  # float ties may swap a pair
     assert next_item.score(served_top, data)["mrr@20"] == pytest.approx(
@@ -82,9 +79,9 @@ def test_a_champion_with_another_vocabulary_is_translated(tmp_path: Path) -> Non
     data = _rec_data([f"sku{i}" for i in range(10, 30)])
     vocab = features.Vocabulary((features.PAD_TOKEN, features.OOV_TOKEN, *old_skus))
     model = models.build_next_item_model(len(vocab), embedding_dim=8, units=8, max_position=WINDOW)
-    bundle = server.write_bundle(model, tmp_path / "old", kind="rec", vocabulary=vocab,
-                                  version="RecFlow/0", max_len=WINDOW, k=next_item.K)
-    top = champion.rec_top_k(server.LoadedModel.load(bundle), data, next_item.K)
+    bundle = write_bundle(model, tmp_path / "old", kind="rec", vocabulary=vocab,
+                          version="RecFlow/0", max_len=WINDOW, k=next_item.K)
+    top = champion.rec_top_k(LoadedModel.load(bundle), data, next_item.K)
     assert top.shape == (len(data.eval_examples), next_item.K)
     known = {data.vocab.index(s) for s in old_skus if s in data.vocab}
     assert set(np.unique(top)) <= known | {-1}
@@ -95,33 +92,12 @@ def test_a_champion_with_another_vocabulary_is_translated(tmp_path: Path) -> Non
     assert to_old[data.vocab.index("sku25")] == 1 and to_old[data.vocab.index("sku12")] == vocab.index("sku12")
 
 
-def _record(tmp_path: Path, **fields: str) -> ChampionRecord:
-    base = {"model": "rec", "pathspec": "RecFlow/7", "metrics": {"mrr@20": 0.3},
-            "model_uri": str(tmp_path / "gone"), "artifact_uri": str(tmp_path / "gone2"),
-            "endpoint_name": "skiff-rec", "endpoint_config_name": "c1"}
-    return ChampionRecord(**{**base, **fields})
-
-
-def test_fetch_bundle_prefers_the_local_folder_then_the_s3_tarball(tmp_path: Path) -> None:
-    bundle = rec_bundle(tmp_path / "bundle")
-    assert champion.fetch_bundle(_record(tmp_path, model_uri=str(bundle)), tmp_path / "w") == bundle
-    assert champion.fetch_bundle(_record(tmp_path, artifact_uri=str(bundle)), tmp_path / "w") == bundle
-
-    tarball = server.bundle_tarball(bundle, tmp_path / "model.tar.gz")
-
-    class S3:  # the one call fetch_bundle makes, as boto3's client makes it
-        def download_file(self, bucket: str, key: str, filename: str) -> None:
-            assert (bucket, key) == ("models", "skiff/rec/model.tar.gz")
-            Path(filename).write_bytes(tarball.read_bytes())
-
-    fetched = champion.fetch_bundle(_record(tmp_path, artifact_uri="s3://models/skiff/rec/model.tar.gz"),
-                                    tmp_path / "w3", s3_client=S3())
-    assert server.read_bundle_meta(fetched)["version"] == "RecFlow/1"
-    with tarfile.open(tarball) as tar:
-        assert {"1", "code"} <= {n.split("/")[0] for n in tar.getnames()}
-
-    with pytest.raises(ModelLoadError, match="RecFlow/7's bundle is not on this machine"):
-        champion.fetch_bundle(_record(tmp_path), tmp_path / "w4")
+def _record(tmp_path: Path, pathspec: str = "RecFlow/7", folder: str = "", tarball: str = ""
+            ) -> ChampionRecord:
+    bundle = BundleRef(pathspec, folder or str(tmp_path / "gone"), tarball)
+    return ChampionRecord(model="rec", pathspec=pathspec, metrics={"mrr@20": 0.3}, bundle=bundle,
+                          artifact_uri=bundle.folder, endpoint_name="skiff-rec",
+                          endpoint_config_name="c1")
 
 
 def test_load_champion_reads_the_registry_and_falls_back_to_none(tmp_path: Path,
@@ -135,7 +111,14 @@ def test_load_champion_reads_the_registry_and_falls_back_to_none(tmp_path: Path,
     assert champion.load_champion("rec", config) is None
 
     registry.promote(_record(tmp_path, pathspec="RecFlow/8",
-                             model_uri=str(rec_bundle(tmp_path / "b8", version="RecFlow/8"))))
+                             folder=str(rec_bundle(tmp_path / "b8", version="RecFlow/8"))))
     found = champion.load_champion("rec", config)
     assert found is not None and found.record.pathspec == "RecFlow/8"
     assert found.name == "champion RecFlow/8" and found.model.version == "RecFlow/8"
+
+    # the folder is gone (a run on Batch, a cleaned $SKIFF_HOME): the tarball is unpacked
+    tarball = pack_bundle(rec_bundle(tmp_path / "b9", version="RecFlow/9"), tmp_path / "9.tar.gz")
+    registry.promote(_record(tmp_path, pathspec="RecFlow/9", tarball=str(tarball)))
+    found = champion.load_champion("rec", config, workdir=tmp_path / "work")
+    assert found is not None and found.model.version == "RecFlow/9"
+    assert found.model.path == tmp_path / "work" / "bundle"

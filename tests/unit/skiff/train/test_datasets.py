@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
 
-from skiff.train import datasets as D
+from skiff.data import DuckDBWarehouse
 from skiff.exceptions import DataContractError, MissingInputError, SkiffConfigError
+from skiff.train import datasets as D
 
 T0 = datetime(2024, 5, 1, 10, 0, 0)
 
 
 @pytest.fixture
-def con() -> Iterator[duckdb.DuckDBPyConnection]:
+def warehouse(tmp_path: Path) -> DuckDBWarehouse:
     """Tiny marts: four sessions, two with an add, one bought; rows out of time order."""
-    c = duckdb.connect()
+    path = tmp_path / "warehouse.duckdb"
+    c = duckdb.connect(str(path))
     c.execute("create schema marts")
     c.execute("""
         create table marts.fct_sessions as select * from (values
@@ -55,12 +56,12 @@ def con() -> Iterator[duckdb.DuckDBPyConnection]:
         ) t(product_sku_hash, category_hash, top_category_hash, price_bucket,
             has_description_vector, has_image_vector)
     """)
-    yield c
     c.close()
+    return DuckDBWarehouse(path)
 
 
-def test_read_marts_orders_by_start_and_lowercases(con: duckdb.DuckDBPyConnection) -> None:
-    marts = D.read_marts(con)
+def test_read_marts_orders_by_start_and_lowercases(warehouse: DuckDBWarehouse) -> None:
+    marts = D.read_marts(warehouse)
     assert marts.sessions["session_id"].to_pylist() == ["s1", "s2", "s3", "s4"]
     assert marts.sequences["session_id"].to_pylist() == ["s1", "s2", "s3", "s4"]
     assert marts.row_counts() == {"fct_sessions": 4, "fct_session_sequences": 4,
@@ -68,62 +69,57 @@ def test_read_marts_orders_by_start_and_lowercases(con: duckdb.DuckDBPyConnectio
     assert set(D.MARTS["fct_sessions"]) <= set(marts.sessions.column_names)
 
 
-def test_read_marts_time_window(con: duckdb.DuckDBPyConnection) -> None:
-    marts = D.read_marts(con, since=datetime(2024, 5, 1, 11), until=datetime(2024, 5, 1, 13))
+def test_read_marts_time_window(warehouse: DuckDBWarehouse) -> None:
+    marts = D.read_marts(warehouse, since=datetime(2024, 5, 1, 11), until=datetime(2024, 5, 1, 13))
     assert marts.sessions["session_id"].to_pylist() == ["s2", "s3"]
     assert marts.sequences.num_rows == 2 and marts.products.num_rows == 2
 
 
-def test_read_marts_errors_name_the_problem(con: duckdb.DuckDBPyConnection) -> None:
+def test_read_marts_errors_name_the_problem(warehouse: DuckDBWarehouse) -> None:
     with pytest.raises(SkiffConfigError, match="SKIFF_MARTS_SCHEMA"):
-        D.read_marts(con, schema="marts; drop table x")
+        D.read_marts(warehouse, schema="marts; drop table x")
     with pytest.raises(SkiffConfigError, match="must be before"):
-        D.read_marts(con, since=T0, until=T0)
-    con.execute("create schema empty")
+        D.read_marts(warehouse, since=T0, until=T0)
+    with warehouse.connect() as con:
+        con.execute("create schema empty")
     with pytest.raises(MissingInputError, match=r"empty\.fct_sessions does not exist"):
-        D.read_marts(con, schema="empty")
-    with pytest.raises(DataContractError, match="no sessions"):
-        D.read_marts(con, since=datetime(2030, 1, 1))
+        D.read_marts(warehouse, schema="empty")
+    with pytest.raises(DataContractError, match="no sessions started at or after 2030-01-01"):
+        D.read_marts(warehouse, since=datetime(2030, 1, 1))
 
 
-def test_read_arrow_through_a_plain_dbapi_connection() -> None:
-    lite = sqlite3.connect(":memory:")
-    lite.execute("create table t (A integer, b text)")
-    lite.executemany("insert into t values (?, ?)", [(1, "x"), (2, "y")])
-    table = D.read_arrow(lite, "select A, b from t order by A")
-    assert table.column_names == ["a", "b"] and table["a"].to_pylist() == [1, 2]
-    assert D.read_arrow(lite, "select A from t where A > 5").num_rows == 0
-
-
-def test_json_array_columns_become_lists(con: duckdb.DuckDBPyConnection) -> None:
+def test_json_array_columns_become_lists(warehouse: DuckDBWarehouse) -> None:
     """Snowflake hands ARRAY columns over as JSON text."""
-    con.execute("""
-        create or replace table marts.fct_session_sequences as
-        select session_id, session_start_at, to_json(sku_sequence)::varchar as sku_sequence,
-               to_json(event_tokens)::varchar as event_tokens, count_items
-        from (values ('s1', timestamp '2024-05-01 10:00:00', ['p1', 'p2'], ['detail'], 2))
-             t(session_id, session_start_at, sku_sequence, event_tokens, count_items)
-    """)
-    seqs = D.read_marts(con).sequences
+    with warehouse.connect() as con:
+        con.execute("""
+            create or replace table marts.fct_session_sequences as
+            select session_id, session_start_at, to_json(sku_sequence)::varchar as sku_sequence,
+                   to_json(event_tokens)::varchar as event_tokens, count_items
+            from (values ('s1', timestamp '2024-05-01 10:00:00', ['p1', 'p2'], ['detail'], 2))
+                 t(session_id, session_start_at, sku_sequence, event_tokens, count_items)
+        """)
+    seqs = D.read_marts(warehouse).sequences
     assert seqs["sku_sequence"].to_pylist() == [["p1", "p2"]]
     assert seqs["event_tokens"].type == seqs["sku_sequence"].type
 
 
-def test_intent_table_joins_labels_and_time_to_add(con: duckdb.DuckDBPyConnection) -> None:
-    table = D.intent_table(D.read_marts(con))
+def test_intent_table_joins_labels_and_time_to_add(warehouse: DuckDBWarehouse) -> None:
+    table = D.intent_table(D.read_marts(warehouse))
     assert table["session_id"].to_pylist() == ["s2", "s3"]
     assert table["has_purchase"].to_pylist() == [True, False]
     assert table["first_add_event_index"].to_pylist() == [3, 3]
     assert table["seconds_to_first_add"].to_pylist() == [10.0, 90.0]
-    prices = D.first_item_price(table["sku_sequence"], D.read_marts(con).products)
+    prices = D.first_item_price(table["sku_sequence"], D.read_marts(warehouse).products)
     assert prices[0] == 3.0 and np.isnan(prices[1])  # p9 is not in dim_products
 
 
 def test_intent_table_rejects_an_add_index_past_the_tokens(
-        con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("update marts.fct_sessions set first_add_event_index = 9 where session_id = 's3'")
+        warehouse: DuckDBWarehouse) -> None:
+    with warehouse.connect() as con:
+        con.execute("update marts.fct_sessions set first_add_event_index = 9 "
+                    "where session_id = 's3'")
     with pytest.raises(DataContractError, match="outside 1..len"):
-        D.intent_table(D.read_marts(con))
+        D.intent_table(D.read_marts(warehouse))
 
 
 # --------------------------------------------------------------------- split by time
@@ -148,8 +144,8 @@ def test_split_ties_at_the_cutoff_are_all_held_out() -> None:
     assert split.train.tolist() == [0] and split.held_out.tolist() == [1, 2, 3]
 
 
-def test_split_errors(con: duckdb.DuckDBPyConnection) -> None:
-    starts = D.read_marts(con).sessions["session_start_at"]
+def test_split_errors(warehouse: DuckDBWarehouse) -> None:
+    starts = D.read_marts(warehouse).sessions["session_start_at"]
     with pytest.raises(SkiffConfigError, match="holdout_fraction"):
         D.time_cutoff(starts, 1.0)
     with pytest.raises(DataContractError, match="both need rows"):
@@ -161,14 +157,14 @@ def test_split_errors(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_data_version_is_stable_and_changes_with_data_and_interval(
-        con: duckdb.DuckDBPyConnection) -> None:
-    marts = D.read_marts(con)
+        warehouse: DuckDBWarehouse) -> None:
+    marts = D.read_marts(warehouse)
     v1 = D.data_version(marts, interval_start=T0, interval_end="2024-05-01T11:00:00")
-    assert v1 == D.data_version(D.read_marts(con), interval_start=T0,
+    assert v1 == D.data_version(D.read_marts(warehouse), interval_start=T0,
                                 interval_end="2024-05-01T11:00:00")
     assert v1.max_session_end_at == "2024-05-01T13:00:05"
     assert v1.as_dict()["interval_start"] == "2024-05-01T10:00:00"
     assert len(v1.id) == 12
     assert D.data_version(marts).id != v1.id
-    assert D.data_version(D.read_marts(con, until=datetime(2024, 5, 1, 13))).id != \
+    assert D.data_version(D.read_marts(warehouse, until=datetime(2024, 5, 1, 13))).id != \
         D.data_version(marts).id

@@ -1,22 +1,22 @@
 """A local stand-in for API Gateway: real HTTP ``GET /predict`` -> proxy event -> the handler.
 
 It turns each request into the payload-2.0 proxy event API Gateway would send, calls the
-very ``lambda_handler`` of ``handler.py`` and writes its answer back, so
+very handler of :mod:`skiff_api.handler` and writes its answer back, so
 
     curl 'http://127.0.0.1:8000/predict?session=view,detail,add'
 
 behaves as the AWS URL does. ``skiff serve`` starts it next to the local model server (with
-an in-process runtime client); alone it reaches a model server through boto3::
+an in-process runtime client, :mod:`skiff_api.local_stack`); alone it reaches a model server
+through boto3::
 
-    python include/lambda/local_adapter.py --port 8000 --runtime-url http://127.0.0.1:8080
+    python -m skiff_api.local_adapter --port 8000 --runtime-url http://127.0.0.1:8080
 
-It needs the standard library and ``skiff.serve.httpserver`` (a lean keep-alive HTTP base).
+It needs the standard library and ``skiff.serve``'s keep-alive HTTP base.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import os
@@ -25,34 +25,14 @@ import threading
 import uuid
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from skiff.serve import KeepAliveHandler, ThreadedServer
+from skiff_api import handler
 
-__all__ = ["HANDLER_MODULE", "load_handler", "make_server", "main"]
+__all__ = ["make_server", "main"]
 
 log = logging.getLogger("skiff.predict.adapter")
-
-#: Name the handler module is registered under in ``sys.modules``.
-HANDLER_MODULE = "skiff_lambda_handler"
-
-
-def load_handler() -> ModuleType:
-    """The ``handler.py`` beside this file, imported once (``lambda`` is no package name).
-
-    :return: the handler module.
-    """
-    module = sys.modules.get(HANDLER_MODULE)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(HANDLER_MODULE,
-                                                      Path(__file__).with_name("handler.py"))
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[HANDLER_MODULE] = module
-        spec.loader.exec_module(module)
-    return module
 
 
 class _Context:
@@ -66,8 +46,7 @@ class _Context:
 
 
 class _AdapterServer(ThreadedServer):
-    handler: ModuleType
-    settings: Any
+    settings: handler.Settings
     client_factory: Callable[[], Any]
     _client: Any = None
     _client_lock = threading.Lock()
@@ -109,11 +88,11 @@ class _Handler(KeepAliveHandler):
             self.rfile.read(int(self.headers["Content-Length"]))  # drain; the API takes none
         path, _, query = self.path.partition("?")
         server, context = self.server, _Context()
-        event = server.handler.proxy_event(path, query, self.command)
+        event = handler.proxy_event(path, query, self.command)
         event["headers"] = {k.lower(): v for k, v in self.headers.items()}
         event["requestContext"]["requestId"] = context.aws_request_id
-        answer = server.handler.handle(event, context, client=server.client(),
-                                       settings=server.settings)
+        answer = handler.handle(event, context, client=server.client(),
+                                settings=server.settings)
         body = answer.get("body", "").encode()
         self.send_response(int(answer.get("statusCode", 500)))
         for name, value in (answer.get("headers") or {}).items():
@@ -128,7 +107,7 @@ class _Handler(KeepAliveHandler):
 
 def make_server(host: str = "127.0.0.1", port: int = 8000, *,
                 client_factory: Callable[[], Any] | None = None,
-                settings: Any = None) -> ThreadingHTTPServer:
+                settings: handler.Settings | None = None) -> ThreadingHTTPServer:
     """A bound (not yet serving) adapter in front of the handler.
 
     Each adapter has its own client and settings (the handler module's globals, those of a
@@ -140,9 +119,7 @@ def make_server(host: str = "127.0.0.1", port: int = 8000, *,
     :param settings: handler settings (default: the environment's).
     :return: the server; run ``serve_forever()`` (in a thread if you like).
     """
-    handler = load_handler()
     server = _AdapterServer((host, port), _Handler)
-    server.handler = handler
     server.settings = settings or handler.Settings()
     server.client_factory = client_factory or (lambda: handler.make_client(server.settings))
     server._client_lock = threading.Lock()
@@ -156,7 +133,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtime-url", help="endpoint_url of the sagemaker-runtime client, "
                         "e.g. the local model server http://127.0.0.1:8080")
     args = parser.parse_args(argv)
-    handler = load_handler()
     env = dict(os.environ)
     if args.runtime_url:
         env["SKIFF_RUNTIME_URL"] = args.runtime_url

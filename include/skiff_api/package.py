@@ -1,11 +1,13 @@
 """Build the ``/predict`` Lambda's deployment zip, byte for byte the same for the same code.
 
-``make lambda`` runs it; the deploy operator runs it too when the zip is missing. The zip
-holds ``handler.py`` only: the handler needs nothing beyond the standard library and the
-boto3 the Lambda Python runtime provides. Fixed timestamps and permissions keep the zip's
-SHA-256 stable, so an unchanged handler is never re-uploaded.
+``make lambda`` runs it; the Lambda deploy operator runs it too when the zip is missing. The
+zip holds ``handler.py`` alone, at its root, where Lambda imports it as ``handler``
+(``Handler: handler.lambda_handler`` in ``template.yaml``): the handler needs nothing beyond
+the standard library and the boto3 the Lambda Python runtime provides, nothing of ``skiff``
+or of this package. Fixed timestamps and permissions keep the zip's SHA-256 stable, so an
+unchanged handler is never re-uploaded.
 
-    python include/lambda/package.py build/lambda.zip
+    python include/skiff_api/package.py build/lambda.zip     # or python -m skiff_api.package
 """
 
 from __future__ import annotations

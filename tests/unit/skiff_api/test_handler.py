@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from serving_models import load_lambda_module
+from skiff_api import handler
 
-handler = load_lambda_module("handler")
 SKU = "a" * 64
 
 

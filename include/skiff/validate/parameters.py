@@ -1,0 +1,249 @@
+"""What a suite is rendered with for one run: the data interval, thresholds, volume reference.
+
+:class:`ValidationWindow` is the run's data interval and clock; :func:`suite_parameters`
+computes every parameter a suite can use from the configuration and the window, and
+:func:`fetch_parameters` adds the volume reference (:func:`volume_reference` of the hours
+before the interval, counted by the warehouse) when a suite needs it.
+
+Parameters a suite can use (in ``kwargs`` as ``{$PARAMETER: name}``, in ``batch`` and
+``meta.problem`` as ``{name}``):
+
+=========================== ===========================================================
+``raw_schema``              schema of the raw log (``SKIFF_RAW_SCHEMA``)
+``intermediate_schema``     schema of the dbt intermediate models (``intermediate``)
+``marts_schema``            schema of the marts (``SKIFF_MARTS_SCHEMA``)
+``start_ms``, ``end_ms``    the data interval ``[start, end)``, epoch milliseconds
+``start_ts``, ``end_ts``    the same as ``YYYY-MM-DD HH:MM:SS`` (UTC, no zone)
+``lookback_start_ms``       ``start`` minus the dbt session lookback
+``earliest_event_ms``       ``SKIFF_EARLIEST_EVENT_TIME`` in epoch ms (and ``earliest_event_time``)
+``future_cutoff_ms``        later of now and ``end``, plus ``SKIFF_MAX_FUTURE_SKEW_MINUTES``
+                            (and ``future_cutoff``, ``max_future_skew_minutes``)
+``duplicate_mostly``        ``1 - SKIFF_MAX_DUPLICATE_SHARE`` (and ``max_duplicate_share``)
+``known_sku_mostly``        ``1 - SKIFF_MAX_UNKNOWN_SKU_SHARE`` (and ``max_unknown_sku_share``)
+``in_order_mostly``         ``1 - SKIFF_MAX_OUT_OF_ORDER_SHARE`` (and ``max_out_of_order_share``)
+``max_event_gap_seconds``   ``SKIFF_MAX_EVENT_GAP_MINUTES`` in seconds
+                            (and ``max_event_gap_minutes``)
+``label_rate_min``, ``_max`` ``SKIFF_LABEL_RATE_MIN`` / ``SKIFF_LABEL_RATE_MAX``
+``volume_min_events``       events the interval needs, from the volume reference (none
+                            without one, or when it is 1: the empty-hour check covers it)
+``volume_max_events``       events it may hold (none without a reference)
+``volume_median_events``    the reference, with ``volume_history_hours``, ``volume_min_ratio``,
+                            ``volume_max_ratio``
+``raw_contract_columns``    ``"<table>.<column> <type family>"`` of every raw table, from
+                            :mod:`skiff.data.contract`
+=========================== ===========================================================
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from skiff.config import SkiffConfig
+from skiff.data import TABLES
+from skiff.times import parse_time, to_epoch_ms
+
+if TYPE_CHECKING:
+    from skiff.data.warehouse import Warehouse
+    from skiff.validate.suites import SuiteSpec
+
+__all__ = [
+    "INTERMEDIATE_SCHEMA",
+    "ValidationWindow",
+    "VolumeReference",
+    "volume_reference",
+    "suite_parameters",
+    "raw_contract_columns",
+    "fetch_parameters",
+]
+
+#: Schema of the dbt intermediate models (fixed in ``include/dbt/dbt_project.yml``).
+INTERMEDIATE_SCHEMA = "intermediate"
+
+_HOUR_MS = 3_600_000
+_TYPE_FAMILIES = {
+    pa.string(): "string",
+    pa.int64(): "integer",
+    pa.float64(): "float",
+    pa.timestamp("us"): "timestamp",
+}
+
+
+# --------------------------------------------------------------------------- the interval
+
+
+@dataclass(frozen=True)
+class ValidationWindow:
+    """The data interval a run validates, and the clock it runs at.
+
+    :param start: interval start, aware UTC (inclusive).
+    :param end: interval end, aware UTC (exclusive).
+    :param now: when the validation runs (for "in the future"); default the current time.
+    """
+
+    start: datetime
+    end: datetime
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end", "now"):
+            value = getattr(self, name)
+            if value.tzinfo is None:
+                raise ValueError(f"ValidationWindow.{name}={value} must be timezone-aware")
+        if self.end <= self.start:
+            raise ValueError(f"the interval end {self.end} must be after its start {self.start}")
+
+    @classmethod
+    def of(cls, start: str | datetime, end: str | datetime,
+           now: datetime | None = None) -> ValidationWindow:
+        """A window from ISO 8601 strings or datetimes (naive means UTC)."""
+        return cls(parse_time(start), parse_time(end), parse_time(now) if now else datetime.now(UTC))
+
+    @property
+    def start_ms(self) -> int:
+        return to_epoch_ms(self.start)
+
+    @property
+    def end_ms(self) -> int:
+        return to_epoch_ms(self.end)
+
+    @property
+    def label(self) -> str:
+        """A folder-safe name of the interval, e.g. ``2026-11-20T1100Z``."""
+        return self.start.strftime("%Y-%m-%dT%H%MZ")
+
+    def __str__(self) -> str:
+        return f"{_iso(self.start)} .. {_iso(self.end)}"
+
+
+def _iso(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M UTC")
+
+
+# --------------------------------------------------------------------------- volume
+
+
+@dataclass(frozen=True)
+class VolumeReference:
+    """The recent hours' event counts the interval is compared with.
+
+    :param hours: hours of history counted (those since the log's first event, at most
+        ``SKIFF_VOLUME_HISTORY_HOURS``).
+    :param median: median events per hour over them; ``None`` without history.
+    """
+
+    hours: int
+    median: float | None
+
+
+def volume_reference(counts: Mapping[int, int], window: ValidationWindow) -> VolumeReference:
+    """The median events per hour before the interval.
+
+    Hours between the first hour with events and the interval count as 0 when empty; hours
+    before the log's first event do not count (the log had not started).
+
+    :param counts: events by epoch hour (``ms // 3_600_000``) before the interval, as
+        :meth:`skiff.data.warehouse.Warehouse.events_per_hour` counts them; hours without
+        events may be absent.
+    :param window: the data interval.
+    """
+    if not counts:
+        return VolumeReference(0, None)
+    last = window.start_ms // _HOUR_MS - 1
+    series = [counts.get(hour, 0) for hour in range(min(counts), last + 1)]
+    return VolumeReference(len(series), float(statistics.median(series)))
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def raw_contract_columns() -> list[str]:
+    """``"<table>.<column> <family>"`` of every raw-log column, from :mod:`skiff.data.contract`."""
+    return sorted(
+        f"{contract.name}.{f.name} {_TYPE_FAMILIES[f.type]}"
+        for contract in TABLES
+        for f in contract.log_schema
+    )
+
+
+def suite_parameters(
+    config: SkiffConfig, window: ValidationWindow, volume: VolumeReference | None = None
+) -> dict[str, Any]:
+    """Every parameter a suite can use (see the module docstring), for one run.
+
+    :param config: Skiff's configuration (warehouse schemas, dbt lookback, thresholds).
+    :param window: the data interval and the run's clock.
+    :param volume: the volume reference, for the volume suite (default: none, so only an
+        empty interval fails it).
+    """
+    cfg = config.validation
+    future_cutoff = max(window.now, window.end) + timedelta(minutes=cfg.max_future_skew_minutes)
+    volume = volume or VolumeReference(0, None)
+    median = volume.median if volume.median else None  # a median of 0 is no reference
+    return {
+        "raw_schema": config.warehouse.raw_schema,
+        "intermediate_schema": INTERMEDIATE_SCHEMA,
+        "marts_schema": config.warehouse.marts_schema,
+        "start_ms": window.start_ms,
+        "end_ms": window.end_ms,
+        "start_ts": window.start.strftime("%Y-%m-%d %H:%M:%S"),
+        "end_ts": window.end.strftime("%Y-%m-%d %H:%M:%S"),
+        "lookback_start_ms": window.start_ms - config.dbt.session_lookback_hours * _HOUR_MS,
+        "earliest_event_ms": to_epoch_ms(cfg.earliest_event_time),
+        "earliest_event_time": _iso(cfg.earliest_event_time),
+        "future_cutoff_ms": to_epoch_ms(future_cutoff),
+        "future_cutoff": _iso(future_cutoff),
+        "max_future_skew_minutes": cfg.max_future_skew_minutes,
+        "duplicate_mostly": 1 - cfg.max_duplicate_share,
+        "max_duplicate_share": cfg.max_duplicate_share,
+        "known_sku_mostly": 1 - cfg.max_unknown_sku_share,
+        "max_unknown_sku_share": cfg.max_unknown_sku_share,
+        "in_order_mostly": 1 - cfg.max_out_of_order_share,
+        "max_out_of_order_share": cfg.max_out_of_order_share,
+        "max_event_gap_seconds": cfg.max_event_gap_minutes * 60,
+        "max_event_gap_minutes": cfg.max_event_gap_minutes,
+        "label_rate_min": cfg.label_rate_min,
+        "label_rate_max": cfg.label_rate_max,
+        "volume_history_hours": volume.hours,
+        "volume_median_events": None if median is None else round(median, 1),
+        "volume_min_ratio": cfg.volume_min_ratio,
+        "volume_max_ratio": cfg.volume_max_ratio,
+        # None leaves the bound out; a floor of 1 event is the empty-hour check already
+        "volume_min_events": _floor_above_one(cfg.volume_min_ratio, median),
+        "volume_max_events": None if median is None else math.floor(cfg.volume_max_ratio * median),
+        "raw_contract_columns": raw_contract_columns(),
+    }
+
+
+def _floor_above_one(ratio: float, median: float | None) -> int | None:
+    if median is None:
+        return None
+    floor = math.ceil(ratio * median)
+    return floor if floor > 1 else None
+
+
+def fetch_parameters(
+    spec: SuiteSpec,
+    config: SkiffConfig,
+    window: ValidationWindow,
+    warehouse: Warehouse,
+) -> dict[str, Any]:
+    """:func:`suite_parameters` for ``spec``, with the volume reference if it uses one.
+
+    :param spec: the suite.
+    :param config: Skiff's configuration.
+    :param window: the data interval and the run's clock.
+    :param warehouse: counts the events of the ``SKIFF_VOLUME_HISTORY_HOURS`` before the
+        interval (only for a suite with ``volume_*`` parameters).
+    """
+    volume = None
+    if any(p.startswith("volume_") for p in spec.parameters):
+        since = window.start_ms - config.validation.volume_history_hours * _HOUR_MS
+        volume = volume_reference(warehouse.events_per_hour(since, window.start_ms), window)
+    return suite_parameters(config, window, volume)

@@ -1,0 +1,16 @@
+"""Skiff's HTTP API as AWS Lambda handlers, with their local stand-ins and their packaging.
+
+- :mod:`~skiff_api.handler`: ``GET /predict`` (``Handler: handler.lambda_handler`` in
+  ``template.yaml``). It imports the standard library only (boto3 when it makes its client):
+  ``package.py`` zips it alone, at the zip's root, and it imports there as ``handler``.
+- :mod:`~skiff_api.local_adapter`: a local stand-in for API Gateway (real HTTP -> proxy event
+  -> the handler), on :mod:`skiff.serve`'s HTTP base.
+- :mod:`~skiff_api.local_stack`: ``skiff serve``: the local model server and the adapter in
+  one process.
+- :mod:`~skiff_api.package`: builds the deployment zip (``make lambda``).
+
+The dependency runs one way: ``skiff_api`` builds on ``skiff`` (the local pieces use
+``skiff.serve``), and ``skiff`` imports nothing of ``skiff_api`` except in ``skiff.cli``, the
+application that wires the ``skiff serve`` command. This file imports nothing, so importing
+the handler costs what the handler costs.
+"""

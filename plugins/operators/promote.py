@@ -1,0 +1,134 @@
+"""The end of a release: promote the smoke-tested model to champion, or roll back to the champion.
+
+:class:`ChampionPromoteOperator` records the deployed model in the registry once its smoke
+test passed; :class:`EndpointRollbackOperator` (``trigger_rule="one_failed"``) points the
+endpoint back at the champion's endpoint config when the deploy or the smoke test failed.
+The registry's champion is the model both agree on: the last one that passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.exceptions import AirflowException
+from airflow.sdk import BaseOperator
+
+from hooks.model_registry import ModelRegistryHook
+from hooks.model_server import LocalDeployFailed, LocalModelServerHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from skiff.config import ServingConfig
+
+__all__ = ["ChampionPromoteOperator", "EndpointRollbackOperator"]
+
+
+class ChampionPromoteOperator(BaseOperator):
+    """Record the deployed, smoke-tested model as the champion in the registry.
+
+    :param gate: the gate's XCom (templated): pathspec, metrics, reason, the champion it beat.
+    :param deployment: the smoke test's XCom (templated).
+    :param config: serving settings; default from env.
+    :return: the champion record.
+    """
+
+    template_fields: Sequence[str] = ("gate", "deployment")
+    template_fields_renderers = {"gate": "json", "deployment": "json"}
+    ui_color = "#e6f4ea"
+
+    def __init__(self, *, gate: Any, deployment: Any, config: ServingConfig | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate
+        self.deployment = deployment
+        self.config = config
+
+    @cached_property
+    def serving_config(self) -> ServingConfig:
+        from skiff.config import ServingConfig
+
+        return self.config or ServingConfig.from_env()
+
+    @cached_property
+    def hook(self) -> ModelRegistryHook:
+        return ModelRegistryHook(self.serving_config)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from skiff.exceptions import RegistryError
+        from skiff.serve import BundleRef, ChampionRecord
+
+        gate, deployment = dict(self.gate), dict(self.deployment)
+        record = ChampionRecord(
+            model=deployment["model"], pathspec=deployment["pathspec"],
+            metrics=dict(gate.get("metrics") or {}),
+            bundle=BundleRef.from_dict(deployment["bundle"]),
+            artifact_uri=deployment["artifact_uri"], endpoint_name=deployment["endpoint_name"],
+            endpoint_config_name=deployment["endpoint_config_name"],
+            model_version=deployment["model_version"], backend=deployment["backend"],
+            reason=gate.get("reason", ""))
+        try:
+            written = self.hook.promote(record, expected_previous=gate.get("champion_pathspec"))
+        except RegistryError as exc:
+            raise AirflowException(str(exc)) from None
+        return written.to_dict()
+
+
+class EndpointRollbackOperator(BaseOperator):
+    """After a failed deploy or smoke test, point the endpoint back at the champion's config.
+
+    The champion in the registry is the last model that passed its smoke test, so its
+    endpoint config is the known-good one; if the endpoint serves it already (the update
+    never took), nothing changes. With no champion (a first deploy failed) there is nothing
+    to go back to. Wire it with ``trigger_rule="one_failed"`` after deploy and smoke test; it
+    reads no XCom, so it works whichever task failed.
+
+    :param model: ``intent`` or ``rec``.
+    :param config: serving settings; default from env.
+    :param check_interval: seconds between endpoint status polls (SageMaker).
+    :return: ``{"endpoint_name", "endpoint_config_name", "changed", ...}``; ``changed`` is
+        False when nothing needed (or could) be rolled back.
+    """
+
+    ui_color = "#fce8e6"
+
+    def __init__(self, *, model: str, config: ServingConfig | None = None,
+                 check_interval: int = 30, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "one_failed")
+        super().__init__(**kwargs)
+        self.model = model
+        self.config = config
+        self.check_interval = check_interval
+
+    @cached_property
+    def serving_config(self) -> ServingConfig:
+        from skiff.config import ServingConfig
+
+        return self.config or ServingConfig.from_env()
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        cfg = self.serving_config
+        champion = ModelRegistryHook(cfg).champion(self.model)
+        endpoint = cfg.endpoint(self.model)
+        if champion is None:
+            self.log.warning("No %s champion yet: nothing to roll %s back to.", self.model,
+                             endpoint)
+            return {"endpoint_name": endpoint, "changed": False}
+        target = champion.endpoint_config_name
+        if champion.backend == "sagemaker":
+            from hooks.sagemaker_endpoint import SageMakerEndpointHook
+
+            hook = SageMakerEndpointHook(aws_conn_id=cfg.aws_conn_id, region_name=cfg.region)
+            return hook.restore(endpoint, target, check_interval=self.check_interval)
+        local = LocalModelServerHook(cfg)
+        record = local.endpoint(endpoint)
+        if record is not None and record.endpoint_config_name == target:
+            self.log.info("Endpoint %s serves %s already: nothing to roll back.", endpoint, target)
+            return {"endpoint_name": endpoint, "endpoint_config_name": target, "changed": False}
+        try:
+            result = local.rollback(endpoint, target)
+        except LocalDeployFailed as exc:
+            raise AirflowException(f"Rollback of {endpoint} to {target} failed: {exc}") from None
+        return {**result, "changed": True}
