@@ -3,8 +3,11 @@
 
 Every hour, for the data interval `[data_interval_start, data_interval_end)`:
 
-1. **ingest_events** (only when the embedded replay source is on, `SKIFF_REPLAY`): appends
-   the interval's events of the generated source to the raw log, as an event collector would.
+1. **ingest_events**: with `SKIFF_INGEST_SOURCE=landing`, appends the landing files that
+   arrived in the interval (the collector's, or Firehose's on S3), once each and all or
+   nothing, after a deferred grace period for late files (`SKIFF_INGEST_GRACE_MINUTES`);
+   with `replay` (default, while `SKIFF_REPLAY` is on), the interval's events of the
+   generated replay source.
 2. **validate_raw** (Great Expectations, before dbt reads the hour): `validate_raw_schema`
    (the raw tables' columns and types against the contract), then `validate_raw_events`
    (the interval's raw events: ids, contract values, timestamps, duplicates) and
@@ -59,6 +62,7 @@ from notifiers.skiff_alerts import (
     SkiffAlertNotifier,
 )
 from operators.ingest import ReplayIngestOperator
+from operators.ingest import LandingIngestOperator
 from operators.metaflow_run import MetaflowRunOperator
 from operators.validate import GXValidateIntervalOperator
 from skiff.config import SkiffConfig
@@ -85,7 +89,8 @@ else:
 with DAG(
     dag_id="skiff_hourly",
     description="Raw events -> dbt -> validate -> train -> gate -> deploy, every hour.",
-    schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+    # SKIFF_SCHEDULE (default hourly, UTC): a data interval is one step of the cron
+    schedule=CronDataIntervalTimetable(CONFIG.ingest.schedule, timezone="UTC"),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -250,7 +255,16 @@ with DAG(
     release_tasks("intent", train_intent.output, deferrable=aws)
     release_tasks("rec", train_rec.output, deferrable=aws)
 
-    if CONFIG.replay.enabled:
+    if CONFIG.ingest.source == "landing":
+        LandingIngestOperator(
+            task_id="ingest_events",
+            landing_uri=CONFIG.collect.landing_uri,
+            grace_minutes=CONFIG.ingest.grace_minutes,
+            poll_interval=CONFIG.ingest.poll_seconds,
+            deferrable=True,  # the grace period waits in the triggerer, not in a worker slot
+            doc_md="Append the landing files that arrived in the interval (ledger: once each).",
+        ) >> validate_raw
+    elif CONFIG.replay.enabled:
         ingest = ReplayIngestOperator(
             task_id="ingest_events",
             source_dir=str(CONFIG.replay.source_dir),

@@ -99,10 +99,10 @@ def make_log(directory: Path, source: Path, bad: BadBatch | None = None) -> Log:
     """History before the interval, then the interval's delivery: good, or ``bad``."""
     directory.mkdir(parents=True, exist_ok=True)
     warehouse = DuckDBWarehouse(directory / "warehouse.duckdb")
-    load_dir(source, warehouse, batch_id="history", until_ms=ms(START))
+    load_dir(source, warehouse, batch_id="history", until_ms=ms(START), arrival="event")
     if bad is None:
         load_dir(source, warehouse, batch_id=f"replay:{START.isoformat()}/{END.isoformat()}",
-                 since_ms=ms(START), until_ms=ms(END), tables=EVENT_TABLES)
+                 since_ms=ms(START), until_ms=ms(END), tables=EVENT_TABLES, arrival="event")
     else:
         append_bad_batch(bad, warehouse, batch_id=f"corrupt:{bad.defect}:{START.isoformat()}")
     return Log(warehouse.path, bad.defect if bad else None)

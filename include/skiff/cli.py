@@ -108,6 +108,7 @@ def _cmd_load(args: argparse.Namespace, cfg: SkiffConfig) -> None:
         batch_id=args.batch_id,
         since_ms=to_epoch_ms(args.since) if args.since else None,
         until_ms=to_epoch_ms(args.until) if args.until else None,
+        arrival=args.arrival,
     )
     for table, rows in summary.rows.items():
         print(f"{rows:>12,} rows  -> {cfg.warehouse.raw_schema}.{table}")
@@ -288,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--since", type=_time, help="only events at or after this time")
     load.add_argument("--until", type=_time, help="only events before this time")
     load.add_argument("--batch-id", help="batch id stamped on the rows (default: load:<folder>:<time>)")
+    load.add_argument("--arrival", choices=("load", "event"), default="load",
+                      help="arrival_ts_ms of the rows: the load time (default), or each event's "
+                           "own time (to replay a history hour by hour)")
     load.set_defaults(func=_cmd_load)
 
     replay = sub.add_parser("replay-init", help="generate the replay source if missing and load its history")

@@ -24,7 +24,7 @@ from skiff.exceptions import SkiffConfigError
 
 __all__ = ["REPO_ROOT", "skiff_home", "Setting", "settings", "markdown_table", "WarehouseConfig",
            "ReplayConfig", "DbtConfig", "ValidationConfig", "TrainingConfig", "ServingConfig",
-           "AlertsConfig", "EmitConfig", "CollectConfig", "SkiffConfig"]
+           "AlertsConfig", "EmitConfig", "CollectConfig", "IngestConfig", "SkiffConfig"]
 
 #: Root of the Skiff checkout (or of the image's /opt/airflow), found from this file.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -337,6 +337,51 @@ class AlertsConfig(Section):
         return timedelta(minutes=minutes) if minutes else None
 
 
+def _cron(raw: str) -> str:
+    return " ".join(raw.split())
+
+
+@dataclass(frozen=True)
+class IngestConfig(Section):
+    """What each data interval ingests, from where, how long it waits for late files, and when."""
+
+    source: str = setting(
+        "SKIFF_INGEST_SOURCE", "replay", "what `ingest_events` appends: `landing` (the landing "
+        "files that arrived in the data interval) or `replay` (the replay source's events of "
+        "it, while `SKIFF_REPLAY` is on; the default: `make run` has no collector feeding the "
+        "landing zone yet)", choices=("landing", "replay"), clean=str.lower)
+    grace_minutes: int = setting(
+        "SKIFF_INGEST_GRACE_MINUTES", 10, "how long after an interval's end the landing ingest "
+        "waits (deferred, in the triggerer) for late files, unless a file of the next hour "
+        "shows the collector has moved on")
+    poll_seconds: int = setting("SKIFF_INGEST_POLL_S", 30,
+                                "seconds between looks at the landing zone during that wait",
+                                minimum=1)
+    schedule: str = setting(
+        "SKIFF_SCHEDULE", "0 * * * *", "cron (UTC) of `skiff_hourly`; its data intervals follow "
+        "it, whole hours (minute `0`): the landing zone is laid out by arrival hour",
+        clean=_cron)
+
+    _PRESETS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.schedule in self._PRESETS:
+            return
+        from croniter import croniter
+
+        minute, *rest = self.schedule.split() or [""]
+        if len(rest) != 4 or not croniter.is_valid(self.schedule):
+            raise SkiffConfigError(
+                f"{self.env('schedule')}={self.schedule!r} is not a cron expression: use five "
+                "fields, minute hour day-of-month month day-of-week (UTC), e.g. '0 * * * *'.")
+        if minute != "0":
+            raise SkiffConfigError(
+                f"{self.env('schedule')}={self.schedule!r} must fire on the hour (minute field "
+                "0): the landing zone is laid out by arrival hour, so a data interval is whole "
+                "hours; e.g. '0 * * * *' (hourly) or '0 */2 * * *' (every two hours).")
+
+
 @dataclass(frozen=True)
 class EmitConfig(Section):
     """``skiff emit``: the simulated shoppers and how they reach the collector."""
@@ -431,6 +476,7 @@ class SkiffConfig:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     emit: EmitConfig = field(default_factory=EmitConfig)
     collect: CollectConfig = field(default_factory=CollectConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
 
     @classmethod
     def from_env(cls) -> SkiffConfig:

@@ -60,7 +60,7 @@ def home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("airflow-ui")
     generate(home / "source", sessions=SESSIONS, seed=5, end=END, span_hours=SPAN_HOURS)
     load_dir(home / "source", DuckDBWarehouse(home / "warehouse.duckdb"), batch_id="history",
-             until_ms=_ms(HISTORY_END))
+             until_ms=_ms(HISTORY_END), arrival="event")
     return home
 
 

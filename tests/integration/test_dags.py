@@ -47,6 +47,29 @@ def test_schedule_and_run_limits(dagbag) -> None:
     assert schema["full_refresh"] is False
 
 
+def test_schedule_and_ingest_follow_the_configuration() -> None:
+    """SKIFF_SCHEDULE sets the cron of the data intervals; SKIFF_INGEST_SOURCE=landing makes
+    ingest_events the deferrable landing ingest, upstream of the raw checks."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from environ import environ
+
+    with environ(SKIFF_SCHEDULE="0 */2 * * *", SKIFF_INGEST_SOURCE="landing",
+                 SKIFF_INGEST_GRACE_MINUTES="15"):
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.dags["skiff_hourly"]
+    assert dag.timetable.expression == "0 */2 * * *"
+    ingest = dag.get_task("ingest_events")
+    assert type(ingest).__name__ == "LandingIngestOperator"
+    assert ingest.deferrable and ingest.grace_minutes == 15
+    assert {"validate_raw_schema"} <= {t.task_id for t in ingest.downstream_list}
+    with environ(SKIFF_SCHEDULE="*/10 * * * *"):
+        bad = DagBag(dag_folder=str(REPO / "dags"))
+    errors = "".join(bad.import_errors.values())
+    assert "SKIFF_SCHEDULE='*/10 * * * *' must fire on the hour" in errors
+
+
 def test_one_cosmos_task_per_dbt_model(dagbag) -> None:
     manifest = json.loads(DbtConfig().manifest_path.read_text())
     models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}

@@ -1,16 +1,22 @@
 """The dbt project on DuckDB: it builds with its tests, its hourly incremental runs end
-equal to a full refresh, re-runs and re-loaded batches change nothing, and it parses
-(and compiles) for Snowflake too.
+equal to a full refresh, late, out-of-order and repeated arrivals included, re-runs and
+re-loaded batches change nothing, and it parses (and compiles) for Snowflake too.
 
-The raw log is filled the way Skiff fills it: contract files in a source folder
-(:func:`skiff.data.generator.generate`, roughened like the real files by :func:`make_source`),
-appended by :func:`skiff.data.loader.load_dir`: history first, then one interval per hour, as
-the DAG's ingest task does, each followed by the dbt run the DAG makes for it.
+The raw log is filled the way Skiff fills it: the events of contract files
+(:func:`skiff.data.generator.generate`, roughened like the real files by :func:`make_source`)
+land as the collector's landing files by arrival time (:func:`land_source`: a share of them
+hours late, slightly out of order, some sent twice), and
+:func:`skiff.data.ingest.ingest_arrivals` appends them: the history first, then the files that
+arrived in each hour, as the DAG's ingest task does, each followed by the dbt run the DAG
+makes for it. The catalogue is loaded as a user would (``load_dir``).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,8 +29,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from dbt_models import MODELS, Dbt, assert_same, query, statuses, table
-from skiff.data.loader import EVENT_TABLES, load_dir
+from landing_files import HOUR_MS, land_events, with_arrivals
 from skiff.data import DuckDBWarehouse
+from skiff.data.contract import BROWSING, SEARCH
+from skiff.data.ingest import LandingZone, ingest_arrivals
+from skiff.data.loader import EVENT_TABLES, load_dir
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +46,9 @@ SESSIONS = 3000
 HOURLY_RUNS = 4
 #: Short on purpose, so that the lookback bound really prunes; sessions still fit in it.
 LOOKBACK_HOURS = 2
-
+#: Arrivals: this share of events arrives LATE_HOURS late (longer than the lookback), this
+#: share is sent again by a retrying client; the rest arrives within 30 s, out of order.
+LATE_SHARE, LATE_HOURS, REPEAT_SHARE = 0.05, (1.0, 4.0), 0.01
 
 
 # --------------------------------------------------------------------------- data
@@ -68,6 +79,38 @@ def make_source(out_dir: Path, *, sessions: int, seed: int) -> Path:
     catalogue = pq.read_table(out_dir / "sku_to_content.parquet")
     keep = pc.invert(pc.is_in(catalogue.column("product_sku_hash"), value_set=missing))
     pq.write_table(catalogue.filter(keep), out_dir / "sku_to_content.parquet")
+    return out_dir
+
+
+def land_source(src_dir: Path, landing: Path, *, seed: int) -> Path:
+    """The source's events as the collector's landing files, by arrival time."""
+    rng = np.random.default_rng(seed)
+    for name in EVENT_TABLES:
+        events = with_arrivals(pq.read_table(src_dir / f"{name}.parquet"),
+                               "server_timestamp_epoch_ms", rng, late_share=LATE_SHARE,
+                               late_hours=LATE_HOURS, repeat_share=REPEAT_SHARE)
+        land_events(landing, name, events, files_per_hour=3)
+    return landing
+
+
+def redeliver(file) -> Path:
+    """A landing file delivered again under another name, compressed anew (other bytes)."""
+    path = Path(file.uri)
+    stem = path.name.removesuffix(".ndjson.gz")  # ...-<16 hex token>
+    again = path.with_name(f"{stem[:-16]}ffff{stem[-12:]}.ndjson.gz")
+    again.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()), compresslevel=1))
+    return again
+
+
+def raw_log_as_files(db_path: Path, src_dir: Path, out_dir: Path) -> Path:
+    """The event rows of a warehouse's raw log as contract files (copies kept), with the
+    source's catalogue: what another warehouse loads to hold the same raw log."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for contract in (BROWSING, SEARCH):
+        columns = ", ".join(contract.columns)
+        pq.write_table(table(db_path, f"(select {columns} from raw.{contract.name})"),
+                       out_dir / f"{contract.name}.parquet")
+    shutil.copy(src_dir / "sku_to_content.parquet", out_dir)
     return out_dir
 
 
@@ -119,22 +162,29 @@ def source(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def hourly(source, tmp_path_factory) -> HourlyDbt:
-    """A warehouse run as the DAG runs it: history loaded, then hour after hour
-    (ingest the interval, dbt build with its vars), the first on an empty warehouse."""
+def landing(source, tmp_path_factory) -> LandingZone:
+    """The landing zone the source's events arrived in."""
+    return LandingZone.from_uri(land_source(source, tmp_path_factory.mktemp("landing"), seed=11))
+
+
+@pytest.fixture(scope="module")
+def hourly(source, landing, tmp_path_factory) -> HourlyDbt:
+    """A warehouse run as the DAG runs it: what arrived before the first hour ingested,
+    then hour after hour (ingest the files that arrived in it, dbt build with its vars),
+    the first on an empty warehouse."""
     work = tmp_path_factory.mktemp("hourly")
     dbt = HourlyDbt(work / "warehouse.duckdb", work)
     warehouse = DuckDBWarehouse(dbt.db_path)
     first_start, _ = _hour(HOURLY_RUNS)
-    load_dir(source, warehouse, batch_id="history", until_ms=_ms(first_start))
+    load_dir(source, warehouse, batch_id="catalogue", tables=["sku_to_content"])
+    ingest_arrivals(warehouse, landing, END - timedelta(hours=SPAN_HOURS + 1), first_start)
     resend_catalogue(source, work / "catalogue-v2")
     load_dir(work / "catalogue-v2", warehouse, batch_id="catalogue-v2")
     for k in range(HOURLY_RUNS, 0, -1):
         start, end = _hour(k)
         if k == 1:
             dbt.before_last = dbt.copy("before-last")
-        load_dir(source, warehouse, batch_id=f"replay:{start.isoformat()}",
-                 since_ms=_ms(start), until_ms=_ms(end), tables=EVENT_TABLES)
+        assert ingest_arrivals(warehouse, landing, start, end).files
         dbt.hourly((start, end))
     return dbt
 
@@ -167,31 +217,64 @@ def test_full_refresh_builds_with_every_test(full_refresh) -> None:
 
 
 def test_incremental_hours_equal_full_refresh(hourly, full_refresh) -> None:
-    """Hour by hour (first run on an empty warehouse) ends where a full refresh does."""
+    """Hour by hour (first run on an empty warehouse) ends where a full refresh does, with
+    events that arrived hours late into sessions built in an earlier hour, out of order,
+    and twice: every model has the same rows, EXCEPT ALL both ways."""
+    first_start = _ms(_hour(HOURLY_RUNS)[0])
+    (late, rebuilt, repeated, out_of_order), = query(hourly.db_path, f"""
+        with late as (
+            select * from raw.browsing_train
+            where arrival_ts_ms >= {first_start}
+                and arrival_ts_ms - server_timestamp_epoch_ms > {HOUR_MS}
+        )
+        select
+            (select count(*) from late),
+            -- sessions a late event reached after an earlier run had built them
+            (select count(distinct late.session_id_hash) from late
+             join raw.browsing_train as earlier using (session_id_hash)
+             where earlier.arrival_ts_ms < {first_start}
+                 and floor(late.arrival_ts_ms / {HOUR_MS})
+                     > floor(earlier.arrival_ts_ms / {HOUR_MS})),
+            (select count(*) - count(distinct (session_id_hash, server_timestamp_epoch_ms,
+                                               event_type, product_action, product_sku_hash))
+             from raw.browsing_train where batch_id like 'landing:%'),
+            -- consecutive appended rows whose event times go backwards
+            (select count(*) from (
+                select server_timestamp_epoch_ms < lag(server_timestamp_epoch_ms) over (
+                    partition by batch_id order by arrival_ts_ms) as backwards
+                from raw.browsing_train where batch_id like 'landing:%') where backwards)""")
+    assert late > 50 and rebuilt > 10 and repeated > 10 and out_of_order > 100, (
+        late, rebuilt, repeated, out_of_order)
     assert_same(hourly.db_path, full_refresh[0].db_path)
 
 
 def test_hourly_run_reads_only_its_interval(hourly) -> None:
-    """The last run read the events, since the lookback, of the sessions its hour touched;
+    """The last run read the events of the sessions whose events arrived in its hour, since
+    the earliest of those events minus the lookback, and bounded its deletes the same way;
     int_session_events holds every distinct raw event once."""
     start, end = (_ms(t) for t in _hour(1))
-    compiled = hourly.work_dir / "target" / "compiled" / "skiff" / "models"
+    target = hourly.work_dir / "target"
+    compiled = target / "compiled" / "skiff" / "models"
     staging = (compiled / "staging" / "stg_browsing_events.sql").read_text()
     assert "where" not in staging.lower()  # a view: the reading models filter it
-    for model in ("intermediate/int_session_events", "marts/fct_sessions"):
+    for model in ("staging/stg_search_events", "intermediate/int_session_events",
+                  "marts/fct_sessions", "marts/fct_session_sequences"):
         sql = (compiled / f"{model}.sql").read_text()
-        assert f"where event_ms >= {start - LOOKBACK_HOURS * 3_600_000}" in sql, model
-        assert f"event_ms >= {start} and event_ms < {end}" in sql, model
+        assert f"arrival_ts_ms >= {start} and arrival_ts_ms < {end}" in sql, model
+        assert f"- {LOOKBACK_HOURS * 3_600_000}" in sql, model  # the event-time bound
+    for model in ("staging/stg_search_events", "intermediate/int_session_events"):
+        run = (target / "run" / "skiff" / "models" / f"{model}.sql").read_text()
+        assert re.search(r"and event_ms >= \(select min\(event_ms\) from \S+__dbt_tmp", run), run
     rows = query(hourly.db_path, """
         select
             (select count(*) from intermediate.int_session_events),
-            (select count(*) from (select distinct * exclude (batch_id, ingested_at)
+            (select count(*) from (select distinct * exclude (batch_id, ingested_at, arrival_ts_ms)
                                    from raw.browsing_train))""")
     events, distinct_raw = rows[0]
     assert events == distinct_raw
 
 
-def test_rerun_and_reloaded_batch_change_nothing(hourly, source, full_refresh) -> None:
+def test_rerun_and_reloaded_batch_change_nothing(hourly, landing, full_refresh) -> None:
     """Re-running an interval is idempotent; rows appended twice are counted once."""
     dbt = hourly.copy("rerun")
     last = _hour(1)
@@ -200,15 +283,21 @@ def test_rerun_and_reloaded_batch_change_nothing(hourly, source, full_refresh) -
                      "interval_end": last[1].replace(tzinfo=None).isoformat(),
                      "session_lookback_hours": LOOKBACK_HOURS})
     compiled = dbt.work_dir / "target" / "compiled" / "skiff" / "models" / "intermediate"
-    bounds = f"event_ms >= {_ms(last[0])} and event_ms < {_ms(last[1])}"
+    bounds = f"arrival_ts_ms >= {_ms(last[0])} and arrival_ts_ms < {_ms(last[1])}"
     assert bounds in (compiled / "int_session_events.sql").read_text()
     assert_same(dbt.db_path, hourly.db_path)
-    # the last hour's batch and the history are appended again (a re-run ingest)
+    # the ingest again: the ledger skips every file
     warehouse = DuckDBWarehouse(dbt.db_path)
-    load_dir(source, warehouse, batch_id="replay:again", since_ms=_ms(last[0]),
-             until_ms=_ms(last[1]), tables=EVENT_TABLES)
-    load_dir(source, warehouse, batch_id="history:again", until_ms=_ms(_hour(HOURLY_RUNS)[0]),
-             tables=EVENT_TABLES)
+    again = ingest_arrivals(warehouse, landing, *last)
+    assert not again.files and again.skipped and not any(again.rows.values())
+    # files of the last hour and of the history delivered again, re-compressed (bytes the
+    # ledger does not know) under new names: their rows are copies, kept once
+    zone = LandingZone.from_uri(shutil.copytree(landing.uri, dbt.work_dir / "landing"))
+    history = _hour(HOURLY_RUNS + 1)
+    for interval in (last, history):
+        for table in EVENT_TABLES:
+            redeliver(zone.list(table, *interval)[0])
+        assert len(ingest_arrivals(warehouse, zone, *interval).files) == len(EVENT_TABLES)
     dbt.hourly(last, command="run")
     # staging is a view of the raw log, copies included; from intermediate on, they are gone
     built = ("intermediate", "marts")
@@ -217,12 +306,11 @@ def test_rerun_and_reloaded_batch_change_nothing(hourly, source, full_refresh) -
     assert_same(dbt.db_path, full_refresh[0].db_path, layers=built)
 
 
-def test_run_without_vars_catches_up(hourly, source) -> None:
-    """dbt run by hand (no interval vars): each model takes what is newer than itself."""
+def test_run_without_vars_catches_up(hourly, landing) -> None:
+    """dbt run by hand (no interval vars): each model takes what arrived since its newest
+    event, late arrivals included."""
     dbt = hourly.before_last
-    start, end = _hour(1)
-    load_dir(source, DuckDBWarehouse(dbt.db_path), batch_id=f"replay:{start.isoformat()}",
-             since_ms=_ms(start), until_ms=_ms(end), tables=EVENT_TABLES)
+    ingest_arrivals(DuckDBWarehouse(dbt.db_path), landing, *_hour(1))
     dbt("build", vars={"session_lookback_hours": LOOKBACK_HOURS})
     # staging (views of raw) differs in ingested_at (loaded at another time); the rest is equal
     assert_same(dbt.db_path, hourly.db_path, layers=("intermediate", "marts"))
@@ -247,7 +335,7 @@ def test_snowflake_target_parses_offline(tmp_path) -> None:
     assert set(models) == {m for layer in MODELS.values() for m in layer} | {"stg_products"}
     assert {m["schema"] for m in models.values()} == {"staging", "intermediate", "marts"}
     assert models["stg_browsing_events"]["config"]["materialized"] == "view"
-    assert models["int_session_events"]["config"]["incremental_strategy"] == "delete+insert"
+    assert models["int_session_events"]["config"]["incremental_strategy"] == "session_rebuild"
 
 
 @pytest.mark.filterwarnings("ignore:::fakesnow")
@@ -276,8 +364,9 @@ def test_snowflake_sql_runs_on_fakesnow(source, full_refresh, tmp_path) -> None:
         frame.columns = [c.lower() for c in frame.columns]
         return frame
 
+    raw_log = raw_log_as_files(full_refresh[0].db_path, source, tmp_path / "raw-log")
     with fakesnow.patch():
-        load_dir(source, SnowflakeWarehouse(connect), batch_id="history")
+        load_dir(raw_log, SnowflakeWarehouse(connect), batch_id="history")
         # fakesnow's in-memory database does not take concurrent DDL: one thread
         dbt("run", "--threads", "1", target="snowflake", env=SNOWFLAKE_ENV)
         dbt("compile", "--threads", "1", "--select", "stg_browsing_events fct_session_sequences",
@@ -290,7 +379,7 @@ def test_snowflake_sql_runs_on_fakesnow(source, full_refresh, tmp_path) -> None:
     sql = (compiled / "marts" / "fct_session_sequences.sql").read_text()
     assert "array_agg(event_token) within group (order by event_index)" in sql
     assert "array_construct()" in sql and "list(" not in sql
-    assert f"event_ms >= {_ms(start)} and event_ms < {_ms(end)}" in sql  # the incremental branch
+    assert f"arrival_ts_ms >= {_ms(start)} and arrival_ts_ms < {_ms(end)}" in sql  # incremental
     sql = (compiled / "staging" / "stg_browsing_events.sql").read_text()
     assert "to_timestamp_ntz(server_timestamp_epoch_ms, 3)" in sql and "md5(concat_ws(" in sql
 

@@ -1,22 +1,43 @@
 {#
-    The data interval of a run, and the one incremental predicate every
-    incremental model shares.
+    The data interval of a run, and the one incremental filter every
+    incremental model shares: rebuild the sessions whose events ARRIVED in the
+    interval, from all their events.
 
     The DAG passes vars `interval_start` and `interval_end` (ISO 8601, UTC, end
     exclusive, e.g. 2026-11-25T06:00:00+00:00) and `session_lookback_hours`.
-    An incremental run then reads:
-      * staging: the raw rows whose event time is in [start, end);
-      * intermediate and marts: the sessions with an event in [start, end),
-        reading their events from [start - lookback, +inf) only, so the scan
-        is bounded by the lookback (DuckDB zonemaps, Snowflake pruning on
-        event_ms).
-    A session whose events span more than the lookback would be rebuilt from
-    a part of its events (int_session_events' test on session_id + event_index
-    then fails); sessions end after 30 minutes of inactivity, so the default
-    of 24 hours leaves a wide margin.
+    An incremental run then:
+      * finds the sessions touched by the interval: those with a raw row whose
+        arrival_ts_ms is in [start, end) (the ingest appends, per interval, the
+        files that arrived in it; an event may arrive hours after it
+        happened, or out of order, or twice);
+      * rebuilds them from all their events: the events of those sessions
+        since the earliest event time among the arrived rows, minus
+        session_lookback_hours (a session's events lie within it of each
+        other: sessions end after 30 minutes of inactivity, so the default
+        of 24 hours leaves a wide margin), whatever interval they arrived in;
+      * replaces their rows (delete+insert by session, the delete bounded by
+        the rebuilt rows' earliest event time: macros/session_rebuild.sql).
+    So hourly runs end where one full refresh of the same raw log does, late
+    and repeated arrivals included.
 
-    Without the vars (dbt run by hand), the interval is [watermark, +inf), the
-    watermark being the newest event time already in the model's own table.
+    Cost stays what the interval brings, not what the log holds (DuckDB: no
+    index is used; zonemaps, the min/max of each column per row group, prune):
+      * the raw log is appended interval by interval, so a literal bound on
+        arrival_ts_ms prunes the scan for the touched sessions to the
+        interval's row groups;
+      * the event-time bound is a scalar subquery: DuckDB (>= 1.1) evaluates
+        it first and pushes its value into the scan as a dynamic filter, so
+        it prunes on event_ms like a literal (each append is in event-time
+        order); the session_id semi-join adds a bloom filter on top;
+      * the delete prunes the same way on the target's event_ms.
+    On Snowflake the same predicates prune micro-partitions.
+
+    Without the vars (dbt run by hand) the interval is [watermark, +inf): the
+    arrivals at or after the newest event time already in the model's own
+    table (`watermark`). Every row that arrived after the last run qualifies
+    (an event arrives after it happens), plus a few already processed, whose
+    sessions are rebuilt to the same rows. Rows appended before arrival_ts_ms
+    existed have it null: they were built when they were appended.
 #}
 
 {# Epoch milliseconds of an ISO 8601 time (naive means UTC) #}
@@ -37,7 +58,7 @@
     The run's window as SQL expressions over epoch milliseconds:
       start, end        the data interval [start, end); end is none without
                         the vars
-      lookback_start    start minus session_lookback_hours
+      lookback_ms       session_lookback_hours in milliseconds
       is_bounded        true when the window comes from the vars (literals)
     `watermark` is the aggregate, over the model's own table, giving its
     newest event time in epoch ms; it is used only without the vars.
@@ -64,7 +85,7 @@
         {{ return({
             'start': start_ms,
             'end': end_ms,
-            'lookback_start': start_ms - lookback_ms,
+            'lookback_ms': lookback_ms,
             'is_bounded': true,
         }) }}
     {%- elif start_var or end_var -%}
@@ -79,7 +100,7 @@
         {{ return({
             'start': start_sql,
             'end': none,
-            'lookback_start': '(' ~ start_sql ~ ' - ' ~ lookback_ms ~ ')',
+            'lookback_ms': lookback_ms,
             'is_bounded': false,
         }) }}
     {%- endif -%}
@@ -95,56 +116,44 @@
 
 
 {#
-    Where-clause of a staging model's source on incremental runs: the raw
-    rows whose event time is in the data interval. Nothing on a full build.
-#}
-{% macro interval_filter(column, watermark='max(event_ms)') -%}
-    {%- if is_incremental() -%}
-    where {{ in_interval(column, skiff_window(watermark)) }}
-    {%- endif -%}
-{%- endmacro %}
-
-
-{#
     Where-clause of a session model's import CTE on incremental runs: the
-    events (from the lookback on) of the sessions that have an event in the
-    interval in any of `touched_by` (relations with session_id and event_ms).
+    events of the sessions touched by the interval, since the earliest event
+    time among the interval's arrivals minus the lookback. `touched_by` are
+    relations with a session id, an event time and arrival_ts_ms (the staging
+    models, or the raw source for staging itself); `session_column` and
+    `time_column` name the first two in them and in the filtered relation.
     Nothing on a full build.
 #}
-{% macro session_window_filter(touched_by, watermark='max(event_ms)') -%}
+{% macro session_window_filter(
+    touched_by,
+    watermark='max(event_ms)',
+    session_column='session_id',
+    time_column='event_ms'
+) -%}
     {%- if is_incremental() -%}
     {%- set window = skiff_window(watermark) -%}
-    where event_ms >= {{ window.lookback_start }}
-        and session_id in (
+    {%- set arrived = in_interval('arrival_ts_ms', window) -%}
+    where {{ time_column }} >= (
+            select coalesce(min(arrived_ms), {{ window.start }})
+                - {{ window.lookback_ms }}
+            from (
+                {%- for relation in touched_by %}
+                select {{ time_column }} as arrived_ms from {{ relation }}
+                where {{ arrived }}
+                {%- if not loop.last %}
+                union all
+                {%- endif %}
+                {%- endfor %}
+            ) as arrivals
+        )
+        and {{ session_column }} in (
             {%- for relation in touched_by %}
-            select session_id from {{ relation }}
-            where {{ in_interval('event_ms', window) }}
+            select {{ session_column }} from {{ relation }}
+            where {{ arrived }}
             {%- if not loop.last %}
             union
             {%- endif %}
             {%- endfor %}
         )
-    {%- endif -%}
-{%- endmacro %}
-
-
-{#
-    incremental_predicates for delete+insert: bound the delete on the target
-    to the rows the run can replace ('interval': the interval's events;
-    'lookback': events from the lookback on), so that it prunes instead of
-    scanning the table. Only with the vars (literal bounds); none otherwise.
-#}
-{% macro window_delete_predicates(scope) -%}
-    {%- set window = skiff_window() -%}
-    {%- if not window.is_bounded -%}
-        {{ return([]) }}
-    {%- elif scope == 'interval' -%}
-        {{ return([in_interval('event_ms', window) | trim]) }}
-    {%- elif scope == 'lookback' -%}
-        {{ return(['event_ms >= ' ~ window.lookback_start]) }}
-    {%- else -%}
-        {{ exceptions.raise_compiler_error(
-            "window_delete_predicates: scope must be 'interval' or "
-            ~ "'lookback', got " ~ scope) }}
     {%- endif -%}
 {%- endmacro %}

@@ -15,6 +15,8 @@ Modules (private behind this face unless a test needs them):
 - :mod:`~skiff.data.landing`: the landing zone (local or S3) and its gzip NDJSON files.
 - :mod:`~skiff.data.loader`: contract files appended to the raw log, all or nothing.
 - :mod:`~skiff.data.replay`: the embedded replay source the hourly ingest slices by interval.
+- :mod:`~skiff.data.ingest`: the landing files that arrived in an interval, appended once, all
+  or nothing (the ingest ledger).
 - :mod:`~skiff.data.warehouse`: DuckDB (embedded default) or Snowflake behind one interface.
 - :mod:`~skiff.data.corrupt`: deliberately bad deliveries, one per defect validation must catch.
 """
@@ -30,6 +32,7 @@ _EXPORTS = {
     "CollectorClient": "emitter_http", "post_range": "emitter_http", "run_live": "emitter_http",
     "load_dir": "loader",
     "SourceInfo": "replay", "init_source": "replay", "ingest_interval": "replay",
+    "IngestSummary": "ingest", "ingest_arrivals": "ingest", "arrival_state": "ingest",
     "Warehouse": "warehouse", "DuckDBWarehouse": "warehouse", "SnowflakeWarehouse": "warehouse",
     "SNOWFLAKE_CONNECT_ENV": "warehouse", "snowflake_connect_env": "warehouse",
     "snowflake_connector": "warehouse", "snowflake_params_from_env": "warehouse",

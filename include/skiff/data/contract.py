@@ -1,8 +1,11 @@
 """The data contract: the Coveo SIGIR eCom 2021 files, the raw log tables, and one event's check.
 
 Column names and order are those of the official files (``browsing_train.csv``,
-``search_train.csv``, ``sku_to_content.csv``). The raw log adds two columns to every
-row: ``batch_id`` (which load appended it) and ``ingested_at`` (when, UTC).
+``search_train.csv``, ``sku_to_content.csv``). The raw log adds three columns to every
+row: ``batch_id`` (which load appended it), ``ingested_at`` (when, UTC) and ``arrival_ts_ms``
+(epoch ms when the event reached Skiff: the collector's clock for collected events, the load
+time for files a user loads, the event time for the replay source). Incremental models pick
+the sessions to rebuild by ``arrival_ts_ms``, so events that arrive late are not missed.
 
 :func:`check_event` checks one event (a JSON object) against its table's contract: the
 collector, the ``/collect`` Lambda and the landing-file reader share it. This module
@@ -55,10 +58,12 @@ RULES = {
 
 @cache
 def _log_columns() -> pa.Schema:
-    """Columns the raw log adds to every contract table (``LOG_COLUMNS``)."""
+    """Columns the raw log adds to every contract table (``LOG_COLUMNS``); a table made before
+    ``arrival_ts_ms`` existed gets it added by :meth:`~skiff.data.warehouse.Warehouse.ensure_raw_tables`."""
     import pyarrow as pa
 
-    return pa.schema([("batch_id", pa.string()), ("ingested_at", pa.timestamp("us"))])
+    return pa.schema([("batch_id", pa.string()), ("ingested_at", pa.timestamp("us")),
+                      ("arrival_ts_ms", pa.int64())])
 
 
 def __getattr__(name: str) -> Any:

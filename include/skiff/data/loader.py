@@ -4,7 +4,9 @@
 Coveo CSVs as they are (``browsing_train.csv``, ``browsing_train_sample.csv`` …). Every
 file's columns are checked against the contract *before anything is written*; a file
 that does not match is refused with an error naming the file and the columns, and no
-file of the load is appended. Each row gets ``batch_id`` and ``ingested_at`` (UTC).
+file of the load is appended. Each row gets ``batch_id``, ``ingested_at`` (UTC) and
+``arrival_ts_ms``: the load time for files a user brings, or the event time when the load
+replays a source as if a collector had received each event as it happened.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from skiff.exceptions import DataContractError, MissingInputError
 from skiff.data.contract import TableContract, contract_for_file
 from skiff.data.warehouse import Warehouse
 
-__all__ = ["EVENT_TABLES", "LoadSummary", "SourceFile", "discover", "load_dir", "read_batches"]
+__all__ = ["ARRIVALS", "EVENT_TABLES", "LoadSummary", "SourceFile", "discover", "load_dir",
+           "read_batches"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,9 @@ log = logging.getLogger(__name__)
 EVENT_TABLES = ("browsing_train", "search_train")
 
 _SUFFIXES = {".parquet": "parquet", ".csv": "csv"}
+
+#: What ``load_dir`` stamps as ``arrival_ts_ms``: the load time, or each event's own time.
+ARRIVALS = ("load", "event")
 
 
 @dataclass(frozen=True)
@@ -177,11 +183,16 @@ def read_batches(
             yield table
 
 
-def _stamp(table: pa.Table, batch_id: str, ingested_at: datetime) -> pa.Table:
+def _stamp(table: pa.Table, batch_id: str, ingested_at: datetime,
+           arrival: pa.Array | None = None) -> pa.Table:
+    """Add the raw log's columns; ``arrival`` (epoch ms per row) defaults to ``ingested_at``."""
     n = table.num_rows
     table = table.append_column("batch_id", pa.array([batch_id] * n, pa.string()))
     stamp = pa.scalar(ingested_at.replace(tzinfo=None), pa.timestamp("us"))
-    return table.append_column("ingested_at", pa.repeat(stamp, n))
+    table = table.append_column("ingested_at", pa.repeat(stamp, n))
+    if arrival is None:
+        arrival = pa.repeat(pa.scalar(int(ingested_at.timestamp() * 1000), pa.int64()), n)
+    return table.append_column("arrival_ts_ms", arrival)
 
 
 class _Streams:
@@ -192,14 +203,18 @@ class _Streams:
     """
 
     def __init__(self, sources: list[SourceFile], batch_id: str, ingested_at: datetime,
-                 **slice_: int | None) -> None:
+                 arrival: str = "load", **slice_: int | None) -> None:
         self.sources, self.batch_id, self.ingested_at, self.slice = sources, batch_id, ingested_at, slice_
+        self.arrival = arrival
         self.error: DataContractError | None = None
 
     def _batches(self, source: SourceFile) -> Iterator[pa.RecordBatch]:
+        time_column = source.contract.time_column
         try:
             for table in read_batches(source, **self.slice):
-                yield from _stamp(table, self.batch_id, self.ingested_at).to_batches()
+                arrival = (table.column(time_column).combine_chunks()
+                           if self.arrival == "event" and time_column else None)
+                yield from _stamp(table, self.batch_id, self.ingested_at, arrival).to_batches()
         except DataContractError as exc:
             self.error = exc
             raise
@@ -219,6 +234,7 @@ def load_dir(
     until_ms: int | None = None,
     tables: Iterable[str] | None = None,
     skip_loaded: bool = False,
+    arrival: str = "load",
 ) -> LoadSummary:
     """Append the contract files of ``src_dir`` to the raw log, all-or-nothing.
 
@@ -233,8 +249,14 @@ def load_dir(
     :param until_ms: first event time excluded (epoch ms).
     :param tables: load only these contract tables (default: every file found).
     :param skip_loaded: skip tables that already hold ``batch_id`` (idempotent re-runs).
+    :param arrival: ``arrival_ts_ms`` of the rows: ``load`` (the load time, for files a user
+        brings) or ``event`` (each event's own time, for a replay source standing in for a
+        collector; the catalogue, which has no event time, arrives at the load time).
     :raises DataContractError: a file breaks the contract; nothing is appended.
+    :raises ValueError: ``arrival`` is neither.
     """
+    if arrival not in ARRIVALS:
+        raise ValueError(f"arrival={arrival!r}: use one of {ARRIVALS}.")
     started = time.perf_counter()
     now = datetime.now(UTC)
     batch_id = batch_id or f"load:{Path(src_dir).name}:{now.strftime('%Y%m%dT%H%M%SZ')}"
@@ -251,7 +273,7 @@ def load_dir(
             summary.skipped.append(source.contract.name)
             continue
         todo.append(source)
-    streams = _Streams(todo, batch_id, now, since_ms=since_ms, until_ms=until_ms)
+    streams = _Streams(todo, batch_id, now, arrival, since_ms=since_ms, until_ms=until_ms)
     try:
         summary.rows = warehouse.append(streams)
     except Exception:

@@ -2,7 +2,8 @@
 
 ``make run`` generates a source once (``init_source``), loads its history up to the
 last full hour, and lets the DAG's ``ingest`` task append that hour, as an event
-collector would in production.
+collector would in production. Its events arrive at their event time (``arrival_ts_ms``),
+as if a collector had received each one as it happened.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def init_source(
     info = SourceInfo.read(path)
     history_end, _ = info.last_interval
     load_dir(path, warehouse, batch_id=f"history:{info.end.isoformat()}",
-             until_ms=to_epoch_ms(history_end), skip_loaded=True)
+             until_ms=to_epoch_ms(history_end), skip_loaded=True, arrival="event")
     return info
 
 
@@ -91,4 +92,5 @@ def ingest_interval(
         until_ms=to_epoch_ms(until_dt),
         tables=EVENT_TABLES,
         skip_loaded=True,
+        arrival="event",  # the source plays a collector that received each event as it happened
     )

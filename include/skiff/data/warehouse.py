@@ -25,7 +25,8 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,6 +45,10 @@ __all__ = [
     "snowflake_connector",
     "snowflake_params_from_env",
     "warehouse_from_config",
+    "LEDGER_TABLE",
+    "LEDGER_COLUMNS",
+    "LANDING_STAGE",
+    "LandedFile",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,6 +64,17 @@ _SQL_TYPES: dict[pa.DataType, str] = {
 def _create_table_sql(schema: str, contract: TableContract, types: dict[pa.DataType, str]) -> str:
     cols = ", ".join(f"{f.name} {types[f.type]}" for f in contract.log_schema)
     return f"create table if not exists {schema}.{contract.name} ({cols})"
+
+
+def _add_log_columns_sql(schema: str, contract: TableContract,
+                         types: dict[pa.DataType, str]) -> list[str]:
+    """Add the raw log's own columns to a table made before one of them existed.
+
+    ``arrival_ts_ms`` came after the first raw tables; rows appended before it keep null
+    (the sessions they touched were built when they were appended).
+    """
+    return [f"alter table {schema}.{contract.name} add column if not exists {f.name} "
+            f"{types[f.type]}" for f in contract.log_schema if f.name not in contract.columns]
 
 
 class Warehouse(Protocol):
@@ -97,6 +113,19 @@ class Warehouse(Protocol):
         """Start of the ``sessions``-th latest session started before ``until`` (``None`` with
         fewer), so the latest ``sessions`` sessions are those starting at or after it."""
 
+    def ensure_ingest_ledger(self) -> None:
+        """Create the ingest ledger (and, on Snowflake, the landing stage) if missing."""
+
+    def ledger_files(self, keys: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """The ledger's ``(size, checksum)`` of each of ``keys`` it holds, by key."""
+
+    def ledger_checksums(self, checksums: Iterable[str]) -> dict[str, str]:
+        """The ledger's file of each of ``checksums`` it holds, by checksum."""
+
+    def ingest_landed(self, files: list[LandedFile], batch_id: str,
+                      ingested_at: datetime) -> dict[str, int]:
+        """Append landing files' events and their ledger rows in one transaction."""
+
 
 class DuckDBWarehouse:
     """Raw log in a DuckDB file.
@@ -128,6 +157,8 @@ class DuckDBWarehouse:
             con.execute(f"create schema if not exists {self.raw_schema}")
             for contract in TABLES:
                 con.execute(_create_table_sql(self.raw_schema, contract, _SQL_TYPES))
+                for sql in _add_log_columns_sql(self.raw_schema, contract, _SQL_TYPES):
+                    con.execute(sql)
 
     def append(self, batches: Iterable[tuple[TableContract, pa.RecordBatchReader]]) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -208,6 +239,68 @@ class DuckDBWarehouse:
             rows = con.execute(_latest_sessions_sql(schema, sessions, until)).fetchall()
         return rows[0][0] if rows else None
 
+    # ------------------------------------------------------------- landing ingest
+
+    def ensure_ingest_ledger(self) -> None:
+        with self.connect() as con:
+            con.execute(f"create schema if not exists {self.raw_schema}")
+            con.execute(_ledger_table_sql(self.raw_schema, _SQL_TYPES))
+
+    def ledger_files(self, keys: Iterable[str]) -> dict[str, tuple[int, str]]:
+        found: dict[str, tuple[int, str]] = {}
+        with self.connect() as con:
+            for chunk in _chunks(list(keys)):
+                rows = con.execute(
+                    f"select file, size, checksum from {self.raw_schema}.{LEDGER_TABLE} "
+                    "where file in (select unnest(?::varchar[]))", [chunk]).fetchall()
+                found.update({file: (size, checksum) for file, size, checksum in rows})
+        return found
+
+    def ledger_checksums(self, checksums: Iterable[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with self.connect() as con:
+            for chunk in _chunks(list(checksums)):
+                rows = con.execute(
+                    f"select checksum, min(file) from {self.raw_schema}.{LEDGER_TABLE} "
+                    "where checksum in (select unnest(?::varchar[])) group by checksum",
+                    [chunk]).fetchall()
+                found.update(dict(rows))
+        return found
+
+    def ingest_landed(self, files: list[LandedFile], batch_id: str,
+                      ingested_at: datetime) -> dict[str, int]:
+        """One DuckDB transaction: each table's events (in event-time order), then the ledger."""
+        counts: dict[str, int] = {}
+        with self.connect() as con:
+            con.execute("begin transaction")
+            try:
+                for contract, group in _by_table(files):
+                    counts[contract.name] = self._append_landed(
+                        con, contract, _landed_rows(contract, group, batch_id, ingested_at))
+                con.executemany(
+                    f"insert into {self.raw_schema}.{LEDGER_TABLE} ({', '.join(LEDGER_COLUMNS)}) "
+                    "values (?, ?, ?, ?, ?, ?, ?)",
+                    _ledger_rows(files, batch_id, ingested_at))
+                con.execute("commit")
+            except BaseException:
+                con.execute("rollback")
+                raise
+        return counts
+
+    def _append_landed(self, con: Any, contract: TableContract, rows: pa.Table) -> int:
+        """Insert one table's stamped rows inside the caller's transaction; rows inserted."""
+        con.register("_skiff_landed", rows)
+        cols = ", ".join(contract.log_schema.names)
+        # in event-time order, as the loader appends: late events sit together at the start
+        # of the batch, and the log stays clustered on time for the hourly scans
+        order = f" order by {contract.time_column}" if contract.time_column else ""
+        inserted = con.execute(
+            f"insert into {self.raw_schema}.{contract.name} ({cols}) "
+            f"select {cols} from _skiff_landed{order}"
+        ).fetchall()[0][0]
+        con.unregister("_skiff_landed")  # not after a failure: the transaction refuses it
+        return inserted
+
 
 _SNOWFLAKE_TYPES = {**_SQL_TYPES, pa.timestamp("us"): "TIMESTAMP_NTZ"}
 
@@ -242,6 +335,8 @@ class SnowflakeWarehouse:
             cur.execute(f"create schema if not exists {self.raw_schema}")
             for contract in TABLES:
                 cur.execute(_create_table_sql(self.raw_schema, contract, _SNOWFLAKE_TYPES))
+                for sql in _add_log_columns_sql(self.raw_schema, contract, _SNOWFLAKE_TYPES):
+                    cur.execute(sql)
 
     def append(self, batches: Iterable[tuple[TableContract, pa.RecordBatchReader]]) -> dict[str, int]:
         from snowflake.connector.pandas_tools import write_pandas
@@ -320,6 +415,98 @@ class SnowflakeWarehouse:
             cur.execute(_latest_sessions_sql(schema, sessions, until))
             row = cur.fetchone()
         return row[0] if row else None
+
+    # ------------------------------------------------------------- landing ingest
+
+    def ensure_ingest_ledger(self) -> None:
+        """The ledger and the named stage ``<raw>.skiff_landing`` (DDL: never inside a load)."""
+        with self._cursor() as (_, cur):
+            cur.execute(f"create schema if not exists {self.raw_schema}")
+            cur.execute(_ledger_table_sql(self.raw_schema, _SNOWFLAKE_TYPES))
+            cur.execute(f"create stage if not exists {self.raw_schema}.{LANDING_STAGE} "
+                        "file_format = (type = json)")
+
+    def ledger_files(self, keys: Iterable[str]) -> dict[str, tuple[int, str]]:
+        found: dict[str, tuple[int, str]] = {}
+        with self._cursor() as (_, cur):
+            for chunk in _chunks(list(keys)):
+                cur.execute(
+                    f"select file, size, checksum from {self.raw_schema}.{LEDGER_TABLE} "
+                    f"where file in ({', '.join(['%s'] * len(chunk))})", tuple(chunk))
+                found.update({file: (size, checksum) for file, size, checksum in cur.fetchall()})
+        return found
+
+    def ledger_checksums(self, checksums: Iterable[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with self._cursor() as (_, cur):
+            for chunk in _chunks(list(checksums)):
+                cur.execute(
+                    f"select checksum, min(file) from {self.raw_schema}.{LEDGER_TABLE} "
+                    f"where checksum in ({', '.join(['%s'] * len(chunk))}) group by checksum",
+                    tuple(chunk))
+                found.update(dict(cur.fetchall()))
+        return found
+
+    def ingest_landed(self, files: list[LandedFile], batch_id: str,
+                      ingested_at: datetime) -> dict[str, int]:
+        """PUT the files to the stage, then one transaction: a COPY per table, the ledger rows.
+
+        ``write_pandas`` cannot do this: its ``CREATE TEMPORARY STAGE`` is DDL, and DDL
+        commits the open transaction, so a failure after it would leave half an interval.
+        Here every statement between ``BEGIN`` and ``COMMIT`` is DML (``COPY INTO``,
+        ``INSERT``); the stage exists beforehand (:meth:`ensure_ingest_ledger`) and the
+        files are uploaded before ``BEGIN`` under a path of their own, removed afterwards.
+        """
+        import tempfile
+        import uuid
+
+        counts: dict[str, int] = {}
+        groups = _by_table(files)
+        if not groups:
+            return counts
+        stage = f"{self.raw_schema}.{LANDING_STAGE}"
+        path = f"{uuid.uuid4().hex}"  # one upload = one path: COPY never sees a file twice
+        with tempfile.TemporaryDirectory(prefix="skiff-landed-") as tmp, \
+                self._cursor() as (_, cur):
+            try:
+                for contract, group in groups:
+                    folder = Path(tmp) / contract.name
+                    folder.mkdir()
+                    for file in group:
+                        (folder / file.name).write_bytes(file.data)
+                    self._put_files(cur, folder, f"@{stage}/{path}/{contract.name}/")
+                cur.execute("begin")
+                try:
+                    for contract, group in groups:
+                        stage_path = f"@{stage}/{path}/{contract.name}/"
+                        cur.execute(_copy_landed_sql(self.raw_schema, contract, group, batch_id,
+                                                     ingested_at, stage_path))
+                        loaded = sum(int(row[3] or 0) for row in cur.fetchall())
+                        expected = sum(f.rows for f in group)
+                        if loaded != expected:
+                            raise RuntimeError(
+                                f"COPY INTO {self.raw_schema}.{contract.name} loaded {loaded} rows "
+                                f"of {expected} from {[f.key for f in group]}; rolled back.")
+                        counts[contract.name] = loaded
+                    cur.executemany(
+                        f"insert into {self.raw_schema}.{LEDGER_TABLE} "
+                        f"({', '.join(LEDGER_COLUMNS)}) values ({', '.join(['%s'] * 7)})",
+                        _ledger_rows(files, batch_id, ingested_at))
+                    cur.execute("commit")
+                except BaseException:
+                    cur.execute("rollback")
+                    raise
+            finally:
+                try:
+                    cur.execute(f"remove @{stage}/{path}/")
+                except Exception as exc:  # the load's outcome matters more than the clean-up
+                    log.warning("Could not remove @%s/%s/ from the stage: %s", stage, path, exc)
+        return counts
+
+    def _put_files(self, cur: Any, folder: Path, stage_path: str) -> None:
+        """Upload every file of ``folder`` to ``stage_path`` (one PUT, files as they are)."""
+        cur.execute(f"put 'file://{folder.as_posix()}/*' {stage_path} "
+                    "auto_compress = false overwrite = true parallel = 4")
 
 
 # --------------------------------------------------------------------------- shared queries
@@ -533,3 +720,116 @@ def warehouse_from_config(config: WarehouseConfig,
         return DuckDBWarehouse(config.duckdb_path, config.raw_schema)
     params = snowflake_params_from_env() if snowflake_params is None else snowflake_params
     return SnowflakeWarehouse(snowflake_connector(params), config.raw_schema)
+
+
+# ------------------------------------------------------------------ landing ingest helpers
+# The landing ingest (skiff.data.ingest) appends an interval's landing files all or nothing:
+# DuckDB in one transaction; Snowflake by a PUT to a named stage, then COPY INTO each table
+# and the ledger rows in one transaction. Its SQL lives here with the rest of each backend's.
+
+#: The ingest ledger: one row per landing file appended to the raw log.
+LEDGER_TABLE = "ingest_ledger"
+#: Its columns: the file (``<table>/YYYY/MM/DD/HH/<name>`` under the landing zone's root),
+#: its size in bytes, sha256 of its bytes, the raw table, rows appended, the batch, when.
+#: (``row_count``, not ``rows``: ROWS is a reserved word in Snowflake.)
+LEDGER_COLUMNS = ("file", "size", "checksum", "table_name", "row_count", "batch_id", "loaded_at")
+#: Snowflake's named stage landing files are uploaded to before ``COPY INTO``.
+LANDING_STAGE = "skiff_landing"
+_LEDGER_TYPES = (pa.string(), pa.int64(), pa.string(), pa.string(), pa.int64(), pa.string(),
+                 pa.timestamp("us"))
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """A landing file read, checked against its contract, and ready to append.
+
+    :param contract: the raw table its events go to.
+    :param key: its place under the landing zone's root, ``<table>/YYYY/MM/DD/HH/<name>``
+        (what the ledger remembers).
+    :param data: its bytes as they landed (gzip NDJSON; Snowflake loads these).
+    :param checksum: sha256 of ``data``, hex.
+    :param events: its events: the contract's columns and ``arrival_ts_ms``.
+    """
+
+    contract: TableContract
+    key: str
+    data: bytes
+    checksum: str
+    events: pa.Table
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def rows(self) -> int:
+        return self.events.num_rows
+
+
+def _chunks(values: list[str], size: int = 1000) -> list[list[str]]:
+    return [values[i:i + size] for i in range(0, len(values), size)]
+
+
+def _ledger_table_sql(schema: str, types: dict[pa.DataType, str]) -> str:
+    cols = ", ".join(f"{c} {types[t]}" for c, t in zip(LEDGER_COLUMNS, _LEDGER_TYPES))
+    return f"create table if not exists {schema}.{LEDGER_TABLE} ({cols})"
+
+
+def _ledger_rows(files: list[LandedFile], batch_id: str, ingested_at: datetime) -> list[tuple]:
+    loaded_at = ingested_at.astimezone(UTC).replace(tzinfo=None)
+    return [(f.key, f.size, f.checksum, f.contract.name, f.rows, batch_id, loaded_at)
+            for f in files]
+
+
+def _by_table(files: list[LandedFile]) -> list[tuple[TableContract, list[LandedFile]]]:
+    """Files grouped by raw table, in the contract's load order (catalogue first)."""
+    return [(c, [f for f in files if f.contract.name == c.name]) for c in TABLES
+            if any(f.contract.name == c.name for f in files)]
+
+
+def _landed_rows(contract: TableContract, files: list[LandedFile], batch_id: str,
+                 ingested_at: datetime) -> pa.Table:
+    """The files' events as raw-log rows: contract columns, batch_id, ingested_at, arrival."""
+    events = pa.concat_tables([f.events.select(list(contract.columns) + ["arrival_ts_ms"])
+                               for f in files])
+    n = events.num_rows
+    stamp = pa.scalar(ingested_at.astimezone(UTC).replace(tzinfo=None), pa.timestamp("us"))
+    columns = {name: events.column(name) for name in contract.columns}
+    columns["batch_id"] = pa.array([batch_id] * n, pa.string())
+    columns["ingested_at"] = pa.repeat(stamp, n)
+    columns["arrival_ts_ms"] = events.column("arrival_ts_ms")
+    return pa.table(columns, schema=contract.log_schema)
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _copy_landed_sql(schema: str, contract: TableContract, files: list[LandedFile],
+                     batch_id: str, ingested_at: datetime, stage_path: str) -> str:
+    """``COPY INTO`` one raw table from staged landing files, mapping JSON fields to columns.
+
+    Each line is a JSON object (``$1``); an empty string counts as missing, as the contract
+    reads it. ``batch_id`` and ``ingested_at`` are the batch's; ``arrival_ts_ms`` is the file's.
+    """
+    casts = {pa.string(): "varchar", pa.int64(): "bigint", pa.float64(): "double"}
+    fields = []
+    for f in contract.schema:
+        value = f"$1:{f.name}::{casts[f.type]}"
+        fields.append(f"nullif({value}, '')" if f.type == pa.string() else value)
+    loaded_at = ingested_at.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
+    fields += [_sql_text(batch_id), f"{_sql_text(loaded_at)}::timestamp_ntz",
+               "$1:arrival_ts_ms::bigint"]
+    names = ", ".join(_sql_text(f.name) for f in files)
+    select = ",\n        ".join(fields)
+    return (
+        f"copy into {schema}.{contract.name} ({', '.join(contract.log_schema.names)})\n"
+        f"from (\n    select\n        {select}\n    from {stage_path}\n)\n"
+        f"files = ({names})\n"
+        "file_format = (type = json compression = gzip)\n"
+        "on_error = abort_statement"
+    )

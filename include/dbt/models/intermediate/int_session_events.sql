@@ -1,13 +1,8 @@
 {#
-    Incremental (folder config: delete+insert by session_id): a run rebuilds
-    the sessions with an event in its data interval, from their events since
-    the lookback. The delete is bounded to the same lookback.
+    Incremental (folder config: session_rebuild by session_id): a run rebuilds
+    the sessions whose browsing events arrived in its data interval, from all
+    their events (macros/skiff_window.sql).
 #}
-{{
-    config(
-        incremental_predicates=window_delete_predicates('lookback'),
-    )
-}}
 
 with
 

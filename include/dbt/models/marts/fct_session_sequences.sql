@@ -1,6 +1,7 @@
 {#
     Incremental, delete+insert by session_id, like fct_sessions: a run rebuilds
-    the sessions with a browsing event in its data interval.
+    the sessions whose browsing events arrived in its data interval, from all
+    their events (macros/skiff_window.sql).
 #}
 {{
     config(
@@ -17,7 +18,7 @@ with
 session_events as (
 
     select * from {{ ref('int_session_events') }}
-    {{ session_window_filter([ref('int_session_events')], watermark) }}
+    {{ session_window_filter([ref('stg_browsing_events')], watermark) }}
 
 ),
 

@@ -1,7 +1,7 @@
 {#
-    Incremental, delete+insert by session_id: a run rebuilds the sessions with
-    a browsing or search event in its data interval, from their events since
-    the lookback (macros/skiff_window.sql).
+    Incremental, delete+insert by session_id: a run rebuilds the sessions whose
+    browsing or search events arrived in its data interval, from all their
+    events (macros/skiff_window.sql).
 #}
 {{
     config(
@@ -11,7 +11,7 @@
     )
 }}
 
-{%- set touched_by = [ref('int_session_events'), ref('stg_search_events')] -%}
+{%- set touched_by = [ref('stg_browsing_events'), ref('stg_search_events')] -%}
 {%- set watermark = 'max(' ~ timestamp_to_epoch_ms('session_end_at') ~ ')' -%}
 
 with

@@ -27,7 +27,8 @@ cleaned as (
         nullif(hashed_url, '') as hashed_url,
         server_timestamp_epoch_ms,
         batch_id,
-        ingested_at
+        ingested_at,
+        arrival_ts_ms
 
     from source
 
@@ -60,7 +61,10 @@ renamed as (
 
         ---------- lineage
         batch_id,
-        ingested_at
+        ingested_at,
+        -- when the event reached Skiff (epoch ms): incremental runs rebuild the
+        -- sessions whose events arrived in their interval
+        arrival_ts_ms
 
     from cleaned
 

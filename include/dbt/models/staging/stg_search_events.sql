@@ -1,9 +1,14 @@
+{#
+    Incremental by session, like int_session_events: a run rebuilds the search
+    events of the sessions whose search events arrived in its data interval,
+    from all of them (macros/skiff_window.sql), so a late or repeated arrival
+    changes the session's rows as a full refresh would.
+#}
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='event_id',
-        incremental_predicates=window_delete_predicates('interval'),
+        incremental_strategy='session_rebuild',
+        unique_key='session_id',
     )
 }}
 
@@ -12,7 +17,11 @@ with
 source as (
 
     select * from {{ source('raw', 'search_train') }}
-    {{ interval_filter('server_timestamp_epoch_ms') }}
+    {{ session_window_filter(
+        [source('raw', 'search_train')],
+        session_column='session_id_hash',
+        time_column='server_timestamp_epoch_ms',
+    ) }}
 
 ),
 
@@ -25,7 +34,8 @@ cleaned as (
         nullif(product_skus_hash, '') as product_skus_hash,
         server_timestamp_epoch_ms,
         batch_id,
-        ingested_at
+        ingested_at,
+        arrival_ts_ms
 
     from source
 
@@ -60,20 +70,22 @@ renamed as (
 
         ---------- lineage
         batch_id,
-        ingested_at
+        ingested_at,
+        arrival_ts_ms
 
     from cleaned
 
 ),
 
--- a re-loaded batch appends the same rows again: keep the earliest copy
+-- a re-loaded batch or a client's retry appends the same event again: keep
+-- the earliest copy (copies differ only in lineage)
 deduplicated as (
 
     select * from renamed
     qualify
         row_number() over (
             partition by event_id
-            order by ingested_at asc, batch_id asc
+            order by ingested_at asc, batch_id asc, arrival_ts_ms asc
         ) = 1
 
 )

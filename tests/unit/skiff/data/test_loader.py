@@ -145,6 +145,29 @@ def test_time_slice_and_idempotent_batches(source: Path, duck: DuckDBWarehouse) 
     assert duck.row_counts("raw", RAW)["browsing_train"] == 20
 
 
+def test_arrival_is_the_load_time_or_the_event_time(source: Path, duck: DuckDBWarehouse) -> None:
+    """Files a user brings arrive when they are loaded; a replayed source as it happened."""
+    import time
+
+    before = int(time.time() * 1000)
+    load_dir(source, duck, batch_id="user", tables=["browsing_train", "sku_to_content"])
+    load_dir(source, duck, batch_id="replay", tables=["browsing_train", "sku_to_content"],
+             arrival="event")
+    after = int(time.time() * 1000)
+    with duck.connect() as con:
+        rows = dict(con.execute(
+            "select batch_id, count_if(arrival_ts_ms between ? and ?) from raw.browsing_train "
+            "group by 1", [before, after]).fetchall())
+        replayed = con.execute("select count_if(arrival_ts_ms = server_timestamp_epoch_ms) "
+                               "from raw.browsing_train where batch_id = 'replay'").fetchall()
+        catalogue = con.execute("select count_if(arrival_ts_ms between ? and ?) "
+                                "from raw.sku_to_content", [before, after]).fetchall()
+    assert rows == {"user": 100, "replay": 0} and replayed == [(100,)]
+    assert catalogue == [(10,)]  # no event time: it arrives when loaded
+    with pytest.raises(ValueError, match="arrival='collector'"):
+        load_dir(source, duck, arrival="collector")
+
+
 def test_snowflake_path_against_fakesnow(source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fakesnow = pytest.importorskip("fakesnow")
     monkeypatch.setenv(

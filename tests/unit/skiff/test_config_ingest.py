@@ -1,0 +1,56 @@
+"""IngestConfig: where each interval's events come from, the grace wait, and the schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from skiff.config import IngestConfig, SkiffConfig
+from skiff.exceptions import SkiffConfigError
+
+
+def test_defaults(skiff_home: Path) -> None:
+    cfg = SkiffConfig.from_env().ingest
+    assert cfg == IngestConfig.from_env()
+    assert cfg.source == "replay"  # make run has no collector feeding the landing zone yet
+    assert (cfg.grace_minutes, cfg.poll_seconds, cfg.schedule) == (10, 30, "0 * * * *")
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SKIFF_INGEST_SOURCE", "Landing")
+    monkeypatch.setenv("SKIFF_INGEST_GRACE_MINUTES", "25")
+    monkeypatch.setenv("SKIFF_INGEST_POLL_S", "5")
+    monkeypatch.setenv("SKIFF_SCHEDULE", "0  */2 * * *")
+    cfg = IngestConfig.from_env()
+    assert (cfg.source, cfg.grace_minutes, cfg.poll_seconds, cfg.schedule) == (
+        "landing", 25, 5, "0 */2 * * *")
+
+
+@pytest.mark.parametrize("schedule", ["0 * * * *", "0 */2 * * *", "0 6 * * 1-5", "@daily"])
+def test_schedules_firing_on_the_hour(schedule: str) -> None:
+    assert IngestConfig(schedule=schedule).schedule == schedule
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "match"),
+    [
+        pytest.param("SKIFF_INGEST_SOURCE", "kafka", "SKIFF_INGEST_SOURCE='kafka'", id="source"),
+        pytest.param("SKIFF_LANDING_URI", "gs://b/landing", "SKIFF_LANDING_URI", id="uri"),
+        pytest.param("SKIFF_INGEST_GRACE_MINUTES", "soon", "SKIFF_INGEST_GRACE_MINUTES",
+                     id="grace"),
+        pytest.param("SKIFF_INGEST_POLL_S", "0", ">= 1", id="poll"),
+        pytest.param("SKIFF_SCHEDULE", "hourly", "SKIFF_SCHEDULE='hourly' is not a cron",
+                     id="not-cron"),
+        pytest.param("SKIFF_SCHEDULE", "0 25 * * *", "SKIFF_SCHEDULE='0 25 \\* \\* \\*' is not",
+                     id="bad-hour"),
+        pytest.param("SKIFF_SCHEDULE", "0 * * *", "five fields", id="four-fields"),
+        pytest.param("SKIFF_SCHEDULE", "*/15 * * * *", "must fire on the hour", id="sub-hourly"),
+        pytest.param("SKIFF_SCHEDULE", "30 * * * *", "minute field 0", id="half-past"),
+    ],
+)
+def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str,
+                                      match: str) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SkiffConfigError, match=match):
+        SkiffConfig.from_env()
