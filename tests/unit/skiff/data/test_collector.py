@@ -11,6 +11,7 @@ import asyncio
 import gzip
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -187,6 +188,22 @@ def test_the_pixel(tmp_path: Path) -> None:
                                                               pageview["server_timestamp_epoch_ms"]}
 
 
+@pytest.fixture
+def default_recursion_limit() -> Iterator[None]:
+    """Python's default recursion limit for one test, restored after it.
+
+    json's C parser refuses nesting deeper than this limit, which some libraries raise for the
+    whole process: pinned, a 1,020-deep body is "too deep" whatever ran before the test.
+    """
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+@pytest.mark.usefixtures("default_recursion_limit")
 def test_request_errors_are_json(tmp_path: Path) -> None:
     with TestClient(create_app(_config(tmp_path, max_body_bytes=2048))) as client:
         big = [browsing_event(i) for i in range(20)]
