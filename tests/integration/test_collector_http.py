@@ -8,6 +8,7 @@ acknowledged event in the landing files exactly once (and no event twice).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -145,13 +146,16 @@ def test_kill_9_mid_stream_loses_no_acknowledged_event_and_duplicates_none(
     assert acknowledged == acknowledged_at_kill  # nothing acknowledged by a dead process
     left = collector.segments()
     assert left, "the kill left no segment: the recovery path was not exercised"
-    before = counts(landed(tmp_path / "landing"))
+    # a segment left may be empty, or rolled but not yet deleted (the crash window that
+    # rolling again covers by rewriting the same file): what counts is that its lines land
+    in_segments = {json.loads(line)["session_id_hash"] for path in left
+                   for line in path.read_bytes().split(b"\n")[:-1]}
 
     collector.start()  # recovers the segments left
     collector.stop()
     assert collector.segments() == []
     landed_counts = counts(landed(tmp_path / "landing"))
-    assert len(landed_counts) > len(before)
+    assert in_segments <= set(landed_counts)
     duplicated = {k: n for k, n in landed_counts.items() if n > 1}
     assert not duplicated, f"{len(duplicated)} events landed twice"
     missing = {i for i in acknowledged if session_of(i) not in landed_counts}
