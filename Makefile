@@ -52,11 +52,11 @@ $(MANIFEST): $(INSTALLED) $(DBT_SRC)
 # creates no deadline anyway: the duration alert is off for these two targets (docs/pipeline.md).
 run run-bad: export SKIFF_RUN_DURATION_ALERT_MINUTES := 0
 
-run: install  ## generate + load a sample and run skiff_hourly for its last hour
+run: install  ## write the shoppers' history to the landing zone, ingest it, run skiff_hourly for its last hour
 	@mkdir -p $(SKIFF_HOME)
 	$(BIN)/airflow db migrate > $(SKIFF_HOME)/airflow-migrate.log 2>&1 \
 		|| { cat $(SKIFF_HOME)/airflow-migrate.log; exit 1; }
-	@LOGICAL_DATE=$$($(BIN)/skiff replay-init | tail -n 1); \
+	@read -r LOGICAL_DATE _ <<< "$$($(BIN)/skiff init | tail -n 1)"; \
 	echo "==> airflow dags test skiff_hourly $$LOGICAL_DATE"; \
 	$(BIN)/airflow dags test skiff_hourly "$$LOGICAL_DATE"
 	@$(BIN)/skiff status
@@ -69,7 +69,7 @@ BAD_HOME = $(SKIFF_HOME)/bad/$(DEFECT)
 run-bad: install  ## run one hour on a bad batch: make run-bad DEFECT=future_timestamps (list: skiff corrupt --list)
 	@test -n "$(DEFECT)" || { $(BIN)/skiff corrupt --list; echo "usage: make run-bad DEFECT=<name>"; exit 2; }
 	@mkdir -p $(BAD_HOME)
-	@export SKIFF_HOME=$(BAD_HOME) AIRFLOW_HOME=$(BAD_HOME)/airflow SKIFF_REPLAY=off \
+	@export SKIFF_HOME=$(BAD_HOME) AIRFLOW_HOME=$(BAD_HOME)/airflow SKIFF_REPLAY=off SKIFF_INGEST_SOURCE=replay \
 		SKIFF_DUCKDB_PATH=$(BAD_HOME)/warehouse.duckdb SKIFF_REPLAY_DIR=$(BAD_HOME)/source; \
 	$(BIN)/airflow db migrate > $(BAD_HOME)/airflow-migrate.log 2>&1 \
 		|| { cat $(BAD_HOME)/airflow-migrate.log; exit 1; }; \

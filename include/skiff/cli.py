@@ -129,6 +129,19 @@ def _cmd_replay_init(args: argparse.Namespace, cfg: SkiffConfig) -> None:
     print(end.isoformat())
 
 
+def _cmd_init(args: argparse.Namespace, cfg: SkiffConfig) -> None:
+    from skiff.data import Emitter, LandingZone, init_history, warehouse_from_config
+
+    history, _ = init_history(Emitter.from_config(cfg.emit),
+                              LandingZone.from_uri(cfg.collect.landing_uri),
+                              warehouse_from_config(cfg.warehouse),
+                              span_hours=cfg.replay.span_hours)
+    # Last line, read by `make run` and `make airflow`: the run-after time of the hour left
+    # for the DAG (a manual run at that time gets the data interval [end - 1h, end)), and
+    # where a live emitter goes on from.
+    print(f"{history.end.isoformat()} {history.emitted_to.isoformat()}")
+
+
 def _cmd_status(args: argparse.Namespace, cfg: SkiffConfig) -> None:
     from skiff.data import warehouse_from_config
 
@@ -293,6 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="arrival_ts_ms of the rows: the load time (default), or each event's "
                            "own time (to replay a history hour by hour)")
     load.set_defaults(func=_cmd_load)
+
+    init = sub.add_parser("init", help="the shoppers' history as landing files, all but the "
+                          "last hour ingested (SKIFF_SAMPLE_SPAN_HOURS; run again, it extends it)")
+    init.set_defaults(func=_cmd_init)
 
     replay = sub.add_parser("replay-init", help="generate the replay source if missing and load its history")
     replay.set_defaults(func=_cmd_replay_init)

@@ -346,10 +346,10 @@ class IngestConfig(Section):
     """What each data interval ingests, from where, how long it waits for late files, and when."""
 
     source: str = setting(
-        "SKIFF_INGEST_SOURCE", "replay", "what `ingest_events` appends: `landing` (the landing "
-        "files that arrived in the data interval) or `replay` (the replay source's events of "
-        "it, while `SKIFF_REPLAY` is on; the default: `make run` has no collector feeding the "
-        "landing zone yet)", choices=("landing", "replay"), clean=str.lower)
+        "SKIFF_INGEST_SOURCE", "landing", "what `ingest_events` appends: `landing` (the "
+        "landing files that arrived in the data interval: the collector's, Firehose's, or "
+        "`skiff init`'s history) or `replay` (the replay source's events of it, while "
+        "`SKIFF_REPLAY` is on: `make run-bad`)", choices=("landing", "replay"), clean=str.lower)
     grace_minutes: int = setting(
         "SKIFF_INGEST_GRACE_MINUTES", 10, "how long after an interval's end the landing ingest "
         "waits (deferred, in the triggerer) for late files, unless a file of the next hour "
@@ -397,8 +397,8 @@ class EmitConfig(Section):
     products: int = setting("SKIFF_EMIT_PRODUCTS", 5_000, "catalogue size (with the same seed, "
                             "the catalogue of `skiff generate --sessions 20000`)",
                             minimum=20, maximum=10**6)
-    duplicate_share: float = setting("SKIFF_EMIT_DUPLICATE_SHARE", 0.005,
-                                     "share of the events a client retry posts twice",
+    duplicate_share: float = setting("SKIFF_EMIT_DUPLICATE_SHARE", 0.002,
+                                     "share of the events a client retry posts twice (a copy each: about twice that share of rows are copies, well under `SKIFF_MAX_DUPLICATE_SHARE`)",
                                      maximum=0.5)
     late_share: float = setting("SKIFF_EMIT_LATE_SHARE", 0.01, "share of the events posted "
                                 "late, 2 minutes to `SKIFF_EMIT_MAX_LATENESS_MINUTES` after they "

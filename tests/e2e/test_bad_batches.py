@@ -62,6 +62,7 @@ def _run_dag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log) -> tuple[obje
     from airflow.dag_processing.dagbag import DagBag
 
     monkeypatch.setenv("SKIFF_REPLAY", "off")
+    monkeypatch.setenv("SKIFF_INGEST_SOURCE", "replay")  # with replay off: no ingest at all
     monkeypatch.setenv("SKIFF_DUCKDB_PATH", str(log.path))
     monkeypatch.setenv("SKIFF_GX_DIR", str(tmp_path / "gx"))
     dag = DagBag(dag_folder=str(REPO / "dags")).dags["skiff_hourly"]  # parsed with this env

@@ -14,6 +14,8 @@ Modules (private behind this face unless a test needs them):
   roller in :mod:`~skiff.data.collector_log`.
 - :mod:`~skiff.data.landing`: the landing zone (local or S3) and its gzip NDJSON files.
 - :mod:`~skiff.data.loader`: contract files appended to the raw log, all or nothing.
+- :mod:`~skiff.data.history`: the shoppers' past hours as landing files, ingested but the last
+  (``skiff init``).
 - :mod:`~skiff.data.replay`: the embedded replay source the hourly ingest slices by interval.
 - :mod:`~skiff.data.ingest`: the landing files that arrived in an interval, appended once, all
   or nothing (the ingest ledger).
@@ -31,6 +33,7 @@ _EXPORTS = {
     "Emitter": "emitter", "write_landing": "emitter_files", "write_catalogue": "emitter_files",
     "CollectorClient": "emitter_http", "post_range": "emitter_http", "run_live": "emitter_http",
     "load_dir": "loader",
+    "History": "history", "init_history": "history",
     "SourceInfo": "replay", "init_source": "replay", "ingest_interval": "replay",
     "IngestSummary": "ingest", "ingest_arrivals": "ingest", "arrival_state": "ingest",
     "Warehouse": "warehouse", "DuckDBWarehouse": "warehouse", "SnowflakeWarehouse": "warehouse",

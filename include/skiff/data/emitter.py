@@ -131,7 +131,7 @@ class Emitter:
     """
 
     def __init__(self, *, seed: int = 42, sessions_per_hour: float = 450.0,
-                 products: int = 5_000, duplicate_share: float = 0.005,
+                 products: int = 5_000, duplicate_share: float = 0.002,
                  late_share: float = 0.01, max_lateness_minutes: int = 90) -> None:
         for name, value, low, high in (
                 ("seed", seed, 0, 2**63), ("sessions_per_hour", sessions_per_hour, 1e-3, 1e6),

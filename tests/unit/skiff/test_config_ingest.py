@@ -13,7 +13,7 @@ from skiff.exceptions import SkiffConfigError
 def test_defaults(skiff_home: Path) -> None:
     cfg = SkiffConfig.from_env().ingest
     assert cfg == IngestConfig.from_env()
-    assert cfg.source == "replay"  # make run has no collector feeding the landing zone yet
+    assert cfg.source == "landing"  # skiff init's history, then the collector's files
     assert (cfg.grace_minutes, cfg.poll_seconds, cfg.schedule) == (10, 30, "0 * * * *")
 
 

@@ -125,7 +125,7 @@ def test_daily_traffic_curve() -> None:
 
 
 @pytest.mark.parametrize("duplicate_share, late_share", [
-    pytest.param(0.005, 0.01, id="defaults"),
+    pytest.param(0.002, 0.01, id="defaults"),
     pytest.param(0.03, 0.08, id="more"),
 ])
 def test_duplicate_and_late_shares_near_the_settings(duplicate_share: float,
