@@ -3,7 +3,8 @@
 #   make test    install if needed, run the test suite (slow tests deselected)
 #   make bench   benchmarks in bench/, figures printed and written to bench/results/ (JSON, PNG)
 #   make bench-full  the same at the real dataset's size (36M events)
-#   make airflow Airflow's UI on http://127.0.0.1:8090 (AIRFLOW_PORT; no Docker), admin password printed
+#   make airflow Airflow's UI on http://127.0.0.1:8090 (AIRFLOW_PORT; no Docker), admin password printed,
+#                with the collector (skiff collect) and live shoppers (skiff emit) feeding it
 #   make docs    the documentation site (MkDocs) in build/site; README.md is its home page
 
 SHELL := /bin/bash
@@ -109,9 +110,9 @@ bench-full: install  ## the benchmarks at the real dataset's size (36M events, 5
 # Not 8080, the local model server's (SKIFF_SERVE_PORT), nor 8081, Docker's model server's.
 AIRFLOW_PORT ?= 8090
 
-airflow: install  ## Airflow (api-server, scheduler, dag-processor, triggerer; SQLite) on http://127.0.0.1:8090 (AIRFLOW_PORT)
-	@SAMPLE_END=$$($(BIN)/skiff -q replay-init | tail -n 1); \
-	$(BIN)/python -m skiff.ops.local_airflow --port $(AIRFLOW_PORT) --sample-end "$$SAMPLE_END"
+airflow: install  ## Airflow (SQLite, no Docker) on http://127.0.0.1:8090 (AIRFLOW_PORT), the collector and the live shoppers
+	@read -r SAMPLE_END _ <<< "$$($(BIN)/skiff -q init | tail -n 1)"; \
+	$(BIN)/python -m skiff.ops.local_airflow --port $(AIRFLOW_PORT) --sample-end "$$SAMPLE_END" --live
 
 screenshot: install  ## the docs' pictures of the Airflow UI, docs/img/airflow-*.png (needs apt-get install chromium)
 	$(BIN)/pip install --quiet -r docs/requirements.txt

@@ -57,6 +57,16 @@ def _cmd_emit(args: argparse.Namespace, cfg: SkiffConfig) -> int:
     if args.catalogue:
         print(write_catalogue(args.catalogue, emitter))
         return 0
+    history_file = None
+    if args.after_history:
+        from skiff.data.history import META_FILE, History
+
+        history_file = Path(cfg.collect.landing_uri) / META_FILE
+        history = History.read(history_file)
+        if history is None:
+            raise SkiffConfigError(f"--after-history: no history in {history_file}; run "
+                                   "`skiff init` first (make run / make airflow do).")
+        args.since = history.emitted_to
     fast_forward = args.to_files is not None or (args.to is not None and args.speed is None)
     if fast_forward and (args.since is None or args.to is None):
         raise SkiffConfigError("--to-files and fast-forward need both --from and --to.")
@@ -86,6 +96,13 @@ def _cmd_emit(args: argparse.Namespace, cfg: SkiffConfig) -> int:
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+    if history_file is not None and summary.until_ms:  # a restart goes on from here
+        from skiff.times import from_epoch_ms
+
+        reached = from_epoch_ms(summary.until_ms)
+        history = History.read(history_file)
+        if history is not None and reached > history.emitted_to:
+            replace(history, emitted_to=reached).write(history_file)
     rate = summary.events / summary.seconds if summary.seconds else 0.0
     print(f"posted {summary.events:,} events to {emit.url} in {summary.seconds:.1f}s "
           f"({rate:,.0f}/s): accepted {summary.accepted:,}, rejected {summary.rejected:,}, "
@@ -276,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     emit.add_argument("--speed", type=float, default=None,
                       help=f"live, this many times faster than real time (SKIFF_EMIT_SPEED, "
                            f"{cfg.emit.speed:g})")
+    emit.add_argument("--after-history", action="store_true",
+                      help="live, from where `skiff init`'s history (or the last live run "
+                           "with this flag) ended: nothing twice, no gap")
     emit.add_argument("--to-files", type=Path, metavar="DIR",
                       help="write [--from, --to) as landing files under DIR (and the "
                            "catalogue once) instead of posting")

@@ -37,8 +37,11 @@ AIRFLOW_HOME = PurePosixPath("/opt/airflow")  # the official image's AIRFLOW_HOM
 SERVICES = {
     "postgres", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
     "airflow-triggerer", "airflow-init", "model-server", "redis", "airflow-worker",
+    "collector", "shoppers",
 }
 CELERY_PROFILE = {"redis", "airflow-worker"}
+#: Services of the skiff command, not Airflow's (no Airflow logs or secrets).
+SKIFF_SERVICES = {"model-server", "collector", "shoppers"}
 
 #: Variables neither Skiff nor Airflow's config reads, each with who does.
 STACK_VARIABLES = {
@@ -350,7 +353,9 @@ def test_services_and_the_celery_profile() -> None:
     profiled = {name for name, service in services.items() if service.get("profiles")}
     assert profiled == CELERY_PROFILE
     assert all(services[name]["profiles"] == ["celery"] for name in CELERY_PROFILE)
-    missing = [name for name in SERVICES - {"airflow-init"} if "healthcheck" not in services[name]]
+    # airflow-init runs once; the shoppers are a client, with nothing to ask
+    missing = [name for name in SERVICES - {"airflow-init", "shoppers"}
+               if "healthcheck" not in services[name]]
     assert not missing, f"services without a health check: {missing}"
     assert "redis" in services["airflow-worker"]["depends_on"]
 
@@ -377,8 +382,8 @@ def test_local_executor_by_default_and_backends_are_services() -> None:
                      "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "airflow-apiserver"}
 
 
-@pytest.mark.parametrize("name", sorted(SERVICES - {"postgres", "redis", "airflow-init",
-                                                     "model-server"}))
+@pytest.mark.parametrize("name", sorted(SERVICES - {"postgres", "redis", "airflow-init"}
+                                       - SKIFF_SERVICES))
 def test_airflow_service_commands_and_health_checks_are_airflow_commands(name: str) -> None:
     command = _command(_services()[name])
     if command[0] == "celery":
@@ -400,7 +405,7 @@ def test_health_check_routes_exist() -> None:
     api_port = _airflow_config_spec()["api"]["options"]["port"]["default"]
     execution_api = _service_env("airflow-scheduler")["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
     assert api_url.port == urllib.parse.urlsplit(execution_api).port == int(api_port)
-    assert _services()["airflow-apiserver"]["ports"] == [f"{api_port}:{api_port}"]
+    assert _published("airflow-apiserver") == {api_port: api_port}
     assert _service_env("airflow-scheduler")["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"] == "true"
     port = _airflow_config_spec()["scheduler"]["options"]["scheduler_health_check_server_port"]
     scheduler_url = f"http://localhost:{port['default']}/health"
@@ -453,9 +458,6 @@ def test_init_snippets_write_what_airflow_reads(tmp_path: Path) -> None:
     # The user airflow-init writes is the one the api-server knows, as an admin.
     assert _service_env("airflow-apiserver")["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == (
         _service_env("airflow-init")["_AIRFLOW_WWW_USER_USERNAME"] + ":admin")
-    (replay,) = [code for code in snippets if "ReplayConfig" in code]
-    assert run(replay, SKIFF_REPLAY="on").returncode == 0
-    assert run(replay, SKIFF_REPLAY="off").returncode == 1
 
 
 def test_volumes_are_shared_where_they_must_be() -> None:
@@ -465,7 +467,7 @@ def test_volumes_are_shared_where_they_must_be() -> None:
             continue
         assert _service_env(name)["SKIFF_HOME"] == skiff_home, name
         assert f"skiff-home:{skiff_home}" in service["volumes"], name
-        if name != "model-server":  # Airflow's components: task logs and the shared secrets
+        if name not in SKIFF_SERVICES:  # Airflow's components: task logs and the shared secrets
             assert {f"airflow-logs:{AIRFLOW_HOME}/logs", f"airflow-config:{AIRFLOW_HOME}/config"
                     } <= set(service["volumes"]), name
 
@@ -483,9 +485,48 @@ def test_model_server_runs_skiff_serve_reachable_from_airflow() -> None:
     assert _service_env("airflow-scheduler")["SKIFF_SERVE_HOST"] == "model-server"
     assert _service_env("model-server")["SKIFF_SERVE_HOST"] == "0.0.0.0"
     defaults = skiff_config.ServingConfig()
-    published = dict(_interpolate(port).split(":") for port in server["ports"])
+    published = _published("model-server")
     assert published == {"8081": str(defaults.port), str(defaults.api_port): str(defaults.api_port)}
     assert "8080" not in published, "host port 8080 is the UI's"
+
+
+def _published(name: str) -> dict[str, str]:
+    """A service's published ports, host port to container port; each on 127.0.0.1 only."""
+    published = {}
+    for port in _services()[name].get("ports", []):
+        address, host, container = _interpolate(port).split(":")
+        assert address == "127.0.0.1", f"{name} publishes {port} on every interface"
+        published[host] = container
+    return published
+
+
+def test_every_published_port_listens_on_this_machine_only() -> None:
+    for name in _services():
+        _published(name)
+
+
+def test_collector_and_shoppers_run_the_live_data_path() -> None:
+    """The collector listens inside its container, published on 127.0.0.1; the shoppers post to
+    it by service name, from where airflow-init's `skiff init` history ends."""
+    commands = {}
+    for name in ("collector", "shoppers"):
+        shell, flag, line = _command(_services()[name])
+        exec_, program, *argv = shlex.split(line)
+        assert (shell, flag, exec_, program) == ("bash", "-c", "exec", "skiff"), name
+        _assert_skiff_command(argv, name)
+        commands[name] = argv
+    assert commands == {"collector": ["collect"], "shoppers": ["emit", "--after-history"]}
+    assert "skiff -q init" in _init_script()
+    port = str(skiff_config.CollectConfig().port)
+    assert _published("collector") == {port: port}
+    assert _service_env("collector")["SKIFF_COLLECT_HOST"] == "0.0.0.0"
+    url = urllib.parse.urlsplit(_interpolate(_service_env("shoppers")["SKIFF_COLLECT_URL"]))
+    assert (url.hostname, str(url.port), url.path) == ("collector", port, "/collect")
+    assert _healthcheck_argv("collector")[-1] == f"http://localhost:{port}/health"
+    depends = _services()["shoppers"]["depends_on"]
+    assert depends["collector"]["condition"] == "service_healthy"
+    assert _services()["collector"]["depends_on"]["airflow-init"]["condition"] == (
+        "service_completed_successfully")
 
 
 def test_model_server_health_check_answers_before_any_deploy(tmp_path: Path) -> None:
@@ -564,8 +605,7 @@ def test_env_example_is_the_defaults_commented_out() -> None:
 
 def test_readme_docker_section_matches_the_compose_file() -> None:
     section = _docker_section()
-    published = {_interpolate(port).split(":")[0] for service in _services().values()
-                  for port in service.get("ports", [])}
+    published = {host for name in _services() for host in _published(name)}
     ports = set(re.findall(r"http://localhost:(\d+)", section))
     assert ports and ports <= published, f"the docs name unpublished ports {ports - published}"
     assert {"8080", "8081"} <= ports, "the docs must say where the UI and the model server are"

@@ -4,7 +4,8 @@
 triggerer; SQLite metadata DB, LocalExecutor, simple auth manager) on one port of 127.0.0.1,
 in its own process group, and talks to it as the UI does: ``POST /auth/token`` with the
 generated admin password, then ``/api/v2``. ``make airflow`` runs it in the foreground
-(``python -m skiff.ops.local_airflow``) and prints the credentials; the UI test and
+(``python -m skiff.ops.local_airflow --live``, with the collector and the live shoppers of
+:mod:`skiff.ops.shoppers` beside it) and prints the credentials; the UI test and
 ``docs/screenshot.py`` start one on a free port in a throwaway home.
 
 No Airflow import: it drives the ``airflow`` command of the running interpreter's venv.
@@ -27,8 +28,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from skiff.config import REPO_ROOT
+from skiff.config import REPO_ROOT, CollectConfig
 from skiff.exceptions import SkiffError
+from skiff.ops.shoppers import LiveShoppers, LiveShoppersError
 
 __all__ = ["LocalAirflow", "LocalAirflowError", "banner", "free_port", "sandbox_env", "main"]
 
@@ -283,13 +285,20 @@ class LocalAirflow:
             time.sleep(poll)
 
 
-def banner(airflow: LocalAirflow, dag_id: str, sample_end: str | None = None) -> str:
-    """Where to log in, with what, and which hour of the replay sample to trigger."""
+def banner(airflow: LocalAirflow, dag_id: str, sample_end: str | None = None,
+           shoppers: LiveShoppers | None = None) -> str:
+    """Where to log in, with what, and which hour of the history to trigger."""
     lines = [
         f"Airflow UI   {airflow.url}/dags/{dag_id}",
         f"user         {airflow.user}",
         f"password     {airflow.password}   (kept in {airflow.password_file})",
     ]
+    if shoppers is not None:
+        lines += [
+            f"collector    {shoppers.url}/collect   (skiff collect; log {shoppers.logs}/collect.log)",
+            f"shoppers     skiff emit, live, posting to it   (log {shoppers.logs}/emit.log)",
+            f"             Unpause {dag_id}: each interval of SKIFF_SCHEDULE ingests what landed",
+        ]
     if sample_end:
         end = datetime.fromisoformat(sample_end)
         start, later = end - timedelta(hours=1), end + timedelta(hours=1)
@@ -315,8 +324,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True, help="api-server port (AIRFLOW_PORT)")
     parser.add_argument("--dag-id", default="skiff_hourly", help="the DAG to wait for")
-    parser.add_argument("--sample-end", help="end of the replay sample (ISO 8601): its last "
+    parser.add_argument("--sample-end", help="end of the history (ISO 8601): its last "
                         "hour is left for the DAG, shown as a hint")
+    parser.add_argument("--live", action="store_true", help="also run the collector and the "
+                        "live shoppers (skiff collect, skiff emit --after-history)")
     args = parser.parse_args(argv)
 
     airflow = LocalAirflow(os.environ.get("AIRFLOW_HOME", "airflow"), port=args.port)
@@ -324,20 +335,31 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, _interrupt)
     print(f"Starting Airflow (api-server, scheduler, dag-processor, triggerer) on {airflow.url}; "
           f"output in {airflow.log_path}", flush=True)
+    shoppers = None
+    if args.live:
+        shoppers = LiveShoppers(os.environ.get("SKIFF_HOME", ".skiff"),
+                                port=CollectConfig.from_env().port)
     try:
+        if shoppers is not None:
+            shoppers.start()
         airflow.start()
         airflow.wait_ready(args.dag_id)
-        print(banner(airflow, args.dag_id, args.sample_end), flush=True)
-        airflow.process.wait()
+        print(banner(airflow, args.dag_id, args.sample_end, shoppers), flush=True)
+        while airflow.process.poll() is None:
+            if shoppers is not None:
+                shoppers.check()
+            time.sleep(2)
         raise airflow.error("airflow standalone exited")
     except KeyboardInterrupt:
         print("\nStopping Airflow ...", flush=True)
         return 0
-    except LocalAirflowError as exc:
+    except (LocalAirflowError, LiveShoppersError) as exc:
         print(f"make airflow: {exc}", file=sys.stderr)
         return 1
     finally:
         airflow.stop()
+        if shoppers is not None:
+            shoppers.stop()
 
 
 if __name__ == "__main__":
