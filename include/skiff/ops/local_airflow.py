@@ -357,9 +357,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make airflow: {exc}", file=sys.stderr)
         return 1
     finally:
-        airflow.stop()
-        if shoppers is not None:
-            shoppers.stop()
+        # a second Ctrl-C (or the SIGTERM a shell sends the whole group) must not cut the
+        # clean-up short and leave processes behind: each stop is bounded by its own timeouts
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            airflow.stop()
+        finally:
+            if shoppers is not None:
+                shoppers.stop()
 
 
 if __name__ == "__main__":
