@@ -17,7 +17,8 @@ import pytest
 from environ import environ
 from landing_files import browsing, catalogue, land_events, search, with_arrivals, write_file
 from skiff.data import DuckDBWarehouse
-from skiff.data.ingest import LandingZone, ingest_arrivals
+from skiff.data.ingest import ingest_arrivals
+from skiff.data.landing import LandingZone
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,8 @@ import pytest
 
 from landing_files import browsing, catalogue, encode, landing_path, search, write_file
 from skiff.data import DuckDBWarehouse
-from skiff.data.ingest import LandingZone, arrival_state, ingest_arrivals, interval_batch_id
+from skiff.data.ingest import arrival_state, ingest_arrivals, interval_batch_id
+from skiff.data.landing import LandingZone
 from skiff.exceptions import DataContractError
 
 H = datetime(2026, 11, 25, 10, tzinfo=UTC)  # the interval [H, H + 1h)
