@@ -1,8 +1,11 @@
 """Ingest by arrival: the landing files that arrived in a data interval, all or nothing, once.
 
 :func:`ingest_arrivals` appends to the raw log the landing files of every contract table
-whose arrival hour lies in ``[start, end)`` (the landing zone is laid out by arrival hour,
-``<table>/YYYY/MM/DD/HH/<name>.ndjson.gz``), as one unit:
+whose FIRST arrival lies in ``[start, end)``, as one unit. The landing zone is laid out by
+arrival hour (``<table>/YYYY/MM/DD/HH/<name>.ndjson.gz``) and every file's name carries its
+first arrival (:attr:`~skiff.data.landing.LandingFile.first_ms`), so the interval may be any
+length ``SKIFF_SCHEDULE`` gives (every 5 minutes in a demo): each file belongs to exactly one
+interval, and for whole hours the interval's files are its hours' folders, as before.
 
 1. list the interval's files (complete files only: a half-written ``.<name>.tmp`` is never
    listed);
@@ -15,12 +18,21 @@ whose arrival hour lies in ``[start, end)`` (the landing zone is laid out by arr
    each event's ``arrival_ts_ms``) and their ledger rows in one warehouse transaction
    (:meth:`~skiff.data.warehouse.Warehouse.ingest_landed`).
 
+A file may hold events that arrived after the interval's end (the collector rolls a file up
+to ``SKIFF_COLLECT_ROLL_SECONDS`` after its first event; only the hour boundary cuts it): they are
+appended with the interval holding the file's first arrival, one run EARLY, never late. That
+is what the dbt window (``macros/skiff_window.sql``) needs: a run of ``[s, e)`` rebuilds the
+sessions with a raw row whose ``arrival_ts_ms`` is in ``[s, e)``; such a row sits in a file
+whose first arrival is at or before its own, so before ``e``: the file was ingested by this
+run or an earlier one, and the row is in the raw log when the run of its arrival reads it.
+
 A re-run of an interval appends only files that were not there before (a straggler that
 landed after the first run), so clearing and re-running the task is safe. An interval with
 no files appends nothing: validation then declares it empty.
 
 :func:`arrival_state` answers the grace-period wait: how many files the interval has, and
-whether the collector has moved on (a file of the hour after the interval exists).
+whether the collector has moved on (a file whose first arrival is at or after the interval's
+end exists).
 """
 
 from __future__ import annotations
@@ -103,8 +115,8 @@ def ingest_arrivals(
     :param warehouse: where the raw log and the ledger live.
     :param landing: the landing zone.
     :param start: the interval's start (ISO 8601 or datetime; naive means UTC). Files are
-        taken by arrival hour, so the interval is whole hours (``SKIFF_SCHEDULE`` fires on
-        the hour).
+        taken by their first arrival, to the second their names carry (``SKIFF_SCHEDULE``'s
+        intervals are whole minutes).
     :param end: the interval's end, excluded.
     :param now: the ``ingested_at`` / ``loaded_at`` stamp (default: the clock).
     :return: what was appended and skipped.
@@ -165,13 +177,18 @@ def arrival_state(landing: LandingZone, start: str | datetime,
     """What the grace-period wait looks at: the interval's files, and whether the collector
     has moved on.
 
-    The collector cuts its files at hour boundaries and writes them in order, so a file of the
-    hour after the interval means the interval's last file is written too.
+    The collector writes its files in the order of their first arrivals, so a file whose
+    first arrival is at or after the interval's end means the interval's last file is written
+    too. Such a file is looked for in the hour folder of ``end`` and, when ``end`` is not on
+    the hour, in the next hour's folder too (the collector cuts files at hour boundaries, so
+    after a quiet end of the hour the next file may only come in the next hour).
 
-    :return: ``{"files": <event files of [start, end)>, "moved_on": <an event file of the
-        hour from end exists>}``.
+    :return: ``{"files": <event files of [start, end)>, "moved_on": <an event file whose
+        first arrival is at or after end exists>}``.
     """
     start_dt, end_dt = _utc(parse_time(start)), _utc(parse_time(end))
     files = sum(len(landing.list(t, start_dt, end_dt)) for t in EVENT_TABLES)
-    moved_on = any(landing.list(t, end_dt, end_dt + _HOUR) for t in EVENT_TABLES)
+    hour = end_dt.replace(minute=0, second=0, microsecond=0)
+    horizon = hour + (_HOUR if hour == end_dt else 2 * _HOUR)
+    moved_on = any(landing.list(t, end_dt, horizon) for t in EVENT_TABLES)
     return {"files": files, "moved_on": moved_on}
