@@ -5,11 +5,12 @@ is the UTC arrival hour of the file's first event, and the name carries that fir
 the second (``skiff-collect-<YYYY-MM-DD-HH-MM-SS>-<hex>``; Firehose's
 ``<stream>-<version>-<YYYY-MM-DD-HH-MM-SS>-<uuid>`` alike): :attr:`LandingFile.first_ms`. A
 file belongs to the one interval holding its first arrival (:meth:`LandingZone.list`), so
-intervals of any length (``SKIFF_SCHEDULE``) split the zone into disjoint sets of files. ``<root>`` is a local folder (the
-embedded default, ``$SKIFF_HOME/landing``) or ``s3://bucket/prefix`` (production, where
-Firehose delivers). A file appears whole or not at all: locally it is written as
-``.<name>.tmp``, fsync'd and renamed; on S3 it is one ``put_object``. Readers list only
-names ending ``.ndjson.gz`` and not starting with ``.``, so a half-written file is never read.
+intervals of any length (``SKIFF_SCHEDULE``) split the zone into disjoint sets of files.
+``<root>`` is a local folder (the embedded default, ``$SKIFF_HOME/landing``) or
+``s3://bucket/prefix`` (production, where Firehose delivers). A file appears whole or not at
+all: locally it is written as ``.<name>.tmp``, fsync'd and renamed; on S3 it is one
+``put_object``. Readers list only names ending ``.ndjson.gz`` and not starting with ``.``, so
+a half-written file is never read.
 
 A file holds one JSON object per line: the table's contract columns (values as the contract
 types, epoch ms as integers) and ``arrival_ts_ms``, when the collector accepted the event.
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from skiff.data.contract import TableContract, check_event, contract_named
 from skiff.exceptions import DataContractError, SkiffConfigError
+from skiff.times import to_epoch_ms
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -107,10 +109,9 @@ _NAME_TIME = re.compile(r"(?<![0-9])(\d{4})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{
 def first_arrival_ms(name: str, hour: datetime) -> int:
     """The first arrival of a landing file (epoch ms, to the second), from its name.
 
-    The time in the name (:func:`landing_name`; Firehose names its objects alike) when it
-    lies in the file's folder hour; otherwise (a name without one, a file put by hand in
-    another hour's folder) the start of the folder hour, so the file still belongs to exactly
-    one interval.
+    The name's time (:func:`landing_name`; Firehose's names alike) if it lies in the file's
+    folder hour, else (no time, a file put by hand in another hour's folder) the folder
+    hour's start: either way the file belongs to exactly one interval.
 
     :param name: the file name.
     :param hour: its folder's arrival hour.
@@ -126,11 +127,6 @@ def first_arrival_ms(name: str, hour: datetime) -> int:
         if folder_ms <= ms < folder_ms + 3_600_000:
             return ms
     return folder_ms
-
-
-def _epoch_ms(when: datetime) -> int:
-    when = _utc(when)
-    return int(when.timestamp()) * 1000 + when.microsecond // 1000
 
 
 @dataclass(frozen=True)
@@ -266,7 +262,7 @@ class LocalLandingZone(LandingZone):
 
 def _between(files: list[LandingFile], start: datetime, end: datetime) -> list[LandingFile]:
     """The files whose first arrival lies in [start, end)."""
-    start_ms, end_ms = _epoch_ms(start), _epoch_ms(end)
+    start_ms, end_ms = to_epoch_ms(_utc(start)), to_epoch_ms(_utc(end))
     return [f for f in files if start_ms <= f.first_ms < end_ms]
 
 
