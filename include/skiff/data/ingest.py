@@ -45,8 +45,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from skiff.data.contract import TABLES, contract_named
-# LandingZone is imported here for its callers' sake too (bench/bench_ingest.py imports it from
-# this module); its home is skiff.data.landing.
 from skiff.data.landing import LandingFile, LandingZone, decode_events
 from skiff.data.warehouse import LandedFile, Warehouse
 from skiff.times import parse_time
