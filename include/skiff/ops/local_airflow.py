@@ -112,6 +112,7 @@ class LocalAirflow:
     def start(self) -> LocalAirflow:
         """Start ``airflow standalone`` in a new process group (see :meth:`stop`)."""
         self.home.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [self.airflow_bin, "standalone"],
