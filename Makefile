@@ -3,6 +3,7 @@
 #   make test    install if needed, run the test suite (slow tests deselected)
 #   make bench   benchmarks in bench/, figures printed and written to bench/results/ (JSON, PNG)
 #   make bench-full  the same at the real dataset's size (36M events)
+#   make soak    skiff_hourly run by the scheduler HOURS=24 times on live shoppers, faults injected
 #   make airflow Airflow's UI on http://127.0.0.1:8090 (AIRFLOW_PORT; no Docker), admin password printed,
 #                with the collector (skiff collect) and live shoppers (skiff emit) feeding it
 #   make docs    the documentation site (MkDocs) in build/site; README.md is its home page
@@ -31,7 +32,7 @@ MANIFEST  := $(DBT_DIR)/target/manifest.json
 INSTALLED := $(VENV)/.skiff-installed
 DBT_SRC   := $(shell find $(DBT_DIR) -type f \( -name '*.sql' -o -name '*.yml' \) -not -path '*/target/*' 2>/dev/null)
 
-.PHONY: help install run run-bad test test-all bench bench-full airflow screenshot status clean lambda serve docs diagram
+.PHONY: help install run run-bad test test-all bench bench-full soak airflow screenshot status clean lambda serve docs diagram
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -106,6 +107,13 @@ bench: install  ## run the benchmarks in bench/ (a quick sample)
 
 bench-full: install  ## the benchmarks at the real dataset's size (36M events, 5M sessions)
 	$(BIN)/python -m bench --scale full
+
+# The soak: HOURS scheduled intervals of MINUTES each (a run must fit in one: catchup is off),
+# faults injected; bench/results/soak.json and docs/img/soak.png. About HOURS x MINUTES.
+HOURS   ?= 24
+MINUTES ?= 10
+soak: install  ## skiff_hourly scheduled HOURS times (24) every MINUTES (10) on live shoppers, with faults
+	$(BIN)/python -m bench.soak --intervals $(HOURS) --minutes $(MINUTES)
 
 # Not 8080, the local model server's (SKIFF_SERVE_PORT), nor 8081, Docker's model server's.
 AIRFLOW_PORT ?= 8090
