@@ -53,7 +53,7 @@ def _prepare(scale: str, root: Path) -> tuple[Path, Path, int, int]:
     import pyarrow.parquet as pq
 
     from skiff.data import DuckDBWarehouse, generate
-    from skiff.data.ingest import LandingZone, ingest_arrivals
+    from skiff.data import LandingZone, ingest_arrivals
 
     shutil.rmtree(root, ignore_errors=True)
     generate(root / "src", sessions=SESSIONS[scale], seed=7, end=END, span_hours=2,
@@ -81,7 +81,7 @@ def _prepare(scale: str, root: Path) -> tuple[Path, Path, int, int]:
 
 def run(scale: str) -> list[Figure]:
     from skiff.data import DuckDBWarehouse
-    from skiff.data.ingest import LandingZone, ingest_arrivals
+    from skiff.data import LandingZone, ingest_arrivals
 
     root = bench_home() / "ingest"
     landing, base, events, files = _prepare(scale, root)

@@ -1,7 +1,8 @@
 """
 ### skiff_hourly — the hourly Skiff pipeline
 
-Every hour, for the data interval `[data_interval_start, data_interval_end)`:
+Every step of `SKIFF_SCHEDULE` (a cron, UTC; default every hour, `*/5 * * * *` for a quick
+demo), for the data interval `[data_interval_start, data_interval_end)` between two steps:
 
 1. **ingest_events**: with `SKIFF_INGEST_SOURCE=landing`, appends the landing files that
    arrived in the interval (the collector's, or Firehose's on S3), once each and all or
@@ -88,8 +89,12 @@ else:
 
 with DAG(
     dag_id="skiff_hourly",
-    description="Raw events -> dbt -> validate -> train -> gate -> deploy, every hour.",
-    # SKIFF_SCHEDULE (default hourly, UTC): a data interval is one step of the cron
+    description="Events -> dbt -> validate -> train -> gate -> deploy, each SKIFF_SCHEDULE step.",
+    # SKIFF_SCHEDULE (default hourly, UTC): a data interval is one step of the cron, of any
+    # length (a landing file belongs to the interval of its first arrival; the batch ids, the
+    # replay slice, the dbt window and the volume reference follow the interval). The grace
+    # wait, the run duration alert and dagrun_timeout are durations of the work, not of the
+    # interval: they stay as set.
     schedule=CronDataIntervalTimetable(CONFIG.ingest.schedule, timezone="UTC"),
     start_date=datetime(2026, 1, 1),
     catchup=False,

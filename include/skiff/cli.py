@@ -152,9 +152,9 @@ def _cmd_init(args: argparse.Namespace, cfg: SkiffConfig) -> None:
     history, _ = init_history(Emitter.from_config(cfg.emit),
                               LandingZone.from_uri(cfg.collect.landing_uri),
                               warehouse_from_config(cfg.warehouse),
-                              span_hours=cfg.replay.span_hours)
-    # Last line, read by `make run` and `make airflow`: the run-after time of the hour left
-    # for the DAG (a manual run at that time gets the data interval [end - 1h, end)), and
+                              span_hours=cfg.replay.span_hours, schedule=cfg.ingest.schedule)
+    # Last line, read by `make run` and `make airflow`: the run-after time of the interval
+    # left for the DAG (a manual run at that time gets the data interval ending there), and
     # where a live emitter goes on from.
     print(f"{history.end.isoformat()} {history.emitted_to.isoformat()}")
 

@@ -327,8 +327,10 @@ class AlertsConfig(Section):
     # make run and the tests set 0: Airflow 3.3.0's `dags test` cannot finish a run of a DAG with
     # a Deadline Alert (it looks the alerts up by id, and holds them as dicts), nor creates one.
     run_duration_alert_minutes: int = setting(
-        "SKIFF_RUN_DURATION_ALERT_MINUTES", 60, "alert on an hourly run still going this many "
-        "minutes after it was queued (the DAG's Deadline Alert; `0`: off)")
+        "SKIFF_RUN_DURATION_ALERT_MINUTES", 60, "alert on a run still going this many minutes "
+        "after it was queued (the DAG's Deadline Alert; `0`: off); not scaled with "
+        "`SKIFF_SCHEDULE`: a run's work (dbt, validation, training) does not shrink with its "
+        "interval")
 
     @property
     def run_duration_alert(self) -> timedelta | None:
@@ -352,15 +354,17 @@ class IngestConfig(Section):
         "`SKIFF_REPLAY` is on: `make run-bad`)", choices=("landing", "replay"), clean=str.lower)
     grace_minutes: int = setting(
         "SKIFF_INGEST_GRACE_MINUTES", 10, "how long after an interval's end the landing ingest "
-        "waits (deferred, in the triggerer) for late files, unless a file of the next hour "
-        "shows the collector has moved on")
+        "waits (deferred, in the triggerer) for late files, unless a file starting at or after "
+        "the end shows the collector has moved on; the collector's lag (its roll, Firehose's "
+        "buffer), whatever the schedule's interval")
     poll_seconds: int = setting("SKIFF_INGEST_POLL_S", 30,
                                 "seconds between looks at the landing zone during that wait",
                                 minimum=1)
     schedule: str = setting(
-        "SKIFF_SCHEDULE", "0 * * * *", "cron (UTC) of `skiff_hourly`; its data intervals follow "
-        "it, whole hours (minute `0`): the landing zone is laid out by arrival hour",
-        clean=_cron)
+        "SKIFF_SCHEDULE", "0 * * * *", "cron (UTC, five fields) or preset (`@hourly`, `@daily` "
+        "...) of `skiff_hourly`; its data intervals follow it, whole minutes at the shortest "
+        "(`*/5 * * * *`: every 5 minutes, for a demo or a test): an interval ingests the "
+        "landing files whose first event arrived in it", clean=_cron)
 
     _PRESETS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
 
@@ -368,18 +372,37 @@ class IngestConfig(Section):
         super().__post_init__()
         if self.schedule in self._PRESETS:
             return
-        from croniter import croniter
+        from croniter import CroniterBadDateError, croniter
 
-        minute, *rest = self.schedule.split() or [""]
-        if len(rest) != 4 or not croniter.is_valid(self.schedule):
+        name, fields_ = f"{self.env('schedule')}={self.schedule!r}", self.schedule.split()
+        if len(fields_) == 6:
             raise SkiffConfigError(
-                f"{self.env('schedule')}={self.schedule!r} is not a cron expression: use five "
-                "fields, minute hour day-of-month month day-of-week (UTC), e.g. '0 * * * *'.")
-        if minute != "0":
+                f"{name} has a sixth (seconds) field: data intervals are whole minutes, at "
+                "least one; use five fields, e.g. '*/5 * * * *' (every 5 minutes).")
+        if len(fields_) != 5 or not croniter.is_valid(self.schedule):
             raise SkiffConfigError(
-                f"{self.env('schedule')}={self.schedule!r} must fire on the hour (minute field "
-                "0): the landing zone is laid out by arrival hour, so a data interval is whole "
-                "hours; e.g. '0 * * * *' (hourly) or '0 */2 * * *' (every two hours).")
+                f"{name} is not a cron expression: use five fields, minute hour day-of-month "
+                "month day-of-week (UTC), e.g. '0 * * * *', or a preset such as '@hourly'.")
+        for part in fields_[0].split(","):  # the minute field, which croniter is lax about
+            span, _, step = part.partition("/")
+            low, _, high = span.partition("-")
+            if high and int(low) > int(high):
+                raise SkiffConfigError(f"{name}: the minute range {span} runs backwards; "
+                                       f"write {high}-{low}.")
+            if step and int(step) > 59:
+                raise SkiffConfigError(
+                    f"{name}: a minute step of /{step} fires once an hour, at minute "
+                    f"{low if low != '*' else 0}; for longer intervals use the hour field, e.g. "
+                    "'0 */2 * * *' (every two hours).")
+            if step and span in ("*", "0-59") and 60 % int(step):
+                raise SkiffConfigError(
+                    f"{name}: the minute step /{step} does not divide the hour (it fires at "
+                    f"minutes {croniter.expand(f'{part} * * * *')[0][0]}, so its intervals are "
+                    "not all equal); use a divisor of 60, e.g. '*/5', or list the minutes.")
+        try:
+            croniter(self.schedule, datetime(2026, 1, 1, tzinfo=UTC)).get_next(datetime)
+        except CroniterBadDateError:
+            raise SkiffConfigError(f"{name} never fires (no such date).") from None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from airflow.sdk.bases.hook import BaseHook
 from hooks.warehouse import SkiffWarehouseHook
 
 if TYPE_CHECKING:
-    from skiff.data.ingest import IngestSummary, LandingZone
+    from skiff.data.ingest import IngestSummary
+    from skiff.data.landing import LandingZone
 
 __all__ = ["LandingZoneHook"]
 
@@ -43,7 +44,7 @@ class LandingZoneHook(BaseHook):
     @cached_property
     def landing(self) -> LandingZone:
         """The zone: listing and reading its complete files."""
-        from skiff.data.ingest import LandingZone
+        from skiff.data.landing import LandingZone
 
         if self.landing_uri.startswith("s3://"):
             from airflow.providers.amazon.aws.hooks.s3 import S3Hook

@@ -63,10 +63,14 @@ class LandingIngestOperator(BaseOperator):
     """Append the landing files that arrived in the data interval, all or nothing, once each.
 
     The landing zone (``SKIFF_LANDING_URI``: a folder, or S3 where Firehose delivers) holds
-    the collector's files by arrival hour. Files may still be landing when the interval
-    ends (the hour's last file is cut at the boundary; a collector may lag), so until the
-    interval's end plus ``grace_minutes`` the task waits for the collector to move on (an
-    event file of the next hour). Deferrable, that wait is
+    the collector's files by arrival hour; the interval's are those whose first event arrived
+    in it, so the interval may be any length ``SKIFF_SCHEDULE`` gives. Files may still be
+    landing when the interval ends (the collector rolls a file ``SKIFF_COLLECT_ROLL_SECONDS``
+    after its first event; a collector may lag), so until the interval's end plus
+    ``grace_minutes`` the task waits for the collector to move on (an event file whose first
+    arrival is at or after the interval's end). The grace does not scale with the interval:
+    it covers the collector's lag, which a shorter interval does not shorten, and it ends as
+    soon as the collector moves on. Deferrable, that wait is
     :class:`~triggers.landing_arrival.LandingArrivalTrigger` in the triggerer, holding no
     worker slot; otherwise the task polls. A run after the grace period (a backfill, a
     re-run) does not wait. Then :func:`skiff.data.ingest.ingest_arrivals` appends the files,
@@ -142,9 +146,9 @@ class LandingIngestOperator(BaseOperator):
         if datetime.now(UTC) < deadline:
             state = self.hook.arrivals(start, end)
             if not state["moved_on"]:
-                self.log.info("%s event file(s) of [%s, %s) so far and none of the next hour: "
-                              "waiting for late files until %s.", state["files"], start, end,
-                              deadline.isoformat())
+                self.log.info("%s event file(s) of [%s, %s) so far and none starting at or "
+                              "after its end: waiting for late files until %s.", state["files"],
+                              start, end, deadline.isoformat())
                 if self.deferrable:
                     self.defer(
                         trigger=LandingArrivalTrigger(

@@ -18,13 +18,14 @@ __all__ = ["LandingArrivalTrigger"]
 class LandingArrivalTrigger(BaseTrigger):
     """Wait until an interval's landing files are in, or its grace period is over.
 
-    The collector cuts its files at hour boundaries and writes them in order, so an event
-    file of the hour after the interval means the interval's last file is written: the wait
-    ends then (``moved_on``). Otherwise it ends at ``deadline`` (the interval's end plus
-    the grace period, ``SKIFF_INGEST_GRACE_MINUTES``), when a late collector has had its
-    chance and the interval is ingested with what arrived, empty or not. The landing zone
-    is listed through :class:`~hooks.landing_zone.LandingZoneHook` every ``poll_interval``
-    seconds; a listing error ends the wait with that error.
+    The collector writes its files in the order of their first arrivals, so an event file
+    whose first arrival is at or after the interval's end means the interval's last file is
+    written: the wait ends then (``moved_on``, :func:`skiff.data.ingest.arrival_state`).
+    Otherwise it ends at ``deadline`` (the interval's end plus the grace period,
+    ``SKIFF_INGEST_GRACE_MINUTES``), when a late collector has had its chance and the
+    interval is ingested with what arrived, empty or not. The landing zone is listed through
+    :class:`~hooks.landing_zone.LandingZoneHook` every ``poll_interval`` seconds; a listing
+    error ends the wait with that error.
 
     Yields one event: ``{"status": "success", "reason": "moved_on" | "grace_over",
     "files": <event files of the interval>, "interval_start", "interval_end"}``.

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pendulum
 import pytest
 
 from skiff.config import DbtConfig
@@ -48,8 +49,9 @@ def test_schedule_and_run_limits(dagbag) -> None:
 
 
 def test_schedule_and_ingest_follow_the_configuration() -> None:
-    """SKIFF_SCHEDULE sets the cron of the data intervals; SKIFF_INGEST_SOURCE=landing makes
-    ingest_events the deferrable landing ingest, upstream of the raw checks."""
+    """SKIFF_SCHEDULE sets the cron of the data intervals (every 5 minutes: 5-minute
+    intervals); SKIFF_INGEST_SOURCE=landing makes ingest_events the deferrable landing ingest,
+    upstream of the raw checks."""
     from airflow.dag_processing.dagbag import DagBag
 
     from environ import environ
@@ -64,10 +66,20 @@ def test_schedule_and_ingest_follow_the_configuration() -> None:
     assert type(ingest).__name__ == "LandingIngestOperator"
     assert ingest.deferrable and ingest.grace_minutes == 15
     assert {"validate_raw_schema"} <= {t.task_id for t in ingest.downstream_list}
-    with environ(SKIFF_SCHEDULE="*/10 * * * *"):
+    with environ(SKIFF_SCHEDULE="*/5 * * * *", SKIFF_INGEST_SOURCE="landing"):
+        fast = DagBag(dag_folder=str(REPO / "dags"))
+    assert not fast.import_errors, fast.import_errors
+    from airflow.serialization.encoders import coerce_to_core_timetable
+
+    timetable = coerce_to_core_timetable(fast.dags["skiff_hourly"].timetable)  # the scheduler's
+    interval = timetable.infer_manual_data_interval(
+        run_after=pendulum.datetime(2026, 11, 25, 10, 7, 30, tz="UTC"))
+    assert (interval.start, interval.end) == (pendulum.datetime(2026, 11, 25, 10, 0, tz="UTC"),
+                                              pendulum.datetime(2026, 11, 25, 10, 5, tz="UTC"))
+    with environ(SKIFF_SCHEDULE="*/7 * * * *"):
         bad = DagBag(dag_folder=str(REPO / "dags"))
     errors = "".join(bad.import_errors.values())
-    assert "SKIFF_SCHEDULE='*/10 * * * *' must fire on the hour" in errors
+    assert "SKIFF_SCHEDULE='*/7 * * * *': the minute step /7 does not divide the hour" in errors
 
 
 def test_one_cosmos_task_per_dbt_model(dagbag) -> None:

@@ -32,7 +32,8 @@ from dbt_models import MODELS, Dbt, assert_same, query, statuses, table
 from landing_files import HOUR_MS, land_events, with_arrivals
 from skiff.data import DuckDBWarehouse
 from skiff.data.contract import BROWSING, SEARCH
-from skiff.data.ingest import LandingZone, ingest_arrivals
+from skiff.data.ingest import ingest_arrivals
+from skiff.data.landing import LandingZone
 from skiff.data.loader import EVENT_TABLES, load_dir
 
 pytestmark = pytest.mark.integration

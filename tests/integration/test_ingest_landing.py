@@ -17,7 +17,8 @@ import pytest
 from environ import environ
 from landing_files import browsing, catalogue, land_events, search, with_arrivals, write_file
 from skiff.data import DuckDBWarehouse
-from skiff.data.ingest import LandingZone, ingest_arrivals
+from skiff.data.ingest import ingest_arrivals, interval_batch_id
+from skiff.data.landing import LandingZone
 
 pytestmark = pytest.mark.integration
 
@@ -51,36 +52,46 @@ def test_a_failure_on_the_second_table_appends_nothing(tmp_path: Path) -> None:
     assert summary.rows == {"sku_to_content": 3, "browsing_train": 4, "search_train": 2}
 
 
-@pytest.fixture(scope="module")
-def landed(tmp_path_factory) -> Path:
+def _land(home: Path, files_per_hour: int) -> Path:
     """SKIFF_HOME with landing files of six hours ending at END; the raw log holds what
     arrived before the last hour (the history), the DAG's ingest task is left the last."""
-    from skiff.data import generate
+    from skiff.data import generate, load_dir
 
-    home = tmp_path_factory.mktemp("landing-dag")
     generate(home / "source", sessions=800, seed=4, end=END, span_hours=6, fmt="parquet")
     rng = np.random.default_rng(4)
     for table in ("browsing_train", "search_train"):
         events = with_arrivals(pq.read_table(home / "source" / f"{table}.parquet"),
                                "server_timestamp_epoch_ms", rng, late_share=0.03,
                                repeat_share=0.004)
-        land_events(home / "landing", table, events, files_per_hour=2)
+        land_events(home / "landing", table, events, files_per_hour=files_per_hour)
     warehouse = DuckDBWarehouse(home / "warehouse.duckdb")
-    from skiff.data import load_dir
-
     load_dir(home / "source", warehouse, batch_id="catalogue", tables=["sku_to_content"])
     ingest_arrivals(warehouse, LandingZone.from_uri(home / "landing"), END - 7 * HOUR,
                     END - HOUR)
     return home
 
 
-def _ingest_and_validate(home: Path, logical_date: datetime) -> tuple[object, dict]:
+@pytest.fixture(scope="module")
+def landed(tmp_path_factory) -> Path:
+    """Two landing files per table and hour (see :func:`_land`)."""
+    return _land(tmp_path_factory.mktemp("landing-dag"), files_per_hour=2)
+
+
+@pytest.fixture(scope="module")
+def landed_often(tmp_path_factory) -> Path:
+    """Seven files per table and hour, about 8.5 minutes each: many of them start in one
+    5-minute interval and hold events that arrived in the next."""
+    return _land(tmp_path_factory.mktemp("landing-5min"), files_per_hour=7)
+
+
+def _ingest_and_validate(home: Path, logical_date: datetime,
+                         schedule: str = "0 * * * *") -> tuple[object, dict]:
     """dag.test() of ingest_events -> validate_raw for the interval ending at logical_date."""
     from airflow.dag_processing.dagbag import DagBag
 
     with environ(SKIFF_INGEST_SOURCE="landing", SKIFF_LANDING_URI=str(home / "landing"),
                  SKIFF_DUCKDB_PATH=str(home / "warehouse.duckdb"), SKIFF_GX_DIR=str(home / "gx"),
-                 SKIFF_INGEST_GRACE_MINUTES="0"):
+                 SKIFF_INGEST_GRACE_MINUTES="0", SKIFF_SCHEDULE=schedule):
         dag = DagBag(dag_folder=str(REPO / "dags")).dags["skiff_hourly"]  # parsed with this env
         subset = dag.partial_subset(
             ["validate_raw_schema", "validate_raw_events", "validate_volume"],
@@ -120,3 +131,75 @@ def test_an_hour_without_files_is_declared_empty_by_validate_volume(landed, airf
     assert tasks["ingest_events"].state == TaskInstanceState.SUCCESS
     assert tasks["ingest_events"].xcom_pull(task_ids="ingest_events")["files"] == 0
     assert tasks["validate_volume"].state == TaskInstanceState.FAILED
+
+
+FIVE = timedelta(minutes=5)
+_ROW = ("session_id_hash, event_type, product_action, product_sku_hash, "
+        "server_timestamp_epoch_ms, hashed_url, arrival_ts_ms")
+
+
+def _rows_of_the_last_hour(warehouse: DuckDBWarehouse) -> list[tuple]:
+    """The browsing rows appended after the history (see :func:`_land`)."""
+    with warehouse.connect() as con:
+        return con.execute(f"select {_ROW} from raw.browsing_train where batch_id <> ? "
+                           "order by all", [interval_batch_id(END - 7 * HOUR, END - HOUR)]
+                           ).fetchall()
+
+
+def test_five_minute_intervals_split_the_hour_into_disjoint_files(landed_often,
+                                                                  tmp_path) -> None:
+    """The last hour ingested as twelve 5-minute intervals (SKIFF_SCHEDULE='*/5 * * * *'):
+    consecutive intervals take disjoint files, and together the hour's files and rows, the
+    same rows (EXCEPT both ways) one hourly interval appends."""
+    import shutil
+
+    zone = LandingZone.from_uri(landed_often / "landing")
+    hourly, by_five = (DuckDBWarehouse(tmp_path / f"{n}.duckdb") for n in ("hour", "five"))
+    for copy in (hourly, by_five):
+        shutil.copy(landed_often / "warehouse.duckdb", copy.path)
+    hour = ingest_arrivals(hourly, zone, END - HOUR, END)
+    files: list[set[str]] = []
+    ends_after = 0  # rows that arrived after their interval's end: their file started in it
+    for k in range(12):
+        start = END - HOUR + k * FIVE
+        summary = ingest_arrivals(by_five, zone, start, start + FIVE)
+        files.append({f["file"] for f in summary.files})
+        with by_five.connect() as con:
+            (n,) = con.execute("select count(*) from raw.browsing_train where batch_id = ? "
+                               "and arrival_ts_ms >= ?", [summary.batch_id, int(
+                                   (start + FIVE).timestamp() * 1000)]).fetchone()
+        ends_after += n
+    assert all(not (a & b) for a, b in zip(files, files[1:]))  # consecutive: disjoint
+    assert sum(map(len, files)) == len(set().union(*files)) == len(hour.files) == 14
+    assert set().union(*files) == {f["file"] for f in hour.files}
+    assert sum(1 for f in files if f) >= 7 and ends_after > 0
+    five_rows, hour_rows = _rows_of_the_last_hour(by_five), _rows_of_the_last_hour(hourly)
+    assert len(five_rows) == hour.rows["browsing_train"] > 100
+    with by_five.connect() as con:
+        con.execute(f"attach '{hourly.path}' as hourly (read_only)")
+        for a, b in (("raw", "hourly.raw"), ("hourly.raw", "raw")):
+            (diff,) = con.execute(
+                f"select count(*) from (select {_ROW} from {a}.browsing_train except all "
+                f"select {_ROW} from {b}.browsing_train)").fetchone()
+            assert diff == 0, (a, b)
+    assert five_rows == hour_rows
+
+
+def test_dag_on_a_five_minute_schedule_ingests_and_validates_its_interval(
+        landed_often, airflow_db) -> None:
+    """SKIFF_SCHEDULE='*/5 * * * *': the run's data interval is 5 minutes; its ingest takes
+    the files whose first event arrived in it, and validate_raw (the volume reference scaled
+    to 5 minutes) passes."""
+    from airflow.utils.state import DagRunState
+
+    start, end = END - HOUR, END - HOUR + FIVE
+    expected = {f.name for t in ("browsing_train", "search_train")
+                for f in LandingZone.from_uri(landed_often / "landing").list(t, start, end)}
+    run, tasks = _ingest_and_validate(landed_often, end + timedelta(seconds=30),
+                                      schedule="*/5 * * * *")
+    states = {t: ti.state for t, ti in tasks.items()}
+    assert run.state == DagRunState.SUCCESS, states
+    assert (run.data_interval_start, run.data_interval_end) == (start, end)
+    result = tasks["ingest_events"].xcom_pull(task_ids="ingest_events")
+    assert result["batch_id"] == f"landing:{start.isoformat()}/{end.isoformat()}"
+    assert result["files"] == len(expected) > 0

@@ -21,6 +21,7 @@ from bad_batches import (
     TASK_SUITES,
     interval_data,
     make_log,
+    ms,
     make_source,
     run_suite,
     write_corpus,
@@ -178,3 +179,43 @@ def test_mart_keys_the_dbt_models_guarantee_are_still_checked(good_log) -> None:
     ).run(batch_parameters={"dataframe": broken}, result_format="SUMMARY")
     assert {f.defect for f in failures(result.to_json_dict())} == {
         "duplicate_session_ids", "empty_sessions"}
+
+
+def _arrive_late(log, copies: int, events: int = 150) -> int:
+    """Deliver again, arriving during the interval, ``events`` browsing events that happened
+    two hours before it (``copies`` times each, as a client retrying would); returns the
+    interval's own arrivals."""
+    with log.warehouse.connect() as con:
+        (own,) = con.execute("select count(*) from raw.browsing_train where arrival_ts_ms >= ? "
+                             "and arrival_ts_ms < ?", [ms(START), ms(END)]).fetchone()
+        for copy in range(copies):
+            con.execute(
+                "insert into raw.browsing_train select * replace ("
+                "  ? + row_number() over (order by server_timestamp_epoch_ms) * 1000 "
+                "  as arrival_ts_ms, ? as batch_id) "
+                "from raw.browsing_train where server_timestamp_epoch_ms >= ? "
+                "order by server_timestamp_epoch_ms limit ?",
+                [ms(START), f"late:{copy}", ms(START) - 7_200_000, events])
+    return own
+
+
+def _rows_checked(reports: Path) -> int:
+    document = json.loads((reports / "results" / LABEL / "browsing_train.json").read_text())
+    return max(r["result"]["element_count"] for r in document["result"]["results"]
+               if r["result"].get("element_count") is not None)
+
+
+def test_late_events_are_validated_in_the_interval_they_arrived_in(source, tmp_path) -> None:
+    """The raw checks take the rows that ARRIVED in the interval (what its dbt run rebuilds
+    from), not those that happened in it: events of two hours before, arriving now, are
+    checked now; delivered twice, they are the interval's duplicates."""
+    once = make_log(tmp_path / "once", source)
+    own = _arrive_late(once, copies=1)
+    error, _ = run_suite("validate_raw_events", once, tmp_path / "gx-once")
+    assert error is None, error
+    assert _rows_checked(tmp_path / "gx-once") == own + 150
+
+    twice = make_log(tmp_path / "twice", source)
+    _arrive_late(twice, copies=2)
+    error, _ = run_suite("validate_raw_events", twice, tmp_path / "gx-twice")
+    assert error is not None and "duplicate_events" in error.defects, error

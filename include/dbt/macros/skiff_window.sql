@@ -8,8 +8,11 @@
     An incremental run then:
       * finds the sessions touched by the interval: those with a raw row whose
         arrival_ts_ms is in [start, end) (the ingest appends, per interval, the
-        files that arrived in it; an event may arrive hours after it
-        happened, or out of order, or twice);
+        files whose first event arrived in it; an event may arrive hours after
+        it happened, or out of order, or twice). A row arriving in [start, end)
+        sits in a file whose first arrival is at or before its own, so before
+        end: this run's ingest or an earlier one appended it (a file's later
+        rows may be appended one run early, never late: skiff.data.ingest);
       * rebuilds them from all their events: the events of those sessions
         since the earliest event time among the arrived rows, minus
         session_lookback_hours (a session's events lie within it of each

@@ -425,7 +425,9 @@ def append_bad_batch(bad: BadBatch, warehouse, batch_id: str) -> dict[str, int]:
         with tempfile.TemporaryDirectory(prefix="skiff-bad-") as tmp:
             for name, table in bad.tables.items():
                 pq.write_table(table, Path(tmp) / f"{name}.parquet")
-            rows = load_dir(Path(tmp), warehouse, batch_id=batch_id).rows
+            # arrival = each event's time, as the replay batch it stands in for: the interval's
+            # raw checks and dbt models take the rows that arrived in it
+            rows = load_dir(Path(tmp), warehouse, batch_id=batch_id, arrival="event").rows
     for sql in bad.drift:
         with warehouse.connect() as con:
             con.execute(sql.format(raw_schema=warehouse.raw_schema))

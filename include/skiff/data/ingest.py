@@ -1,8 +1,11 @@
 """Ingest by arrival: the landing files that arrived in a data interval, all or nothing, once.
 
 :func:`ingest_arrivals` appends to the raw log the landing files of every contract table
-whose arrival hour lies in ``[start, end)`` (the landing zone is laid out by arrival hour,
-``<table>/YYYY/MM/DD/HH/<name>.ndjson.gz``), as one unit:
+whose FIRST arrival lies in ``[start, end)``, as one unit. The landing zone is laid out by
+arrival hour (``<table>/YYYY/MM/DD/HH/<name>.ndjson.gz``) and every file's name carries its
+first arrival (:attr:`~skiff.data.landing.LandingFile.first_ms`), so the interval may be any
+length ``SKIFF_SCHEDULE`` gives (every 5 minutes in a demo): each file belongs to exactly one
+interval, and for whole hours the interval's files are its hours' folders, as before.
 
 1. list the interval's files (complete files only: a half-written ``.<name>.tmp`` is never
    listed);
@@ -15,276 +18,50 @@ whose arrival hour lies in ``[start, end)`` (the landing zone is laid out by arr
    each event's ``arrival_ts_ms``) and their ledger rows in one warehouse transaction
    (:meth:`~skiff.data.warehouse.Warehouse.ingest_landed`).
 
+A file may hold events that arrived after the interval's end (the collector rolls a file up
+to ``SKIFF_COLLECT_ROLL_SECONDS`` after its first event; only the hour boundary cuts it): they are
+appended with the interval holding the file's first arrival, one run EARLY, never late. That
+is what the dbt window (``macros/skiff_window.sql``) needs: a run of ``[s, e)`` rebuilds the
+sessions with a raw row whose ``arrival_ts_ms`` is in ``[s, e)``; such a row sits in a file
+whose first arrival is at or before its own, so before ``e``: the file was ingested by this
+run or an earlier one, and the row is in the raw log when the run of its arrival reads it.
+
 A re-run of an interval appends only files that were not there before (a straggler that
 landed after the first run), so clearing and re-running the task is safe. An interval with
 no files appends nothing: validation then declares it empty.
 
 :func:`arrival_state` answers the grace-period wait: how many files the interval has, and
-whether the collector has moved on (a file of the hour after the interval exists).
+whether the collector has moved on (a file whose first arrival is at or after the interval's
+end exists).
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import logging
 import time
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from skiff.data.contract import TABLES, TableContract
+from skiff.data.contract import TABLES, contract_named
+from skiff.data.landing import LandingFile, LandingZone, decode_events
 from skiff.data.warehouse import LandedFile, Warehouse
-from skiff.exceptions import DataContractError, SkiffConfigError
 from skiff.times import parse_time
 
 __all__ = [
-    "ARRIVAL_COLUMN",
     "EVENT_TABLES",
     "IngestSummary",
-    "LandingFile",
-    "LandingZone",
     "arrival_state",
-    "decode_events",
     "ingest_arrivals",
     "interval_batch_id",
 ]
 
 log = logging.getLogger(__name__)
 
-#: The column the collector adds to a contract's: its clock (epoch ms) when it accepted the event.
-ARRIVAL_COLUMN = "arrival_ts_ms"
 #: The tables whose files tell whether the collector has moved on to a later hour.
 EVENT_TABLES = ("browsing_train", "search_train")
-#: Columns a landing event may not leave empty, by table (the rest may be null).
-_REQUIRED = {
-    "browsing_train": ("session_id_hash", "event_type", "server_timestamp_epoch_ms"),
-    "search_train": ("session_id_hash", "server_timestamp_epoch_ms"),
-    "sku_to_content": ("product_sku_hash",),
-}
 _HOUR = timedelta(hours=1)
-
-
-# --------------------------------------------------------------------- landing-zone stand-in
-# skiff.data.landing (LandingZone.from_uri / list / read, LandingFile, decode_events) is being
-# written beside this module, with the same names and signatures. Until it is merged, this
-# section is the reader the ingest uses: it lists and reads the layout of ISSUE14 (local
-# folder or S3) and decodes a file with pyarrow's JSON reader against the contract. At merge,
-# delete this section and import LandingFile, LandingZone and decode_events from
-# skiff.data.landing (decode_events there checks every event with contract.check_event).
-# This section is also why the module runs past 400 lines until then.
-
-
-@dataclass(frozen=True)
-class LandingFile:
-    """A complete file of the landing zone.
-
-    :param table: the contract table its events belong to.
-    :param hour: the UTC arrival hour of its first event (its folder).
-    :param name: the file name.
-    :param uri: where it is: a path, or ``s3://bucket/key``.
-    :param size: its size in bytes.
-    """
-
-    table: str
-    hour: datetime
-    name: str
-    uri: str
-    size: int
-
-    @property
-    def key(self) -> str:
-        """``<table>/YYYY/MM/DD/HH/<name>``: the file's place under the zone's root."""
-        return f"{self.table}/{self.hour:%Y/%m/%d/%H}/{self.name}"
-
-
-def _is_landing_name(name: str) -> bool:
-    return name.endswith(".ndjson.gz") and not name.startswith(".") and "/" not in name
-
-
-def _arrival_hours(start: datetime, end: datetime) -> list[datetime]:
-    """The arrival hours whose files belong to ``[start, end)``: every hour starting in it."""
-    hour = start.replace(minute=0, second=0, microsecond=0)
-    if hour < start:
-        hour += _HOUR
-    hours = []
-    while hour < end:
-        hours.append(hour)
-        hour += _HOUR
-    return hours
-
-
-class LandingZone(ABC):
-    """Where landing files are listed and read: a local folder or an S3 prefix."""
-
-    uri: str
-
-    @staticmethod
-    def from_uri(uri: str | Path, *, endpoint_url: str | None = None,
-                 client: Any = None) -> LandingZone:
-        """The zone at ``uri``: ``s3://bucket/prefix`` or a folder.
-
-        :param uri: the zone's root (``SKIFF_LANDING_URI``).
-        :param endpoint_url: an S3 endpoint (moto, MinIO); default boto3's.
-        :param client: an S3 client to use instead of making one (in Airflow: the Amazon
-            provider's ``S3Hook(aws_conn_id).get_conn()``).
-        :raises SkiffConfigError: the URI is neither.
-        """
-        text = str(uri)
-        if text.startswith("s3://"):
-            bucket, _, prefix = text[len("s3://"):].partition("/")
-            if not bucket:
-                raise SkiffConfigError(f"SKIFF_LANDING_URI={text!r} names no bucket; use "
-                                       "s3://bucket/prefix.")
-            return _S3LandingZone(bucket, prefix.strip("/"), endpoint_url=endpoint_url,
-                                  client=client)
-        if "://" in text:
-            raise SkiffConfigError(f"SKIFF_LANDING_URI={text!r}: use a folder or "
-                                   "s3://bucket/prefix.")
-        return _LocalLandingZone(Path(text))
-
-    @abstractmethod
-    def list(self, table: str, start: datetime, end: datetime) -> list[LandingFile]:
-        """The complete files of the arrival hours starting in [start, end), oldest first."""
-
-    @abstractmethod
-    def read(self, file: LandingFile) -> bytes:
-        """The bytes of a file :meth:`list` returned."""
-
-
-class _LocalLandingZone(LandingZone):
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.uri = str(self.root)
-
-    def list(self, table: str, start: datetime, end: datetime) -> list[LandingFile]:
-        found = []
-        for hour in _arrival_hours(_utc(start), _utc(end)):
-            folder = self.root / table / f"{hour:%Y/%m/%d/%H}"
-            if not folder.is_dir():
-                continue
-            for path in sorted(folder.iterdir()):
-                if _is_landing_name(path.name) and path.is_file():
-                    found.append(LandingFile(table, hour, path.name, str(path),
-                                             path.stat().st_size))
-        return found
-
-    def read(self, file: LandingFile) -> bytes:
-        return Path(file.uri).read_bytes()
-
-
-class _S3LandingZone(LandingZone):
-    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
-                 client: Any = None) -> None:
-        self.bucket, self.prefix = bucket, prefix
-        self.uri = f"s3://{bucket}/{prefix}".rstrip("/")
-        self._endpoint_url, self._client = endpoint_url, client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("s3", endpoint_url=self._endpoint_url)
-        return self._client
-
-    def list(self, table: str, start: datetime, end: datetime) -> list[LandingFile]:
-        found = []
-        paginator = self.client.get_paginator("list_objects_v2")
-        for hour in _arrival_hours(_utc(start), _utc(end)):
-            relative = f"{table}/{hour:%Y/%m/%d/%H}/"
-            folder = f"{self.prefix}/{relative}" if self.prefix else relative
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=folder, Delimiter="/"):
-                for obj in page.get("Contents", []):
-                    name = obj["Key"][len(folder):]
-                    if _is_landing_name(name):
-                        found.append(LandingFile(table, hour, name,
-                                                 f"s3://{self.bucket}/{obj['Key']}", obj["Size"]))
-        return sorted(found, key=lambda f: (f.hour, f.name))
-
-    def read(self, file: LandingFile) -> bytes:
-        key = file.uri[len(f"s3://{self.bucket}/"):]
-        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-
-
-def decode_events(table: str | TableContract, data: bytes, *, name: str = "landing file"):
-    """A landing file's events as an Arrow table: the contract's columns + ``arrival_ts_ms``.
-
-    :param table: the contract table, or its name.
-    :param data: the file's bytes (gzip NDJSON).
-    :param name: the file's name or URI, for error messages.
-    :raises DataContractError: the file is not gzip NDJSON of this contract; the message
-        names the file and what is wrong.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.json as pajson
-
-    contract = table if isinstance(table, TableContract) else _contract(table)
-    schema = pa.schema(list(contract.schema) + [pa.field(ARRIVAL_COLUMN, pa.int64())])
-    try:
-        text = gzip.decompress(data)
-    except (OSError, EOFError) as exc:
-        raise DataContractError(f"{name}: not a complete gzip file ({exc}).") from None
-    if not text.strip():
-        return schema.empty_table()
-    try:
-        events = pajson.read_json(io.BytesIO(text), parse_options=pajson.ParseOptions(
-            explicit_schema=schema, unexpected_field_behavior="error"))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        why = _first_bad_line(text, schema) or str(exc)
-        raise DataContractError(
-            f"{name} does not match the {contract.name} contract: {why}; its lines must be "
-            f"JSON objects with the fields {', '.join(schema.names)}. Nothing of the interval "
-            "was appended.") from None
-    columns = []
-    for f in schema:  # "" counts as missing, as in the official files
-        col = events.column(f.name)
-        if pa.types.is_string(f.type):
-            col = pc.if_else(pc.equal(col, ""), pa.scalar(None, f.type), col)
-        columns.append(col)
-    events = pa.Table.from_arrays(columns, schema=schema)
-    for column in (*_REQUIRED[contract.name], ARRIVAL_COLUMN):
-        missing = events.column(column).null_count
-        if missing:
-            raise DataContractError(
-                f"{name} does not match the {contract.name} contract: {missing} events have no "
-                f"{column} (required). Nothing of the interval was appended.")
-    return events
-
-
-def _first_bad_line(text: bytes, schema) -> str | None:
-    """Which line breaks the schema, and how (pyarrow's reader does not say)."""
-    import json
-
-    kinds = {"string": (str,), "int64": (int,), "double": (int, float)}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            return f"line {number} is not JSON"
-        if not isinstance(event, dict):
-            return f"line {number} is not a JSON object"
-        for key, value in event.items():
-            if key not in schema.names:
-                return f"line {number}: {key} is not a field of it"
-            ok = kinds.get(str(schema.field(key).type), (object,))
-            if value is not None and (isinstance(value, bool) or not isinstance(value, ok)):
-                return f"line {number}: {key} is {value!r}, not {schema.field(key).type}"
-    return None
-
-
-def _contract(name: str) -> TableContract:
-    for contract in TABLES:
-        if contract.name == name:
-            return contract
-    raise ValueError(f"{name!r} is not a contract table; use one of "
-                     f"{', '.join(t.name for t in TABLES)}.")
 
 
 # --------------------------------------------------------------------------- the ingest
@@ -336,8 +113,8 @@ def ingest_arrivals(
     :param warehouse: where the raw log and the ledger live.
     :param landing: the landing zone.
     :param start: the interval's start (ISO 8601 or datetime; naive means UTC). Files are
-        taken by arrival hour, so the interval is whole hours (``SKIFF_SCHEDULE`` fires on
-        the hour).
+        taken by their first arrival, to the second their names carry (``SKIFF_SCHEDULE``'s
+        intervals are whole minutes).
     :param end: the interval's end, excluded.
     :param now: the ``ingested_at`` / ``loaded_at`` stamp (default: the clock).
     :return: what was appended and skipped.
@@ -382,7 +159,7 @@ def ingest_arrivals(
             continue
         loaded_as[checksum] = file.key
         events = decode_events(file.table, data, name=file.uri)
-        landed.append(LandedFile(_contract(file.table), file.key, data, checksum, events))
+        landed.append(LandedFile(contract_named(file.table), file.key, data, checksum, events))
 
     if landed:
         summary.rows.update(warehouse.ingest_landed(landed, summary.batch_id, now))
@@ -398,13 +175,18 @@ def arrival_state(landing: LandingZone, start: str | datetime,
     """What the grace-period wait looks at: the interval's files, and whether the collector
     has moved on.
 
-    The collector cuts its files at hour boundaries and writes them in order, so a file of the
-    hour after the interval means the interval's last file is written too.
+    The collector writes its files in the order of their first arrivals, so a file whose
+    first arrival is at or after the interval's end means the interval's last file is written
+    too. Such a file is looked for in the hour folder of ``end`` and, when ``end`` is not on
+    the hour, in the next hour's folder too (the collector cuts files at hour boundaries, so
+    after a quiet end of the hour the next file may only come in the next hour).
 
-    :return: ``{"files": <event files of [start, end)>, "moved_on": <an event file of the
-        hour from end exists>}``.
+    :return: ``{"files": <event files of [start, end)>, "moved_on": <an event file whose
+        first arrival is at or after end exists>}``.
     """
     start_dt, end_dt = _utc(parse_time(start)), _utc(parse_time(end))
     files = sum(len(landing.list(t, start_dt, end_dt)) for t in EVENT_TABLES)
-    moved_on = any(landing.list(t, end_dt, end_dt + _HOUR) for t in EVENT_TABLES)
+    hour = end_dt.replace(minute=0, second=0, microsecond=0)
+    horizon = hour + (_HOUR if hour == end_dt else 2 * _HOUR)
+    moved_on = any(landing.list(t, end_dt, horizon) for t in EVENT_TABLES)
     return {"files": files, "moved_on": moved_on}

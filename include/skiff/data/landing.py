@@ -1,11 +1,16 @@
 """The landing zone: gzip NDJSON files of collected events, by table and arrival hour.
 
 The layout is Firehose's: ``<root>/<table>/YYYY/MM/DD/HH/<name>.ndjson.gz``, where the hour
-is the UTC arrival hour of the file's first event. ``<root>`` is a local folder (the
-embedded default, ``$SKIFF_HOME/landing``) or ``s3://bucket/prefix`` (production, where
-Firehose delivers). A file appears whole or not at all: locally it is written as
-``.<name>.tmp``, fsync'd and renamed; on S3 it is one ``put_object``. Readers list only
-names ending ``.ndjson.gz`` and not starting with ``.``, so a half-written file is never read.
+is the UTC arrival hour of the file's first event, and the name carries that first arrival to
+the second (``skiff-collect-<YYYY-MM-DD-HH-MM-SS>-<hex>``; Firehose's
+``<stream>-<version>-<YYYY-MM-DD-HH-MM-SS>-<uuid>`` alike): :attr:`LandingFile.first_ms`. A
+file belongs to the one interval holding its first arrival (:meth:`LandingZone.list`), so
+intervals of any length (``SKIFF_SCHEDULE``) split the zone into disjoint sets of files.
+``<root>`` is a local folder (the embedded default, ``$SKIFF_HOME/landing``) or
+``s3://bucket/prefix`` (production, where Firehose delivers). A file appears whole or not at
+all: locally it is written as ``.<name>.tmp``, fsync'd and renamed; on S3 it is one
+``put_object``. Readers list only names ending ``.ndjson.gz`` and not starting with ``.``, so
+a half-written file is never read.
 
 A file holds one JSON object per line: the table's contract columns (values as the contract
 types, epoch ms as integers) and ``arrival_ts_ms``, when the collector accepted the event.
@@ -19,6 +24,7 @@ import gzip
 import json
 import logging
 import os
+import re
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -29,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from skiff.data.contract import TableContract, check_event, contract_named
 from skiff.exceptions import DataContractError, SkiffConfigError
+from skiff.times import to_epoch_ms
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -42,6 +49,7 @@ __all__ = [
     "S3LandingZone",
     "landing_name",
     "is_landing_name",
+    "first_arrival_ms",
     "compress_ndjson",
     "encode_lines",
     "encode_events",
@@ -84,17 +92,41 @@ def _hour_floor(when: datetime) -> datetime:
     return _utc(when).replace(minute=0, second=0, microsecond=0)
 
 
-def _hours(start: datetime, end: datetime) -> list[datetime]:
-    """The arrival hours whose files belong to [start, end): every hour starting in it."""
+def _folders(start: datetime, end: datetime) -> list[datetime]:
+    """The arrival-hour folders that may hold files of [start, end): every hour overlapping it."""
     start, end = _utc(start), _utc(end)
-    hour = _hour_floor(start)
-    if hour < start:
-        hour += _HOUR
-    out = []
+    hour, out = _hour_floor(start), []
     while hour < end:
         out.append(hour)
         hour += _HOUR
     return out
+
+
+#: The first arrival in a landing file's name: ``-YYYY-MM-DD-HH-MM-SS-`` (UTC).
+_NAME_TIME = re.compile(r"(?<![0-9])(\d{4})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})(?![0-9])")
+
+
+def first_arrival_ms(name: str, hour: datetime) -> int:
+    """The first arrival of a landing file (epoch ms, to the second), from its name.
+
+    The name's time (:func:`landing_name`; Firehose's names alike) if it lies in the file's
+    folder hour, else (no time, a file put by hand in another hour's folder) the folder
+    hour's start: either way the file belongs to exactly one interval.
+
+    :param name: the file name.
+    :param hour: its folder's arrival hour.
+    """
+    folder_ms = int(_hour_floor(hour).timestamp()) * 1000
+    match = _NAME_TIME.search(name)
+    if match:
+        try:
+            when = datetime(*map(int, match.groups()), tzinfo=UTC)
+        except ValueError:  # digits that are no date
+            return folder_ms
+        ms = int(when.timestamp()) * 1000
+        if folder_ms <= ms < folder_ms + 3_600_000:
+            return ms
+    return folder_ms
 
 
 @dataclass(frozen=True)
@@ -118,6 +150,11 @@ class LandingFile:
     def key(self) -> str:
         """``<table>/YYYY/MM/DD/HH/<name>``: the file's place under the zone's root."""
         return f"{self.table}/{self.hour:%Y/%m/%d/%H}/{self.name}"
+
+    @property
+    def first_ms(self) -> int:
+        """Arrival of its first event, epoch ms to the second (see :func:`first_arrival_ms`)."""
+        return first_arrival_ms(self.name, self.hour)
 
 
 class LandingZone(ABC):
@@ -161,7 +198,11 @@ class LandingZone(ABC):
 
     @abstractmethod
     def list(self, table: str, start: datetime, end: datetime) -> list[LandingFile]:
-        """The complete files of the arrival hours starting in [start, end), oldest first.
+        """The complete files whose first arrival lies in [start, end), oldest first.
+
+        The hour folders overlapping the interval are listed and their files kept by
+        :attr:`LandingFile.first_ms`; for whole hours that is every file of the hours
+        starting in the interval. The collector never lets a file span two arrival hours.
 
         :param table: the contract table.
         :param start: first instant (aware, or naive UTC).
@@ -203,7 +244,7 @@ class LocalLandingZone(LandingZone):
     def list(self, table: str, start: datetime, end: datetime) -> list[LandingFile]:
         contract_named(table)
         found = []
-        for hour in _hours(start, end):
+        for hour in _folders(start, end):
             folder = self.root / table / f"{hour:%Y/%m/%d/%H}"
             try:
                 entries = sorted(os.scandir(folder), key=lambda e: e.name)
@@ -213,10 +254,16 @@ class LocalLandingZone(LandingZone):
                 if is_landing_name(entry.name) and entry.is_file():
                     found.append(LandingFile(table, hour, entry.name, entry.path,
                                              entry.stat().st_size))
-        return found
+        return _between(found, start, end)
 
     def read(self, file: LandingFile) -> bytes:
         return Path(file.uri).read_bytes()
+
+
+def _between(files: list[LandingFile], start: datetime, end: datetime) -> list[LandingFile]:
+    """The files whose first arrival lies in [start, end)."""
+    start_ms, end_ms = to_epoch_ms(_utc(start)), to_epoch_ms(_utc(end))
+    return [f for f in files if start_ms <= f.first_ms < end_ms]
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -263,7 +310,7 @@ class S3LandingZone(LandingZone):
         contract_named(table)
         found = []
         paginator = self.client.get_paginator("list_objects_v2")
-        for hour in _hours(start, end):
+        for hour in _folders(start, end):
             folder = self._key(f"{table}/{hour:%Y/%m/%d/%H}/")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=folder, Delimiter="/"):
                 for obj in page.get("Contents", []):
@@ -271,7 +318,7 @@ class S3LandingZone(LandingZone):
                     if is_landing_name(name):
                         found.append(LandingFile(table, hour, name,
                                                  f"s3://{self.bucket}/{obj['Key']}", obj["Size"]))
-        return sorted(found, key=lambda f: (f.hour, f.name))
+        return _between(sorted(found, key=lambda f: (f.hour, f.name)), start, end)
 
     def read(self, file: LandingFile) -> bytes:
         key = file.uri[len(f"s3://{self.bucket}/"):]

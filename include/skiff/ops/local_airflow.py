@@ -112,6 +112,7 @@ class LocalAirflow:
     def start(self) -> LocalAirflow:
         """Start ``airflow standalone`` in a new process group (see :meth:`stop`)."""
         self.home.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [self.airflow_bin, "standalone"],
@@ -357,9 +358,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make airflow: {exc}", file=sys.stderr)
         return 1
     finally:
-        airflow.stop()
-        if shoppers is not None:
-            shoppers.stop()
+        # a second Ctrl-C (or the SIGTERM a shell sends the whole group) must not cut the
+        # clean-up short and leave processes behind: each stop is bounded by its own timeouts
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            airflow.stop()
+        finally:
+            if shoppers is not None:
+                shoppers.stop()
 
 
 if __name__ == "__main__":

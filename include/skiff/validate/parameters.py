@@ -135,7 +135,9 @@ class VolumeReference:
 
     :param hours: hours of history counted (those since the log's first event, at most
         ``SKIFF_VOLUME_HISTORY_HOURS``).
-    :param median: median events per hour over them; ``None`` without history.
+    :param median: the events the interval is expected to hold: the median events per hour
+        over them, times the interval's length in hours (``SKIFF_SCHEDULE`` may make it 5
+        minutes, or a day); ``None`` without history.
     """
 
     hours: int
@@ -143,10 +145,13 @@ class VolumeReference:
 
 
 def volume_reference(counts: Mapping[int, int], window: ValidationWindow) -> VolumeReference:
-    """The median events per hour before the interval.
+    """The median events per hour before the interval, scaled to the interval's length.
 
     Hours between the first hour with events and the interval count as 0 when empty; hours
-    before the log's first event do not count (the log had not started).
+    before the log's first event do not count (the log had not started). History is counted
+    by whole hours whatever the schedule (the hour holding the start of a sub-hour interval is
+    not complete yet, so it does not count), and the median scaled by the interval's length:
+    a 5-minute interval of a log with 1,200 events an hour expects 100.
 
     :param counts: events by epoch hour (``ms // 3_600_000``) before the interval, as
         :meth:`skiff.data.warehouse.Warehouse.events_per_hour` counts them; hours without
@@ -157,7 +162,10 @@ def volume_reference(counts: Mapping[int, int], window: ValidationWindow) -> Vol
         return VolumeReference(0, None)
     last = window.start_ms // _HOUR_MS - 1
     series = [counts.get(hour, 0) for hour in range(min(counts), last + 1)]
-    return VolumeReference(len(series), float(statistics.median(series)))
+    if not series:  # only the unfinished hour of a sub-hour interval's start has events
+        return VolumeReference(0, None)
+    hours = (window.end_ms - window.start_ms) / _HOUR_MS
+    return VolumeReference(len(series), float(statistics.median(series)) * hours)
 
 
 # --------------------------------------------------------------------------- parameters

@@ -27,8 +27,13 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         "landing", 25, 5, "0 */2 * * *")
 
 
-@pytest.mark.parametrize("schedule", ["0 * * * *", "0 */2 * * *", "0 6 * * 1-5", "@daily"])
-def test_schedules_firing_on_the_hour(schedule: str) -> None:
+@pytest.mark.parametrize("schedule", [
+    "0 * * * *", "0 */2 * * *", "0 6 * * 1-5", "@daily", "@hourly",
+    # sub-hour: data intervals follow the cron (landing files go by their first arrival)
+    "*/5 * * * *", "* * * * *", "30 * * * *", "0,30 * * * *", "*/15 9-17 * * 1-5",
+    "10-50/20 * * * *",
+])
+def test_any_cron_of_whole_minutes(schedule: str) -> None:
     assert IngestConfig(schedule=schedule).schedule == schedule
 
 
@@ -45,8 +50,17 @@ def test_schedules_firing_on_the_hour(schedule: str) -> None:
         pytest.param("SKIFF_SCHEDULE", "0 25 * * *", "SKIFF_SCHEDULE='0 25 \\* \\* \\*' is not",
                      id="bad-hour"),
         pytest.param("SKIFF_SCHEDULE", "0 * * *", "five fields", id="four-fields"),
-        pytest.param("SKIFF_SCHEDULE", "*/15 * * * *", "must fire on the hour", id="sub-hourly"),
-        pytest.param("SKIFF_SCHEDULE", "30 * * * *", "minute field 0", id="half-past"),
+        pytest.param("SKIFF_SCHEDULE", "*/30 * * * * *", "seconds\\) field: data intervals "
+                     "are whole minutes", id="shorter-than-a-minute"),
+        pytest.param("SKIFF_SCHEDULE", "60 * * * *", "is not a cron", id="minute-60"),
+        pytest.param("SKIFF_SCHEDULE", "*/0 * * * *", "is not a cron", id="step-0"),
+        pytest.param("SKIFF_SCHEDULE", "*/90 * * * *", "fires once an hour, at minute 0",
+                     id="step-over-an-hour"),
+        pytest.param("SKIFF_SCHEDULE", "*/7 * * * *", "/7 does not divide the hour", id="step-7"),
+        pytest.param("SKIFF_SCHEDULE", "50-10 * * * *", "range 50-10 runs backwards",
+                     id="backwards"),
+        pytest.param("SKIFF_SCHEDULE", "0 0 31 2 *", "never fires", id="february-31"),
+        pytest.param("SKIFF_SCHEDULE", "@every 5m", "is not a cron", id="not-a-preset"),
     ],
 )
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str,

@@ -14,7 +14,8 @@ import pytest
 
 from landing_files import browsing, catalogue, encode, landing_path, search, write_file
 from skiff.data import DuckDBWarehouse
-from skiff.data.ingest import LandingZone, arrival_state, ingest_arrivals, interval_batch_id
+from skiff.data.ingest import arrival_state, ingest_arrivals, interval_batch_id
+from skiff.data.landing import LandingZone
 from skiff.exceptions import DataContractError
 
 H = datetime(2026, 11, 25, 10, tzinfo=UTC)  # the interval [H, H + 1h)
@@ -218,3 +219,73 @@ def test_a_raw_table_made_before_arrival_ts_ms_gets_it(tmp_path) -> None:
                     "order by batch_id desc") == [("old", True),
                                                   (interval_batch_id(H, H + HOUR), False),
                                                   (interval_batch_id(H, H + HOUR), False)]
+
+
+# ------------------------------------------------------------------ sub-hour intervals
+MINUTE = timedelta(minutes=1)
+
+
+def test_a_file_goes_to_the_interval_of_its_first_arrival(tmp_path) -> None:
+    """At a 5-minute boundary: a file whose first event arrived at 10:04:59.999 (and whose
+    later events arrived after 10:05) is [10:00, 10:05)'s; one from 10:05:00.000 the next's."""
+    root = tmp_path / "landing"
+    before = write_file(root, "browsing_train", browsing(3, H_MS + 5 * 60_000 - 1), "a" * 16)
+    after = write_file(root, "browsing_train", browsing(2, H_MS + 5 * 60_000), "b" * 16)
+    zone = LandingZone.from_uri(root)
+    assert [f.name for f in zone.list("browsing_train", H, H + 5 * MINUTE)] == [before.name]
+    assert [f.name for f in zone.list("browsing_train", H + 5 * MINUTE, H + 10 * MINUTE)] == [
+        after.name]
+    assert [f.name for f in zone.list("browsing_train", H, H + HOUR)] == [before.name,
+                                                                          after.name]
+    duck = DuckDBWarehouse(tmp_path / "w.duckdb")
+    first = ingest_arrivals(duck, zone, H, H + 5 * MINUTE)
+    second = ingest_arrivals(duck, zone, H + 5 * MINUTE, H + 10 * MINUTE)
+    assert (first.rows["browsing_train"], second.rows["browsing_train"]) == (3, 2)
+    assert first.batch_id == interval_batch_id(H, H + 5 * MINUTE) != second.batch_id
+    assert ingest_arrivals(duck, zone, H, H + HOUR).files == []  # the hour holds no more
+
+
+def test_a_sub_hour_interval_not_on_the_hour(tmp_path) -> None:
+    """[10:55, 11:05) takes the end of hour 10's folder and the start of hour 11's."""
+    root = tmp_path / "landing"
+    names = [write_file(root, "search_train", search(1, H_MS + m * 60_000), f"{m:016x}").name
+             for m in (54, 55, 59, 60, 64, 65)]
+    zone = LandingZone.from_uri(root)
+    listed = zone.list("search_train", H + 55 * MINUTE, H + 65 * MINUTE)
+    assert [f.name for f in listed] == names[1:5]
+    assert [f.hour.hour for f in listed] == [10, 10, 11, 11]
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    pytest.param("skiff-collect-2026-11-25-10-04-59-aaaaaaaaaaaaaaaa.ndjson.gz",
+                 H_MS + 299_000, id="collector"),
+    pytest.param("skiff-emit-2026-11-25-10-30-00-0123456789abcdef.ndjson.gz",
+                 H_MS + 1_800_000, id="emitter"),
+    pytest.param("skiff-collect-1-2026-11-25-10-07-08-3f2a9c1e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"
+                 ".ndjson.gz", H_MS + 428_000, id="firehose"),
+    pytest.param("catalogue.ndjson.gz", H_MS, id="no-time-in-the-name"),
+    pytest.param("skiff-collect-2026-11-25-11-00-00-aaaaaaaaaaaaaaaa.ndjson.gz", H_MS,
+                 id="time-outside-its-folder"),
+    pytest.param("skiff-collect-2026-13-45-10-00-00-aaaaaaaaaaaaaaaa.ndjson.gz", H_MS,
+                 id="not-a-date"),
+])
+def test_first_arrival_from_the_name(name, expected) -> None:
+    from skiff.data.landing import first_arrival_ms
+
+    assert first_arrival_ms(name, H) == expected
+
+
+def test_the_collector_moved_on_once_a_file_starts_at_or_after_the_end(tmp_path) -> None:
+    root = tmp_path / "landing"
+    zone = LandingZone.from_uri(root)
+    end, end_ms = H + 5 * MINUTE, H_MS + 5 * 60_000
+    write_file(root, "browsing_train", browsing(9, end_ms - 1_000), "a" * 16)  # runs past end
+    assert arrival_state(zone, H, end) == {"files": 1, "moved_on": False}
+    write_file(root, "search_train", search(1, end_ms), "b" * 16)  # first arrival at the end
+    assert arrival_state(zone, H, end) == {"files": 1, "moved_on": True}
+    # an interval ending at 10:55, quiet until the hour: the next file, from 11:00:30, is in
+    # the next hour's folder
+    assert arrival_state(zone, H + 50 * MINUTE, H + 55 * MINUTE)["moved_on"] is False
+    write_file(root, "browsing_train", browsing(1, H_MS + 3_600_000 + 30_000), "c" * 16)
+    assert arrival_state(zone, H + 50 * MINUTE, H + 55 * MINUTE) == {"files": 0,
+                                                                     "moved_on": True}

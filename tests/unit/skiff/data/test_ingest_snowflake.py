@@ -23,7 +23,8 @@ import pytest
 
 from landing_files import browsing, catalogue, search, write_file
 from skiff.data import SnowflakeWarehouse
-from skiff.data.ingest import LandingZone, ingest_arrivals, interval_batch_id
+from skiff.data.ingest import ingest_arrivals, interval_batch_id
+from skiff.data.landing import LandingZone
 
 H = datetime(2026, 11, 25, 10, tzinfo=UTC)  # the interval [H, H + 1h)
 HOUR = timedelta(hours=1)
