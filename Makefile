@@ -133,7 +133,7 @@ docs: install  ## build the documentation site into build/site (MkDocs, strict)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
 diagram: install  ## draw the README's picture of the pipeline, docs/img/pipeline.svg
-	$(BIN)/python docs/pipeline_diagram.py
+	$(BIN)/python docs/pipeline_diagram.py && $(BIN)/python docs/data_path_diagram.py
 
 clean:  ## remove generated data, Airflow state and the dbt target (keeps .venv)
 	rm -rf $(SKIFF_HOME) $(DBT_DIR)/target $(DBT_DIR)/logs build
