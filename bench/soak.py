@@ -102,7 +102,11 @@ def _environment(home: Path, minutes: int, slack_url: str) -> dict[str, str]:
         "SKIFF_COLLECT_ROLL_SECONDS": "20",
         "SKIFF_COLLECT_LOG_DIR": str(home / "collector"),
         "SKIFF_COLLECT_PORT": str(free_port()),
-        "SKIFF_SAMPLE_SPAN_HOURS": env.get("SKIFF_SAMPLE_SPAN_HOURS", "24"),
+        # an hour's traffic in each interval, so that each holds as many events as an hourly
+        # one (shares such as duplicates are checked on a sample that size), and a history
+        # of about make run's size
+        "SKIFF_EMIT_SESSIONS_PER_HOUR": str(450 * 60 / minutes),
+        "SKIFF_SAMPLE_SPAN_HOURS": str(max(2, 72 * minutes // 60)),
         "SKIFF_RUN_DURATION_ALERT_MINUTES": "0",
         "AIRFLOW_CONN_SLACK_ALERTS": json.dumps({"conn_type": "slackwebhook",
                                                  "password": slack_url}),

@@ -178,6 +178,10 @@ class ValidationConfig(Section):
     max_duplicate_share: float = setting(
         "SKIFF_MAX_DUPLICATE_SHARE", 0.01, "share of the interval's raw events that may be one "
         "of several copies of an event (same session, time, type, action and SKU)")
+    duplicate_allowance: int = setting(
+        "SKIFF_DUPLICATE_ALLOWANCE", 20, "copies of events an interval may hold whatever its "
+        "size: on a small interval (a night hour, a 5-minute schedule) the share alone would "
+        "alarm on chance (client retries copy a few events)")
     max_unknown_sku_share: float = setting(
         "SKIFF_MAX_UNKNOWN_SKU_SHARE", 0.1,
         "share of product events whose SKU may be missing from `dim_products`")

@@ -126,6 +126,7 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
         from skiff.validate import (
             SuiteSpec,
             ValidationWindow,
+            allow_duplicates,
             failure_message,
             failures,
             fetch_parameters,
@@ -139,8 +140,12 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
         self.configure_expectations = self._configure_expectations
         window = ValidationWindow.of(self.interval_start, self.interval_end)
         spec = SuiteSpec.load(self.suite, self.config.validation.suites_dir)
-        self._rendered = spec.render(
-            fetch_parameters(spec, self.config, window, self.hook.warehouse))
+        parameters = fetch_parameters(spec, self.config, window, self.hook.warehouse)
+        if "duplicate_mostly" in spec.parameters:  # a share, with a floor for small batches
+            sql = spec.render(parameters).sql
+            ((rows,),) = self.hook.records(f"select count(*) from ({sql}) as batch")
+            parameters = allow_duplicates(parameters, int(rows), self.config.validation)
+        self._rendered = spec.render(parameters)
         self.log.info("Validating %s for %s with suite %s; rows:\n%s",
                       self.rendered.table, window, self.suite, self.rendered.sql)
         self.batch_parameters = self.hook.batch_parameters(self.rendered.sql)

@@ -11,6 +11,7 @@ from skiff._exports import lazy_exports
 _EXPORTS = {
     "SUITES": "suites", "SuiteSpec": "suites", "RenderedSuite": "suites",
     "ValidationWindow": "parameters", "fetch_parameters": "parameters",
+    "allow_duplicates": "parameters",
     "failure_message": "messages", "failures": "messages", "success_message": "messages",
     "write_report": "reports", "read_reports": "reports", "report_summary": "reports",
 }

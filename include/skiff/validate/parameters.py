@@ -18,7 +18,10 @@ Parameters a suite can use (in ``kwargs`` as ``{$PARAMETER: name}``, in ``batch`
 ``earliest_event_ms``       ``SKIFF_EARLIEST_EVENT_TIME`` in epoch ms (and ``earliest_event_time``)
 ``future_cutoff_ms``        later of now and ``end``, plus ``SKIFF_MAX_FUTURE_SKEW_MINUTES``
                             (and ``future_cutoff``, ``max_future_skew_minutes``)
-``duplicate_mostly``        ``1 - SKIFF_MAX_DUPLICATE_SHARE`` (and ``max_duplicate_share``)
+``duplicate_mostly``        ``1 - SKIFF_MAX_DUPLICATE_SHARE`` (and ``max_duplicate_share``);
+                            with the batch's size, :func:`allow_duplicates` lets
+                            ``SKIFF_DUPLICATE_ALLOWANCE`` copies through whatever the share
+                            (and ``duplicate_allowance``)
 ``known_sku_mostly``        ``1 - SKIFF_MAX_UNKNOWN_SKU_SHARE`` (and ``max_unknown_sku_share``)
 ``in_order_mostly``         ``1 - SKIFF_MAX_OUT_OF_ORDER_SHARE`` (and ``max_out_of_order_share``)
 ``max_event_gap_seconds``   ``SKIFF_MAX_EVENT_GAP_MINUTES`` in seconds
@@ -45,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from skiff.config import SkiffConfig
+from skiff.config import SkiffConfig, ValidationConfig
 from skiff.data import TABLES
 from skiff.times import parse_time, to_epoch_ms
 
@@ -210,6 +213,7 @@ def suite_parameters(
         "max_future_skew_minutes": cfg.max_future_skew_minutes,
         "duplicate_mostly": 1 - cfg.max_duplicate_share,
         "max_duplicate_share": cfg.max_duplicate_share,
+        "duplicate_allowance": cfg.duplicate_allowance,
         "known_sku_mostly": 1 - cfg.max_unknown_sku_share,
         "max_unknown_sku_share": cfg.max_unknown_sku_share,
         "in_order_mostly": 1 - cfg.max_out_of_order_share,
@@ -234,6 +238,27 @@ def _floor_above_one(ratio: float, median: float | None) -> int | None:
         return None
     floor = math.ceil(ratio * median)
     return floor if floor > 1 else None
+
+
+def allow_duplicates(parameters: Mapping[str, Any], rows: int,
+                     config: ValidationConfig) -> dict[str, Any]:
+    """``parameters`` with ``duplicate_mostly`` for a batch of ``rows``: the share allowed, or
+    ``SKIFF_DUPLICATE_ALLOWANCE`` copies if that is more.
+
+    Client retries copy a few events (a fraction of a percent); on a batch of a few hundred
+    rows, chance alone puts that over a 1 % share now and then, and every such interval would
+    alert. A count floor keeps small intervals quiet and a real defect (a batch delivered
+    twice, a tenth of the events copied) still far over it.
+
+    :param parameters: what :func:`suite_parameters` gave.
+    :param rows: rows of the suite's batch.
+    :param config: the validation settings.
+    """
+    share = config.max_duplicate_share
+    if rows > 0:
+        share = max(share, min(1.0, config.duplicate_allowance / rows))
+    return {**parameters, "duplicate_mostly": 1 - share,
+            "duplicate_allowance": config.duplicate_allowance}
 
 
 def fetch_parameters(

@@ -17,6 +17,7 @@ from skiff.validate.parameters import (
     VolumeReference,
     fetch_parameters,
     raw_contract_columns,
+    allow_duplicates,
     suite_parameters,
     volume_reference,
 )
@@ -129,3 +130,17 @@ def test_window_is_aware_and_ordered(window) -> None:
 def test_config_objects_are_frozen(config) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.validation.label_rate_max = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("rows, mostly", [
+    pytest.param(5000, 0.99, id="large: the share"),
+    pytest.param(800, 1 - 20 / 800, id="a night hour: 20 copies"),
+    pytest.param(10, 0.0, id="tiny: any"),
+    pytest.param(0, 0.99, id="empty"),
+])
+def test_duplicates_allowed_are_a_share_with_a_floor_of_copies(config, window, rows,
+                                                                 mostly) -> None:
+    cfg = ValidationConfig(max_duplicate_share=0.01, duplicate_allowance=20)
+    params = allow_duplicates(suite_parameters(config, window), rows, cfg)
+    assert params["duplicate_mostly"] == pytest.approx(mostly)
+    assert params["duplicate_allowance"] == 20
