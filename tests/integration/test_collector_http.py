@@ -8,6 +8,7 @@ acknowledged event in the landing files exactly once (and no event twice).
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -100,6 +101,59 @@ def test_answers_over_a_real_socket(collector: Collector) -> None:
     collector.stop()  # SIGTERM: graceful, rolls what the log holds
     assert counts(landed(collector.home / "landing")) == {session_of(0): 1, session_of(2): 1}
     assert collector.segments() == []
+
+
+def _start_post(port: int, body: bytes, sent: int) -> http.client.HTTPConnection:
+    """A POST /collect whose headers and first ``sent`` bytes of body are on the wire."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.putrequest("POST", "/collect")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(message_body=body[:sent])
+    return conn
+
+
+def _until(probe: httpx.Client, done: object, timeout: float = 10.0) -> httpx.Response:
+    """GET /health until ``done(answer)``; the last answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = probe.get("/health")
+        if done(answer):  # type: ignore[operator]
+            return answer
+        assert time.monotonic() < deadline, answer.text
+        time.sleep(0.05)
+
+
+def test_over_capacity_is_a_json_503_with_retry_after(tmp_path: Path) -> None:
+    """Two requests in progress fill SKIFF_COLLECT_MAX_CONNECTIONS=2; idle connections don't."""
+    collector = Collector(tmp_path, SKIFF_COLLECT_MAX_CONNECTIONS="2").start()
+    bodies = [json.dumps(browsing_event(i)).encode() for i in range(2)]
+    try:
+        with httpx.Client(base_url=collector.url, timeout=10) as idle, \
+                httpx.Client(base_url=collector.url, timeout=10) as probe:
+            assert idle.get("/health").status_code == 200  # now an idle keep-alive connection
+            first = _start_post(collector.port, bodies[0], 10)  # its body still coming
+            # served with 3 connections open (uvicorn's limit_concurrency=2 would refuse)
+            _until(probe, lambda a: a.status_code == 200
+                   and a.json()["requests_in_progress"] == 2)  # the POST and this probe
+            second = _start_post(collector.port, bodies[1], 10)
+            busy = _until(probe, lambda a: a.status_code != 200)
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+            assert busy.headers["content-type"] == "application/json"
+            assert busy.json()["error"] == "busy" and "MAX_CONNECTIONS" in busy.json()["message"]
+            refused = idle.post("/collect", json=browsing_event(9))  # refused before its body
+            assert refused.status_code == 503 and refused.json()["error"] == "busy"
+            for conn, body in ((first, bodies[0]), (second, bodies[1])):
+                conn.send(body[10:])
+                answer = conn.getresponse()
+                assert answer.status == 200, answer.read()
+                assert json.loads(answer.read()) == {"accepted": 1, "rejected": []}
+                conn.close()
+            health = _until(probe, lambda a: a.status_code == 200)
+            assert health.json()["refused_busy"] >= 2 and health.json()["accepted_events"] == 2
+    finally:
+        collector.stop()
+    assert counts(landed(tmp_path / "landing")) == {session_of(0): 1, session_of(1): 1}
 
 
 def test_kill_9_mid_stream_loses_no_acknowledged_event_and_duplicates_none(
