@@ -17,9 +17,9 @@ Routes (every answer JSON, never a trace):
   (:class:`ConcurrencyLimit`, ahead of the routes). uvicorn's own ``limit_concurrency`` is
   not used: its 503 is plain text and it counts idle keep-alive connections too.
 
-Only requests uvicorn's HTTP parser refuses before the app sees them (malformed request
-lines or headers, headers over :data:`MAX_HEADER_BYTES`) get uvicorn's plain-text 4xx, or
-a closed connection.
+A request line and headers over :data:`MAX_HEADER_BYTES` get 431 (JSON) from the HTTP
+parser (:mod:`skiff.data.collector_http`: uvicorn's httptools protocol with that cap, on
+uvloop). Only requests that parser finds malformed get uvicorn's plain-text 400.
 
 Accepted events go to :class:`~skiff.data.collector_log.CollectorLog`, which group-commits
 concurrent requests into one fsync and rolls its segments into the landing zone by time,
@@ -63,7 +63,7 @@ __all__ = ["ConcurrencyLimit", "create_app", "make_server", "serve"]
 
 log = logging.getLogger(__name__)
 
-#: Largest request line plus headers h11 buffers before answering 431/400.
+#: Largest request line plus headers the HTTP parser takes before answering 431.
 MAX_HEADER_BYTES = 16 * 1024
 _NO_STORE = {"Cache-Control": "no-store"}
 #: One encoder for every row (``json.dumps`` with separators builds one per call).
@@ -289,14 +289,15 @@ def make_server(config: CollectConfig | None = None, **app_options: Any
     """
     import uvicorn
 
+    from skiff.data.collector_http import capped
+
     config = config or CollectConfig.from_env()
     app = create_app(config, **app_options)
     sock = socket.create_server((config.host, config.port), reuse_port=False)
     server = uvicorn.Server(uvicorn.Config(
-        app, http="h11", lifespan="on", access_log=False, server_header=False,
-        timeout_keep_alive=config.keep_alive_s,
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES, timeout_graceful_shutdown=10,
-        log_config=None))
+        app, http=capped(MAX_HEADER_BYTES), loop="auto",  # auto: uvloop (installed with uvicorn)
+        lifespan="on", access_log=False, server_header=False,
+        timeout_keep_alive=config.keep_alive_s, timeout_graceful_shutdown=10, log_config=None))
     return server, sock
 
 
