@@ -38,8 +38,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from skiff.data.intake import RequestError, check_events, parse_body, pixel_event, table_param
-from skiff_api.gateway import (Container, answer, json_response, positive_int,
-                               read_request)
+from skiff_api.gateway import Container, answer, json_response, positive_int, read_request
 
 __all__ = [
     "MAX_RECORDS",

@@ -41,8 +41,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from skiff_api.gateway import (ApiError, Container, answer, json_response, positive_int,
-                               read_request)
+from skiff_api.gateway import ApiError, Container, answer, json_response, positive_int, read_request
 
 __all__ = [
     "EVENT_TOKENS",

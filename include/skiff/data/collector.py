@@ -206,9 +206,8 @@ class _Collector:
     async def health(self, request: Request) -> Response:
         state = self.log.describe()
         ok = state["last_landing_error"] is None
-        return JSONResponse({"status": "ok" if ok else "degraded", **state, **self.http_stats},
-                            200,
-                            headers=_NO_STORE)
+        doc = {"status": "ok" if ok else "degraded", **state, **self.http_stats}
+        return JSONResponse(doc, 200, headers=_NO_STORE)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
