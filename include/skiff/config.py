@@ -475,8 +475,10 @@ class CollectConfig(Section):
                               "size)", minimum=1)
     max_body_bytes: int = setting("SKIFF_COLLECT_MAX_BODY_BYTES", 1024 * 1024, "largest request "
                                   "body; a larger one gets 413", minimum=1)
-    max_connections: int = setting("SKIFF_COLLECT_MAX_CONNECTIONS", 512, "concurrent "
-                                   "connections before uvicorn answers 503", minimum=1)
+    max_connections: int = setting("SKIFF_COLLECT_MAX_CONNECTIONS", 512, "connections busy "
+                                   "with a request at once; one more is answered 503 (JSON, "
+                                   "`Retry-After`); idle keep-alive ones do not count",
+                                   minimum=1)
     keep_alive_s: int = setting("SKIFF_COLLECT_KEEP_ALIVE_S", 5, "seconds an idle keep-alive "
                                 "connection stays open", minimum=1)
 

@@ -19,14 +19,15 @@ Settings, read once per container: ``SKIFF_FIREHOSE_BROWSING_STREAM``
 ``SKIFF_COLLECT_MAX_BODY_BYTES`` (1 MiB), ``SKIFF_EARLIEST_EVENT_TIME`` (2018-01-01) and
 ``SKIFF_MAX_FUTURE_SKEW_MINUTES`` (10): the plausible event times, as validation's;
 ``SKIFF_AWS_REGION``. The Firehose client comes from a factory; :func:`set_client_factory`
-replaces it (tests point it at moto). The zip must carry ``skiff/__init__.py``,
-``skiff/_exports.py``, ``skiff/data/__init__.py``, ``skiff/data/contract.py`` and
-``skiff/data/intake.py`` beside this file: they need only the standard library.
+replaces it (tests point it at moto). The zip must carry ``skiff_api/__init__.py``,
+``skiff_api/gateway.py`` (the event and answer shaping it shares with ``/predict``),
+``skiff/__init__.py``, ``skiff/_exports.py``, ``skiff/data/__init__.py``,
+``skiff/data/contract.py`` and ``skiff/data/intake.py`` beside this file: they need only
+the standard library.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -34,9 +35,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 from skiff.data.intake import RequestError, check_events, parse_body, pixel_event, table_param
+from skiff_api.gateway import Container, answer, json_response, positive_int, read_request
 
 __all__ = [
     "MAX_RECORDS",
@@ -58,7 +60,6 @@ MAX_RECORDS = 500
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 #: Tries per record before it is reported as not stored.
 ATTEMPTS = 3
-_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 
 class Settings:
@@ -70,7 +71,8 @@ class Settings:
             "browsing_train": env.get("SKIFF_FIREHOSE_BROWSING_STREAM", "skiff-browsing-train"),
             "search_train": env.get("SKIFF_FIREHOSE_SEARCH_STREAM", "skiff-search-train"),
         }
-        self.max_body_bytes = _positive(env.get("SKIFF_COLLECT_MAX_BODY_BYTES"), 1024 * 1024)
+        self.max_body_bytes = positive_int(env.get("SKIFF_COLLECT_MAX_BODY_BYTES"),
+                                           1024 * 1024)
         earliest = env.get("SKIFF_EARLIEST_EVENT_TIME", "2018-01-01T00:00:00+00:00")
         try:
             when = datetime.fromisoformat(earliest)
@@ -78,16 +80,8 @@ class Settings:
             raise ValueError(f"SKIFF_EARLIEST_EVENT_TIME={earliest!r} is not ISO 8601.") from None
         when = when.replace(tzinfo=UTC) if when.tzinfo is None else when
         self.earliest_ms = int(when.timestamp() * 1000)
-        self.future_ms = _positive(env.get("SKIFF_MAX_FUTURE_SKEW_MINUTES"), 10) * 60_000
+        self.future_ms = positive_int(env.get("SKIFF_MAX_FUTURE_SKEW_MINUTES"), 10) * 60_000
         self.region = env.get("SKIFF_AWS_REGION") or env.get("AWS_REGION") or "us-east-1"
-
-
-def _positive(raw: str | None, default: int) -> int:
-    try:
-        value = int(raw) if raw is not None else default
-    except ValueError:
-        return default
-    return value if value > 0 else default
 
 
 # --------------------------------------------------------------------------- the client
@@ -97,18 +91,13 @@ def make_client(settings: Settings | None = None) -> Any:
     import boto3
     from botocore.config import Config
 
-    settings = settings or SETTINGS
+    settings = settings or CONTAINER.settings
     return boto3.client("firehose", region_name=settings.region, config=Config(
         retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=5))
 
 
-def _default_client() -> Any:
-    return make_client(SETTINGS)
-
-
-_client_factory: Callable[[], Any] = _default_client
-_client: Any = None
-SETTINGS = Settings()
+#: This container's settings and client.
+CONTAINER = Container(Settings(), make_client)
 
 
 def set_client_factory(factory: Callable[[], Any] | None, settings: Settings | None = None
@@ -118,19 +107,12 @@ def set_client_factory(factory: Callable[[], Any] | None, settings: Settings | N
     :param factory: no-argument callable returning an object with ``put_record_batch``.
     :param settings: settings to use instead of the environment's.
     """
-    global _client_factory, _client, SETTINGS
-    _client_factory = factory or _default_client
-    _client = None
-    if settings is not None:
-        SETTINGS = settings
+    CONTAINER.replace(factory, settings)
 
 
 def get_client() -> Any:
     """The Firehose client of this container, made on first use."""
-    global _client
-    if _client is None:
-        _client = _client_factory()
-    return _client
+    return CONTAINER.client()
 
 
 # --------------------------------------------------------------------------- Firehose
@@ -190,39 +172,14 @@ def put_records(client: Any, stream: str, records: list[tuple[int, bytes]]
 
 # --------------------------------------------------------------------------- the request
 
-def _request(event: dict[str, Any]) -> tuple[str, str, str, dict[str, str], bytes]:
-    """Method, path, raw query, lower-cased headers and body of a proxy event."""
-    http = (event.get("requestContext") or {}).get("http") or {}
-    method = str(event.get("httpMethod") or http.get("method") or "GET").upper()
-    path = str(event.get("rawPath") or event.get("path") or http.get("path") or "/collect")
-    query = event.get("rawQueryString")
-    if query is None:  # payload 1.0
-        multi = event.get("multiValueQueryStringParameters") or {}
-        query = urlencode([(k, v) for k, vs in multi.items() for v in (vs or [])])
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-    raw = event.get("body") or ""
-    if event.get("isBase64Encoded"):
-        try:
-            body = base64.b64decode(raw, validate=True)
-        except ValueError:
-            raise RequestError(400, "bad_request", "The body is not valid base64.") from None
-    else:
-        body = raw.encode() if isinstance(raw, str) else bytes(raw)
-    return method, path, query, headers, body
-
-
 def _arrival_ms(event: dict[str, Any]) -> int:
     epoch = (event.get("requestContext") or {}).get("timeEpoch")
     return epoch if isinstance(epoch, int) and epoch > 0 else int(time.time() * 1000)
 
 
-def _answer(status: int, doc: dict[str, Any] | None) -> dict[str, Any]:
-    return {"statusCode": status, "headers": dict(_HEADERS),
-            "body": "" if doc is None else json.dumps(doc)}
-
-
 def _collect(event: dict[str, Any], settings: Settings, client: Any) -> dict[str, Any]:
-    method, path, query, headers, body = _request(event)
+    request = read_request(event, "/collect")
+    method, path, query = request.method, request.path, request.query
     if not path.rstrip("/").endswith("/collect"):
         raise RequestError(404, "not_found", f"No route {path[:80]!r}; use POST /collect or "
                                              "GET /collect?… (pixel).")
@@ -232,12 +189,13 @@ def _collect(event: dict[str, Any], settings: Settings, client: Any) -> dict[str
         table, pixel = pixel_event(query)
         checked = check_events([pixel], table, single=True, **window)
     elif method == "POST":
+        body = request.body()
         if len(body) > settings.max_body_bytes:
             raise RequestError(413, "too_large", f"The body has {len(body):,} bytes; at most "
                                                  f"{settings.max_body_bytes:,}. Send smaller "
                                                  "batches.")
         params = dict(parse_qsl(query, keep_blank_values=True))
-        items, single = parse_body(body, headers.get("content-type"))
+        items, single = parse_body(body, request.headers.get("content-type"))
         checked = check_events(items, table_param(params.get("table")), single=single,
                                **window)
     else:
@@ -260,7 +218,7 @@ def _collect(event: dict[str, Any], settings: Settings, client: Any) -> dict[str
                                                "them again.", rejected)
     if method == "GET":
         return {"statusCode": 204, "headers": {"Cache-Control": "no-store"}, "body": ""}
-    return _answer(200, {"accepted": stored, "rejected": rejected})
+    return json_response(200, {"accepted": stored, "rejected": rejected})
 
 
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
@@ -283,18 +241,6 @@ def handle(event: Any, context: Any = None, *, client: Any = None,
     :param settings: settings for this call.
     :return: the proxy response.
     """
-    request_id = getattr(context, "aws_request_id", None)
-    try:
-        if not isinstance(event, dict):
-            raise RequestError(400, "bad_request", "The event is not an API Gateway proxy "
-                                                   "event.")
-        return _collect(event, settings or SETTINGS, client)
-    except RequestError as exc:
-        response = _answer(exc.status, {**exc.doc(), "request_id": request_id})
-        if exc.status == 405:
-            response["headers"]["Allow"] = "GET, POST"
-        return response
-    except Exception:  # a bug: logged with its trace, answered without it
-        log.exception("Unexpected error in /collect (request %s)", request_id)
-        return _answer(500, {"error": "internal_error", "message": "Internal error.",
-                             "request_id": request_id})
+    settings = settings or CONTAINER.settings
+    return answer(event, context, lambda e: _collect(e, settings, client), log=log,
+                  name="/collect", allow="GET, POST", errors=(RequestError,))

@@ -26,6 +26,8 @@ Settings, read once per container: ``SKIFF_ENDPOINT_NAME`` (endpoint prefix, def
 The runtime client is made once per container by a factory; :func:`set_client_factory`
 replaces it (tests pass a fake). :func:`handle` answers one event with a client and settings
 of the caller's (the local adapter, the deploy smoke test) without touching the container's.
+Reading the event and shaping the answers is :mod:`skiff_api.gateway`'s, which ``package.py``
+zips beside this file.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlencode
+
+from skiff_api.gateway import ApiError, Container, answer, json_response, positive_int, read_request
 
 __all__ = [
     "EVENT_TOKENS",
@@ -64,7 +68,6 @@ MAX_QUERY_CHARS = 8192
 #: Longest token, in characters (Coveo SKU hashes have 64).
 MAX_TOKEN_CHARS = 128
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]+")
-_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 
 class Settings:
@@ -73,29 +76,13 @@ class Settings:
     def __init__(self, env: dict[str, str] | None = None) -> None:
         env = os.environ if env is None else env
         self.endpoint_prefix = env.get("SKIFF_ENDPOINT_NAME", "skiff")
-        self.max_tokens = _positive(env.get("SKIFF_PREDICT_MAX_TOKENS", "200"), 200)
-        self.top_k = _positive(env.get("SKIFF_PREDICT_TOP_K", "10"), 10)
+        self.max_tokens = positive_int(env.get("SKIFF_PREDICT_MAX_TOKENS"), 200)
+        self.top_k = positive_int(env.get("SKIFF_PREDICT_TOP_K"), 10)
         self.region = env.get("SKIFF_AWS_REGION") or env.get("AWS_REGION") or "us-east-1"
         self.runtime_url = env.get("SKIFF_RUNTIME_URL") or None
 
     def endpoint(self, model: str) -> str:
         return f"{self.endpoint_prefix}-{model}"
-
-
-def _positive(raw: str, default: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
-
-class _Reject(Exception):
-    """A request answered with an error status and message (never a trace)."""
-
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.error, self.message = status, error, message
 
 
 # --------------------------------------------------------------------------- the client
@@ -109,7 +96,7 @@ def make_client(settings: Settings | None = None) -> Any:
     import botocore
     from botocore.config import Config
 
-    settings = settings or SETTINGS
+    settings = settings or CONTAINER.settings
     options: dict[str, Any] = {}
     if settings.runtime_url and boto3.Session().get_credentials() is None:
         options["signature_version"] = botocore.UNSIGNED  # the local model server checks none
@@ -119,13 +106,8 @@ def make_client(settings: Settings | None = None) -> Any:
                       read_timeout=10, tcp_keepalive=True, **options))
 
 
-def _default_client() -> Any:
-    return make_client(SETTINGS)
-
-
-_client_factory: Callable[[], Any] = _default_client
-_client: Any = None
-SETTINGS = Settings()
+#: This container's settings and client.
+CONTAINER = Container(Settings(), make_client)
 
 
 def set_client_factory(factory: Callable[[], Any] | None, settings: Settings | None = None
@@ -138,50 +120,21 @@ def set_client_factory(factory: Callable[[], Any] | None, settings: Settings | N
     :param factory: no-argument callable returning an object with ``invoke_endpoint``.
     :param settings: settings to use instead of the environment's.
     """
-    global _client_factory, _client, SETTINGS
-    _client_factory = factory or _default_client
-    _client = None
-    if settings is not None:
-        SETTINGS = settings
+    CONTAINER.replace(factory, settings)
 
 
 def get_client() -> Any:
     """The runtime client of this container, made on first use."""
-    global _client
-    if _client is None:
-        _client = _client_factory()
-    return _client
+    return CONTAINER.client()
 
 
 # --------------------------------------------------------------------------- the request
 
-def _method_and_path(event: dict[str, Any]) -> tuple[str, str]:
-    http = (event.get("requestContext") or {}).get("http") or {}
-    method = event.get("httpMethod") or http.get("method") or "GET"
-    path = event.get("rawPath") or event.get("path") or http.get("path") or "/predict"
-    return str(method).upper(), str(path)
-
-
-def _query(event: dict[str, Any]) -> dict[str, list[str]]:
+def _query(raw: str) -> dict[str, list[str]]:
     """Query parameters as lists of values, checking the size first."""
-    raw = event.get("rawQueryString")
-    if raw is None:  # REST API (payload 1.0): rebuild it from the parsed parameters
-        multi = event.get("multiValueQueryStringParameters")
-        single = event.get("queryStringParameters")
-        if multi:
-            params = {str(k): [str(v) for v in (vs or [])] for k, vs in multi.items()}
-        elif single:
-            params = {str(k): [str(v)] for k, v in single.items()}
-        else:
-            params = {}
-        size = sum(len(k) + len(v) + 2 for k, vs in params.items() for v in vs)
-        if size > MAX_QUERY_CHARS:
-            raise _Reject(400, "bad_request", f"The query string is too long ({size} "
-                                              f"characters; at most {MAX_QUERY_CHARS}).")
-        return params
     if len(raw) > MAX_QUERY_CHARS:
-        raise _Reject(400, "bad_request", f"The query string is too long ({len(raw)} "
-                                          f"characters; at most {MAX_QUERY_CHARS}).")
+        raise ApiError(400, "bad_request", f"The query string is too long ({len(raw)} "
+                                           f"characters; at most {MAX_QUERY_CHARS}).")
     return parse_qs(raw, keep_blank_values=True)
 
 
@@ -190,7 +143,7 @@ def _one(params: dict[str, list[str]], name: str) -> str | None:
     if not values:
         return None
     if len(values) > 1:
-        raise _Reject(400, "bad_request", f"Give '{name}' once; it appears {len(values)} times.")
+        raise ApiError(400, "bad_request", f"Give '{name}' once; it appears {len(values)} times.")
     return values[0]
 
 
@@ -201,64 +154,65 @@ def _show(token: str) -> str:
 def parse_request(event: dict[str, Any], settings: Settings) -> tuple[str, list[str], int]:
     """Validate a proxy event: the model to ask, the session's tokens and ``k``.
 
-    :raises _Reject: any bad input, with the status and message to answer.
+    :raises ApiError: any bad input, with the status and message to answer.
     """
-    method, path = _method_and_path(event)
+    request = read_request(event, "/predict")
+    method, path = request.method, request.path
     if not path.rstrip("/").endswith("/predict"):
-        raise _Reject(404, "not_found", f"No route {path!r}; use GET /predict?session=a,b,c.")
+        raise ApiError(404, "not_found", f"No route {path!r}; use GET /predict?session=a,b,c.")
     if method not in ("GET", "HEAD"):
-        raise _Reject(405, "method_not_allowed", f"{method} is not allowed; use GET.")
-    params = _query(event)
+        raise ApiError(405, "method_not_allowed", f"{method} is not allowed; use GET.")
+    params = _query(request.query)
     raw = _one(params, "session")
     if raw is None:
-        raise _Reject(400, "bad_request", "Missing 'session': use /predict?session=a,b,c "
-                                          "(event types or SKU hashes, oldest first).")
+        raise ApiError(400, "bad_request", "Missing 'session': use /predict?session=a,b,c "
+                                           "(event types or SKU hashes, oldest first).")
     if not raw.strip():
-        raise _Reject(400, "bad_request", "'session' is empty: give at least one token.")
+        raise ApiError(400, "bad_request", "'session' is empty: give at least one token.")
     tokens = [t.strip() for t in raw.split(",")]
     if len(tokens) > settings.max_tokens:
-        raise _Reject(400, "bad_request", f"'session' has {len(tokens)} tokens; at most "
-                                          f"{settings.max_tokens}.")
+        raise ApiError(400, "bad_request", f"'session' has {len(tokens)} tokens; at most "
+                                           f"{settings.max_tokens}.")
     for i, token in enumerate(tokens):
         if not token:
-            raise _Reject(400, "bad_request", f"'session' has an empty token at position {i + 1}"
-                                              " (two commas in a row, or a trailing comma).")
+            raise ApiError(400, "bad_request", f"'session' has an empty token at position {i + 1}"
+                                               " (two commas in a row, or a trailing comma).")
         if len(token) > MAX_TOKEN_CHARS or not _TOKEN.fullmatch(token):
-            raise _Reject(400, "bad_request",
-                          f"Token {i + 1} of 'session' ({_show(token)}) has characters other "
-                          f"than letters, digits, '-' and '_', or more than {MAX_TOKEN_CHARS}.")
+            raise ApiError(400, "bad_request",
+                           f"Token {i + 1} of 'session' ({_show(token)}) has characters other "
+                           f"than letters, digits, '-' and '_', or more than {MAX_TOKEN_CHARS}.")
     model = _one(params, "model")
     if model is None:
         model = "intent" if all(t in EVENT_TOKENS for t in tokens) else "rec"
     elif model not in MODELS:
-        raise _Reject(400, "bad_request", f"'model' must be one of {', '.join(MODELS)}; got "
-                                          f"{_show(model)}.")
+        raise ApiError(400, "bad_request", f"'model' must be one of {', '.join(MODELS)}; got "
+                                           f"{_show(model)}.")
     if model == "intent":
         unknown = sorted({t for t in tokens if t not in EVENT_TOKENS})
         if unknown:
-            raise _Reject(400, "bad_request",
-                          f"Unknown event types {', '.join(map(_show, unknown[:5]))}; the "
-                          f"intent model knows {', '.join(sorted(EVENT_TOKENS))}.")
+            raise ApiError(400, "bad_request",
+                           f"Unknown event types {', '.join(map(_show, unknown[:5]))}; the "
+                           f"intent model knows {', '.join(sorted(EVENT_TOKENS))}.")
     k_raw = _one(params, "k")
     k = settings.top_k
     if k_raw is not None:
         if model != "rec":
-            raise _Reject(400, "bad_request", "'k' applies to recommendations (model=rec) only.")
+            raise ApiError(400, "bad_request", "'k' applies to recommendations (model=rec) only.")
         if not k_raw.isdigit() or not 1 <= int(k_raw) <= settings.top_k:
-            raise _Reject(400, "bad_request", f"'k' must be an integer from 1 to "
-                                              f"{settings.top_k}; got {_show(k_raw)}.")
+            raise ApiError(400, "bad_request", f"'k' must be an integer from 1 to "
+                                               f"{settings.top_k}; got {_show(k_raw)}.")
         k = int(k_raw)
     return model, tokens, k
 
 
 # --------------------------------------------------------------------------- the prediction
 
-def _model_error(exc: Exception, endpoint: str) -> _Reject:
+def _model_error(exc: Exception, endpoint: str) -> ApiError:
     """Map a runtime client error to an answer: the model's 4xx is the caller's fault."""
     response = getattr(exc, "response", None)
     if not isinstance(response, dict):
-        return _Reject(502, "model_unavailable", f"The model endpoint {endpoint} could not be "
-                                                 f"reached ({type(exc).__name__}).")
+        return ApiError(502, "model_unavailable", f"The model endpoint {endpoint} could not be "
+                                                  f"reached ({type(exc).__name__}).")
     code = (response.get("Error") or {}).get("Code", "")
     if code == "ModelError":
         status = response.get("OriginalStatusCode")
@@ -273,20 +227,20 @@ def _model_error(exc: Exception, endpoint: str) -> _Reject:
         if message.startswith("bad_request:"):  # SageMaker's container raised BadRequest
             message, status = message.removeprefix("bad_request:").strip(), 400
         if isinstance(status, int) and 400 <= status < 500:
-            return _Reject(400, "bad_request", message[:500])
-        return _Reject(502, "model_error", f"The model endpoint {endpoint} failed "
-                                           f"(status {status}).")
+            return ApiError(400, "bad_request", message[:500])
+        return ApiError(502, "model_error", f"The model endpoint {endpoint} failed "
+                                            f"(status {status}).")
     if code in ("ValidationError", "ValidationException"):
-        return _Reject(503, "model_unavailable", f"The model endpoint {endpoint} is not "
-                                                 "available.")
-    return _Reject(502, "model_unavailable", f"The model endpoint {endpoint} failed ({code}).")
+        return ApiError(503, "model_unavailable", f"The model endpoint {endpoint} is not "
+                                                  "available.")
+    return ApiError(502, "model_unavailable", f"The model endpoint {endpoint} failed ({code}).")
 
 
 def predict(model: str, tokens: list[str], k: int, settings: Settings, client: Any
             ) -> dict[str, Any]:
     """Ask the endpoint of ``model`` and shape its answer.
 
-    :raises _Reject: the endpoint refused the session (400) or failed (502/503).
+    :raises ApiError: the endpoint refused the session (400) or failed (502/503).
     """
     endpoint = settings.endpoint(model)
     body: dict[str, Any] = {"sessions": [tokens]}
@@ -310,14 +264,10 @@ def predict(model: str, tokens: list[str], k: int, settings: Settings, client: A
                                 zip(prediction["items"], prediction["scores"], strict=True)]}
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         log.error("Endpoint %s answered an unexpected body (%s): %.200r", endpoint, exc, raw)
-        raise _Reject(502, "model_error", f"The model endpoint {endpoint} answered an "
-                                          "unexpected body.") from None
+        raise ApiError(502, "model_error", f"The model endpoint {endpoint} answered an "
+                                           "unexpected body.") from None
     return {"model": model, "model_version": version, "endpoint": endpoint,
             "session_length": len(tokens), **result}
-
-
-def _answer(status: int, doc: dict[str, Any]) -> dict[str, Any]:
-    return {"statusCode": status, "headers": dict(_HEADERS), "body": json.dumps(doc)}
 
 
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
@@ -341,20 +291,13 @@ def handle(event: Any, context: Any = None, *, client: Any = None,
     :return: the proxy response.
     """
     started = time.perf_counter()
-    request_id = getattr(context, "aws_request_id", None)
-    settings = settings or SETTINGS
-    try:
-        if not isinstance(event, dict):
-            raise _Reject(400, "bad_request", "The event is not an API Gateway proxy event.")
+    settings = settings or CONTAINER.settings
+
+    def route(event: dict[str, Any]) -> dict[str, Any]:
         model, tokens, k = parse_request(event, settings)
-        response = _answer(200, predict(model, tokens, k, settings, client))
-    except _Reject as reject:
-        response = _answer(reject.status, {"error": reject.error, "message": reject.message,
-                                           "request_id": request_id})
-    except Exception:  # noqa: BLE001  (a bug: logged with its trace, answered without it)
-        log.exception("Unexpected error in /predict (request %s)", request_id)
-        response = _answer(500, {"error": "internal_error", "message": "Internal error.",
-                                 "request_id": request_id})
+        return json_response(200, predict(model, tokens, k, settings, client))
+
+    response = answer(event, context, route, log=log, name="/predict", allow="GET, HEAD")
     if response["statusCode"] >= 500:
         log.warning("/predict %s in %.1f ms: %s", response["statusCode"],
                     (time.perf_counter() - started) * 1000, response["body"])

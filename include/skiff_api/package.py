@@ -1,12 +1,14 @@
 """Build the Lambdas' deployment zips, byte for byte the same for the same code.
 
 ``make lambda`` runs it; the Lambda deploy operator runs it too when the zip is missing.
-The ``/predict`` zip holds ``handler.py`` alone, at its root, where Lambda imports it as
-``handler`` (``Handler: handler.lambda_handler`` in ``template.yaml``): it needs nothing
-beyond the standard library and the boto3 the Lambda Python runtime provides, nothing of
-``skiff`` or of this package. The ``/collect`` zip (``--collect``) holds ``collect.py`` at
-its root (``Handler: collect.lambda_handler``) and the few ``skiff`` modules it shares with
-``skiff collect``, the contract checks, which need the standard library only. Fixed
+The ``/predict`` zip holds ``handler.py`` at its root, where Lambda imports it as ``handler``
+(``Handler: handler.lambda_handler`` in ``template.yaml``), and ``skiff_api/__init__.py``
+and ``skiff_api/gateway.py`` (the proxy-event shaping both handlers share): it needs
+nothing beyond them, the standard library and the boto3 the Lambda Python runtime provides,
+nothing of ``skiff``. The ``/collect`` zip (``--collect``) holds ``collect.py`` at its root
+(``Handler: collect.lambda_handler``), the same two ``skiff_api`` files, and the few
+``skiff`` modules it shares with ``skiff collect``, the contract checks, which need the
+standard library only. Fixed
 timestamps and permissions keep the zips' SHA-256 stable, so an unchanged handler is never
 re-uploaded.
 
@@ -25,11 +27,17 @@ __all__ = ["FILES", "COLLECT_FILES", "build", "build_collect"]
 
 HERE = Path(__file__).resolve().parent
 _INCLUDE = HERE.parent
-#: Files of the ``/predict`` package, relative to this folder.
-FILES = ("handler.py",)
+#: Files of the ``/predict`` package: name in the zip -> source under ``include/``.
+FILES = {
+    "handler.py": "skiff_api/handler.py",
+    "skiff_api/__init__.py": "skiff_api/__init__.py",
+    "skiff_api/gateway.py": "skiff_api/gateway.py",
+}
 #: Files of the ``/collect`` package: name in the zip -> source under ``include/``.
 COLLECT_FILES = {
     "collect.py": "skiff_api/collect.py",
+    "skiff_api/__init__.py": "skiff_api/__init__.py",
+    "skiff_api/gateway.py": "skiff_api/gateway.py",
     "skiff/__init__.py": "skiff/__init__.py",
     "skiff/_exports.py": "skiff/_exports.py",
     "skiff/data/__init__.py": "skiff/data/__init__.py",
@@ -46,7 +54,7 @@ def build(out: str | Path, files: dict[str, Path] | None = None) -> Path:
     :param files: name in the zip -> source file; default the ``/predict`` package.
     :return: its path.
     """
-    files = files or {name: HERE / name for name in FILES}
+    files = files or {name: _INCLUDE / source for name, source in FILES.items()}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:

@@ -8,9 +8,11 @@ acknowledged event in the landing files exactly once (and no event twice).
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -90,16 +92,104 @@ def test_answers_over_a_real_socket(collector: Collector) -> None:
                           headers={"content-type": "application/json"})
         assert big.status_code == 413 and big.json()["error"] == "too_large"
         assert client.delete("/collect").json()["error"] == "method_not_allowed"
-        # headers over h11's limit are refused by uvicorn itself, and it keeps serving
+        # headers over the parser's cap are refused before the app, and it keeps serving
         try:
             huge = client.get("/health", headers={"x-junk": "j" * 300_000})
-            assert 400 <= huge.status_code < 500
-        except httpx.RemoteProtocolError:
-            pass  # or it closes the connection
+            assert huge.status_code == 431 and huge.json()["error"] == "headers_too_large"
+        except httpx.TransportError:
+            pass  # or the connection is closed while the client still writes
         assert client.get("/health").json()["accepted_events"] == 2
     collector.stop()  # SIGTERM: graceful, rolls what the log holds
     assert counts(landed(collector.home / "landing")) == {session_of(0): 1, session_of(2): 1}
     assert collector.segments() == []
+
+
+def _start_post(port: int, body: bytes, sent: int) -> http.client.HTTPConnection:
+    """A POST /collect whose headers and first ``sent`` bytes of body are on the wire."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.putrequest("POST", "/collect")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(message_body=body[:sent])
+    return conn
+
+
+def _until(probe: httpx.Client, done: object, timeout: float = 10.0) -> httpx.Response:
+    """GET /health until ``done(answer)``; the last answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = probe.get("/health")
+        if done(answer):  # type: ignore[operator]
+            return answer
+        assert time.monotonic() < deadline, answer.text
+        time.sleep(0.05)
+
+
+def test_over_capacity_is_a_json_503_with_retry_after(tmp_path: Path) -> None:
+    """Two requests in progress fill SKIFF_COLLECT_MAX_CONNECTIONS=2; idle connections don't."""
+    collector = Collector(tmp_path, SKIFF_COLLECT_MAX_CONNECTIONS="2").start()
+    bodies = [json.dumps(browsing_event(i)).encode() for i in range(2)]
+    try:
+        with httpx.Client(base_url=collector.url, timeout=10) as idle, \
+                httpx.Client(base_url=collector.url, timeout=10) as probe:
+            assert idle.get("/health").status_code == 200  # now an idle keep-alive connection
+            first = _start_post(collector.port, bodies[0], 10)  # its body still coming
+            # served with 3 connections open (uvicorn's limit_concurrency=2 would refuse)
+            _until(probe, lambda a: a.status_code == 200
+                   and a.json()["requests_in_progress"] == 2)  # the POST and this probe
+            second = _start_post(collector.port, bodies[1], 10)
+            busy = _until(probe, lambda a: a.status_code != 200)
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+            assert busy.headers["content-type"] == "application/json"
+            assert busy.json()["error"] == "busy" and "MAX_CONNECTIONS" in busy.json()["message"]
+            refused = idle.post("/collect", json=browsing_event(9))  # refused before its body
+            assert refused.status_code == 503 and refused.json()["error"] == "busy"
+            for conn, body in ((first, bodies[0]), (second, bodies[1])):
+                conn.send(body[10:])
+                answer = conn.getresponse()
+                assert answer.status == 200, answer.read()
+                assert json.loads(answer.read()) == {"accepted": 1, "rejected": []}
+                conn.close()
+            health = _until(probe, lambda a: a.status_code == 200)
+            assert health.json()["refused_busy"] >= 2 and health.json()["accepted_events"] == 2
+    finally:
+        collector.stop()
+    assert counts(landed(tmp_path / "landing")) == {session_of(0): 1, session_of(1): 1}
+
+
+def _raw(port: int, data: bytes, chunk: int = 4096) -> bytes:
+    """Send ``data`` in ``chunk``-byte writes (as far as the server reads); all it answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        try:
+            for start in range(0, len(data), chunk):
+                sock.sendall(data[start:start + chunk])
+        except OSError:
+            pass  # closed by the server: its answer is still in the receive buffer
+        answer = b""
+        while piece := sock.recv(65536):
+            answer += piece
+        return answer
+
+
+def test_a_request_head_over_16_kib_gets_431_json(collector: Collector) -> None:
+    """The cap the httptools parser lacks (h11 had one): counted across reads, any header."""
+    def head(junk: int) -> bytes:
+        return (b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Junk: "
+                + b"j" * junk + b"\r\n\r\n")
+
+    fits = _raw(collector.port, head(15_000))
+    assert fits.startswith(b"HTTP/1.1 200 "), fits[:200]
+    over = _raw(collector.port, head(17_000))
+    status, _, body = over.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 431 ") and b"content-type: application/json" in status
+    assert json.loads(body)["error"] == "headers_too_large"
+    endless = _raw(collector.port, b"GET /health HTTP/1.1\r\nX-Junk: " + b"j" * 2_000_000)
+    assert endless.startswith(b"HTTP/1.1 431 ")  # answered and closed long before 2 MB
+    many = b"".join(b"X-%d: %s\r\n" % (i, b"v" * 50) for i in range(400))
+    refused = _raw(collector.port, b"GET /health HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+    assert refused.startswith(b"HTTP/1.1 431 ")
+    with httpx.Client(base_url=collector.url, timeout=10) as client:  # still serving
+        assert client.post("/collect", json=browsing_event(0)).status_code == 200
 
 
 def test_kill_9_mid_stream_loses_no_acknowledged_event_and_duplicates_none(

@@ -9,8 +9,17 @@ Routes (every answer JSON, never a trace):
   does not parse or an empty body; 413 for a body over ``SKIFF_COLLECT_MAX_BODY_BYTES``;
   415 for another media type; 503 when the log cannot store them (nothing accepted).
 - ``GET /collect?<field>=<value>&…``: the pixel, one event in the query: 204 once stored.
-- ``GET /health``: 200 with the log's state (segments waiting, files landed, last error).
+- ``GET /health``: 200 with the log's state (segments waiting, files landed, last error) and
+  the requests in progress and refused for capacity.
 - Anything else: 404 or 405 (with ``Allow``).
+- Over capacity, any route: 503 ``{"error": "busy", …}`` with ``Retry-After`` when
+  ``SKIFF_COLLECT_MAX_CONNECTIONS`` requests are already being answered
+  (:class:`ConcurrencyLimit`, ahead of the routes). uvicorn's own ``limit_concurrency`` is
+  not used: its 503 is plain text and it counts idle keep-alive connections too.
+
+A request line and headers over :data:`MAX_HEADER_BYTES` get 431 (JSON) from the HTTP
+parser (:mod:`skiff.data.collector_http`: uvicorn's httptools protocol with that cap, on
+uvloop). Only requests that parser finds malformed get uvicorn's plain-text 400.
 
 Accepted events go to :class:`~skiff.data.collector_log.CollectorLog`, which group-commits
 concurrent requests into one fsync and rolls its segments into the landing zone by time,
@@ -30,9 +39,11 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from skiff.config import CollectConfig, ValidationConfig
 from skiff.data.collector_log import CollectorLog, LogUnavailable
@@ -48,21 +59,81 @@ from skiff.data.landing import LandingZone
 if TYPE_CHECKING:
     import uvicorn
 
-__all__ = ["create_app", "make_server", "serve"]
+__all__ = ["ConcurrencyLimit", "create_app", "make_server", "serve"]
 
 log = logging.getLogger(__name__)
 
-#: Largest request line plus headers h11 buffers before answering 431/400.
+#: Largest request line plus headers the HTTP parser takes before answering 431.
 MAX_HEADER_BYTES = 16 * 1024
 _NO_STORE = {"Cache-Control": "no-store"}
 #: One encoder for every row (``json.dumps`` with separators builds one per call).
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+#: Seconds a client refused for capacity is told to wait (``Retry-After``).
+RETRY_AFTER_S = 1
+#: Least seconds between two "over capacity" warnings in the log (a flood logs a count).
+_BUSY_LOG_EVERY_S = 10.0
 
 
 def _error(status: int, error: str, message: str, headers: dict[str, str] | None = None
            ) -> JSONResponse:
     return JSONResponse({"error": error, "message": message}, status,
                         headers={**_NO_STORE, **(headers or {})})
+
+
+class ConcurrencyLimit:
+    """ASGI middleware: at most ``limit`` HTTP requests answered at once; 503 JSON beyond.
+
+    A request arriving while ``limit`` others are in progress (their body being read, their
+    events being checked or fsync'd) is answered at once with 503 ``{"error": "busy",
+    "message"}``, ``Retry-After`` and ``Connection: close``, without reading its body.
+    HTTP/1.1 answers one request at a time per connection, so this bounds the connections
+    busy with a request; idle keep-alive connections do not count (uvicorn closes them after
+    ``timeout_keep_alive``). The event loop runs one coroutine at a time, so a plain counter
+    is exact.
+
+    :param app: the ASGI app behind it.
+    :param limit: requests in progress at most (``SKIFF_COLLECT_MAX_CONNECTIONS``).
+    :param stats: where to count ``requests_in_progress`` and ``refused_busy`` (``/health``
+        shows them); default a dict of its own.
+    :param retry_after_s: the ``Retry-After`` of a refusal, in seconds.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, stats: dict[str, int] | None = None,
+                 retry_after_s: int = RETRY_AFTER_S) -> None:
+        if limit < 1:
+            raise ValueError(f"limit={limit!r}: at least one request must be served at once.")
+        self.app, self.limit = app, limit
+        self.stats = stats if stats is not None else {}
+        self.stats.update(requests_in_progress=0, refused_busy=0)
+        self._refusal = _error(503, "busy", f"The collector is answering {limit} requests "
+                                            f"(SKIFF_COLLECT_MAX_CONNECTIONS); retry in "
+                                            f"{retry_after_s} s.",
+                               {"Retry-After": str(retry_after_s), "Connection": "close"})
+        self._logged_at = float("-inf")
+        self._logged_refused = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # lifespan
+            await self.app(scope, receive, send)
+            return
+        stats = self.stats
+        if stats["requests_in_progress"] >= self.limit:
+            stats["refused_busy"] += 1
+            self._warn()
+            await self._refusal(scope, receive, send)
+            return
+        stats["requests_in_progress"] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            stats["requests_in_progress"] -= 1
+
+    def _warn(self) -> None:
+        now, refused = time.monotonic(), self.stats["refused_busy"]
+        if now - self._logged_at >= _BUSY_LOG_EVERY_S:
+            log.warning("Over capacity (%d requests in progress): %d request(s) answered 503 "
+                        "since the last warning.", self.limit, refused - self._logged_refused)
+            self._logged_at, self._logged_refused = now, refused
 
 
 class _Collector:
@@ -74,6 +145,8 @@ class _Collector:
         self.clock = clock
         self.log = CollectorLog(config.log_dir, landing, roll_seconds=config.roll_seconds,
                                 roll_bytes=config.roll_bytes, clock=clock)
+        #: :class:`ConcurrencyLimit`'s counters, shown by ``/health``.
+        self.http_stats: dict[str, int] = {}
         self.earliest_ms = int(validation.earliest_event_time.timestamp() * 1000)
         self.future_ms = validation.max_future_skew_minutes * 60_000
 
@@ -133,8 +206,8 @@ class _Collector:
     async def health(self, request: Request) -> Response:
         state = self.log.describe()
         ok = state["last_landing_error"] is None
-        return JSONResponse({"status": "ok" if ok else "degraded", **state}, 200,
-                            headers=_NO_STORE)
+        doc = {"status": "ok" if ok else "degraded", **state, **self.http_stats}
+        return JSONResponse(doc, 200, headers=_NO_STORE)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -196,6 +269,8 @@ def create_app(config: CollectConfig | None = None, *,
     app = Starlette(
         routes=[Route("/collect", collector.collect, methods=["GET", "POST"]),
                 Route("/health", collector.health, methods=["GET"])],
+        middleware=[Middleware(ConcurrencyLimit, limit=config.max_connections,
+                               stats=collector.http_stats)],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
     )
@@ -213,14 +288,15 @@ def make_server(config: CollectConfig | None = None, **app_options: Any
     """
     import uvicorn
 
+    from skiff.data.collector_http import capped
+
     config = config or CollectConfig.from_env()
     app = create_app(config, **app_options)
     sock = socket.create_server((config.host, config.port), reuse_port=False)
     server = uvicorn.Server(uvicorn.Config(
-        app, http="h11", lifespan="on", access_log=False, server_header=False,
-        limit_concurrency=config.max_connections, timeout_keep_alive=config.keep_alive_s,
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES, timeout_graceful_shutdown=10,
-        log_config=None))
+        app, http=capped(MAX_HEADER_BYTES), loop="auto",  # auto: uvloop (installed with uvicorn)
+        lifespan="on", access_log=False, server_header=False,
+        timeout_keep_alive=config.keep_alive_s, timeout_graceful_shutdown=10, log_config=None))
     return server, sock
 
 

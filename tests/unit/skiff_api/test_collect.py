@@ -177,9 +177,9 @@ def test_the_zip_runs_without_pyarrow_or_starlette(tmp_path: Path) -> None:
         "for name in ('pyarrow', 'starlette', 'uvicorn', 'numpy'):\n"
         "    sys.modules[name] = None\n"
         f"sys.path.insert(0, {str(zip_path)!r})\n"
-        "import collect, skiff.data.intake as intake\n"
-        "assert collect.__file__.startswith(sys.path[0]), collect.__file__\n"
-        "assert intake.__file__.startswith(sys.path[0]), intake.__file__\n"
+        "import collect, skiff.data.intake as intake, skiff_api.gateway as gateway\n"
+        "for module in (collect, intake, gateway):\n"
+        "    assert module.__file__.startswith(sys.path[0]), module.__file__\n"
         "event = {'rawPath': '/collect', 'rawQueryString': '', 'body': '{}',\n"
         "         'requestContext': {'http': {'method': 'POST'}}}\n"
         "print(json.loads(collect.lambda_handler(event, None)['body'])['rejected'])\n")

@@ -34,7 +34,11 @@ def test_nothing_is_loaded_by_file_path(folder: str) -> None:
     assert loaders == []
 
 
-def test_the_handler_needs_the_standard_library_and_boto3_only() -> None:
+def test_the_handler_needs_the_standard_library_boto3_and_the_gateway_only() -> None:
     outside = {m for m in imported_modules(INCLUDE / "skiff_api" / "handler.py")
                if _top(m) not in sys.stdlib_module_names}
-    assert outside <= {"boto3", "botocore", "botocore.config"}, outside
+    assert outside <= {"boto3", "botocore", "botocore.config", "skiff_api.gateway"}, outside
+    gateway = {m for m in imported_modules(INCLUDE / "skiff_api" / "gateway.py")
+               if _top(m) not in sys.stdlib_module_names}
+    assert gateway == set(), gateway
+    assert imported_modules(INCLUDE / "skiff_api" / "__init__.py") == set()

@@ -1,8 +1,9 @@
-"""The /predict Lambda's zip: reproducible, the handler alone at its root, importable from it alone.
+"""The /predict Lambda's zip: reproducible, the handler at its root, importable from the zip alone.
 
 Lambda puts the zip's root on ``sys.path`` and imports ``handler`` (the template's
-``Handler: handler.lambda_handler``): the handler must need nothing of ``skiff`` or of the
-``skiff_api`` package it lives in. A fresh interpreter proves it.
+``Handler: handler.lambda_handler``): the handler must need nothing of ``skiff`` and, of the
+``skiff_api`` package it lives in, only ``skiff_api.gateway``, which the zip carries. A fresh
+interpreter proves it.
 """
 
 from __future__ import annotations
@@ -26,18 +27,20 @@ answer = handler.lambda_handler({"rawPath": "/predict", "rawQueryString": "",
                                  "requestContext": {"http": {"method": "GET"}}}, None)
 print(json.dumps({"file": handler.__file__, "status": answer["statusCode"],
                   "body": json.loads(answer["body"]),
-                  "skiff": sorted(m for m in sys.modules if m.split(".")[0] in
-                                  ("skiff", "skiff_api"))}))
+                  "skiff": {m: sys.modules[m].__file__ for m in sys.modules
+                            if m.split(".")[0] in ("skiff", "skiff_api")}}))
 """
 
 
-def test_zip_holds_the_handler_alone_and_is_reproducible(tmp_path: Path) -> None:
+def test_zip_holds_the_handler_and_gateway_and_is_reproducible(tmp_path: Path) -> None:
     first = package.build(tmp_path / "a" / "lambda.zip")
     second = package.build(tmp_path / "b" / "lambda.zip")
     assert first.read_bytes() == second.read_bytes()
     with zipfile.ZipFile(first) as zf:
-        assert zf.namelist() == ["handler.py"]
-        assert zf.read("handler.py") == (package.HERE / "handler.py").read_bytes()
+        assert zf.namelist() == ["handler.py", "skiff_api/__init__.py", "skiff_api/gateway.py"]
+        for name in ("handler.py", "gateway.py", "__init__.py"):
+            inside = name if name == "handler.py" else f"skiff_api/{name}"
+            assert zf.read(inside) == (package.HERE / name).read_bytes()
 
 
 def test_handler_imports_from_the_zip_alone(tmp_path: Path) -> None:
@@ -48,7 +51,10 @@ def test_handler_imports_from_the_zip_alone(tmp_path: Path) -> None:
     result = json.loads(proc.stdout.splitlines()[-1])
     assert result["file"] == str(zip_path / "handler.py")
     assert result["status"] == 400 and "Missing 'session'" in result["body"]["message"]
-    assert result["skiff"] == []
+    # of the repository's packages, only the zip's own skiff_api.gateway is loaded
+    assert result["skiff"] == {
+        "skiff_api": str(zip_path / "skiff_api" / "__init__.py"),
+        "skiff_api.gateway": str(zip_path / "skiff_api" / "gateway.py")}
 
 
 def test_package_runs_as_a_script(tmp_path: Path) -> None:
