@@ -93,10 +93,10 @@ test-all: install  ## run every test, slow ones included
 
 lambda: build/lambda.zip build/collect.zip  ## the /predict and /collect Lambdas' zips (see include/skiff_api/template.yaml)
 
-build/lambda.zip: include/skiff_api/handler.py include/skiff_api/package.py
+build/lambda.zip: include/skiff_api/handler.py include/skiff_api/gateway.py include/skiff_api/package.py
 	$(PYTHON) include/skiff_api/package.py $@
 
-build/collect.zip: include/skiff_api/collect.py include/skiff/data/contract.py include/skiff/data/intake.py include/skiff_api/package.py
+build/collect.zip: include/skiff_api/collect.py include/skiff_api/gateway.py include/skiff/data/contract.py include/skiff/data/intake.py include/skiff_api/package.py
 	$(PYTHON) include/skiff_api/package.py --collect $@
 
 serve: install  ## local model server + GET /predict on http://127.0.0.1:8000 (skiff serve)
