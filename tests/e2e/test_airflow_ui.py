@@ -67,7 +67,10 @@ def home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def airflow(home: Path) -> Iterator[LocalAirflow]:
     """``airflow standalone`` on a free port, ready, with skiff_hourly parsed (about 20 s)."""
-    with LocalAirflow(home / "airflow", port=free_port(), env=sandbox_env(home)) as airflow:
+    # the generated sample is the replay source: the runs slice its hours (the landing path
+    # under a scheduler is tests/e2e/test_soak.py's)
+    env = {**sandbox_env(home), "SKIFF_INGEST_SOURCE": "replay"}
+    with LocalAirflow(home / "airflow", port=free_port(), env=env) as airflow:
         airflow.wait_ready(DAG_ID)
         yield airflow
 
