@@ -11,10 +11,11 @@ legible at README width.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipeline_diagram import canvas, cli, legend, save
 
 __all__ = ["Box", "BOXES", "ARROWS", "draw", "main"]
 
@@ -112,18 +113,9 @@ def draw(out: Path) -> Path:
     :param out: the file to write.
     :return: ``out``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig, ax = canvas(FIG_W, FIG_H)
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    plt.rcParams.update({"svg.fonttype": "path", "svg.hashsalt": "skiff",
-                         "font.family": "DejaVu Sans"})
-    fig, ax = plt.subplots(figsize=(FIG_W, FIG_H))
-    ax.set_xlim(0, FIG_W)
-    ax.set_ylim(0, FIG_H)
-    ax.axis("off")
     boxes = {box.key: box for box in BOXES}
     for box in BOXES:
         ax.add_patch(FancyBboxPatch((box.x - box.width / 2, box.y - box.height / 2), box.width,
@@ -156,29 +148,13 @@ def draw(out: Path) -> Path:
     ax.text(left, 0.52, "Accepted = durable before the 2xx.   A landing file is seen only "
             "whole.   An interval loads all or nothing, a file once.", fontsize=10.5,
             color="#7f1d1d", va="center")
-    x = left
-    for fill, label in PARTS.values():
-        ax.add_patch(FancyBboxPatch((x, 0.08), 0.26, 0.2, boxstyle="round,pad=0.01",
-                                    facecolor=fill, edgecolor="#334155", linewidth=0.8))
-        ax.text(x + 0.36, 0.18, label, fontsize=10, va="center", color="#334155")
-        x += 0.75 + 0.095 * len(label)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, bbox_inches="tight", pad_inches=0.05, metadata={"Date": None})
-    plt.close(fig)
-    return out
+    legend(ax, PARTS, x=left, y=0.08, box=(0.26, 0.2), fontsize=10, pitch=(0.75, 0.095))
+    return save(fig, out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python docs/data_path_diagram.py [--out FILE]``.
-
-    :param argv: the arguments (``sys.argv[1:]`` by default).
-    :return: the exit status.
-    """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=OUT, help=f"default: {OUT}")
-    args = parser.parse_args(argv)
-    print(draw(args.out))
-    return 0
+    """``python docs/data_path_diagram.py [--out FILE]``."""
+    return cli(draw, OUT, __doc__, argv)
 
 
 if __name__ == "__main__":

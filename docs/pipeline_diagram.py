@@ -89,18 +89,9 @@ def draw(out: Path) -> Path:
     :param out: the file to write.
     :return: ``out``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    fig, ax = canvas(17.2, 6.4)
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    plt.rcParams.update({"svg.fonttype": "path", "svg.hashsalt": "skiff",
-                         "font.family": "DejaVu Sans"})
-    fig, ax = plt.subplots(figsize=(17.2, 6.4))
-    ax.set_xlim(0, 17.2)
-    ax.set_ylim(0, 6.4)
-    ax.axis("off")
     boxes = {box.key: box for box in BOXES}
     for box in BOXES:
         width = _width(box)
@@ -134,29 +125,77 @@ def draw(out: Path) -> Path:
             "Slack webhook | a log line.   A failed validation stops the run: nothing "
             "downstream runs.   A lost gate ends it green.", fontsize=10, color="#7f1d1d",
             va="center")
-    x = 0.2
-    for fill, label in PARTS.values():
-        ax.add_patch(FancyBboxPatch((x, 0.04), 0.28, 0.22, boxstyle="round,pad=0.01",
+    legend(ax, PARTS, x=0.2, y=0.04, box=(0.28, 0.22), fontsize=9.5, pitch=(1.0, 0.085),
+           gap=0.12)
+    return save(fig, out)
+
+
+def canvas(width: float, height: float):
+    """A figure of ``width`` x ``height`` inches whose axes count in inches, no frame; text
+    drawn as paths (the SVG shows the same everywhere) and ids salted (the same bytes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.fonttype": "path", "svg.hashsalt": "skiff",
+                         "font.family": "DejaVu Sans"})
+    fig, ax = plt.subplots(figsize=(width, height))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    ax.axis("off")
+    return fig, ax
+
+
+def legend(ax, parts: dict[str, tuple[str, str]], *, x: float, y: float,
+           box: tuple[float, float], fontsize: float, pitch: tuple[float, float],
+           gap: float = 0.1) -> None:
+    """A row of colour swatches, each with what it means (the diagrams' legend).
+
+    :param parts: colour name -> (fill, label).
+    :param x: left of the first swatch; ``y`` its bottom (axes units).
+    :param box: a swatch's width and height.
+    :param pitch: the space after a swatch: a constant plus this much per label character.
+    :param gap: between a swatch and its label.
+    """
+    from matplotlib.patches import FancyBboxPatch
+
+    for fill, label in parts.values():
+        ax.add_patch(FancyBboxPatch((x, y), *box, boxstyle="round,pad=0.01",
                                     facecolor=fill, edgecolor="#334155", linewidth=0.8))
-        ax.text(x + 0.4, 0.15, label, fontsize=9.5, va="center", color="#334155")
-        x += 1.0 + 0.085 * len(label)
+        ax.text(x + box[0] + gap, y + box[1] / 2, label, fontsize=fontsize, va="center",
+                color="#334155")
+        x += pitch[0] + pitch[1] * len(label)
+
+
+def save(fig, out: Path) -> Path:
+    """Write ``fig`` to ``out`` without a date in it (the same drawing, the same bytes)."""
+    import matplotlib.pyplot as plt
+
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, bbox_inches="tight", pad_inches=0.05, metadata={"Date": None})
     plt.close(fig)
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python docs/pipeline_diagram.py [--out FILE]``.
+def cli(draw_to, default: Path, doc: str, argv: list[str] | None = None) -> int:
+    """``python docs/<script>.py [--out FILE]``: draw into ``FILE`` (default ``default``).
 
+    :param draw_to: the script's ``draw(out) -> out``.
+    :param doc: the script's docstring (its first line is the help).
     :param argv: the arguments (``sys.argv[1:]`` by default).
     :return: the exit status.
     """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=OUT, help=f"default: {OUT}")
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=default, help=f"default: {default}")
     args = parser.parse_args(argv)
-    print(draw(args.out))
+    print(draw_to(args.out))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python docs/pipeline_diagram.py [--out FILE]``."""
+    return cli(draw, OUT, __doc__, argv)
 
 
 if __name__ == "__main__":
