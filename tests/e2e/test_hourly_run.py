@@ -28,7 +28,7 @@ def test_one_hour_then_a_rerun_of_it(airflow_db) -> None:
     warehouse = DuckDBWarehouse(cfg.warehouse.duckdb_path)
     # `skiff init` as `make run` does: six hours of shoppers in the landing zone, all but the
     # last hour ingested; the DAG's ingest takes that hour (SKIFF_INGEST_SOURCE=landing)
-    history, _ = init_history(Emitter(seed=3),
+    history, _ = init_history(Emitter(seed=3, sessions_per_hour=1500),
                               LandingZone.from_uri(cfg.collect.landing_uri), warehouse,
                               span_hours=6, now=END + timedelta(minutes=10))
     assert cfg.ingest.source == "landing" and history.end == END
