@@ -14,7 +14,7 @@ def test_defaults() -> None:
     assert cfg == EmitConfig()
     assert cfg.url == "http://127.0.0.1:8070/collect"
     assert (cfg.seed, cfg.sessions_per_hour, cfg.products) == (42, 450.0, 5_000)
-    assert (cfg.duplicate_share, cfg.late_share, cfg.max_lateness_minutes) == (0.005, 0.01, 90)
+    assert (cfg.duplicate_share, cfg.late_share, cfg.max_lateness_minutes) == (0.002, 0.01, 90)
     assert (cfg.speed, cfg.batch_size, cfg.give_up_s) == (1.0, 500, 120.0)
 
 
