@@ -6,13 +6,13 @@ starts on 127.0.0.1 with the job schedule on and ``SKIFF_SCHEDULE`` every ``--mi
 DAG is unpaused, and the soak watches ``--intervals`` scheduled runs go by, injecting faults
 on the way (unless ``--no-faults``):
 
-* **bad delivery** (3rd interval): a landing file of events timestamped two days ahead lands
+* **bad delivery** (2nd interval): a landing file of events timestamped two days ahead lands
   in the interval; the run must fail at a validate task and alert, while the Slack stand-in
   (a webhook receiver on 127.0.0.1, the ``slack_alerts`` connection) answers 503: Slack down.
   The next interval must be green.
-* **task killed mid-dbt** (5th): SIGKILL to the process of a running ``prepare.*`` task; its
+* **task killed mid-dbt** (3rd): SIGKILL to the process of a running ``prepare.*`` task; its
   retry must recover and the run end green.
-* **collector killed** (7th): SIGKILL to ``skiff collect`` mid-interval, restarted 10 s later;
+* **collector killed** (4th): SIGKILL to ``skiff collect`` mid-interval, restarted 10 s later;
   no acknowledged event may be lost.
 
 Then it stops everything and checks: every event the shoppers posted (distinct, as the
@@ -49,7 +49,7 @@ CHART = REPO / "docs" / "img" / "soak.png"
 DAG_ID = "skiff_hourly"
 MARTS = ("fct_sessions", "fct_session_sequences", "dim_products")
 #: Interval (1-based, in scheduled order) of each fault.
-FAULTS = {3: "bad_delivery", 5: "kill_task_mid_dbt", 7: "kill_collector"}
+FAULTS = {2: "bad_delivery", 3: "kill_task_mid_dbt", 4: "kill_collector"}
 
 
 class SlackStandIn(ThreadingHTTPServer):
