@@ -9,6 +9,7 @@ report), outside Airflow; ``tests/e2e/test_bad_batches.py`` runs them in ``dag.t
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,35 @@ def test_late_events_are_validated_in_the_interval_they_arrived_in(source, tmp_p
     _arrive_late(twice, copies=2)
     error, _ = run_suite("validate_raw_events", twice, tmp_path / "gx-twice")
     assert error is not None and "duplicate_events" in error.defects, error
+
+
+def _deliver_ahead(log, arrival_ms: int, batch_id: str) -> None:
+    """A bad delivery: 100 events timestamped two days from now, arriving at ``arrival_ms``, in
+    a load batch that also holds 20 good events arriving just after the interval's start, and
+    ingested during the interval (as a live ingest of the previous interval is)."""
+    with log.warehouse.connect() as con:
+        ahead = int(time.time() * 1000) - ms(START) + 2 * 86_400_000
+        for shift, arrival, rows in ((ahead, arrival_ms, 100), (0, ms(START) + 5_000, 20)):
+            con.execute(
+                "insert into raw.browsing_train select * replace ("
+                "  server_timestamp_epoch_ms + ? as server_timestamp_epoch_ms, "
+                "  ? as arrival_ts_ms, ? as batch_id, ? as ingested_at) "
+                "from raw.browsing_train where server_timestamp_epoch_ms >= ? "
+                "order by server_timestamp_epoch_ms limit ?",
+                [shift, arrival, batch_id, START + (END - START) / 2, ms(START) - 3_600_000,
+                 rows])
+
+
+def test_a_bad_delivery_fails_the_interval_it_arrived_in_only(source, tmp_path) -> None:
+    """Events timestamped ahead that arrived in the previous interval are that interval's
+    defect: not this one's, though their batch holds rows arriving in this interval and was
+    ingested during it (the soak found the next interval failing too)."""
+    before = make_log(tmp_path / "before", source)
+    _deliver_ahead(before, ms(START) - 60_000, "landing:previous")
+    error, _ = run_suite("validate_raw_events", before, tmp_path / "gx-before")
+    assert error is None, error
+
+    within = make_log(tmp_path / "within", source)
+    _deliver_ahead(within, ms(START) + 60_000, "landing:this")
+    error, _ = run_suite("validate_raw_events", within, tmp_path / "gx-within")
+    assert error is not None and "future_timestamps" in error.defects, error
