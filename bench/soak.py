@@ -90,8 +90,9 @@ def _interrupt(signum: int, frame: object) -> None:
 def _environment(home: Path, minutes: int, slack_url: str) -> dict[str, str]:
     from skiff.ops.local_airflow import free_port, sandbox_env
 
-    env = sandbox_env(home)
-    env.update(skiff_env(home))
+    env = skiff_env(home)
+    sandbox = sandbox_env(home)  # what it sets wins (its DB, not one a test runner exported)
+    env.update({k: v for k, v in sandbox.items() if os.environ.get(k) != v})
     env.update({
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "True",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
