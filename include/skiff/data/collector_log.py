@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from skiff.data.intake import COLLECT_TABLES
-from skiff.data.landing import LandingZone, compress_ndjson, landing_name
+from skiff.data.landing import LandingZone, compress_ndjson, fsync_dir, landing_name
 from skiff.exceptions import SkiffConfigError
 
 __all__ = ["CollectorLog", "LogUnavailable", "HOUR_MS"]
@@ -72,14 +72,6 @@ class _Segment:
         """The segment a file name describes, or None for another file."""
         match = _SEGMENT.fullmatch(path.name)
         return cls(int(match[1]), match[2], int(match[3]), path) if match else None
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class CollectorLog:
@@ -198,7 +190,7 @@ class CollectorLog:
         with open(temp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(temp, path)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     # ------------------------------------------------------------------ appends
 
@@ -290,7 +282,7 @@ class CollectorLog:
         path = self.directory / f"segment-{seq:012d}-{table}-{now_ms}.log"
         segment = _Segment(seq, table, now_ms, path)
         segment.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         self._active[table] = segment
         return segment
 
@@ -352,7 +344,7 @@ class CollectorLog:
             self.stats["landed_events"] += events
             log.info("Landed %d %s events in %s.", events, segment.table, file.uri)
         segment.path.unlink()
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     async def roll_forever(self, stop: asyncio.Event, tick: float = 1.0) -> None:
         """The roller: seal what is due and roll sealed segments, until ``stop`` is set.

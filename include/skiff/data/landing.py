@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SUFFIX",
+    "fsync_dir",
     "ARRIVAL_COLUMN",
     "LandingFile",
     "LandingZone",
@@ -238,7 +239,7 @@ class LocalLandingZone(LandingZone):
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(temp, final)
-        _fsync_dir(folder)
+        fsync_dir(folder)
         return LandingFile(table, hour, name, str(final), len(data))
 
     def list(self, table: str, start: datetime, end: datetime) -> list[LandingFile]:
@@ -266,7 +267,7 @@ def _between(files: list[LandingFile], start: datetime, end: datetime) -> list[L
     return [f for f in files if start_ms <= f.first_ms < end_ms]
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Make a rename or unlink in ``folder`` durable."""
     fd = os.open(folder, os.O_RDONLY)
     try:
