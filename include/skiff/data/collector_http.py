@@ -5,8 +5,10 @@ a request than its pure-Python ``h11`` one (``bench/bench_collect.py``), but, un
 ``h11_max_incomplete_event_size``, it sets no limit on the request line and headers:
 httptools keeps appending to a header value that never ends. :class:`CappedHttpToolsProtocol`
 counts the bytes received while a request's head is incomplete and, past ``max_head_bytes``,
-answers 431 (JSON, as the collector's other errors) and closes the connection. Malformed
-requests are still uvicorn's plain-text 400.
+answers 431 (JSON, as the collector's other errors) and closes the connection, lingering as
+nginx does: it half-closes, then reads and drops what the client is still sending (up to
+``LINGER_SECONDS``), since closing a socket with unread bytes sends a reset that can destroy
+the answer before the client reads it. Malformed requests are still uvicorn's plain-text 400.
 
 httptools comes with Airflow (``fastapi[standard]`` -> ``uvicorn[standard]``), and
 ``requirements-dev.txt`` pins it beside uvicorn.
@@ -23,6 +25,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 __all__ = ["CappedHttpToolsProtocol", "capped"]
 
 log = logging.getLogger(__name__)
+
+#: Longest a refused connection is kept open to drain what its client still sends.
+LINGER_SECONDS = 5.0
 
 
 def _too_large(limit: int) -> bytes:
@@ -55,6 +60,7 @@ class CappedHttpToolsProtocol(HttpToolsProtocol):
     _head_bytes = 0
     _read_bytes = 0
     _refused = False
+    _lingering = False
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -82,6 +88,8 @@ class CappedHttpToolsProtocol(HttpToolsProtocol):
             super().send_400_response(msg)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # refused: read and dropped until the client closes or the linger ends
         super().data_received(data)
         if not self._in_head or self.transport is None or self.transport.is_closing():
             return
@@ -93,9 +101,18 @@ class CappedHttpToolsProtocol(HttpToolsProtocol):
         log.warning("Refused a request head over %d bytes from %s.", self.max_head_bytes,
                     self.client)
         transport: Any = self.transport
-        if self.cycle is None or self.cycle.response_complete:  # else an answer is due first
-            transport.write(_too_large(self.max_head_bytes))
-        transport.close()
+        if self.cycle is not None and not self.cycle.response_complete:
+            transport.close()  # an answer to the previous request is due first: none is sent
+            return
+        transport.write(_too_large(self.max_head_bytes))
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        # half-close: the client reads the answer, then EOF; its own EOF closes the transport
+        # (eof_received), the timer does if it never sends one
+        transport.write_eof()
+        self._lingering = True
+        self.loop.call_later(LINGER_SECONDS, transport.close)
 
 
 def capped(max_head_bytes: int) -> type[CappedHttpToolsProtocol]:
