@@ -32,7 +32,7 @@ MANIFEST  := $(DBT_DIR)/target/manifest.json
 INSTALLED := $(VENV)/.skiff-installed
 DBT_SRC   := $(shell find $(DBT_DIR) -type f \( -name '*.sql' -o -name '*.yml' \) -not -path '*/target/*' 2>/dev/null)
 
-.PHONY: help install run run-bad test test-all bench bench-full soak airflow screenshot status clean lambda serve docs diagram
+.PHONY: help install run run-bad test test-all bench bench-full soak airflow screenshot status clean lambda serve docs contract diagram
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -131,6 +131,9 @@ screenshot: install  ## the docs' pictures of the Airflow UI, docs/img/airflow-*
 docs: install  ## build the documentation site into build/site (MkDocs, strict)
 	$(BIN)/python docs/gen_config.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
+
+contract: install  ## rewrite the raw GX suites and the README's contract table from include/skiff/data/contract.toml
+	$(BIN)/skiff contract --write
 
 diagram: install  ## draw the README's picture of the pipeline, docs/img/pipeline.svg
 	$(BIN)/python docs/pipeline_diagram.py && $(BIN)/python docs/data_path_diagram.py

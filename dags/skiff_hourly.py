@@ -10,10 +10,11 @@ demo), for the data interval `[data_interval_start, data_interval_end)` between 
    with `replay` (default, while `SKIFF_REPLAY` is on), the interval's events of the
    generated replay source.
 2. **validate_raw** (Great Expectations, before dbt reads the hour): `validate_raw_schema`
-   (the raw tables' columns and types against the contract), then `validate_raw_events`
-   (the interval's raw events: ids, contract values, timestamps, duplicates) and
-   `validate_volume` (the interval's event count against the recent hours' median; an
-   empty hour fails).
+   (the raw tables' columns and types against the contract), then `validate_raw_events`,
+   `validate_raw_searches` and `validate_raw_catalogue` (the rows that arrived in the
+   interval, every field against `include/skiff/data/contract.toml`: presence by event
+   type, formats, values, ranges, duplicates) and `validate_volume` (the interval's event
+   count against the recent hours' median; an empty hour fails).
 3. **prepare**: the dbt project in `include/dbt`, rendered by Cosmos from its manifest: one task
    per model, each followed by its tests. Incremental models read only the new hour
    (plus a lookback for sessions that started earlier).
@@ -198,7 +199,19 @@ with DAG(
             GXValidateIntervalOperator(
                 task_id="validate_raw_events",
                 suite="browsing_train",
-                doc_md="The interval's raw events: ids, contract values, timestamps, duplicates.",
+                doc_md="The interval's raw browsing events, every field against the contract "
+                       "(include/skiff/data/contract.toml), and duplicates.",
+            ),
+            GXValidateIntervalOperator(
+                task_id="validate_raw_searches",
+                suite="search_train",
+                doc_md="The interval's raw searches, every field against the contract.",
+            ),
+            GXValidateIntervalOperator(
+                task_id="validate_raw_catalogue",
+                suite="sku_to_content",
+                doc_md="Catalogue rows delivered in the interval, every field against the "
+                       "contract.",
             ),
             GXValidateIntervalOperator(
                 task_id="validate_volume",

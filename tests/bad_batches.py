@@ -37,6 +37,8 @@ LABEL = START.strftime("%Y-%m-%dT%H%MZ")
 TASK_SUITES = {
     "validate_raw_schema": "raw_schema",
     "validate_raw_events": "browsing_train",
+    "validate_raw_searches": "search_train",
+    "validate_raw_catalogue": "sku_to_content",
     "validate_volume": "volume",
     "validate_session_events": "int_session_events",
     "validate_sessions": "fct_sessions",

@@ -41,7 +41,7 @@ def browsing_event(i: int, ts_ms: int | None = None, **fields: Any) -> dict[str,
 def search_event(i: int, ts_ms: int | None = None) -> dict[str, Any]:
     """Search number ``i``: a query vector and two shown SKUs, as JSON arrays."""
     ts = int(time.time() * 1000) - 1000 if ts_ms is None else ts_ms
-    return {"session_id_hash": session_of(i), "query_vector": [0.25, -0.5, 1e-05],
+    return {"session_id_hash": session_of(i), "query_vector": [0.25, -0.5, 1e-05] + [0.0] * 47,
             "product_skus_hash": [hash64("sku-1"), hash64("sku-2")],
             "server_timestamp_epoch_ms": ts}
 

@@ -102,9 +102,13 @@ def browsing(n: int, arrival_ms: int, session: str = "s", late_ms: int = 0) -> l
             for i in range(n)]
 
 
+#: A 50-number vector, as the official files write one.
+VECTOR = "[0.1, -0.2" + ", 0.0" * 48 + "]"
+
+
 def search(n: int, arrival_ms: int) -> list[dict]:
     """n search events of session "s", one a second, arriving from ``arrival_ms``."""
-    return [{"session_id_hash": _hex("s"), "query_vector": "[0.1, -0.2]",
+    return [{"session_id_hash": _hex("s"), "query_vector": VECTOR,
              "clicked_skus_hash": f"['{_hex('sku', 0)}']", "product_skus_hash": None,
              "server_timestamp_epoch_ms": arrival_ms + 1000 * i - 200,
              "arrival_ts_ms": arrival_ms + 1000 * i} for i in range(n)]
@@ -112,6 +116,6 @@ def search(n: int, arrival_ms: int) -> list[dict]:
 
 def catalogue(arrival_ms: int) -> list[dict]:
     """Three catalogue rows delivered at ``arrival_ms``."""
-    return [{"product_sku_hash": _hex("sku", i), "description_vector": "[0.5]",
-             "category_hash": "a/b", "image_vector": None, "price_bucket": float(i + 1),
+    return [{"product_sku_hash": _hex("sku", i), "description_vector": VECTOR,
+             "category_hash": f"{_hex('top')}/{_hex('cat', i)}", "image_vector": None, "price_bucket": float(i + 1),
              "arrival_ts_ms": arrival_ms} for i in range(3)]

@@ -217,6 +217,26 @@ def _cmd_report(args: argparse.Namespace, cfg: SkiffConfig) -> int:
     return 1 if any(not d["success"] for d in documents) else 0
 
 
+def _cmd_contract(args: argparse.Namespace, cfg: SkiffConfig) -> int:
+    from skiff.data.contract import CONTRACT_FILE
+    from skiff.validate.from_contract import stale_files, write_generated
+
+    root = Path(args.root) if args.root else CONTRACT_FILE.parents[3]
+    if not (root / "docs" / "validation.md").is_file():
+        raise SkiffError(f"{root} is not the Skiff repository (no docs/validation.md); "
+                         "give --root.")
+    if args.check:
+        stale = stale_files(root)
+        for path in stale:
+            print(f"stale: {path.relative_to(root)} (run skiff contract --write)")
+        return 1 if stale else 0
+    changed = write_generated(root)
+    for path in changed:
+        print(f"wrote {path.relative_to(root)}")
+    print(f"{len(changed)} file(s) changed from {CONTRACT_FILE.relative_to(root)}")
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace, cfg: SkiffConfig) -> None:
     # The one import of skiff_api in skiff: the command wires the model server to the
     # /predict adapter, and skiff_api builds on skiff, not the other way round.
@@ -343,6 +363,14 @@ def build_parser() -> argparse.ArgumentParser:
     corrupt.add_argument("--list", action="store_true", help="list the defects and exit")
     corrupt.add_argument("--seed", type=int, default=0, help="which rows the defect touches")
     corrupt.set_defaults(func=_cmd_corrupt)
+
+    contract = sub.add_parser("contract", help="write the raw GX suites and the docs' "
+                              "contract table from include/skiff/data/contract.toml")
+    contract.add_argument("--check", action="store_true",
+                          help="only list the files that are stale (exit status 1 if any)")
+    contract.add_argument("--write", action="store_true", help="write them (the default)")
+    contract.add_argument("--root", help="the repository (default: the one holding skiff)")
+    contract.set_defaults(func=_cmd_contract)
 
     report = sub.add_parser("report", help="the validate stage's results of an interval "
                                            "(exit status 1 when a suite failed)")

@@ -42,6 +42,7 @@ COLLECT_FILES = {
     "skiff/_exports.py": "skiff/_exports.py",
     "skiff/data/__init__.py": "skiff/data/__init__.py",
     "skiff/data/contract.py": "skiff/data/contract.py",
+    "skiff/data/contract.toml": "skiff/data/contract.toml",
     "skiff/data/intake.py": "skiff/data/intake.py",
 }
 _EPOCH = (1980, 1, 1, 0, 0, 0)

@@ -34,7 +34,8 @@ from skiff.data import DuckDBWarehouse
 
 pytestmark = pytest.mark.integration
 
-RAW_TASKS = ("validate_raw_schema", "validate_raw_events", "validate_volume")
+RAW_TASKS = ("validate_raw_schema", "validate_raw_events", "validate_raw_searches",
+             "validate_raw_catalogue", "validate_volume")
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +113,8 @@ def test_messages_show_counts_and_examples(source, data, tmp_path) -> None:
     lines = str(error).splitlines()
     assert lines[0].startswith("Data validation failed: raw.browsing_train, data interval "
                                "2026-11-18 11:00 UTC .. 2026-11-18 12:00 UTC (suite browsing_train")
-    (failure,) = [line for line in lines if "[bad_event_types]" in line]
-    assert "event types outside the contract" in failure
+    (failure,) = [line for line in lines if "[unknown_event_type]" in line]
+    assert "event_type values outside the contract" in failure
     assert "rows (" in failure and "'click'" in failure  # counts and an example value
 
 

@@ -40,6 +40,8 @@ __all__ = [
 SUITES = (
     "raw_schema",
     "browsing_train",
+    "search_train",
+    "sku_to_content",
     "volume",
     "int_session_events",
     "fct_sessions",

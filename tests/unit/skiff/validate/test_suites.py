@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from bad_batches import TASK_SUITES
 
 from skiff.data import DEFECTS
 from skiff.exceptions import SkiffConfigError
@@ -13,8 +14,9 @@ from skiff.validate.suites import SUITES, ExpectationSpec, SuiteSpec, render_sui
 
 #: Every defect the issue lists, by the name the suites give it.
 ISSUE_DEFECTS = {
-    "duplicate_events", "duplicate_session_ids", "empty_sessions", "null_session_ids",
-    "malformed_session_ids", "null_timestamps", "bad_event_types", "bad_actions",
+    "duplicate_events", "duplicate_session_ids", "empty_sessions", "missing_session_id_hash",
+    "malformed_session_id_hash", "missing_server_timestamp_epoch_ms", "unknown_event_type",
+    "unknown_product_action",
     "future_timestamps", "ancient_timestamps", "out_of_order_events", "unknown_skus",
     "bad_prices", "schema_drift", "empty_hour", "volume_drop", "volume_spike", "label_rate",
 }
@@ -35,11 +37,8 @@ def test_every_defect_of_the_issue_has_an_expectation(specs) -> None:
 
 
 def test_every_bad_batch_names_a_defect_of_its_task_suite(specs) -> None:
-    suite_of = {"validate_raw_schema": "raw_schema", "validate_raw_events": "browsing_train",
-                "validate_volume": "volume", "validate_session_events": "int_session_events",
-                "validate_sessions": "fct_sessions", "validate_products": "dim_products"}
     for defect in DEFECTS.values():
-        defects = {e.defect for e in specs[suite_of[defect.task_id]].expectations}
+        defects = {e.defect for e in specs[TASK_SUITES[defect.task_id]].expectations}
         assert defect.expect in defects, defect.name
 
 
