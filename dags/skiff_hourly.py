@@ -13,7 +13,8 @@ demo), for the data interval `[data_interval_start, data_interval_end)` between 
    (the raw tables' columns and types against the contract), then `validate_raw_events`
    (the interval's raw events: ids, contract values, timestamps, duplicates) and
    `validate_volume` (the interval's event count against the recent hours' median; an
-   empty hour fails).
+   empty hour fails) and `validate_event_mix` (the shares of event types, actions, missing
+   values, unknown SKUs and duplicates against the recent hours' medians).
 3. **prepare**: the dbt project in `include/dbt`, rendered by Cosmos from its manifest: one task
    per model, each followed by its tests. Incremental models read only the new hour
    (plus a lookback for sessions that started earlier).
@@ -204,6 +205,12 @@ with DAG(
                 task_id="validate_volume",
                 suite="volume",
                 doc_md="The interval's event count against the recent hours' median.",
+            ),
+            GXValidateIntervalOperator(
+                task_id="validate_event_mix",
+                suite="event_mix",
+                doc_md="The interval's shares of event types, actions, missing values, "
+                       "unknown SKUs and duplicates against the recent hours' medians.",
             ),
         ]
 

@@ -38,6 +38,7 @@ TASK_SUITES = {
     "validate_raw_schema": "raw_schema",
     "validate_raw_events": "browsing_train",
     "validate_volume": "volume",
+    "validate_event_mix": "event_mix",
     "validate_session_events": "int_session_events",
     "validate_sessions": "fct_sessions",
     "validate_products": "dim_products",

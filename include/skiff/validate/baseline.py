@@ -165,15 +165,17 @@ METRICS: tuple[ShareMetric, ...] = (*share_metrics(), ShareMetric(
 def _share_sql(metric: ShareMetric) -> tuple[str, str]:
     """The share's and its denominator's select expressions."""
     if metric.name == "duplicate_share":
-        key = " || '|' || ".join(
-            f"coalesce(cast(events.{c} as varchar), '')" for c in _KEY_COLUMNS)
-        return (f"cast(count(*) - count(distinct {key}) as double) / nullif(count(*), 0)",
-                "count(*)")
+        text = {c.name for c in BROWSING.fields if c.type == "string"}
+        key = "\n            || '|' || ".join(
+            f"coalesce(events.{c}, '')" if c in text
+            else f"coalesce(cast(events.{c} as varchar), '')" for c in _KEY_COLUMNS)
+        return (f"cast(count(*) - count(distinct\n            {key}\n        ) as double)"
+                "\n        / nullif(count(*), 0)", "count(*)")
     den = f"case when {metric.denominator} then 1 else 0 end" if metric.denominator else "1"
-    hit = f"{metric.denominator} and {metric.numerator}" if metric.denominator \
+    hit = f"{metric.denominator}\n            and {metric.numerator}" if metric.denominator \
         else metric.numerator
-    return (f"cast(sum(case when {hit} then 1 else 0 end) as double) / nullif(sum({den}), 0)",
-            f"sum({den})")
+    return (f"cast(sum(case when {hit}\n            then 1 else 0 end) as double)"
+            f"\n        / nullif(sum({den}), 0)", f"sum({den})")
 
 
 def shares_sql(raw_schema: str, since_ms: int | str, until_ms: int | str, *,

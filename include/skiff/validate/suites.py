@@ -41,6 +41,7 @@ SUITES = (
     "raw_schema",
     "browsing_train",
     "volume",
+    "event_mix",
     "int_session_events",
     "fct_sessions",
     "dim_products",

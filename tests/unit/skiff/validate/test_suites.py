@@ -36,7 +36,8 @@ def test_every_defect_of_the_issue_has_an_expectation(specs) -> None:
 
 def test_every_bad_batch_names_a_defect_of_its_task_suite(specs) -> None:
     suite_of = {"validate_raw_schema": "raw_schema", "validate_raw_events": "browsing_train",
-                "validate_volume": "volume", "validate_session_events": "int_session_events",
+                "validate_volume": "volume", "validate_event_mix": "event_mix",
+                "validate_session_events": "int_session_events",
                 "validate_sessions": "fct_sessions", "validate_products": "dim_products"}
     for defect in DEFECTS.values():
         defects = {e.defect for e in specs[suite_of[defect.task_id]].expectations}
