@@ -75,7 +75,6 @@ def _run_dag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log) -> tuple[obje
 def _bad_run(defect, source, tmp_path, monkeypatch, alerts) -> None:
     from airflow.utils.state import DagRunState, TaskInstanceState
 
-    spec = DEFECTS[defect]
     bad = build_bad_batch(defect, interval_data(source), seed=SEED)
     log = make_log(tmp_path / "log", source, bad)
     run, states = _run_dag(tmp_path, monkeypatch, log)
