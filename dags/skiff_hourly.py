@@ -14,7 +14,9 @@ demo), for the data interval `[data_interval_start, data_interval_end)` between 
    `validate_raw_searches` and `validate_raw_catalogue` (the rows that arrived in the
    interval, every field against `include/skiff/data/contract.toml`: presence by event
    type, formats, values, ranges, duplicates) and `validate_volume` (the interval's event
-   count against the recent hours' median; an empty hour fails).
+   count against the recent hours' median; an empty hour fails) and `validate_event_mix` (the
+   shares of event types, actions, missing values, unknown SKUs and duplicates against the
+   recent hours' medians).
 3. **prepare**: the dbt project in `include/dbt`, rendered by Cosmos from its manifest: one task
    per model, each followed by its tests. Incremental models read only the new hour
    (plus a lookback for sessions that started earlier).
@@ -217,6 +219,12 @@ with DAG(
                 task_id="validate_volume",
                 suite="volume",
                 doc_md="The interval's event count against the recent hours' median.",
+            ),
+            GXValidateIntervalOperator(
+                task_id="validate_event_mix",
+                suite="event_mix",
+                doc_md="The interval's shares of event types, actions, missing values, "
+                       "unknown SKUs and duplicates against the recent hours' medians.",
             ),
         ]
 

@@ -191,6 +191,22 @@ class ValidationConfig(Section):
     # sessions end after 30 minutes idle: a longer gap is a session id reused hours later
     max_event_gap_minutes: int = setting("SKIFF_MAX_EVENT_GAP_MINUTES", 120,
                                          "longest gap between two events of a session", minimum=1)
+    # the shares of event types, actions, missing values, unknown SKUs and duplicates
+    # (event_mix suite) against their own recent past; tuned on the embedded shoppers:
+    # bench/baseline_fp.py (zero failures over clean days, a sudden 3% defect caught)
+    baseline_hours: int = setting(
+        "SKIFF_BASELINE_HOURS", 24, "whole hours before the interval whose median shares are "
+        "the baseline of the `event_mix` suite", minimum=1)
+    baseline_min_hours: int = setting(
+        "SKIFF_BASELINE_MIN_HOURS", 6, "hours with events the baseline needs; with fewer, the "
+        "`event_mix` checks are skipped", minimum=1)
+    baseline_mads: float = setting(
+        "SKIFF_BASELINE_MADS", 4.0, "how far a share may stray from its baseline median: this "
+        "many MADs (x1.4826), or this many times the interval's own sampling noise if more",
+        minimum=0)
+    baseline_min_delta: float = setting(
+        "SKIFF_BASELINE_MIN_DELTA", 0.01, "share a share may always stray from its baseline "
+        "median, on top of the MADs", maximum=1)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -203,6 +219,11 @@ class ValidationConfig(Section):
             raise SkiffConfigError(
                 f"{self.env('label_rate_min')}={self.label_rate_min} must be below "
                 f"{self.env('label_rate_max')}={self.label_rate_max}, both within [0, 1].")
+        if self.baseline_min_hours > self.baseline_hours:
+            raise SkiffConfigError(
+                f"{self.env('baseline_min_hours')}={self.baseline_min_hours} must be at most "
+                f"{self.env('baseline_hours')}={self.baseline_hours}: the baseline could never "
+                "have enough hours.")
         for name in ("max_duplicate_share", "max_unknown_sku_share", "max_out_of_order_share"):
             if not getattr(self, name) < 1:
                 raise SkiffConfigError(f"{self.env(name)}={getattr(self, name)} must be below 1.")

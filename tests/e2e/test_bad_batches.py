@@ -24,6 +24,7 @@ from bad_batches import (
     interval_data,
     make_log,
     make_source,
+    stopping_task,
 )
 
 from skiff.data import DEFECTS, build_bad_batch
@@ -74,23 +75,23 @@ def _run_dag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log) -> tuple[obje
 def _bad_run(defect, source, tmp_path, monkeypatch, alerts) -> None:
     from airflow.utils.state import DagRunState, TaskInstanceState
 
-    spec = DEFECTS[defect]
     bad = build_bad_batch(defect, interval_data(source), seed=SEED)
     log = make_log(tmp_path / "log", source, bad)
     run, states = _run_dag(tmp_path, monkeypatch, log)
+    task_id, expect = stopping_task(defect)  # spec's, or event_mix's when it sees it first
 
     assert run.state == DagRunState.FAILED
-    assert states[spec.task_id] == TaskInstanceState.FAILED, states  # failed, not up for retry
+    assert states[task_id] == TaskInstanceState.FAILED, states  # failed, not up for retry
     prepare = {t: s for t, s in states.items() if t.startswith("prepare.")}
-    if spec.task_id in MART_TASKS:
+    if task_id in MART_TASKS:
         assert set(prepare.values()) == {TaskInstanceState.SUCCESS}, prepare
     else:  # a bad hour never reaches dbt
         assert set(prepare.values()) == {TaskInstanceState.UPSTREAM_FAILED}, prepare
     report = json.loads(
-        (tmp_path / "gx" / "results" / LABEL / f"{TASK_SUITES[spec.task_id]}.json").read_text())
-    assert spec.expect in report["defects"]
-    (task_alert,) = [a for a in alerts if f"task {spec.task_id} of skiff_hourly failed" in a]
-    assert f"[{spec.expect}]" in task_alert and "Data validation failed:" in task_alert
+        (tmp_path / "gx" / "results" / LABEL / f"{TASK_SUITES[task_id]}.json").read_text())
+    assert expect in report["defects"]
+    (task_alert,) = [a for a in alerts if f"task {task_id} of skiff_hourly failed" in a]
+    assert f"[{expect}]" in task_alert and "Data validation failed:" in task_alert
     assert "Report: " in task_alert
     assert any(f"run {run.run_id} of skiff_hourly failed" in a for a in alerts), alerts
 

@@ -95,7 +95,7 @@ def _ingest_and_validate(home: Path, logical_date: datetime,
         dag = DagBag(dag_folder=str(REPO / "dags")).dags["skiff_hourly"]  # parsed with this env
         subset = dag.partial_subset(
             ["validate_raw_schema", "validate_raw_events", "validate_raw_searches",
-             "validate_raw_catalogue", "validate_volume"],
+             "validate_raw_catalogue", "validate_volume", "validate_event_mix"],
             include_upstream=True)
         run = subset.test(logical_date=logical_date)
     return run, {ti.task_id: ti for ti in run.get_task_instances()}
@@ -110,7 +110,8 @@ def test_dag_ingests_the_hours_landing_files_then_validates_them(landed, airflow
     states = {t: ti.state for t, ti in tasks.items()}
     assert run.state == DagRunState.SUCCESS, states
     assert set(states) == {"ingest_events", "validate_raw_schema", "validate_raw_events",
-                           "validate_raw_searches", "validate_raw_catalogue", "validate_volume"}
+                           "validate_raw_searches", "validate_raw_catalogue", "validate_volume",
+                           "validate_event_mix"}
     result = tasks["ingest_events"].xcom_pull(task_ids="ingest_events")
     assert result["batch_id"] == f"landing:{(END - HOUR).isoformat()}/{END.isoformat()}"
     assert result["files"] == 4 and result["rows"]["browsing_train"] > 100

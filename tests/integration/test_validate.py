@@ -17,6 +17,7 @@ from bad_batches import (
     END,
     LABEL,
     MART_TASKS,
+    Log,
     SEED,
     START,
     TASK_SUITES,
@@ -25,17 +26,20 @@ from bad_batches import (
     ms,
     make_source,
     run_suite,
+    stopping_task,
     write_corpus,
 )
 
 from skiff.data import DEFECTS, IntervalData, build_bad_batch
+from skiff.data.corrupt import BadBatch
+from skiff.validate.baseline import METRICS
 from skiff.data import load_dir
 from skiff.data import DuckDBWarehouse
 
 pytestmark = pytest.mark.integration
 
 RAW_TASKS = ("validate_raw_schema", "validate_raw_events", "validate_raw_searches",
-             "validate_raw_catalogue", "validate_volume")
+             "validate_raw_catalogue", "validate_volume", "validate_event_mix")
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +76,8 @@ def _upstream(task_id: str) -> tuple[str, ...]:
         return RAW_TASKS
     if task_id == "validate_raw_schema":
         return ()
-    # raw events and volume run side by side after the schema: each defect names one of them
-    return tuple(t for t in RAW_TASKS if t != task_id)
+    # raw events, volume and event mix run side by side after the schema: only it must pass
+    return ("validate_raw_schema",)
 
 
 @pytest.mark.parametrize("defect", [pytest.param(name, id=name) for name in DEFECTS])
@@ -82,8 +86,12 @@ def test_each_bad_batch_fails_its_suite(defect, source, data, tmp_path) -> None:
     bad = build_bad_batch(defect, data, seed=SEED)
     log = make_log(tmp_path / "log", source, bad)
     reports = tmp_path / "gx"
+    stop, named = stopping_task(defect)
     for task_id in _upstream(spec.task_id):
         error, _ = run_suite(task_id, log, reports)
+        if task_id == stop:  # caught before dbt (event_mix): the run stops there
+            assert error is not None and named in error.defects, f"{task_id} passed {defect}"
+            continue
         assert error is None, f"{task_id} must pass so that {spec.task_id} is reached:\n{error}"
     if spec.task_id in MART_TASKS:
         log.build_marts(tmp_path / "dbt")
@@ -253,3 +261,61 @@ def test_a_bad_delivery_fails_the_interval_it_arrived_in_only(source, tmp_path) 
     _deliver_ahead(within, ms(START) + 60_000, "landing:this")
     error, _ = run_suite("validate_raw_events", within, tmp_path / "gx-within")
     assert error is not None and "future_timestamps" in error.defects, error
+
+
+# --------------------------------------------------------------------------- event mix
+
+
+def _planted(data: IntervalData, defect: str, column: str, share: float, value) -> BadBatch:
+    """The interval's good rows with ``column`` set to ``value`` (a callable: per row) on
+    ``share`` of them (of the product events for a SKU)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rows = data.browsing
+    rng = np.random.default_rng(SEED)
+    candidates = np.arange(rows.num_rows)
+    if column == "product_sku_hash":
+        candidates = np.flatnonzero(
+            pc.equal(rows.column("event_type"), "event_product").to_numpy(zero_copy_only=False))
+    chosen = set(rng.choice(candidates, size=round(share * len(candidates)), replace=False))
+    values = [(value(i) if callable(value) else value) if i in chosen else v
+              for i, v in enumerate(rows.column(column).to_pylist())]
+    table = rows.set_column(rows.schema.get_field_index(column), column,
+                            pa.array(values, pa.string()))
+    return BadBatch(defect, {"browsing_train": table})
+
+
+@pytest.mark.parametrize(("column", "share", "value", "defect"), [
+    pytest.param("hashed_url", 0.06, None, "missing_values", id="6pct-urls-null"),
+    pytest.param("product_sku_hash", 0.08, lambda i: f"{i:064x}", "unknown_skus",
+                 id="8pct-skus-unknown"),
+])
+def test_event_mix_fails_a_sudden_share_the_absolute_caps_allow(
+        column, share, value, defect, source, data, tmp_path) -> None:
+    """6 % of the events without a URL, or 8 % of the product events with SKUs the catalogue
+    never held: under SKIFF_MAX_UNKNOWN_SKU_SHARE (10 %), nothing else alerts, but the hours
+    before had none."""
+    log = make_log(tmp_path / "log", source, _planted(data, defect, column, share, value))
+    for task_id in ("validate_raw_events", "validate_volume"):
+        error, _ = run_suite(task_id, log, tmp_path / "gx")
+        assert error is None, f"{task_id} caught it already:\n{error}"
+    error, _ = run_suite("validate_event_mix", log, tmp_path / "gx")
+    assert error is not None and error.defects == (defect,), error
+    (line,) = [line for line in str(error).splitlines() if f"[{defect}]" in line]
+    assert "0.00%; at most" in line, line  # the baseline median and the bound, in words
+
+
+def test_event_mix_skips_its_checks_without_history(source, tmp_path) -> None:
+    """The log's first hours: nothing to compare with, every check skipped, the task green."""
+    from skiff.data import load_dir
+
+    log = tmp_path / "w.duckdb"
+    warehouse = DuckDBWarehouse(log)
+    load_dir(source, warehouse, batch_id="first", since_ms=ms(START), until_ms=ms(END),
+             arrival="event")
+    error, _ = run_suite("validate_event_mix", Log(log, None), tmp_path / "gx")
+    assert error is None, error
+    document = json.loads((tmp_path / "gx" / "results" / LABEL / "event_mix.json").read_text())
+    assert document["success"] and len(document["skipped"]) == len(METRICS)

@@ -102,6 +102,9 @@ class Warehouse(Protocol):
         """Raw browsing events of each hour in ``[since_ms, until_ms)``, by epoch hour
         (``ms // 3_600_000``); hours without events are absent."""
 
+    def records(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of a small query (aggregates a suite's parameters need), as tuples."""
+
     def read_marts(self, schema: str, columns: Mapping[str, Sequence[str]], *,
                    since: datetime | None = None,
                    until: datetime | None = None) -> dict[str, pa.Table]:
@@ -226,6 +229,10 @@ class DuckDBWarehouse:
         with self.connect() as con:
             rows = con.execute(_events_sql(self.raw_schema, since_ms, until_ms, per_hour=True))
             return {int(hour): int(events) for hour, events in rows.fetchall()}
+
+    def records(self, sql: str) -> list[tuple[Any, ...]]:
+        with self.connect() as con:
+            return con.execute(sql).fetchall()
 
     def read_marts(self, schema: str, columns: Mapping[str, Sequence[str]], *,
                    since: datetime | None = None,
@@ -402,6 +409,11 @@ class SnowflakeWarehouse:
         with self._cursor() as (_, cur):
             cur.execute(_events_sql(self.raw_schema, since_ms, until_ms, per_hour=True))
             return {int(hour): int(events) for hour, events in cur.fetchall()}
+
+    def records(self, sql: str) -> list[tuple[Any, ...]]:
+        with self._cursor() as (_, cur):
+            cur.execute(sql)
+            return [tuple(row) for row in cur.fetchall()]
 
     def read_marts(self, schema: str, columns: Mapping[str, Sequence[str]], *,
                    since: datetime | None = None,

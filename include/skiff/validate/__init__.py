@@ -2,6 +2,7 @@
 
 - :mod:`~skiff.validate.suites`: suite files read, and rendered with one run's parameters.
 - :mod:`~skiff.validate.parameters`: the data interval, the thresholds, the volume reference.
+- :mod:`~skiff.validate.baseline`: the interval's event shares against the recent hours'.
 - :mod:`~skiff.validate.messages`: a result explained: failed expectations, the task's messages.
 - :mod:`~skiff.validate.reports`: results kept (JSON, Data Docs), read back and summarised.
 """
@@ -12,6 +13,7 @@ _EXPORTS = {
     "SUITES": "suites", "SuiteSpec": "suites", "RenderedSuite": "suites",
     "ValidationWindow": "parameters", "fetch_parameters": "parameters",
     "allow_duplicates": "parameters",
+    "METRICS": "baseline", "mix_suite": "baseline", "mix_suite_yaml": "baseline",
     "failure_message": "messages", "failures": "messages", "success_message": "messages",
     "write_report": "reports", "read_reports": "reports", "report_summary": "reports",
 }

@@ -8,6 +8,8 @@
   event time plausible, one row per key. Rules between fields become columns of the suite's
   batch SQL (``required_if__<field>``, ``absent_if__<field>``: null on a good row), so every
   check is a plain column expectation that runs alike on pandas (DuckDB) and Snowflake;
+- the ``event_mix`` suite of :mod:`skiff.validate.baseline` (the shares the contract's value
+  sets and optional fields give);
 - the contract's table in ``docs/validation.md`` (linked from the README), between
   ``<!-- contract:start -->`` and ``<!-- contract:end -->``.
 
@@ -26,8 +28,8 @@ from typing import Any
 
 from skiff.data.contract import FORMATS, TABLES, Column, TableContract
 
-__all__ = ["raw_suite", "suite_text", "contract_table", "generated_files", "write_generated",
-           "stale_files", "GENERATED_HEADER"]
+__all__ = ["raw_suite", "suite_text", "yaml_text", "contract_table", "generated_files", "write_generated",
+           "stale_files", "condition_sql", "key_sql", "GENERATED_HEADER"]
 
 #: First lines of a generated suite file.
 GENERATED_HEADER = ("# Generated from include/skiff/data/contract.toml by `skiff contract --write`"
@@ -64,8 +66,26 @@ def _sql_list(values: Iterable[str]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
-def _condition(conditions: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
-    return " or ".join(f"{column} in ({_sql_list(values)})" for column, values in conditions)
+def condition_sql(conditions: tuple[tuple[str, tuple[str, ...]], ...], prefix: str = "") -> str:
+    """SQL of a contract condition (``required_if``, ``absent_if``): the row meets one of them.
+
+    :param conditions: ``(column, values)`` pairs.
+    :param prefix: put before each column, e.g. ``"events."``.
+    """
+    return " or ".join(f"{prefix}{column} in ({_sql_list(values)})"
+                       for column, values in conditions)
+
+
+def key_sql(table: TableContract, prefix: str = "", indent: str = "\n        ") -> str:
+    """SQL of a row's key (``table.key`` as text joined by ``|``, nulls as ``''``), so that
+    duplicates count alike on pandas and in SQL, where a null never equals a null.
+
+    :param table: a contract table with a key.
+    :param prefix: put before each column, e.g. ``"events."``.
+    :param indent: what separates the key's parts.
+    """
+    return f"{indent}|| '|' || ".join(f"coalesce(cast({prefix}{c} as varchar), '')"
+                                      for c in table.key)
 
 
 def _words(conditions: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
@@ -76,15 +96,14 @@ def _derived(table: TableContract) -> list[str]:
     """The batch's columns beyond the table's: the row key and one per rule between fields."""
     columns = []
     if table.key:
-        key = "\n        || '|' || ".join(f"coalesce(cast({c} as varchar), '')" for c in table.key)
-        columns.append(f"{key} as row_key")
+        columns.append(f"{key_sql(table)} as row_key")
     for f in table.fields:
         if f.required_if:  # the condition's column when the row lacks the field, else null
             first = f.required_if[0][0]
-            columns.append(f"case when ({_condition(f.required_if)}) and {f.name} is null "
+            columns.append(f"case when ({condition_sql(f.required_if)}) and {f.name} is null "
                            f"then cast({first} as varchar) end as required_if__{f.name}")
         if f.absent_if:  # the field's value where it must be empty, else null
-            columns.append(f"case when {_condition(f.absent_if)} "
+            columns.append(f"case when {condition_sql(f.absent_if)} "
                            f"then cast({f.name} as varchar) end as absent_if__{f.name}")
     return columns
 
@@ -174,8 +193,9 @@ def raw_suite(table: TableContract) -> dict[str, Any]:
     }
 
 
-def suite_text(table: TableContract) -> str:
-    """The suite file of ``table`` (YAML, with its generated-file header)."""
+def yaml_text(document: dict[str, Any], header: str) -> str:
+    """A suite file's text: ``header`` (comment lines), then ``document`` as YAML, multi-line
+    strings (the batch SQL) as literal blocks."""
     import yaml
 
     class _Dumper(yaml.SafeDumper):
@@ -186,9 +206,13 @@ def suite_text(table: TableContract) -> str:
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
     _Dumper.add_representer(str, _text)
-    body = yaml.dump(raw_suite(table), Dumper=_Dumper, sort_keys=False, width=100,
-                     allow_unicode=True)
-    return GENERATED_HEADER + f"# {table.means}\n" + body
+    return header + yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=100,
+                              allow_unicode=True)
+
+
+def suite_text(table: TableContract) -> str:
+    """The suite file of ``table`` (YAML, with its generated-file header)."""
+    return yaml_text(raw_suite(table), GENERATED_HEADER + f"# {table.means}\n")
 
 
 def _rule(f: Column) -> str:
@@ -238,8 +262,12 @@ def generated_files(root: Path) -> dict[Path, str]:
 
     :param root: the repository (holding ``include/`` and ``docs/``).
     """
+    from skiff.validate.baseline import MIX_SUITE, mix_suite_yaml  # it builds on this module
+
     root = Path(root)
-    files = {root / "include" / "gx" / "suites" / f"{t.name}.yml": suite_text(t) for t in TABLES}
+    suites = root / "include" / "gx" / "suites"
+    files = {suites / f"{t.name}.yml": suite_text(t) for t in TABLES}
+    files[suites / f"{MIX_SUITE}.yml"] = mix_suite_yaml()
     page = root / _TABLE_PAGE
     files[page] = _with_table(page.read_text(encoding="utf-8"))
     return files

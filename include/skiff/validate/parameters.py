@@ -1,9 +1,10 @@
-"""What a suite is rendered with for one run: the data interval, thresholds, volume reference.
+"""What a suite is rendered with for one run: the data interval, thresholds, recent references.
 
 :class:`ValidationWindow` is the run's data interval and clock; :func:`suite_parameters`
 computes every parameter a suite can use from the configuration and the window, and
 :func:`fetch_parameters` adds the volume reference (:func:`volume_reference` of the hours
-before the interval, counted by the warehouse) when a suite needs it.
+before the interval, counted by the warehouse) and the shares' baseline
+(:mod:`skiff.validate.baseline`) when a suite needs them.
 
 Parameters a suite can use (in ``kwargs`` as ``{$PARAMETER: name}``, in ``batch`` and
 ``meta.problem`` as ``{name}``):
@@ -34,6 +35,10 @@ Parameters a suite can use (in ``kwargs`` as ``{$PARAMETER: name}``, in ``batch`
                             ``volume_max_ratio``
 ``raw_contract_columns``    ``"<table>.<column> <type family>"`` of every raw table, from
                             :mod:`skiff.data.contract`
+``<share>_min``, ``_max``   bounds of each share of :data:`skiff.validate.baseline.METRICS`
+                            (e.g. ``unknown_sku_share_max``) from the recent hours' baseline,
+                            and ``<share>_median``, ``baseline_hours`` (none without enough
+                            history: :func:`skiff.validate.baseline.share_bounds`)
 =========================== ===========================================================
 """
 
@@ -50,6 +55,7 @@ import pyarrow as pa
 
 from skiff.config import SkiffConfig, ValidationConfig
 from skiff.data import TABLES
+from skiff.validate.baseline import baseline_parameters, fetch_baseline, uses_baseline
 from skiff.times import parse_time, to_epoch_ms
 
 if TYPE_CHECKING:
@@ -184,7 +190,8 @@ def raw_contract_columns() -> list[str]:
 
 
 def suite_parameters(
-    config: SkiffConfig, window: ValidationWindow, volume: VolumeReference | None = None
+    config: SkiffConfig, window: ValidationWindow, volume: VolumeReference | None = None,
+    baseline: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every parameter a suite can use (see the module docstring), for one run.
 
@@ -192,6 +199,8 @@ def suite_parameters(
     :param window: the data interval and the run's clock.
     :param volume: the volume reference, for the volume suite (default: none, so only an
         empty interval fails it).
+    :param baseline: the shares' bounds (:func:`~skiff.validate.baseline.fetch_baseline`),
+        for the event_mix suite (default: none, so its checks are skipped).
     """
     cfg = config.validation
     future_cutoff = max(window.now, window.end) + timedelta(minutes=cfg.max_future_skew_minutes)
@@ -230,6 +239,7 @@ def suite_parameters(
         "volume_min_events": _floor_above_one(cfg.volume_min_ratio, median),
         "volume_max_events": None if median is None else math.floor(cfg.volume_max_ratio * median),
         "raw_contract_columns": raw_contract_columns(),
+        **(baseline if baseline is not None else baseline_parameters({})),
     }
 
 
@@ -267,16 +277,22 @@ def fetch_parameters(
     window: ValidationWindow,
     warehouse: Warehouse,
 ) -> dict[str, Any]:
-    """:func:`suite_parameters` for ``spec``, with the volume reference if it uses one.
+    """:func:`suite_parameters` for ``spec``, with the volume reference and the shares'
+    baseline if it uses them.
 
     :param spec: the suite.
     :param config: Skiff's configuration.
     :param window: the data interval and the run's clock.
     :param warehouse: counts the events of the ``SKIFF_VOLUME_HISTORY_HOURS`` before the
-        interval (only for a suite with ``volume_*`` parameters).
+        interval (only for a suite with ``volume_*`` parameters), and the shares of the
+        interval and of the ``SKIFF_BASELINE_HOURS`` before it (only for a suite with a
+        share's bounds).
     """
-    volume = None
+    volume = baseline = None
     if any(p.startswith("volume_") for p in spec.parameters):
         since = window.start_ms - config.validation.volume_history_hours * _HOUR_MS
         volume = volume_reference(warehouse.events_per_hour(since, window.start_ms), window)
-    return suite_parameters(config, window, volume)
+    if uses_baseline(spec.parameters):
+        baseline = fetch_baseline(warehouse.records, config.warehouse.raw_schema, window,
+                                  config.validation)
+    return suite_parameters(config, window, volume, baseline)

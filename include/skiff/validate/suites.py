@@ -43,6 +43,7 @@ SUITES = (
     "search_train",
     "sku_to_content",
     "volume",
+    "event_mix",
     "int_session_events",
     "fct_sessions",
     "dim_products",

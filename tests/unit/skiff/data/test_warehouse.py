@@ -81,6 +81,12 @@ def test_events_of_a_time_range_and_per_hour(warehouse) -> None:
     assert warehouse.events_per_hour((H0 + 1) * HOUR, (H0 + 9) * HOUR) == {H0 + 1: 2, H0 + 3: 4}
 
 
+def test_records_of_a_small_query(warehouse) -> None:
+    rows = warehouse.records("select count(*) as n, max(server_timestamp_epoch_ms) as last "
+                             "from raw.browsing_train")
+    assert rows == [(9, (H0 + 3) * HOUR + 3 * 60_000)]
+
+
 def test_marts_are_read_ordered_and_limited_to_their_sessions(warehouse) -> None:
     tables = warehouse.read_marts("marts", COLUMNS)
     assert tables["fct_sessions"].column_names == ["session_id", "session_start_at"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,15 @@ def test_offline_run_is_written(monkeypatch: pytest.MonkeyPatch, skiff_home: Pat
                               history={"loss": [0.9, 0.5], "val_loss": [1.0, 0.7]}, tags=["test"])
     assert folder is not None and folder.name.startswith("offline-run-")
     (log,) = folder.glob("*.wandb")  # the record log `wandb sync` uploads later
+    # protobuf records: summary items and config values are stored as JSON text. wandb-core,
+    # a separate process, may still be flushing the log when finish() returns (seen on a
+    # loaded machine: only the file's header was there); it does before its process exits.
+    needles = (b"model/roc_auc", b"0.71", b"data_version", b'"abc"', b"val_loss")
+    deadline = time.monotonic() + 60
+    while not all(n in log.read_bytes() for n in needles) and time.monotonic() < deadline:
+        time.sleep(0.2)
     records = log.read_bytes()
-    # protobuf records: summary items and config values are stored as JSON text
-    for needle in (b"model/roc_auc", b"0.71", b"data_version", b'"abc"', b"val_loss"):
+    for needle in needles:
         assert needle in records, needle
 
 
