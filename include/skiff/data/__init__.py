@@ -11,8 +11,8 @@ Modules (private behind this face unless a test needs them):
   :mod:`~skiff.data.emitter_files` writes them as landing files.
 - :mod:`~skiff.data.intake`: a ``/collect`` request's events (collector and Lambda alike).
 - :mod:`~skiff.data.collector`: ``skiff collect``, the HTTP collector; its durable log and
-  roller in :mod:`~skiff.data.collector_log`, its HTTP parser (uvicorn's httptools protocol
-  with a cap on request heads) in :mod:`~skiff.data.collector_http`.
+  roller in :mod:`~skiff.data.collector_log` (its HTTP protocol and middleware are
+  :mod:`skiff.web`'s).
 - :mod:`~skiff.data.landing`: the landing zone (local or S3) and its gzip NDJSON files.
 - :mod:`~skiff.data.loader`: contract files appended to the raw log, all or nothing.
 - :mod:`~skiff.data.history`: the shoppers' past hours as landing files, ingested but the last

@@ -14,12 +14,12 @@ Routes (every answer JSON, never a trace):
 - Anything else: 404 or 405 (with ``Allow``).
 - Over capacity, any route: 503 ``{"error": "busy", …}`` with ``Retry-After`` when
   ``SKIFF_COLLECT_MAX_CONNECTIONS`` requests are already being answered
-  (:class:`ConcurrencyLimit`, ahead of the routes). uvicorn's own ``limit_concurrency`` is
+  (:class:`skiff.web.ConcurrencyLimit`, ahead of the routes). uvicorn's own ``limit_concurrency`` is
   not used: its 503 is plain text and it counts idle keep-alive connections too.
 
 A request line and headers over :data:`MAX_HEADER_BYTES` get 431 (JSON) from the HTTP
-parser (:mod:`skiff.data.collector_http`: uvicorn's httptools protocol with that cap, on
-uvloop). Only requests that parser finds malformed get uvicorn's plain-text 400.
+parser (:mod:`skiff.web.protocol`: uvicorn's httptools protocol with that cap, on uvloop);
+requests it finds malformed get 400 (JSON).
 
 Accepted events go to :class:`~skiff.data.collector_log.CollectorLog`, which group-commits
 concurrent requests into one fsync and rolls its segments into the landing zone by time,
@@ -38,12 +38,10 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from skiff.config import CollectConfig, ValidationConfig
 from skiff.data.collector_log import CollectorLog, LogUnavailable
@@ -55,85 +53,26 @@ from skiff.data.intake import (
     table_param,
 )
 from skiff.data.landing import LandingZone
+from skiff.web.middleware import (
+    NO_STORE,
+    ConcurrencyLimit,
+    error_response,
+    exception_handlers,
+)
+from skiff.web.protocol import guarded
 
 if TYPE_CHECKING:
     import uvicorn
 
-__all__ = ["ConcurrencyLimit", "create_app", "make_server", "serve"]
+__all__ = ["create_app", "make_server", "serve"]
 
 log = logging.getLogger(__name__)
 
 #: Largest request line plus headers the HTTP parser takes before answering 431.
 MAX_HEADER_BYTES = 16 * 1024
-_NO_STORE = {"Cache-Control": "no-store"}
+
 #: One encoder for every row (``json.dumps`` with separators builds one per call).
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
-#: Seconds a client refused for capacity is told to wait (``Retry-After``).
-RETRY_AFTER_S = 1
-#: Least seconds between two "over capacity" warnings in the log (a flood logs a count).
-_BUSY_LOG_EVERY_S = 10.0
-
-
-def _error(status: int, error: str, message: str, headers: dict[str, str] | None = None
-           ) -> JSONResponse:
-    return JSONResponse({"error": error, "message": message}, status,
-                        headers={**_NO_STORE, **(headers or {})})
-
-
-class ConcurrencyLimit:
-    """ASGI middleware: at most ``limit`` HTTP requests answered at once; 503 JSON beyond.
-
-    A request arriving while ``limit`` others are in progress (their body being read, their
-    events being checked or fsync'd) is answered at once with 503 ``{"error": "busy",
-    "message"}``, ``Retry-After`` and ``Connection: close``, without reading its body.
-    HTTP/1.1 answers one request at a time per connection, so this bounds the connections
-    busy with a request; idle keep-alive connections do not count (uvicorn closes them after
-    ``timeout_keep_alive``). The event loop runs one coroutine at a time, so a plain counter
-    is exact.
-
-    :param app: the ASGI app behind it.
-    :param limit: requests in progress at most (``SKIFF_COLLECT_MAX_CONNECTIONS``).
-    :param stats: where to count ``requests_in_progress`` and ``refused_busy`` (``/health``
-        shows them); default a dict of its own.
-    :param retry_after_s: the ``Retry-After`` of a refusal, in seconds.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int, stats: dict[str, int] | None = None,
-                 retry_after_s: int = RETRY_AFTER_S) -> None:
-        if limit < 1:
-            raise ValueError(f"limit={limit!r}: at least one request must be served at once.")
-        self.app, self.limit = app, limit
-        self.stats = stats if stats is not None else {}
-        self.stats.update(requests_in_progress=0, refused_busy=0)
-        self._refusal = _error(503, "busy", f"The collector is answering {limit} requests "
-                                            f"(SKIFF_COLLECT_MAX_CONNECTIONS); retry in "
-                                            f"{retry_after_s} s.",
-                               {"Retry-After": str(retry_after_s), "Connection": "close"})
-        self._logged_at = float("-inf")
-        self._logged_refused = 0
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # lifespan
-            await self.app(scope, receive, send)
-            return
-        stats = self.stats
-        if stats["requests_in_progress"] >= self.limit:
-            stats["refused_busy"] += 1
-            self._warn()
-            await self._refusal(scope, receive, send)
-            return
-        stats["requests_in_progress"] += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            stats["requests_in_progress"] -= 1
-
-    def _warn(self) -> None:
-        now, refused = time.monotonic(), self.stats["refused_busy"]
-        if now - self._logged_at >= _BUSY_LOG_EVERY_S:
-            log.warning("Over capacity (%d requests in progress): %d request(s) answered 503 "
-                        "since the last warning.", self.limit, refused - self._logged_refused)
-            self._logged_at, self._logged_refused = now, refused
 
 
 class _Collector:
@@ -188,9 +127,9 @@ class _Collector:
                 checked = check_events([event], table, single=True, **self.window())
                 checked.answer()  # raises when the event is rejected
                 await self.store(checked.rows)
-                return Response(status_code=204, headers=_NO_STORE)
+                return Response(status_code=204, headers=NO_STORE)
             if request.method != "POST":  # HEAD: Starlette adds it to GET routes
-                return _error(405, "method_not_allowed", f"{request.method} is not allowed "
+                return error_response(405, "method_not_allowed", f"{request.method} is not allowed "
                                                          "on /collect; use POST or GET.",
                               {"Allow": "GET, POST"})
             body = await self.read_body(request)
@@ -199,37 +138,19 @@ class _Collector:
             checked = check_events(items, table, single=single, **self.window())
             status, doc = checked.answer()
             await self.store(checked.rows)
-            return JSONResponse(doc, status, headers=_NO_STORE)
+            return JSONResponse(doc, status, headers=NO_STORE)
         except RequestError as exc:
-            return JSONResponse(exc.doc(), exc.status, headers=_NO_STORE)
+            return JSONResponse(exc.doc(), exc.status, headers=NO_STORE)
 
     async def health(self, request: Request) -> Response:
         state = self.log.describe()
         ok = state["last_landing_error"] is None
         doc = {"status": "ok" if ok else "degraded", **state, **self.http_stats}
-        return JSONResponse(doc, 200, headers=_NO_STORE)
+        return JSONResponse(doc, 200, headers=NO_STORE)
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 404:
-        return _error(404, "not_found", f"No route {request.url.path!r}; use POST /collect, "
-                                        "GET /collect?… (pixel) or GET /health.")
-    if exc.status_code == 405:
-        allow = (exc.headers or {}).get("Allow", "")
-        if request.url.path == "/collect":  # HEAD is refused there: it must not record events
-            allow = "GET, POST"
-        return _error(405, "method_not_allowed", f"{request.method} is not allowed on "
-                                                 f"{request.url.path}; use {allow}.",
-                      {"Allow": allow})
-    return _error(exc.status_code, "http_error", str(exc.detail), exc.headers)
-
-
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    log.error("Unexpected error answering %s %s", request.method, request.url.path,
-              exc_info=exc)
-    return _error(500, "internal_error", "Internal error; nothing of this request was "
-                                         "acknowledged.")
+def _allow(request: Request, allow: str) -> str:
+    return "GET, POST" if request.url.path == "/collect" else allow  # HEAD must not record
 
 
 def create_app(config: CollectConfig | None = None, *,
@@ -270,8 +191,10 @@ def create_app(config: CollectConfig | None = None, *,
         routes=[Route("/collect", collector.collect, methods=["GET", "POST"]),
                 Route("/health", collector.health, methods=["GET"])],
         middleware=[Middleware(ConcurrencyLimit, limit=config.max_connections,
+                               setting="SKIFF_COLLECT_MAX_CONNECTIONS",
                                stats=collector.http_stats)],
-        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        exception_handlers=exception_handlers("use POST /collect, GET /collect?… (pixel) or "
+                                              "GET /health", _allow),
         lifespan=lifespan,
     )
     app.state.collector = collector
@@ -288,13 +211,11 @@ def make_server(config: CollectConfig | None = None, **app_options: Any
     """
     import uvicorn
 
-    from skiff.data.collector_http import capped
-
     config = config or CollectConfig.from_env()
     app = create_app(config, **app_options)
     sock = socket.create_server((config.host, config.port), reuse_port=False)
     server = uvicorn.Server(uvicorn.Config(
-        app, http=capped(MAX_HEADER_BYTES), loop="auto",  # auto: uvloop (installed with uvicorn)
+        app, http=guarded(MAX_HEADER_BYTES), loop="auto",  # auto: uvloop (installed with uvicorn)
         lifespan="on", access_log=False, server_header=False,
         timeout_keep_alive=config.keep_alive_s, timeout_graceful_shutdown=10, log_config=None))
     return server, sock
