@@ -51,7 +51,7 @@ class Setting:
 def setting(env: str, default: Any, doc: str, *, shown: str | None = None,
             minimum: float | None = 0, maximum: float | None = None,
             choices: tuple[str, ...] = (), required_on: tuple[str, str] | None = None,
-            clean: Callable[[str], str] | None = None) -> Any:
+            clean: Callable[[str], str] | None = None, secret: bool = False) -> Any:
     """A config field read from an environment variable.
 
     :param env: the variable that overrides the default.
@@ -66,6 +66,7 @@ def setting(env: str, default: Any, doc: str, *, shown: str | None = None,
     :param required_on: ``(field, value)``: the setting must be non-empty when that field of the
         same config has that value (and its docs say so).
     :param clean: turns the variable's text into what is parsed (e.g. ``str.lower``).
+    :param secret: a credential: left out of the config's ``repr`` (and so of logs).
     :return: the :func:`dataclasses.field`.
     """
     factory = callable(default)
@@ -76,7 +77,8 @@ def setting(env: str, default: Any, doc: str, *, shown: str | None = None,
     meta = {"env": env, "doc": doc, "shown": shown, "minimum": minimum, "maximum": maximum,
             "choices": choices, "required_on": required_on, "clean": clean}
     return field(default=MISSING if factory else default,
-                 default_factory=default if factory else MISSING, metadata=meta)
+                 default_factory=default if factory else MISSING, metadata=meta,
+                 repr=not secret)
 
 
 def _show(value: Any) -> str:

@@ -250,7 +250,8 @@ def _cmd_serve(args: argparse.Namespace, cfg: SkiffConfig) -> None:
                                    f"{cfg.serving.endpoint('rec')}=path/to/bundle")
         bundles[name] = Path(path)
     stack = LocalStack.build(cfg.serving, bundles=bundles, with_api=not args.no_api,
-                             port=args.port, api_port=args.api_port)
+                             port=args.port, api_port=args.api_port,
+                             control_port=args.control_port)
     urls = stack.urls
     for endpoint in stack.models.describe()["endpoints"]:
         print(f"  {endpoint['endpoint_name']:<16} {endpoint.get('model_version', '-')}")
@@ -258,9 +259,11 @@ def _cmd_serve(args: argparse.Namespace, cfg: SkiffConfig) -> None:
         print("  no endpoint deployed yet: the deploy stage (or --model) swaps models in")
     print(f"model server  {urls['models']}  (GET /ping, POST /invocations, "
           "POST /endpoints/<name>/invocations)")
+    print(f"control plane {urls['control']}  (GET /endpoints, POST /endpoints/<name>/model; "
+          "Authorization: Bearer $SKIFF_SERVE_TOKEN)")
     if "api" in urls:
         print(f"predict API   {urls['api']}/predict?session=view,detail,add")
-    stack.serve_forever()
+    stack.serve_forever(lambda: print("serving (Ctrl-C stops)", flush=True))
 
 
 def _cmd_collect(args: argparse.Namespace, cfg: SkiffConfig) -> None:
@@ -383,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="model server port (SKIFF_SERVE_PORT)")
     serve.add_argument("--api-port", type=int, default=cfg.serving.api_port,
                        help="GET /predict port (SKIFF_API_PORT)")
+    serve.add_argument("--control-port", type=int, default=cfg.serving.control_port,
+                       help="control plane port (SKIFF_SERVE_CONTROL_PORT)")
     serve.add_argument("--no-api", action="store_true", help="serve the models only")
     serve.add_argument("--model", action="append", default=[], metavar="ENDPOINT=BUNDLE",
                        help="also serve a bundle, e.g. skiff-rec=path/to/bundle (repeatable)")

@@ -6,7 +6,8 @@ bounds, each written once there. The rest is derived from the fields: ``from_env
 reads the environment (cheap, no network), the classes' ``:param:`` docstrings, and
 :func:`markdown_table`, the configuration table of the README and the docs
 (``python -m skiff.config`` prints it). Secrets never live here: they stay in Airflow
-Connections (``snowflake_default``, ``aws_default``, ``slack_alerts``).
+Connections (``snowflake_default``, ``aws_default``, ``slack_alerts``), but for the model
+server's own control-plane token (``SKIFF_SERVE_TOKEN``, kept out of ``repr``).
 """
 
 from __future__ import annotations
@@ -269,6 +270,39 @@ class ServingConfig(Section):
                         "`0`: a free one)", maximum=65535)
     api_port: int = setting("SKIFF_API_PORT", 8000, "local `GET /predict` port (`0`: a free one)",
                             maximum=65535)
+    # the control plane (model swaps, GET /endpoints) apart from the data plane: its own port,
+    # loopback by default, a bearer token (docs/serving.md "Control plane")
+    control_host: str = setting("SKIFF_SERVE_CONTROL_HOST", "127.0.0.1", "address the model "
+                                "server's control plane binds to, and the deploy's target "
+                                "(never publish it)")
+    control_port: int = setting("SKIFF_SERVE_CONTROL_PORT", 8079, "control plane port (`POST "
+                                "/endpoints/<name>/model`, `GET /endpoints`; `0`: a free one)",
+                                maximum=65535)
+    token: str = setting("SKIFF_SERVE_TOKEN", "", "bearer token of the control plane; empty: the "
+                         "one in `SKIFF_SERVE_TOKEN_FILE`", secret=True)
+    token_file: Path = setting("SKIFF_SERVE_TOKEN_FILE", _Path("$SKIFF_HOME/serving/control.token"),
+                               "file holding the control plane's token, written once (random) "
+                               "when missing")
+    max_body_bytes: int = setting("SKIFF_SERVE_MAX_BODY_BYTES", 6 * 1024 * 1024, "largest "
+                                  "request body (SageMaker's invocation limit); a larger one "
+                                  "gets 413", minimum=1)
+    max_connections: int = setting("SKIFF_SERVE_MAX_CONNECTIONS", 1024, "open connections a "
+                                   "listener holds, idle keep-alive ones included; one more is "
+                                   "answered 503 (JSON)", minimum=1)
+    max_requests: int = setting("SKIFF_SERVE_MAX_REQUESTS", 256, "requests a listener answers "
+                                "at once; one more is answered 503 (JSON, `Retry-After`)",
+                                minimum=1)
+    keep_alive_s: float = setting("SKIFF_SERVE_KEEP_ALIVE_S", 5.0, "seconds an idle keep-alive "
+                                  "connection stays open", minimum=0.01)
+    header_timeout_s: float = setting("SKIFF_SERVE_HEADER_TIMEOUT_S", 10.0, "seconds a request "
+                                      "line and headers may take to arrive; then 408 and closed",
+                                      minimum=0.01)
+    body_timeout_s: float = setting("SKIFF_SERVE_BODY_TIMEOUT_S", 10.0, "seconds a request body "
+                                    "may take to arrive after its headers; then 408 and closed",
+                                    minimum=0.01)
+    predict_timeout_s: float = setting("SKIFF_SERVE_PREDICT_TIMEOUT_S", 5.0, "seconds a request "
+                                       "waits for its model call (a stuck model: 503, not a "
+                                       "hung client)", minimum=0.01)
     max_batch: int = setting("SKIFF_SERVE_MAX_BATCH", 64, "most concurrent requests one model "
                              "call serves (`1`: no micro-batching)", minimum=1)
     batch_wait_ms: float = setting("SKIFF_SERVE_BATCH_WAIT_MS", 0.0, "milliseconds the first "
@@ -333,6 +367,11 @@ class ServingConfig(Section):
     def local_url(self) -> str:
         """Base URL of the local model server, e.g. ``http://127.0.0.1:8080``."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def control_url(self) -> str:
+        """Base URL of the model server's control plane, e.g. ``http://127.0.0.1:8079``."""
+        return f"http://{self.control_host}:{self.control_port}"
 
     def lambda_environment(self) -> dict[str, str]:
         """Environment variables of the ``/predict`` Lambda (``include/skiff_api/handler.py``).

@@ -1,7 +1,8 @@
 """A local stand-in for API Gateway: real HTTP ``GET /predict`` -> proxy event -> the handler.
 
 It turns each request into the payload-2.0 proxy event API Gateway would send, calls the
-very handler of :mod:`skiff_api.handler` and writes its answer back, so
+very handler of :mod:`skiff_api.handler` (in a worker thread: it blocks on the model) and
+writes its answer back, so
 
     curl 'http://127.0.0.1:8000/predict?session=view,detail,add'
 
@@ -11,28 +12,48 @@ through boto3::
 
     python -m skiff_api.local_adapter --port 8000 --runtime-url http://127.0.0.1:8080
 
-It needs the standard library and ``skiff.serve``'s keep-alive HTTP base.
+It is a Starlette app on uvicorn with :mod:`skiff.web`'s protocol (head cap, timeouts,
+connection cap, JSON refusals); the handler answers every route (404, 405 included). A body
+(the API takes none) over :data:`MAX_BODY_BYTES` gets 413; a handler that does not answer
+within ``SKIFF_SERVE_PREDICT_TIMEOUT_S`` (and a second) gets 503.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import threading
 import uuid
 from collections.abc import Callable
-from http.server import ThreadingHTTPServer
 from typing import Any
 
-from skiff.serve import KeepAliveHandler, ThreadedServer
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from skiff.config import ServingConfig
+from skiff.serve.app import run_bounded, serving_server
+from skiff.web.middleware import (
+    BodyTooLarge,
+    ConcurrencyLimit,
+    error_response,
+    exception_handlers,
+    read_body,
+)
+from skiff.web.runner import ServerGroup
 from skiff_api import handler
 
-__all__ = ["make_server", "main"]
+__all__ = ["MAX_BODY_BYTES", "create_app", "main"]
 
 log = logging.getLogger("skiff.predict.adapter")
+
+#: Largest request body read (``/predict`` takes none; API Gateway's limit is 10 MB).
+MAX_BODY_BYTES = 64 * 1024
+_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 
 class _Context:
@@ -45,85 +66,74 @@ class _Context:
         self.aws_request_id = uuid.uuid4().hex
 
 
-class _AdapterServer(ThreadedServer):
-    settings: handler.Settings
-    client_factory: Callable[[], Any]
-    _client: Any = None
-    _client_lock = threading.Lock()
+class _Adapter:
+    """One adapter's settings and runtime client (made on first use, like a Lambda container's)."""
+
+    def __init__(self, settings: handler.Settings, client_factory: Callable[[], Any],
+                 timeout_s: float) -> None:
+        self.settings = settings
+        self.client_factory = client_factory
+        self.timeout_s = timeout_s
+        self._client: Any = None
+        self._lock = threading.Lock()
 
     def client(self) -> Any:
-        """This adapter's runtime client, made on first use (like a Lambda container's)."""
         if self._client is None:
-            with self._client_lock:
+            with self._lock:
                 if self._client is None:
                     self._client = self.client_factory()
         return self._client
 
-
-class _Handler(KeepAliveHandler):
-    server_version = "skiff-predict-local"
-    server: _AdapterServer
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None
-                   ) -> None:
-        """Protocol errors answer JSON too; an over-long request line is a 400 like the API's."""
-        if code == 414:
-            code, message = 400, "The query string is too long."
-        body = json.dumps({"error": "bad_request" if code == 400 else f"http_{code}",
-                           "message": message or explain or "Bad request."}).encode()
-        self.close_connection = True
-        try:
-            self.send_response(code, message)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-        except OSError:
-            pass
-
-    def _proxy(self) -> None:
-        if self.headers.get("Content-Length", "0") not in ("", "0"):
-            self.rfile.read(int(self.headers["Content-Length"]))  # drain; the API takes none
-        path, _, query = self.path.partition("?")
-        server, context = self.server, _Context()
-        event = handler.proxy_event(path, query, self.command)
-        event["headers"] = {k.lower(): v for k, v in self.headers.items()}
+    def handle(self, request: Request, body: bytes) -> dict[str, Any]:
+        context = _Context()
+        event = handler.proxy_event(request.url.path, request.url.query, request.method)
+        event["headers"] = {k: v for k, v in request.headers.items()}
         event["requestContext"]["requestId"] = context.aws_request_id
-        answer = handler.handle(event, context, client=server.client(),
-                                settings=server.settings)
-        body = answer.get("body", "").encode()
-        self.send_response(int(answer.get("statusCode", 500)))
-        for name, value in (answer.get("headers") or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        if body:
+            event["body"] = body.decode("utf-8", errors="replace")
+        return handler.handle(event, context, client=self.client(), settings=self.settings)
 
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _proxy
+    async def respond(self, request: Request) -> Response:
+        try:
+            body = await read_body(request, MAX_BODY_BYTES, "the /predict adapter's limit")
+        except BodyTooLarge as exc:
+            return exc.response()
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody reads it
+        try:
+            answer = await run_bounded(lambda: self.handle(request, body), self.timeout_s)
+        except TimeoutError:
+            log.warning("%s %s: no answer within %.1f s.", request.method, request.url.path,
+                        self.timeout_s)
+            return error_response(503, "model_timeout", "The model did not answer in time; "
+                                                        "retry later.")
+        return Response(answer.get("body", ""), int(answer.get("statusCode", 500)),
+                        headers=answer.get("headers") or {})
 
 
-def make_server(host: str = "127.0.0.1", port: int = 8000, *,
-                client_factory: Callable[[], Any] | None = None,
-                settings: handler.Settings | None = None) -> ThreadingHTTPServer:
-    """A bound (not yet serving) adapter in front of the handler.
+def create_app(*, client_factory: Callable[[], Any] | None = None,
+               settings: handler.Settings | None = None,
+               config: ServingConfig | None = None) -> Starlette:
+    """The adapter's ASGI app, in front of the handler.
 
     Each adapter has its own client and settings (the handler module's globals, those of a
     Lambda container, are left alone).
 
-    :param host: address to bind.
-    :param port: port (0 picks a free one).
     :param client_factory: makes the runtime client (default: boto3's, from ``settings``).
     :param settings: handler settings (default: the environment's).
-    :return: the server; run ``serve_forever()`` (in a thread if you like).
+    :param config: serving settings (requests at once, model timeout); default the environment's.
+    :return: the Starlette app.
     """
-    server = _AdapterServer((host, port), _Handler)
-    server.settings = settings or handler.Settings()
-    server.client_factory = client_factory or (lambda: handler.make_client(server.settings))
-    server._client_lock = threading.Lock()
-    return server
+    settings = settings or handler.Settings()
+    config = config or ServingConfig.from_env()
+    adapter = _Adapter(settings, client_factory or (lambda: handler.make_client(settings)),
+                       config.predict_timeout_s + 1.0)
+    return Starlette(
+        routes=[Route("/{path:path}", adapter.respond, methods=_METHODS)],
+        middleware=[Middleware(ConcurrencyLimit, limit=config.max_requests,
+                               setting="SKIFF_SERVE_MAX_REQUESTS")],
+        exception_handlers=exception_handlers("use GET /predict?session=..."),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,14 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     if args.runtime_url:
         env["SKIFF_RUNTIME_URL"] = args.runtime_url
-    server = make_server(args.host, args.port, settings=handler.Settings(env))
-    print(f"GET http://{args.host}:{server.server_address[1]}/predict?session=...", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    config = ServingConfig.from_env()
+    app = create_app(settings=handler.Settings(env), config=config)
+    group = ServerGroup([("api", serving_server(app, config), args.host, args.port)])
+    host, port = group.address("api")
+    group.wait(lambda: print(f"GET http://{host}:{port}/predict?session=...", flush=True))
     return 0
 
 

@@ -1,9 +1,17 @@
-"""``skiff serve``: the local model server and the ``GET /predict`` adapter in one process.
+"""``skiff serve``: the local model server's two planes and the ``GET /predict`` adapter in one process.
 
-The embedded serving path: :class:`skiff.serve.ModelServer` (SageMaker's container contract,
-loaded from the local control plane) and, in front of it, the API Gateway stand-in of
-:mod:`skiff_api.local_adapter` calling the ``/predict`` handler with an in-process runtime
-client (:class:`skiff.serve.LocalRuntimeClient`), so a request never leaves the process twice.
+The embedded serving path: :class:`skiff.serve.ModelServer` (loaded from the local control
+plane's store) behind three listeners on one uvicorn event loop:
+
+- ``models``, the data plane (:mod:`skiff.serve.app`: SageMaker's container contract), on
+  ``SKIFF_SERVE_HOST:SKIFF_SERVE_PORT``;
+- ``control``, the control plane (:mod:`skiff.serve.control`: swaps, ``GET /endpoints``,
+  bearer token), on ``SKIFF_SERVE_CONTROL_HOST:SKIFF_SERVE_CONTROL_PORT``;
+- ``api``, the API Gateway stand-in of :mod:`skiff_api.local_adapter` calling the
+  ``/predict`` handler with an in-process runtime client
+  (:class:`skiff.serve.LocalRuntimeClient`), so a request never leaves the process twice,
+  on ``SKIFF_SERVE_HOST:SKIFF_API_PORT``.
+
 It lives here, not in ``skiff.serve``, because it needs both: ``skiff_api`` builds on
 ``skiff``, never the other way round.
 """
@@ -11,119 +19,103 @@ It lives here, not in ``skiff.serve``, because it needs both: ``skiff_api`` buil
 from __future__ import annotations
 
 import os
-import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from skiff.serve import EndpointStore, LocalRuntimeClient, ModelServer, configure_tensorflow
+from skiff.serve import app as data_plane
+from skiff.serve import control
+from skiff.web.runner import ServerGroup
+from skiff_api import handler, local_adapter
 
-from skiff_api import handler
-from skiff_api.local_adapter import make_server
-
-__all__ = ["LocalStack", "serve_forever"]
-
-
-def serve_forever(servers: Sequence[ThreadingHTTPServer],
-                  on_ready: Callable[[], None] | None = None) -> None:
-    """Run HTTP servers in threads until Ctrl-C, then shut them down.
-
-    :param servers: bound servers.
-    :param on_ready: called once they all accept connections.
-    """
-    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
-    for thread in threads:
-        thread.start()
-    if on_ready:
-        on_ready()
-    try:
-        while all(t.is_alive() for t in threads):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
+__all__ = ["LocalStack"]
 
 
 @dataclass
 class LocalStack:
-    """The embedded serving path in one process: model server + ``GET /predict`` adapter.
+    """The embedded serving path in one process: model server (two planes) + ``/predict`` adapter.
 
     :param models: the model server (endpoints loaded from the store and the command line).
-    :param http: its HTTP face (``/ping``, ``/invocations``, ...).
-    :param api: the ``/predict`` adapter, calling the Lambda handler with an in-process
-        runtime client (None when not wanted).
+    :param group: the bound listeners, by name: ``models``, ``control`` and, unless left out,
+        ``api``.
+    :param token: the control plane's bearer token.
     """
 
     models: ModelServer
-    http: ThreadingHTTPServer
-    api: ThreadingHTTPServer | None
+    group: ServerGroup
+    token: str
 
     @classmethod
     def build(cls, config: Any, *, bundles: dict[str, str | Path] | None = None,
               store: EndpointStore | None = None, with_api: bool = True,
-              port: int | None = None, api_port: int | None = None) -> LocalStack:
-        """Load the recorded endpoints (and ``bundles``), bind both servers.
+              port: int | None = None, api_port: int | None = None,
+              control_port: int | None = None) -> LocalStack:
+        """Load the recorded endpoints (and ``bundles``), bind the listeners.
 
         :param config: a :class:`skiff.config.ServingConfig`.
         :param bundles: more endpoints to serve, ``{endpoint name: bundle folder}``.
-        :param store: the local control plane; default ``$SKIFF_HOME/serving``.
+        :param store: the local control plane's records; default ``$SKIFF_HOME/serving``.
         :param with_api: also bind the ``/predict`` adapter.
-        :param port: model server port instead of the config's (0: a free one).
+        :param port: data plane port instead of the config's (0: a free one).
         :param api_port: adapter port instead of the config's (0: a free one).
+        :param control_port: control plane port instead of the config's (0: a free one).
         :return: the bound, not yet serving, stack.
         :raises ModelLoadError: a bundle of ``bundles`` does not load.
+        :raises KindMismatch: a bundle of ``bundles`` is not of its endpoint's kind.
+        :raises SkiffConfigError: the control-plane token is missing or too short.
+        :raises OSError: a port cannot be bound.
         """
+        config = replace(config, **{name: value for name, value in (
+            ("port", port), ("api_port", api_port), ("control_port", control_port))
+            if value is not None})
+        token = control.control_token(config)
         configure_tensorflow(config.tf_threads)
-        models = ModelServer(max_batch=config.max_batch, batch_wait_ms=config.batch_wait_ms)
+        models = ModelServer(max_batch=config.max_batch, batch_wait_ms=config.batch_wait_ms,
+                             predict_timeout_s=config.predict_timeout_s)
         models.load_store(store or EndpointStore())
         for name, path in (bundles or {}).items():
             models.deploy(name, path, "cli")
-        http = models.http_server(config.host, config.port if port is None else port)
-        api = None
+        listeners = [
+            ("models", data_plane.create_app(models, config), config.host, config.port),
+            ("control", control.create_app(models, config, token), config.control_host,
+             config.control_port)]
         if with_api:
             env = {**os.environ, **config.lambda_environment()}
-            api = make_server(
-                config.host, config.api_port if api_port is None else api_port,
-                client_factory=lambda: LocalRuntimeClient(models), settings=handler.Settings(env))
-        return cls(models, http, api)
+            api = local_adapter.create_app(client_factory=lambda: LocalRuntimeClient(models),
+                                           settings=handler.Settings(env), config=config)
+            listeners.append(("api", api, config.host, config.api_port))
+        group = ServerGroup([(name, data_plane.serving_server(app, config), host, port)
+                             for name, app, host, port in listeners])
+        return cls(models, group, token)
 
     @property
     def urls(self) -> dict[str, str]:
-        """Base URLs: ``models`` and, with the adapter, ``api``."""
-        host, port = self.http.server_address[:2]
-        out = {"models": f"http://{host}:{port}"}
-        if self.api is not None:
-            host, port = self.api.server_address[:2]
-            out["api"] = f"http://{host}:{port}"
-        return out
+        """Base URLs: ``models``, ``control`` and, with the adapter, ``api``."""
+        return {name: "http://{}:{}".format(*self.group.address(name))
+                for name in self.group.sockets}
+
+    def port(self, name: str) -> int:
+        """The port a listener (``models``, ``control``, ``api``) is bound to."""
+        return self.group.address(name)[1]
 
     def start(self) -> LocalStack:
-        """Serve in background threads (tests, benchmarks); :meth:`close` stops them."""
-        for server in self._servers:
-            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                             daemon=True).start()
+        """Serve in a background thread (tests, benchmarks); :meth:`close` stops it."""
+        self.group.start()
         return self
 
     def serve_forever(self, on_ready: Callable[[], None] | None = None) -> None:
-        """Serve until Ctrl-C."""
+        """Serve until Ctrl-C or SIGTERM.
+
+        :param on_ready: called once every listener accepts connections.
+        """
         try:
-            serve_forever(self._servers, on_ready)
+            self.group.wait(on_ready)
         finally:
             self.models.close()
 
     def close(self) -> None:
         """Stop serving and release the ports."""
-        for server in self._servers:
-            server.shutdown()
-            server.server_close()
+        self.group.stop()
         self.models.close()
-
-    @property
-    def _servers(self) -> list[ThreadingHTTPServer]:
-        return [self.http] + ([self.api] if self.api is not None else [])

@@ -1,4 +1,13 @@
-"""Hook for the local model server: its control plane (endpoint configs, swaps) and its runtime."""
+"""Hook for the local model server: its control plane (endpoint configs, swaps) and its runtime.
+
+The server has two listeners (``skiff.serve.app``, ``skiff.serve.control``): the data plane
+(``/ping``, invocations; ``SKIFF_SERVE_HOST:SKIFF_SERVE_PORT``) and the control plane
+(swaps; ``SKIFF_SERVE_CONTROL_HOST:SKIFF_SERVE_CONTROL_PORT``), which wants
+``Authorization: Bearer <token>``. The token comes from the Airflow connection
+``skiff_model_server`` (its password; its host and port, when set, are the control plane's
+address), else from the serving settings (``SKIFF_SERVE_TOKEN``, else the file
+``SKIFF_SERVE_TOKEN_FILE``, as the server reads it).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.bases.hook import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 if TYPE_CHECKING:
     from skiff.config import ServingConfig
@@ -33,16 +43,23 @@ class LocalModelServerHook(BaseHook):
     prove it works, and the server picks the endpoint up when it starts.
 
     :param config: serving settings; default :meth:`ServingConfig.from_env`.
-    :param base_url: the server's URL; default ``http://<SKIFF_SERVE_HOST>:<SKIFF_SERVE_PORT>``.
+    :param base_url: the data plane's URL; default ``http://<SKIFF_SERVE_HOST>:<SKIFF_SERVE_PORT>``.
     :param store_root: the local control plane's folder; default ``$SKIFF_HOME/serving``.
     :param timeout: HTTP timeout toward the server, in seconds (a swap loads a model).
+    :param conn_id: the Airflow connection holding the control plane's token (password) and,
+        optionally, its host and port; when it does not exist, the serving settings give both.
+    :param control_url: the control plane's URL; default the connection's host and port, else
+        ``http://<SKIFF_SERVE_CONTROL_HOST>:<SKIFF_SERVE_CONTROL_PORT>``.
     """
 
     default_conn_name = "skiff_model_server"
+    conn_name_attr = "conn_id"
+    conn_type = "http"
     hook_name = "Skiff local model server"
 
     def __init__(self, config: ServingConfig | None = None, base_url: str | None = None,
-                 store_root: str | Path | None = None, timeout: float = 120.0) -> None:
+                 store_root: str | Path | None = None, timeout: float = 120.0,
+                 conn_id: str = default_conn_name, control_url: str | None = None) -> None:
         super().__init__()
         from skiff.config import ServingConfig
 
@@ -50,6 +67,30 @@ class LocalModelServerHook(BaseHook):
         self.base_url = (base_url or self.config.local_url).rstrip("/")
         self.store_root = store_root
         self.timeout = timeout
+        self.conn_id = conn_id
+        self._control_url = control_url
+
+    @cached_property
+    def _control(self) -> tuple[str, str]:
+        """The control plane's URL and token: the connection's, else the serving settings'."""
+        from skiff.serve import control_token
+
+        try:
+            conn = self.get_connection(self.conn_id)
+        except AirflowNotFoundException:
+            conn = None
+        url = self._control_url
+        if url is None and conn is not None and conn.host:
+            url = f"http://{conn.host}:{conn.port or self.config.control_port}"
+        url = (url or self.config.control_url).rstrip("/")
+        if conn is not None and conn.password:
+            return url, conn.password
+        return url, control_token(self.config)
+
+    @property
+    def control_url(self) -> str:
+        """The control plane's base URL."""
+        return self._control[0]
 
     @cached_property
     def store(self) -> EndpointStore:
@@ -60,10 +101,16 @@ class LocalModelServerHook(BaseHook):
     # -- HTTP toward a running server --------------------------------------------------------
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None,
-                 timeout: float | None = None) -> tuple[int, dict[str, Any]]:
+                 timeout: float | None = None, control: bool = False
+                 ) -> tuple[int, dict[str, Any]]:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        base = self.base_url
+        if control:
+            base, token = self._control
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(f"{base}{path}", data=data, method=method,
+                                         headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=timeout or self.timeout) as answer:
                 return answer.status, json.loads(answer.read() or b"{}")
@@ -110,11 +157,23 @@ class LocalModelServerHook(BaseHook):
         before = self.store.endpoint(endpoint_name)
         swapped = False
         if self.is_running():
-            status, answer = self._request("POST", f"/endpoints/{endpoint_name}/model",
-                                           {"model_dir": model_dir, "config_name": config_name})
+            try:
+                status, answer = self._request("POST", f"/endpoints/{endpoint_name}/model",
+                                               {"model_dir": model_dir,
+                                                "config_name": config_name}, control=True)
+            except (urllib.error.URLError, OSError) as exc:
+                raise LocalDeployFailed(f"The model server's control plane at {self.control_url} "
+                                        f"is not reachable ({exc}); set SKIFF_SERVE_CONTROL_HOST/"
+                                        f"_PORT or the {self.conn_id} connection.") from exc
+            if status == 401:
+                raise LocalDeployFailed(f"The model server at {self.control_url} refused the "
+                                        f"control-plane token: give it the server's "
+                                        f"SKIFF_SERVE_TOKEN (the {self.conn_id} connection's "
+                                        "password, or the same SKIFF_SERVE_TOKEN / _FILE).")
             if status != 200:
-                raise LocalDeployFailed(f"The model server at {self.base_url} refused {model_dir} "
-                                        f"for {endpoint_name} ({status}): {answer.get('message')}")
+                raise LocalDeployFailed(f"The model server at {self.control_url} refused "
+                                        f"{model_dir} for {endpoint_name} ({status}): "
+                                        f"{answer.get('message')}")
             swapped = True
         else:
             from skiff.exceptions import ModelLoadError

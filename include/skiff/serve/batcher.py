@@ -1,7 +1,9 @@
 """The micro-batcher: concurrent requests of one endpoint grouped into one model call.
 
 A request waits on a lock while one worker thread runs the model for every request queued
-with it, so a small model's fixed cost per call is paid once per batch, not per request.
+with it, so a small model's fixed cost per call is paid once per batch, not per request. The
+wait is bounded: a request whose model call does not come back in time raises
+:class:`PredictTimeout` (the server answers 503) and is dropped from any batch not yet run.
 """
 
 from __future__ import annotations
@@ -14,16 +16,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from skiff.exceptions import ServingError
+
 if TYPE_CHECKING:
     from skiff.serve.model import LoadedModel
 
-__all__ = ["MicroBatcher"]
+__all__ = ["MicroBatcher", "PredictTimeout"]
+
+
+class PredictTimeout(ServingError):
+    """A request's model call did not come back in time (the model is stuck or overloaded)."""
 
 
 class _Job:
     """One request waiting for the batcher: its model, ids, and a lock released when done."""
 
-    __slots__ = ("model", "ids", "done", "result", "error")
+    __slots__ = ("model", "ids", "done", "result", "error", "abandoned")
 
     def __init__(self, model: LoadedModel, ids: list[list[int]]) -> None:
         self.model = model
@@ -32,6 +40,7 @@ class _Job:
         self.done.acquire()
         self.result: dict[str, np.ndarray] | None = None
         self.error: BaseException | None = None
+        self.abandoned = False  # its request gave up waiting: not worth a model call
 
 
 class MicroBatcher:
@@ -57,17 +66,22 @@ class MicroBatcher:
         self._thread = threading.Thread(target=self._work, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
-    def submit(self, model: LoadedModel, ids: list[list[int]]) -> dict[str, np.ndarray]:
+    def submit(self, model: LoadedModel, ids: list[list[int]], timeout: float | None = None
+               ) -> dict[str, np.ndarray]:
         """Predict ``ids`` with ``model`` in the next batch; blocks until it ran.
 
         :param model: the model this request runs on (a swap may happen meanwhile).
         :param ids: one id list per session.
+        :param timeout: most seconds to wait for it (None: as long as it takes).
         :return: this request's rows of :meth:`LoadedModel.predict`.
+        :raises PredictTimeout: the model call did not come back within ``timeout``.
         :raises Exception: whatever the model call raised.
         """
         job = _Job(model, ids)
         self._queue.put(job)
-        job.done.acquire()  # released by the worker
+        if not job.done.acquire(timeout=-1 if timeout is None else timeout):  # the worker releases
+            job.abandoned = True
+            raise PredictTimeout(f"the model call did not come back within {timeout:g} s.")
         if job.error is not None:
             raise job.error
         assert job.result is not None
@@ -112,6 +126,9 @@ class MicroBatcher:
     def _run(self, batch: list[_Job]) -> None:
         by_model: dict[int, list[_Job]] = {}
         for job in batch:  # a swap may have happened mid-batch: each job keeps its model
+            if job.abandoned:
+                job.done.release()
+                continue
             by_model.setdefault(id(job.model), []).append(job)
         for jobs in by_model.values():
             try:

@@ -119,7 +119,9 @@ class Codec:
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            raise BadRequest("the body is not valid JSON.") from None
+            raise BadRequest("the body is not valid JSON (UTF-8).") from None
+        except RecursionError:
+            raise BadRequest("the body nests JSON too deeply.") from None
         if not isinstance(payload, dict):
             raise BadRequest('the body must be a JSON object like {"sessions": [["a", "b"]]}.')
         sessions = payload.get("sessions", payload.get("instances"))

@@ -1,22 +1,17 @@
-"""The local model server: endpoints by name, atomic swaps, SageMaker's container contract on HTTP.
+"""The local model server's endpoints: names, the model each serves, atomic swaps, invocations.
 
-The embedded default of the serving stage. It speaks what a SageMaker container speaks, so
-the same clients work against either:
+The embedded default of the serving stage, without HTTP: :class:`Endpoint` holds one name
+and its current model; :meth:`Endpoint.swap` loads the new model completely before a single
+reference assignment replaces the old one, so requests in flight finish on the model they
+started with and a model that fails to load (or is of the wrong kind) is never served;
+concurrent requests are grouped into one model call by a
+:class:`~skiff.serve.batcher.MicroBatcher`, and a request waits for its call at most
+``predict_timeout_s`` (503 after). :class:`ModelServer` holds the endpoints and answers
+:meth:`ModelServer.invoke` (bodies follow :mod:`skiff.serve.codec`).
 
-- ``GET /ping``: 200 once every endpoint has a model (the container health check);
-- ``POST /invocations``: the default endpoint (a container serves one model);
-- ``POST /endpoints/<name>/invocations``: the path ``sagemaker-runtime``'s ``invoke_endpoint``
-  uses, so ``boto3.client("sagemaker-runtime", endpoint_url="http://127.0.0.1:8080")`` works;
-- ``GET /endpoints`` and ``POST /endpoints/<name>/model`` (``{"model_dir", "config_name"}``):
-  the local control plane that deploys use (loads, warms and swaps a model).
-
-Bodies follow :mod:`skiff.serve.codec`. :class:`Endpoint` holds one name and its current
-model: :meth:`Endpoint.swap` loads the new model completely before a single reference
-assignment replaces the old one, so requests in flight finish on the model they started
-with and a model that fails to load is never served; concurrent requests are grouped into
-one model call by a :class:`~skiff.serve.batcher.MicroBatcher`. :class:`ModelServer` holds
-the endpoints, answers :meth:`ModelServer.invoke` without HTTP, and
-:meth:`ModelServer.http_server` binds its HTTP face.
+Its HTTP faces are apart: the data plane (SageMaker's container contract: ``/ping``,
+``/invocations``, ``/endpoints/<name>/invocations``) in :mod:`skiff.serve.app`, the control
+plane (swaps, ``GET /endpoints``; own port, bearer token) in :mod:`skiff.serve.control`.
 """
 
 from __future__ import annotations
@@ -25,27 +20,44 @@ import json
 import logging
 import re
 import threading
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from skiff.exceptions import ModelLoadError, SkiffConfigError
-from skiff.serve.batcher import MicroBatcher
+from skiff.exceptions import ServingError, SkiffConfigError
+from skiff.serve.batcher import MicroBatcher, PredictTimeout
+from skiff.serve.bundle import read_bundle_meta
 from skiff.serve.codec import BadRequest, bad_request_body
-from skiff.serve.httpserver import KeepAliveHandler, ThreadedServer
 from skiff.serve.model import LoadedModel
 
 if TYPE_CHECKING:
     from skiff.serve.store import EndpointStore
 
-__all__ = ["MAX_BODY_BYTES", "Endpoint", "ModelServer"]
+__all__ = ["Endpoint", "KindMismatch", "ModelServer", "expected_kind"]
 
 log = logging.getLogger(__name__)
 
-#: Largest request body the server reads, in bytes (SageMaker's invocation limit).
-MAX_BODY_BYTES = 6 * 1024 * 1024
 _JSON = "application/json"
 _NAME = re.compile(r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
+#: Seconds a request waits for its model call unless told (``SKIFF_SERVE_PREDICT_TIMEOUT_S``).
+PREDICT_TIMEOUT_S = 5.0
+
+
+class KindMismatch(ServingError):
+    """A model of one kind (intent, rec) sent to an endpoint serving the other; never swapped in."""
+
+
+def expected_kind(name: str) -> str | None:
+    """The kind an endpoint's name promises: ``<prefix>-intent`` and ``<prefix>-rec`` (the
+    names :meth:`skiff.config.ServingConfig.endpoint` gives and ``/predict`` calls); None
+    for another name.
+
+    :param name: the endpoint name.
+    :return: ``intent``, ``rec`` or None.
+    """
+    for kind in ("intent", "rec"):
+        if name.endswith(f"-{kind}"):
+            return kind
+    return None
 
 
 class Endpoint:
@@ -55,14 +67,20 @@ class Endpoint:
     :param max_batch: most sessions one model call serves (1: no batching, every request
         calls the model in its own thread).
     :param batch_wait_ms: how long the first request of a batch waits for more, in ms.
+    :param predict_timeout_s: most seconds a request waits for its batched model call.
+    :param kind: the kind of model it serves (default: what its name promises, see
+        :func:`expected_kind`; else the first model swapped in sets it).
     """
 
-    def __init__(self, name: str, *, max_batch: int = 64, batch_wait_ms: float = 0.0) -> None:
+    def __init__(self, name: str, *, max_batch: int = 64, batch_wait_ms: float = 0.0,
+                 predict_timeout_s: float = PREDICT_TIMEOUT_S, kind: str | None = None) -> None:
         if not _NAME.match(name):
             raise SkiffConfigError(f"Endpoint name {name!r} must be 1-63 letters, digits or "
                                    "hyphens.")
         self.name = name
         self.config_name: str | None = None
+        self.predict_timeout_s = predict_timeout_s
+        self._kind = kind or expected_kind(name)
         self._model: LoadedModel | None = None
         self._swap_lock = threading.Lock()
         self._batcher = MicroBatcher(name, max_batch, batch_wait_ms / 1000) \
@@ -72,6 +90,28 @@ class Endpoint:
     def model(self) -> LoadedModel | None:
         """The model serving now (None before the first swap)."""
         return self._model
+
+    @property
+    def kind(self) -> str | None:
+        """The kind of model this endpoint serves (None: not known until a first swap)."""
+        model = self._model
+        return model.kind if model is not None else self._kind
+
+    def check_kind(self, model_dir: str | Path) -> dict[str, Any]:
+        """The bundle's metadata, if its kind is this endpoint's (cheap: no model is loaded).
+
+        :param model_dir: the bundle folder.
+        :return: its metadata.
+        :raises ModelLoadError: the folder is not a bundle.
+        :raises KindMismatch: the bundle is of another kind than the endpoint serves.
+        """
+        meta = read_bundle_meta(model_dir)
+        kind = self.kind
+        if kind is not None and meta.get("kind") != kind:
+            raise KindMismatch(f"endpoint {self.name} serves {kind} models; this bundle is a "
+                               f"{meta.get('kind')!r} model ({meta.get('version')}). Deploy it "
+                               f"to a {meta.get('kind')} endpoint.")
+        return meta
 
     def swap(self, model_dir: str | Path, config_name: str | None = None) -> LoadedModel:
         """Load, check and warm the model of ``model_dir``, then make it the one served.
@@ -84,9 +124,14 @@ class Endpoint:
         :param config_name: the endpoint config it belongs to (reported by ``/endpoints``).
         :return: the new model.
         :raises ModelLoadError: the bundle does not load; the old model is still served.
+        :raises KindMismatch: the bundle is of another kind; the old model is still served.
         """
         with self._swap_lock:  # one load at a time per endpoint
+            self.check_kind(model_dir)
             new = LoadedModel.load(model_dir)
+            if self.kind is not None and new.kind != self.kind:  # the bundle changed meanwhile
+                raise KindMismatch(f"endpoint {self.name} serves {self.kind} models; "
+                                   f"{model_dir} holds a {new.kind} model.")
             old, self._model = self._model, new
             self.config_name = config_name
         log.info("Endpoint %s now serves %s (%s); before: %s", self.name, new.version,
@@ -98,8 +143,8 @@ class Endpoint:
 
         :param body: the request body (see :mod:`skiff.serve.codec`).
         :param content_type: its media type.
-        :return: ``(200, response)``, ``(400, bad request)``, ``(503, no model)`` or
-            ``(500, model failure)``.
+        :return: ``(200, response)``, ``(400, bad request)``, ``(503, no model, or no answer
+            from the model within ``predict_timeout_s``)`` or ``(500, model failure)``.
         """
         model = self._model  # the model this request runs on, whatever swaps happen meanwhile
         if model is None:
@@ -111,19 +156,24 @@ class Endpoint:
             return 400, bad_request_body(exc.message)
         try:
             if self._batcher is not None:
-                outputs = self._batcher.submit(model, ids)
+                outputs = self._batcher.submit(model, ids, self.predict_timeout_s)
             else:
                 outputs = model.predict(ids)
             return 200, json.dumps(model.codec.response(outputs, k)).encode()
+        except PredictTimeout as exc:
+            log.warning("Endpoint %s: model %s: %s", self.name, model.version, exc)
+            return 503, _error_body("model_timeout", f"endpoint {self.name}: {exc} Retry "
+                                                     "later.")
         except Exception as exc:  # noqa: BLE001  (reported as a 500 body, logged with its trace)
             log.exception("Endpoint %s: model %s failed", self.name, model.version)
             return 500, _error_body("model_error", f"the model failed: {type(exc).__name__}.")
 
     def describe(self) -> dict[str, Any]:
-        """Name, config and model of the endpoint."""
+        """Name, config, kind and model of the endpoint (for the control plane: it shows the
+        model's folder)."""
         model = self._model
         out: dict[str, Any] = {"endpoint_name": self.name, "endpoint_config_name": self.config_name,
-                               "status": "InService" if model else "Creating"}
+                               "kind": self.kind, "status": "InService" if model else "Creating"}
         if model:
             out.update(model.describe())
         if self._batcher is not None:
@@ -145,22 +195,26 @@ class ModelServer:
 
     :param max_batch: see :class:`Endpoint`.
     :param batch_wait_ms: see :class:`Endpoint`.
+    :param predict_timeout_s: see :class:`Endpoint`.
     :param default_endpoint: the endpoint ``POST /invocations`` serves (default: the first added).
     """
 
     def __init__(self, *, max_batch: int = 64, batch_wait_ms: float = 0.0,
+                 predict_timeout_s: float = PREDICT_TIMEOUT_S,
                  default_endpoint: str | None = None) -> None:
         self.max_batch = max_batch
         self.batch_wait_ms = batch_wait_ms
+        self.predict_timeout_s = predict_timeout_s
         self.default_endpoint = default_endpoint
         self.endpoints: dict[str, Endpoint] = {}
         self._lock = threading.Lock()
 
-    def endpoint(self, name: str, create: bool = False) -> Endpoint:
+    def endpoint(self, name: str, create: bool = False, kind: str | None = None) -> Endpoint:
         """The endpoint called ``name``.
 
         :param name: endpoint name.
         :param create: create it (empty) when missing.
+        :param kind: the kind of model a created endpoint serves (default: see :class:`Endpoint`).
         :return: the endpoint.
         :raises KeyError: it does not exist and ``create`` is False.
         """
@@ -169,13 +223,18 @@ class ModelServer:
                 if not create:
                     raise KeyError(name)
                 self.endpoints[name] = Endpoint(name, max_batch=self.max_batch,
-                                                batch_wait_ms=self.batch_wait_ms)
+                                                batch_wait_ms=self.batch_wait_ms,
+                                                predict_timeout_s=self.predict_timeout_s,
+                                                kind=kind)
                 self.default_endpoint = self.default_endpoint or name
             return self.endpoints[name]
 
     def deploy(self, name: str, model_dir: str | Path, config_name: str | None = None
                ) -> LoadedModel:
-        """Swap ``model_dir`` into endpoint ``name`` (created if new); see :meth:`Endpoint.swap`."""
+        """Swap ``model_dir`` into endpoint ``name`` (created if new); see :meth:`Endpoint.swap`.
+
+        A new endpoint's kind is what its name promises, else the bundle's.
+        """
         return self.endpoint(name, create=True).swap(model_dir, config_name)
 
     def invoke(self, name: str | None, body: bytes, content_type: str = _JSON
@@ -211,119 +270,11 @@ class ModelServer:
             try:
                 self.deploy(record.endpoint_name, record.model_dir, record.endpoint_config_name)
                 served.append(record.endpoint_name)
-            except ModelLoadError as exc:
+            except ServingError as exc:
                 log.error("Endpoint %s not loaded: %s", record.endpoint_name, exc)
         return served
-
-    def http_server(self, host: str = "127.0.0.1", port: int = 8080) -> ThreadingHTTPServer:
-        """The HTTP face of this server (not started: call ``serve_forever`` or use a thread).
-
-        :param host: address to bind.
-        :param port: port (0 picks a free one; read it from ``server_address``).
-        :return: the bound server.
-        """
-        server = _HTTPServer((host, port), _Handler)
-        server.model_server = self
-        return server
 
     def close(self) -> None:
         """Stop every endpoint's batcher."""
         for endpoint in self.endpoints.values():
             endpoint.close()
-
-
-class _HTTPServer(ThreadedServer):
-    model_server: ModelServer
-
-
-class _Handler(KeepAliveHandler):
-    """SageMaker container routes plus the local control plane."""
-
-    server_version = "skiff-model-server"
-    server: _HTTPServer
-
-    def _reply(self, status: int, body: bytes, content_type: str = _JSON,
-               error_type: str | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        if error_type:
-            self.send_header("x-amzn-ErrorType", error_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _body(self) -> bytes | None:
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            self.close_connection = True
-            self._reply(411, _error_body("length_required", "send a Content-Length header."))
-            return None
-        if int(length) > MAX_BODY_BYTES:
-            self.close_connection = True
-            self._reply(413, _error_body("too_large", f"the body has {length} bytes; at most "
-                                                      f"{MAX_BODY_BYTES}."))
-            return None
-        return self.rfile.read(int(length))
-
-    def do_GET(self) -> None:  # noqa: N802
-        models = self.server.model_server
-        path = self.path.split("?", 1)[0]
-        if path == "/ping":
-            ok = models.healthy()
-            self._reply(200 if ok else 503, b"{}" if ok else
-                        _error_body("unhealthy", "an endpoint has no model yet."))
-        elif path == "/endpoints":
-            self._reply(200, json.dumps(models.describe()).encode())
-        else:
-            self._reply(404, _error_body("not_found", f"no route GET {path}."))
-
-    def do_POST(self) -> None:  # noqa: N802
-        models = self.server.model_server
-        path = self.path.split("?", 1)[0]
-        parts = path.strip("/").split("/")
-        body = self._body()
-        if body is None:
-            return
-        content_type = self.headers.get("Content-Type", _JSON)
-        if parts == ["invocations"]:
-            self._reply(*models.invoke(None, body, content_type))
-        elif len(parts) == 3 and parts[0] == "endpoints" and parts[2] == "invocations":
-            self._runtime_reply(parts[1], *models.invoke(parts[1], body, content_type))
-        elif len(parts) == 3 and parts[0] == "endpoints" and parts[2] == "model":
-            self._reply(*self._deploy(parts[1], body))
-        else:
-            self._reply(404, _error_body("not_found", f"no route POST {path}."))
-
-    def _runtime_reply(self, name: str, status: int, body: bytes) -> None:
-        """Answer as the SageMaker runtime service does, so boto3 raises its usual errors.
-
-        A model's error becomes ``ModelError`` (HTTP 424 with ``OriginalStatusCode`` and
-        ``OriginalMessage``); an unknown endpoint a ``ValidationError`` (HTTP 400).
-        """
-        if status == 200:
-            self._reply(200, body)
-        elif status == 404:
-            self._reply(400, json.dumps({"message": f"Endpoint {name} not found."}).encode(),
-                        error_type="ValidationError")
-        else:
-            message = body.decode(errors="replace")
-            doc = {"ErrorCode": "CLIENT_ERROR_FROM_MODEL" if status < 500
-                   else "SERVER_ERROR_FROM_MODEL",
-                   "Message": f"Received {'client' if status < 500 else 'server'} error "
-                              f"({status}) from primary with message \"{message}\".",
-                   "OriginalStatusCode": status, "OriginalMessage": message}
-            self._reply(424, json.dumps(doc).encode(), error_type="ModelError")
-
-    def _deploy(self, name: str, body: bytes) -> tuple[int, bytes]:
-        try:
-            request = json.loads(body)
-            model_dir = request["model_dir"]
-        except (ValueError, KeyError, TypeError):
-            return 400, bad_request_body('send {"model_dir": "...", "config_name": "..."}.')
-        try:
-            self.server.model_server.deploy(name, model_dir, request.get("config_name"))
-        except ModelLoadError as exc:
-            return 422, _error_body("model_load_failed", str(exc))
-        except SkiffConfigError as exc:
-            return 400, bad_request_body(str(exc))
-        return 200, json.dumps(self.server.model_server.endpoint(name).describe()).encode()

@@ -87,13 +87,15 @@ class ServerGroup:
         factory: Callable[[], asyncio.AbstractEventLoop] | None = config.get_loop_factory()
         loop = factory() if factory is not None else asyncio.new_event_loop()
         try:
-            loop.run_until_complete(asyncio.gather(*(
-                server.serve(sockets=[self.sockets[name]])
-                for name, server in self.servers.items())))
+            loop.run_until_complete(self._serve_all())
         except BaseException as exc:  # noqa: BLE001  (reported by start/wait)
             self._error = exc
         finally:
             loop.close()
+
+    async def _serve_all(self) -> None:
+        await asyncio.gather(*(server.serve(sockets=[self.sockets[name]])
+                               for name, server in self.servers.items()))
 
     def wait(self, on_ready: Callable[[], None] | None = None) -> None:
         """Serve until Ctrl-C (or SIGTERM, or a server stops), then stop every server.

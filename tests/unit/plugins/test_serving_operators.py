@@ -144,10 +144,10 @@ def test_deploy_swaps_the_running_server_and_refuses_a_broken_model(
         cfg: ServingConfig, bundles: SimpleNamespace, tmp_path: Path) -> None:
     from skiff_api.local_stack import LocalStack
 
-    stack = LocalStack.build(cfg, port=0, api_port=0).start()
+    stack = LocalStack.build(cfg, port=0, api_port=0, control_port=0).start()
     try:
-        port = stack.http.server_address[1]
-        live = ServingConfig(port=port, registry_uri=cfg.registry_uri)
+        live = ServingConfig(port=stack.port("models"), control_port=stack.port("control"),
+                             registry_uri=cfg.registry_uri)
         first = release(live, bundles.rec1, 1)
         assert first["deployment"]["status"] == "InService"
         assert stack.models.endpoint("skiff-rec").model.version == "RecFlow/1"
@@ -173,9 +173,10 @@ def test_deploy_swaps_the_running_server_and_refuses_a_broken_model(
 def test_rollback_returns_to_the_champion(cfg: ServingConfig, bundles: SimpleNamespace) -> None:
     from skiff_api.local_stack import LocalStack
 
-    stack = LocalStack.build(cfg, port=0, api_port=0, with_api=False).start()
+    stack = LocalStack.build(cfg, port=0, api_port=0, control_port=0, with_api=False).start()
     try:
-        live = ServingConfig(port=stack.http.server_address[1], registry_uri=cfg.registry_uri)
+        live = ServingConfig(port=stack.port("models"), control_port=stack.port("control"),
+                             registry_uri=cfg.registry_uri)
         rollback = EndpointRollbackOperator(task_id="rollback", model="rec", config=live)
         assert rollback.trigger_rule == "one_failed"
         assert run(rollback) == {"endpoint_name": "skiff-rec", "changed": False}  # no champion

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,7 +13,7 @@ import pytest
 
 from serving_models import K, SKUS, intent_bundle, invoke
 from skiff.exceptions import ModelLoadError, SkiffConfigError
-from skiff.serve import Endpoint, ModelServer
+from skiff.serve import Endpoint, KindMismatch, ModelServer
 
 
 def test_invocations_answer_the_contract(bundles: SimpleNamespace) -> None:
@@ -91,14 +92,29 @@ def test_a_model_that_fails_to_load_is_never_swapped_in(bundles: SimpleNamespace
     (no_vocab / "code" / "skiff_model.json").write_text(json.dumps(
         {k: v for k, v in meta.items() if k != "vocabulary"}))
     with_features = intent_bundle(tmp_path / "features", n_features=2)
-    cases = {tmp_path / "missing": "not a model bundle", corrupt: "does not load",
-             mislabelled: "takes ['tokens']", no_vocab: "lacks ['vocabulary']",
-             with_features: "n_features=0"}
-    for path, message in cases.items():
-        with pytest.raises(ModelLoadError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    cases = {tmp_path / "missing": (ModelLoadError, "not a model bundle"),
+             corrupt: (ModelLoadError, "does not load"),
+             no_vocab: (ModelLoadError, "lacks ['vocabulary']"),
+             # refused from its metadata, before it is loaded
+             mislabelled: (KindMismatch, "serves rec models; this bundle is a 'intent'"),
+             with_features: (KindMismatch, "serves rec models")}
+    for path, (error, message) in cases.items():
+        with pytest.raises(error, match=message.replace("[", r"\[").replace("]", r"\]")):
             endpoint.swap(path, "cfg-bad")
         assert endpoint.model.version == "RecFlow/1" and endpoint.config_name == "cfg-1"
         assert invoke(endpoint, [["sku01"]])[0] == 200
+    # an endpoint whose name promises no kind loads them, and the loader's checks refuse them
+    anything = Endpoint("other", max_batch=1)
+    assert anything.kind is None
+    for path, message in ((mislabelled, "takes ['tokens']"), (with_features, "n_features=0")):
+        with pytest.raises(ModelLoadError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            anything.swap(path)
+        assert anything.model is None and anything.kind is None
+    anything.swap(bundles.intent)
+    assert anything.kind == "intent"
+    with pytest.raises(KindMismatch):
+        anything.swap(bundles.rec)
+    assert anything.model.kind == "intent"
 
 
 def test_model_server_routes_and_health(bundles: SimpleNamespace) -> None:
@@ -116,3 +132,23 @@ def test_model_server_routes_and_health(bundles: SimpleNamespace) -> None:
     with pytest.raises(KeyError):
         server.endpoint("nope")
     server.close()
+
+
+def test_a_stuck_model_call_answers_503_within_the_timeout(bundles: SimpleNamespace) -> None:
+    """The batcher's wait is bounded (SKIFF_SERVE_PREDICT_TIMEOUT_S): no request hangs."""
+    endpoint = Endpoint("skiff-rec", max_batch=8, predict_timeout_s=0.3)
+    model = endpoint.swap(bundles.rec)
+    release = threading.Event()
+    real = model.predict
+    model.predict = lambda ids: (release.wait(10), real(ids))[1]  # type: ignore[method-assign]
+    try:
+        for _ in range(2):  # the stuck call, then one queued behind it
+            started = time.monotonic()
+            status, answer = invoke(endpoint, [["sku01"]])
+            assert (status, answer["error"]) == (503, "model_timeout"), answer
+            assert 0.3 <= time.monotonic() - started < 2
+    finally:
+        release.set()
+    model.predict = real  # type: ignore[method-assign]
+    assert invoke(endpoint, [["sku01"]])[0] == 200  # the abandoned requests are skipped
+    endpoint.close()

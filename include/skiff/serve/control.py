@@ -1,0 +1,193 @@
+"""The model server's control plane: model swaps and the endpoint listing, on their own listener.
+
+Apart from the data plane (:mod:`skiff.serve.app`), as MLServer and Triton keep their model
+repository apart from inference, and further than they go: its own port
+(``SKIFF_SERVE_CONTROL_PORT``), bound to ``SKIFF_SERVE_CONTROL_HOST`` (127.0.0.1 by default;
+in Docker the compose network, never a published port), and every request must carry
+``Authorization: Bearer <token>`` (compared in constant time). Routes (every answer JSON):
+
+- ``GET /endpoints``: every endpoint, its config, kind and model (with the model's folder:
+  this plane only);
+- ``POST /endpoints/<name>/model`` with ``{"model_dir": "...", "config_name": "..."}``: load,
+  check and warm the bundle, then swap it in atomically (the endpoint is created if new).
+  200 with the endpoint's description; 400 for a body that is not that; 409 when the
+  bundle's kind (intent, rec) is not the endpoint's; 422 when it does not load. The old
+  model keeps serving on any refusal.
+
+Without the token, or with a wrong one: 401 (``WWW-Authenticate: Bearer``), before routing,
+so a caller without it learns nothing of the routes. The token is ``SKIFF_SERVE_TOKEN``, else
+the content of ``SKIFF_SERVE_TOKEN_FILE`` (:func:`control_token`, which writes a random one
+there, readable by its owner only, the first time).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from skiff.exceptions import ModelLoadError, SkiffConfigError
+from skiff.serve.server import KindMismatch
+from skiff.web.middleware import (
+    NO_STORE,
+    BodyTooLarge,
+    ConcurrencyLimit,
+    error_response,
+    exception_handlers,
+    read_body,
+)
+
+if TYPE_CHECKING:
+    from skiff.config import ServingConfig
+    from skiff.serve.server import ModelServer
+
+__all__ = ["MIN_TOKEN_CHARS", "BearerAuth", "control_token", "create_app"]
+
+log = logging.getLogger(__name__)
+
+#: Shortest token accepted (a generated one has 43 characters).
+MIN_TOKEN_CHARS = 16
+#: Largest body of a swap request (a folder and a config name).
+_MAX_BODY_BYTES = 64 * 1024
+
+
+def control_token(config: ServingConfig, create: bool = True) -> str:
+    """The control plane's bearer token: ``SKIFF_SERVE_TOKEN``, else ``SKIFF_SERVE_TOKEN_FILE``'s.
+
+    A missing file is written once with a random token (mode 0600; two processes racing agree
+    on the first one written), so a server and a deploy on one machine share it with no set-up.
+
+    :param config: the serving settings.
+    :param create: write the file when it is missing (False: raise instead).
+    :return: the token.
+    :raises SkiffConfigError: the token is shorter than :data:`MIN_TOKEN_CHARS`, or there is
+        none and ``create`` is False.
+    """
+    token, source = config.token.strip(), "SKIFF_SERVE_TOKEN"
+    if not token:
+        path, source = Path(config.token_file), f"SKIFF_SERVE_TOKEN_FILE={config.token_file}"
+        if not path.is_file() and create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass  # another process wrote it first: use theirs
+            else:
+                with os.fdopen(fd, "w") as out:
+                    out.write(secrets.token_urlsafe(32) + "\n")
+                log.info("Wrote a new control-plane token to %s.", path)
+        try:
+            token = path.read_text().strip()
+        except FileNotFoundError:
+            raise SkiffConfigError(f"No control-plane token: set SKIFF_SERVE_TOKEN, or write one "
+                                   f"to {path} (SKIFF_SERVE_TOKEN_FILE).") from None
+    if len(token) < MIN_TOKEN_CHARS:
+        raise SkiffConfigError(f"The control-plane token of {source} has {len(token)} "
+                               f"characters; use at least {MIN_TOKEN_CHARS} (e.g. python -c "
+                               "'import secrets; print(secrets.token_urlsafe(32))').")
+    return token
+
+
+class BearerAuth:
+    """ASGI middleware: 401 JSON unless ``Authorization: Bearer <token>`` (constant-time check).
+
+    :param app: the ASGI app behind it.
+    :param token: the expected token.
+    """
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+        self._refusal = error_response(401, "unauthorized", "Send the control-plane token: "
+                                                            "Authorization: Bearer <token> "
+                                                            "(SKIFF_SERVE_TOKEN).",
+                                       {"WWW-Authenticate": 'Bearer realm="skiff-control"'})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = b""
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    given = value
+                    break
+            if not hmac.compare_digest(given, self._expected):
+                log.warning("Refused a control-plane call without the token from %s.",
+                            scope.get("client"))
+                await self._refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class _ControlPlane:
+    def __init__(self, models: ModelServer) -> None:
+        self.models = models
+
+    async def endpoints(self, request: Request) -> Response:
+        return JSONResponse(self.models.describe(), headers=NO_STORE)
+
+    async def swap(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            body = await read_body(request, _MAX_BODY_BYTES, "the control plane's limit")
+            doc = json.loads(body)
+            model_dir = doc["model_dir"]
+            config_name = doc.get("config_name")
+            if not isinstance(model_dir, str) or not model_dir or not (
+                    config_name is None or isinstance(config_name, str)):
+                raise TypeError
+        except BodyTooLarge as exc:
+            return exc.response()
+        except ClientDisconnect:
+            return Response(status_code=400)
+        except (ValueError, KeyError, TypeError, RecursionError, AttributeError):
+            return error_response(400, "bad_request", 'Send {"model_dir": "<bundle folder>", '
+                                                      '"config_name": "<endpoint config>"}.')
+        try:
+            await anyio.to_thread.run_sync(self._deploy, name, model_dir, config_name)
+        except KindMismatch as exc:
+            return error_response(409, "kind_mismatch", str(exc))
+        except ModelLoadError as exc:
+            return error_response(422, "model_load_failed", str(exc))
+        except SkiffConfigError as exc:
+            return error_response(400, "bad_request", str(exc))
+        return JSONResponse(self.models.endpoint(name).describe(), headers=NO_STORE)
+
+    def _deploy(self, name: str, model_dir: str, config_name: str | None) -> Any:
+        return self.models.deploy(name, model_dir, config_name)
+
+
+def create_app(models: ModelServer, config: ServingConfig, token: str) -> Starlette:
+    """The control plane's ASGI app.
+
+    :param models: the endpoints it changes.
+    :param config: the serving settings (requests at once).
+    :param token: the bearer token every request must carry (:func:`control_token`).
+    :return: the Starlette app.
+    :raises SkiffConfigError: the token is too short.
+    """
+    if len(token) < MIN_TOKEN_CHARS:
+        raise SkiffConfigError(f"The control-plane token has {len(token)} characters; use at "
+                               f"least {MIN_TOKEN_CHARS}.")
+    plane = _ControlPlane(models)
+    return Starlette(
+        routes=[Route("/endpoints", plane.endpoints, methods=["GET"]),
+                Route("/endpoints/{name}/model", plane.swap, methods=["POST"])],
+        # the token is checked first: the limit then counts only authenticated callers
+        middleware=[Middleware(BearerAuth, token=token),
+                    Middleware(ConcurrencyLimit, limit=config.max_requests,
+                               setting="SKIFF_SERVE_MAX_REQUESTS")],
+        exception_handlers=exception_handlers("use GET /endpoints or POST "
+                                              "/endpoints/<name>/model"),
+    )
