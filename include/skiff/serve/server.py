@@ -233,9 +233,22 @@ class ModelServer:
                ) -> LoadedModel:
         """Swap ``model_dir`` into endpoint ``name`` (created if new); see :meth:`Endpoint.swap`.
 
-        A new endpoint's kind is what its name promises, else the bundle's.
+        A new endpoint's kind is what its name promises, else the bundle's; when its first
+        model is refused, it is not created (``/ping`` stays as it was).
         """
-        return self.endpoint(name, create=True).swap(model_dir, config_name)
+        new = name not in self.endpoints
+        endpoint = self.endpoint(name, create=True)
+        try:
+            return endpoint.swap(model_dir, config_name)
+        except BaseException:
+            if new and endpoint.model is None:
+                with self._lock:
+                    if self.endpoints.get(name) is endpoint:
+                        del self.endpoints[name]
+                        if self.default_endpoint == name:
+                            self.default_endpoint = next(iter(self.endpoints), None)
+                endpoint.close()
+            raise
 
     def invoke(self, name: str | None, body: bytes, content_type: str = _JSON
                ) -> tuple[int, bytes]:

@@ -152,3 +152,13 @@ def test_a_stuck_model_call_answers_503_within_the_timeout(bundles: SimpleNamesp
     model.predict = real  # type: ignore[method-assign]
     assert invoke(endpoint, [["sku01"]])[0] == 200  # the abandoned requests are skipped
     endpoint.close()
+
+
+def test_a_refused_first_model_creates_no_endpoint(bundles: SimpleNamespace) -> None:
+    """A new endpoint whose first model is refused is not left empty (``/ping`` would fail)."""
+    server = ModelServer(max_batch=1)
+    server.deploy("skiff-rec", bundles.rec)
+    with pytest.raises(KindMismatch):
+        server.deploy("other-intent", bundles.rec)
+    assert set(server.endpoints) == {"skiff-rec"} and server.healthy()
+    server.close()
