@@ -450,6 +450,14 @@ def test_init_snippets_write_what_airflow_reads(tmp_path: Path) -> None:
 
     (fernet,) = [code for code in snippets if "Fernet" in code]
     Fernet(run(fernet).stdout.strip().encode())  # a valid key
+    # the model server's control-plane token: one the server takes
+    from skiff.serve import control_token
+
+    token_file = tmp_path / "serve_token"
+    (serve,) = [code for code in snippets if "token_urlsafe(32)" in code]
+    token_file.write_text(run(serve).stdout)
+    config = skiff_config.ServingConfig(token_file=token_file)
+    assert control_token(config, create=False) == token_file.read_text().strip()
     (users,) = [code for code in snippets if "_AIRFLOW_WWW_USER" in code]
     passwords = tmp_path / "passwords.json"
     passwords.write_text(run(users).stdout)
@@ -481,13 +489,25 @@ def test_model_server_runs_skiff_serve_reachable_from_airflow() -> None:
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["skiff"] == "skiff.cli:main"
     _assert_skiff_command(argv, "model-server")
-    # Airflow's containers deploy to it by service name; it listens on every interface.
-    assert _service_env("airflow-scheduler")["SKIFF_SERVE_HOST"] == "model-server"
-    assert _service_env("model-server")["SKIFF_SERVE_HOST"] == "0.0.0.0"
+    # Airflow's containers deploy to it by service name; it listens on every interface of its
+    # container, the data plane published on 127.0.0.1, the control plane not at all.
+    airflow, server = _service_env("airflow-scheduler"), _service_env("model-server")
+    assert airflow["SKIFF_SERVE_HOST"] == airflow["SKIFF_SERVE_CONTROL_HOST"] == "model-server"
+    assert server["SKIFF_SERVE_HOST"] == server["SKIFF_SERVE_CONTROL_HOST"] == "0.0.0.0"
     defaults = skiff_config.ServingConfig()
     published = _published("model-server")
     assert published == {"8081": str(defaults.port), str(defaults.api_port): str(defaults.api_port)}
     assert "8080" not in published, "host port 8080 is the UI's"
+    assert str(defaults.control_port) not in published.values(), "the control plane is published"
+    # Both ends read the control-plane token airflow-init writes once into airflow-config.
+    token = PurePosixPath(airflow["SKIFF_SERVE_TOKEN_FILE"])
+    assert server["SKIFF_SERVE_TOKEN_FILE"] == str(token)
+    assert token.parent == PurePosixPath("/opt/airflow/config")
+    assert re.search(rf"^\[\[ -s {token.name} \]\] \|\| python -c .*secrets.* > {token.name}$",
+                     _init_script(), re.M)
+    assert "airflow-config:/opt/airflow/config:ro" in _services()["model-server"]["volumes"]
+    assert _services()["model-server"]["depends_on"]["airflow-init"]["condition"] == (
+        "service_completed_successfully")
 
 
 def _published(name: str) -> dict[str, str]:
@@ -535,8 +555,10 @@ def test_model_server_health_check_answers_before_any_deploy(tmp_path: Path) -> 
 
     url = urllib.parse.urlsplit(_healthcheck_argv("model-server")[-1])
     assert url.port == skiff_config.ServingConfig().port
-    config = skiff_config.ServingConfig(host="127.0.0.1", tf_threads=0)
-    stack = LocalStack.build(config, store=EndpointStore(tmp_path), port=0, api_port=0).start()
+    config = skiff_config.ServingConfig(host="127.0.0.1", tf_threads=0,
+                                        token_file=tmp_path / "token")
+    stack = LocalStack.build(config, store=EndpointStore(tmp_path), port=0, api_port=0,
+                             control_port=0).start()
     try:
         with urllib.request.urlopen(f"{stack.urls['models']}{url.path}", timeout=5) as answer:
             assert answer.status == 200
