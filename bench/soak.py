@@ -35,14 +35,15 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.common import REPO, skiff_env
+
+if TYPE_CHECKING:
+    from tests.webhook_receiver import WebhookReceiver
 
 RESULTS = REPO / "bench" / "results"
 CHART = REPO / "docs" / "img" / "soak.png"
@@ -50,37 +51,6 @@ DAG_ID = "skiff_hourly"
 MARTS = ("fct_sessions", "fct_session_sequences", "dim_products")
 #: Interval (1-based, in scheduled order) of each fault.
 FAULTS = {2: "bad_delivery", 3: "kill_task_mid_dbt", 4: "kill_collector"}
-
-
-class SlackStandIn(ThreadingHTTPServer):
-    """A Slack Incoming Webhook stand-in on 127.0.0.1: 200 when up, 503 when ``down``."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _SlackHandler)
-        self.down = False
-        self.posts: list[dict[str, Any]] = []
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/services/T000/B000/SOAK"
-
-
-class _SlackHandler(BaseHTTPRequestHandler):
-    server: SlackStandIn
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
-        status = 503 if self.server.down else 200
-        self.server.posts.append({"at": time.time(), "status": status,
-                                  "text": str(body.get("text", ""))[:200]})
-        self.send_response(status)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -195,8 +165,10 @@ def soak(intervals: int, minutes: int, *, faults: bool = True, quick: bool = Fal
     home = home or REPO / "build" / "soak"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    slack = SlackStandIn()
-    env = _environment(home, minutes, slack.url)
+    from tests.webhook_receiver import WebhookReceiver
+
+    slack = WebhookReceiver()  # Slack's stand-in on 127.0.0.1: 503 while down
+    env = _environment(home, minutes, slack.url("/services/T000/B000/SOAK"))
     say = (lambda text: print(f"[{datetime.now(UTC):%H:%M:%S}] {text}", flush=True)) if progress \
         else (lambda text: None)
     started = time.monotonic()
@@ -280,7 +252,7 @@ def soak(intervals: int, minutes: int, *, faults: bool = True, quick: bool = Fal
             airflow.stop()
         finally:
             shoppers.stop()
-            slack.shutdown()
+            slack.close()
     say("stopped; checking the raw log and the marts")
     report = _report(home, env, runs, injected, live_from, slack, memory.peak, faults, quick)
     report.update(intervals=intervals, minutes=minutes,
@@ -290,7 +262,7 @@ def soak(intervals: int, minutes: int, *, faults: bool = True, quick: bool = Fal
 
 
 def _report(home: Path, env: dict[str, str], runs: dict[str, dict[str, Any]],
-            injected: dict[int, dict[str, Any]], live_from: str, slack: SlackStandIn,
+            injected: dict[int, dict[str, Any]], live_from: str, slack: WebhookReceiver,
             peak_rss: int, faults: bool, quick: bool) -> dict[str, Any]:
     import duckdb
 
@@ -345,8 +317,8 @@ def _report(home: Path, env: dict[str, str], runs: dict[str, dict[str, Any]],
         "failed_unexpectedly": sorted(r["index"] for r in ordered
                                       if r["state"] == "failed" and r["index"] not in expected_fail),
         "faults": {str(k): v for k, v in injected.items()},
-        "alerts": {"posted": sum(p["status"] == 200 for p in slack.posts),
-                   "refused_while_slack_down": sum(p["status"] == 503 for p in slack.posts)},
+        "alerts": {"posted": sum(p.status == 200 for p in slack.posts),
+                   "refused_while_slack_down": sum(p.status == 503 for p in slack.posts)},
         "events": {"posted_distinct": len(posted), "raw_rows_live": len(live),
                    "raw_distinct_live": len(in_raw), "missing": len(posted - in_raw),
                    "raw_not_posted": len(in_raw - posted),

@@ -1,7 +1,7 @@
 """Alerts through the Slack provider's webhook hook to a real HTTP receiver on 127.0.0.1.
 
-The receiver stands in for ``hooks.slack.com``: it records each JSON body and answers 200, or
-500 on ``FAILING_PATH``. The ``slackwebhook`` connection comes from ``AIRFLOW_CONN_SLACK_ALERTS``.
+The receiver (``tests/webhook_receiver.py``) stands in for ``hooks.slack.com``: it records each
+JSON body and answers 200, or 500 on ``FAILING_PATH``. The ``slackwebhook`` connection comes from ``AIRFLOW_CONN_SLACK_ALERTS``.
 The DAG runs (``dag.test()`` on ``tests/fixtures/dags/skiff_alerts_test.py``) happen in a
 subprocess pointed at the fixtures folder, as ``dag.test`` needs the DAG in the DAGs folder.
 """
@@ -14,57 +14,25 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-WEBHOOK_PATH = "/services/T000/B000/XXXX"
+WEBHOOK_PATH = "/services/T000/B000/XXXX"  # the receiver's default
 FAILING_PATH = "/services/T500/B500/XXXX"  # the receiver answers 500 here
 LOG_URL = "http://localhost:8080/dags/skiff_alerts_test/runs/manual__1/tasks/fail?try_number=1"
 
 
-class Receiver(ThreadingHTTPServer):
-    """A Slack Incoming Webhook stand-in: keeps ``(path, json body)`` of each POST."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.posts: list[tuple[str, dict]] = []
-
-    def url(self, path: str = WEBHOOK_PATH) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.posts.append((self.path, json.loads(body)))
-        status, answer = (500, b"internal_error") if self.path == FAILING_PATH else (200, b"ok")
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(failing={FAILING_PATH: 500}) as server:
+        yield server
 
 
 @pytest.fixture
@@ -103,7 +71,7 @@ def test_alert_posts_the_message_to_the_webhook(receiver, monkeypatch, as_host) 
 
     SkiffAlertNotifier(text=TASK_FAILURE_TEXT)(_task_failure_context())
 
-    ((path, body),) = receiver.posts
+    ((path, body),) = [(post.path, post.body) for post in receiver.posts]
     assert path == WEBHOOK_PATH
     assert set(body) == {"text"}
     for part in ("skiff_alerts_test", "task fail", "run manual__1", "try 1",
@@ -235,7 +203,7 @@ def test_dag_run_alerts_and_keeps_its_own_failure(
         # the task's own error is the failure, whatever Slack did
         assert "ValueError: Data validation failed: marts.fct_sessions" in logs[name], name
 
-    posts = [(path, body["text"]) for path, body in receiver.posts]
+    posts = [(post.path, post.body["text"]) for post in receiver.posts]
     ok_posts = [text for path, text in posts if path == WEBHOOK_PATH]
     task_alert, run_alert, duration_alert = ok_posts
     assert "task fail of skiff_alerts_test failed" in task_alert
