@@ -1,7 +1,7 @@
 """The local serving path: GET /predict over HTTP through the Lambda handler to the model.
 
 This process runs what ``skiff serve`` runs (the model server and the ``/predict`` adapter
-calling the Lambda handler with an in-process runtime client); a SECOND process on loopback
+calling the Lambda handler with an in-process runtime client, on uvicorn); a SECOND process on loopback
 drives it with concurrent keep-alive clients for a fixed time and reports every request's
 latency. Measured side by side:
 
@@ -121,24 +121,24 @@ def _drive(port: int, skus: list[str], clients: int, seconds: float, env: dict) 
 def _serve_and_drive(bundle: Path, skus: list[str], *, max_batch: int, clients: int,
                      seconds: float, env: dict, via_boto3: bool = False) -> dict:
     from skiff.config import ServingConfig
-    from skiff.serve import EndpointStore
+    from skiff.serve import EndpointStore, serving_server
+    from skiff.web import ServerGroup
     from skiff_api import handler, local_adapter
     from skiff_api.local_stack import LocalStack
 
     with tempfile.TemporaryDirectory() as store:
-        stack = LocalStack.build(ServingConfig(max_batch=max_batch),
-                                 bundles={"skiff-rec": bundle}, store=EndpointStore(store),
-                                 port=0, api_port=0).start()
+        config = ServingConfig(max_batch=max_batch, token_file=Path(store) / "token")
+        stack = LocalStack.build(config, bundles={"skiff-rec": bundle},
+                                 store=EndpointStore(store), port=0, api_port=0,
+                                 control_port=0).start()
         extra = None
         try:
-            port = stack.api.server_address[1]
+            port = stack.port("api")
             if via_boto3:  # a second adapter whose handler reaches the model server via boto3
                 settings = handler.Settings({"SKIFF_RUNTIME_URL": stack.urls["models"]})
-                extra = local_adapter.make_server("127.0.0.1", 0, settings=settings)
-                import threading
-
-                threading.Thread(target=extra.serve_forever, daemon=True).start()
-                port = extra.server_address[1]
+                app = local_adapter.create_app(settings=settings, config=config)
+                extra = ServerGroup([("api", serving_server(app, config), "127.0.0.1", 0)])
+                port = extra.start().address("api")[1]
             result = _drive(port, skus, clients, seconds, env)
             batches = stack.models.endpoint("skiff-rec").describe().get("batches")
             if batches and batches["calls"]:
@@ -146,8 +146,7 @@ def _serve_and_drive(bundle: Path, skus: list[str], *, max_batch: int, clients: 
             return result
         finally:
             if extra is not None:
-                extra.shutdown()
-                extra.server_close()
+                extra.stop()
             stack.close()
 
 

@@ -31,9 +31,9 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from skiff.config import ServingConfig
 from skiff.serve.app import run_bounded, serving_server
@@ -42,7 +42,6 @@ from skiff.web.middleware import (
     ConcurrencyLimit,
     error_response,
     exception_handlers,
-    read_body,
 )
 from skiff.web.runner import ServerGroup
 from skiff_api import handler
@@ -84,31 +83,66 @@ class _Adapter:
                     self._client = self.client_factory()
         return self._client
 
-    def handle(self, request: Request, body: bytes) -> dict[str, Any]:
+    def handle(self, scope: Scope, body: bytes) -> dict[str, Any]:
         context = _Context()
-        event = handler.proxy_event(request.url.path, request.url.query, request.method)
-        event["headers"] = {k: v for k, v in request.headers.items()}
+        event = handler.proxy_event(scope["path"], scope["query_string"].decode("latin-1"),
+                                    scope["method"])
+        event["headers"] = {k.decode("latin-1"): v.decode("latin-1")
+                            for k, v in scope["headers"]}
         event["requestContext"]["requestId"] = context.aws_request_id
         if body:
             event["body"] = body.decode("utf-8", errors="replace")
         return handler.handle(event, context, client=self.client(), settings=self.settings)
 
-    async def respond(self, request: Request) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One request, as plain ASGI (no Starlette ``Request``: this is the hot path)."""
         try:
-            body = await read_body(request, MAX_BODY_BYTES, "the /predict adapter's limit")
+            body = await _body(scope, receive)
         except BodyTooLarge as exc:
-            return exc.response()
+            await exc.response()(scope, receive, send)
+            return
         except ClientDisconnect:
-            return Response(status_code=400)  # nobody reads it
+            return  # nobody to answer
         try:
-            answer = await run_bounded(lambda: self.handle(request, body), self.timeout_s)
+            answer = await run_bounded(lambda: self.handle(scope, body), self.timeout_s)
         except TimeoutError:
-            log.warning("%s %s: no answer within %.1f s.", request.method, request.url.path,
+            log.warning("%s %s: no answer within %.1f s.", scope["method"], scope["path"],
                         self.timeout_s)
-            return error_response(503, "model_timeout", "The model did not answer in time; "
-                                                        "retry later.")
-        return Response(answer.get("body", ""), int(answer.get("statusCode", 500)),
-                        headers=answer.get("headers") or {})
+            await error_response(503, "model_timeout", "The model did not answer in time; "
+                                                       "retry later.")(scope, receive, send)
+            return
+        content = answer.get("body", "").encode()
+        headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1"))
+                   for k, v in (answer.get("headers") or {}).items()
+                   if k.lower() != "content-length"]
+        headers.append((b"content-length", b"%d" % len(content)))
+        await send({"type": "http.response.start", "status": int(answer.get("statusCode", 500)),
+                    "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+
+async def _body(scope: Scope, receive: Receive) -> bytes:
+    """The request's body (none unless it declares one), at most :data:`MAX_BODY_BYTES`."""
+    headers = dict(scope["headers"])
+    length = headers.get(b"content-length")
+    if length is None and b"transfer-encoding" not in headers:
+        return b""
+    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"The body has {int(length):,} bytes; at most {MAX_BODY_BYTES:,} "
+                           "(/predict takes none).")
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BodyTooLarge(f"The body exceeds {MAX_BODY_BYTES:,} bytes (/predict takes "
+                               "none).")
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
 
 
 def create_app(*, client_factory: Callable[[], Any] | None = None,
@@ -129,7 +163,7 @@ def create_app(*, client_factory: Callable[[], Any] | None = None,
     adapter = _Adapter(settings, client_factory or (lambda: handler.make_client(settings)),
                        config.predict_timeout_s + 1.0)
     return Starlette(
-        routes=[Route("/{path:path}", adapter.respond, methods=_METHODS)],
+        routes=[Route("/{path:path}", adapter, methods=_METHODS)],
         middleware=[Middleware(ConcurrencyLimit, limit=config.max_requests,
                                setting="SKIFF_SERVE_MAX_REQUESTS")],
         exception_handlers=exception_handlers("use GET /predict?session=..."),

@@ -22,12 +22,14 @@ swaps and the endpoint listing are the control plane's (:mod:`skiff.serve.contro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import queue
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
@@ -56,14 +58,72 @@ _JSON = "application/json"
 MAX_HEADER_BYTES = 16 * 1024
 #: Seconds past the model's own timeout before a request stops waiting for its thread.
 _GRACE_S = 1.0
+#: Worker threads running blocking calls (model invocations, the ``/predict`` handler).
+_THREADS = 64
 
 
 def _json(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
     return Response(body, status, headers={**NO_STORE, **(headers or {})}, media_type=_JSON)
 
 
+class _Workers:
+    """A few daemon threads running blocking calls for the event loop.
+
+    Leaner than ``run_in_executor`` on a ``ThreadPoolExecutor`` (no executor future to chain
+    to an asyncio one): a call goes in a C queue, its result comes back with one
+    ``call_soon_threadsafe``. Threads start on demand, up to ``size``.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], Any]) -> asyncio.Future:
+        future = loop.create_future()
+        self._queue.put((loop, future, fn))
+        if self._idle == 0 and len(self._threads) < self.size:
+            with self._lock:
+                if len(self._threads) < self.size:
+                    thread = threading.Thread(target=self._work, daemon=True,
+                                              name=f"skiff-serve-{len(self._threads)}")
+                    self._threads.append(thread)
+                    thread.start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            loop, future, fn = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+            try:
+                result = fn()
+            except BaseException as exc:  # noqa: BLE001  (handed to the waiting request)
+                loop.call_soon_threadsafe(_settle, future, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, future, result, None)
+
+
+def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+    if future.done():  # the request stopped waiting (timeout): the result is dropped
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+_WORKERS = _Workers(_THREADS)
+
+
 async def run_bounded(fn: Callable[[], Any], timeout_s: float) -> Any:
     """Run a blocking call in a worker thread; stop waiting for it after ``timeout_s``.
+
+    The wait includes the queue for a free thread (at most ``_THREADS`` run at once).
 
     :param fn: the call (a model invocation: the batcher bounds its own wait, a model called
         without batching does not).
@@ -71,8 +131,8 @@ async def run_bounded(fn: Callable[[], Any], timeout_s: float) -> Any:
     :return: what ``fn`` returned.
     :raises TimeoutError: it did not return in time (the thread is left to finish).
     """
-    with anyio.fail_after(timeout_s):
-        return await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
+    async with asyncio.timeout(timeout_s):
+        return await _WORKERS.submit(asyncio.get_running_loop(), fn)
 
 
 class _DataPlane:

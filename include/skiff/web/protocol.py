@@ -150,6 +150,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refused_head = True
             raise _HeadTooLarge  # httptools stops; uvicorn calls send_400_response
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.send = _one_write(self.cycle)  # type: ignore[method-assign]
         self._start_timer(self.body_timeout_s)  # cancelled when the message is complete
 
     def on_message_complete(self) -> None:
@@ -226,6 +228,60 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         transport.write_eof()
         self._lingering = True
         self.loop.call_later(LINGER_SECONDS, transport.close)
+
+
+class _Buffered:
+    """A transport whose writes wait for :meth:`flush` (closing flushes first)."""
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def flush(self) -> None:
+        if self.parts:
+            data, self.parts = b"".join(self.parts), []
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+def _one_write(cycle: Any) -> Any:
+    """``cycle.send`` writing a response's status line and headers with its first body part.
+
+    uvicorn writes them in two calls, so a small answer costs two ``send`` syscalls (uvloop
+    makes them holding the GIL) and wakes its client twice; held until the body, they leave
+    in one.
+    """
+    original = cycle.send
+    held: dict[str, Any] | None = None
+
+    async def send(message: Any) -> None:
+        nonlocal held
+        if message["type"] == "http.response.start":
+            held = message
+            return
+        if held is None:
+            await original(message)
+            return
+        start, held = held, None
+        transport, buffered = cycle.transport, _Buffered(cycle.transport)
+        cycle.transport = buffered
+        try:
+            await original(start)
+            await original(message)
+        finally:
+            cycle.transport = transport
+            buffered.flush()
+
+    return send
 
 
 def guarded(max_head_bytes: int = 16 * 1024, *, head_timeout_s: float | None = None,
