@@ -104,12 +104,12 @@ class ServerGroup:
         """
         import signal
 
-        self.start()
-        if on_ready is not None:
-            on_ready()
         stop = threading.Event()
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
+            self.start()
+            if on_ready is not None:
+                on_ready()
             while not stop.is_set() and self._thread is not None and self._thread.is_alive():
                 stop.wait(0.5)
         except KeyboardInterrupt:
