@@ -1,4 +1,4 @@
-"""``skiff serve``: the local model server's two planes and the ``GET /predict`` adapter in one process.
+"""``skiff serve``: the model server's two planes and the ``GET /predict`` adapter in one process.
 
 The embedded serving path: :class:`skiff.serve.ModelServer` (loaded from the local control
 plane's store) behind three listeners on one uvicorn event loop:

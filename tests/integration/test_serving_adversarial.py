@@ -184,7 +184,8 @@ def test_oversized_head_431_and_body_413(stack: LocalStack) -> None:
     assert _parse(endless)[0] == 431 and took < 5
     big = b'{"sessions": [["sku01"]], "pad": "' + b"x" * 70_000 + b'"}'
     status, _, doc = _parse(_raw(stack.port("models"), _post("/invocations", big))[0])
-    assert (status, doc["error"]) == (413, "too_large") and "SKIFF_SERVE_MAX_BODY_BYTES" in doc["message"]
+    assert (status, doc["error"]) == (413, "too_large")
+    assert "SKIFF_SERVE_MAX_BODY_BYTES" in doc["message"]
 
 
 def test_chunked_bodies_are_read_and_bounded(stack: LocalStack) -> None:
@@ -254,8 +255,9 @@ def test_no_server_path_in_data_plane_answers(stack: LocalStack, bundles: Simple
 def test_control_plane_wants_the_token(stack: LocalStack, bundles: SimpleNamespace) -> None:
     swap = {"model_dir": str(bundles.rec), "config_name": "evil"}
     with httpx.Client(base_url=stack.urls["control"], timeout=5) as client:
-        for headers in ({}, _auth(stack, "wrong-token-of-some-length"), {"Authorization": "Basic x"},
-                        {"Authorization": stack.token}, {"Authorization": f"Bearer {stack.token}x"}):
+        for headers in ({}, _auth(stack, "wrong-token-of-some-length"),
+                        {"Authorization": "Basic x"}, {"Authorization": stack.token},
+                        {"Authorization": f"Bearer {stack.token}x"}):
             for answer in (client.get("/endpoints", headers=headers),
                            client.post("/endpoints/skiff-rec/model", json=swap, headers=headers),
                            client.get("/nowhere", headers=headers)):  # no route hint either

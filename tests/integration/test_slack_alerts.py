@@ -1,7 +1,8 @@
 """Alerts through the Slack provider's webhook hook to a real HTTP receiver on 127.0.0.1.
 
 The receiver (``tests/webhook_receiver.py``) stands in for ``hooks.slack.com``: it records each
-JSON body and answers 200, or 500 on ``FAILING_PATH``. The ``slackwebhook`` connection comes from ``AIRFLOW_CONN_SLACK_ALERTS``.
+JSON body and answers 200, or 500 on ``FAILING_PATH``. The ``slackwebhook`` connection comes
+from ``AIRFLOW_CONN_SLACK_ALERTS``.
 The DAG runs (``dag.test()`` on ``tests/fixtures/dags/skiff_alerts_test.py``) happen in a
 subprocess pointed at the fixtures folder, as ``dag.test`` needs the DAG in the DAGs folder.
 """

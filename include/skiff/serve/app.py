@@ -195,7 +195,8 @@ class _DataPlane:
             return _json(400, json.dumps({"message": f"Endpoint {name} not found."}).encode(),
                          {"x-amzn-ErrorType": "ValidationError"})
         message = body.decode(errors="replace")
-        doc = {"ErrorCode": "CLIENT_ERROR_FROM_MODEL" if status < 500 else "SERVER_ERROR_FROM_MODEL",
+        doc = {"ErrorCode": ("CLIENT_ERROR_FROM_MODEL" if status < 500
+                             else "SERVER_ERROR_FROM_MODEL"),
                "Message": f"Received {'client' if status < 500 else 'server'} error "
                           f"({status}) from primary with message \"{message}\".",
                "OriginalStatusCode": status, "OriginalMessage": message}

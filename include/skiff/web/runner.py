@@ -1,4 +1,4 @@
-"""uvicorn servers of Skiff's ASGI apps: bound sockets, one event loop, started and stopped together.
+"""uvicorn servers of Skiff's ASGI apps: bound sockets, one event loop, started and stopped as one.
 
 :func:`uvicorn_server` makes a uvicorn server of an app with Skiff's protocol
 (:func:`skiff.web.protocol.guarded`) and no banner, access log or lifespan of its own;

@@ -1,4 +1,4 @@
-"""LocalModelServerHook's control-plane address and token: the connection first, else the settings."""
+"""LocalModelServerHook's control-plane address and token: the connection, else the settings."""
 
 from __future__ import annotations
 
