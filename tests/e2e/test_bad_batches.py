@@ -24,7 +24,6 @@ from bad_batches import (
     interval_data,
     make_log,
     make_source,
-    stopping_task,
 )
 
 from skiff.data import DEFECTS, build_bad_batch
@@ -78,7 +77,7 @@ def _bad_run(defect, source, tmp_path, monkeypatch, alerts) -> None:
     bad = build_bad_batch(defect, interval_data(source), seed=SEED)
     log = make_log(tmp_path / "log", source, bad)
     run, states = _run_dag(tmp_path, monkeypatch, log)
-    task_id, expect = stopping_task(defect)  # spec's, or event_mix's when it sees it first
+    task_id, expect = DEFECTS[defect].task_id, DEFECTS[defect].expect
 
     assert run.state == DagRunState.FAILED
     assert states[task_id] == TaskInstanceState.FAILED, states  # failed, not up for retry
