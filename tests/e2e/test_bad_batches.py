@@ -86,6 +86,10 @@ def _bad_run(defect, source, tmp_path, monkeypatch, alerts) -> None:
         assert set(prepare.values()) == {TaskInstanceState.SUCCESS}, prepare
     else:  # a bad hour never reaches dbt
         assert set(prepare.values()) == {TaskInstanceState.UPSTREAM_FAILED}, prepare
+    # no release task runs on a data problem: the endpoints are not touched (no rollback)
+    release = {t: s for t, s in states.items()
+               if t.startswith(("gate_", "deploy_", "smoke_test_", "promote_", "rollback_"))}
+    assert release and set(release.values()) == {TaskInstanceState.UPSTREAM_FAILED}, release
     report = json.loads(
         (tmp_path / "gx" / "results" / LABEL / f"{TASK_SUITES[task_id]}.json").read_text())
     assert expect in report["defects"]
