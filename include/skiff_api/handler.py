@@ -141,7 +141,7 @@ def make_client(settings: Settings | None = None) -> Any:
         options["signature_version"] = botocore.UNSIGNED  # the local model server checks none
     return boto3.client(
         "sagemaker-runtime", region_name=settings.region, endpoint_url=settings.runtime_url,
-        config=Config(retries={"max_attempts": settings.attempts, "mode": "standard"},
+        config=Config(retries={"total_max_attempts": settings.attempts, "mode": "standard"},
                       connect_timeout=settings.connect_timeout,
                       read_timeout=settings.read_timeout, tcp_keepalive=True, **options))
 
