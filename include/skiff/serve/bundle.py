@@ -93,7 +93,7 @@ def write_bundle(model: Any, path: str | Path, *, kind: str, vocabulary: Any, ve
     tokens = list(getattr(vocabulary, "tokens", vocabulary))
     try:
         Codec({"kind": kind, "version": version, "vocabulary": tokens, "max_len": max_len,
-               **({"popular": dict(popular)} if popular is not None else {})})
+               **({"popular": popular} if popular is not None else {})})
     except ValueError as exc:
         raise SkiffConfigError(str(exc)) from None
     path = Path(path)
