@@ -29,7 +29,8 @@ Settings, read once per container: ``SKIFF_ENDPOINT_NAME`` (endpoint prefix, def
 the runtime client's ``SKIFF_PREDICT_CONNECT_TIMEOUT`` (1 s), ``SKIFF_PREDICT_READ_TIMEOUT``
 (2 s) and ``SKIFF_PREDICT_ATTEMPTS`` (2, the first included): :meth:`Settings.worst_case_s`
 is what they may cost at most, and must stay below the function's timeout (15 s in
-``template.yaml``; a test checks it).
+``template.yaml``; a test checks it). The defaults are ``skiff.config.ServingConfig``'s, whose
+``lambda_environment()`` sets them all (a test keeps them equal).
 
 The runtime client is made once per container by a factory; :func:`set_client_factory`
 replaces it (tests pass a fake). :func:`handle` answers one event with a client and settings
