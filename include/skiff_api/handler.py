@@ -68,6 +68,8 @@ __all__ = [
     "proxy_event",
 ]
 
+# About 400 lines: the zip's entry point holds the whole /predict contract (query rules,
+# runtime client, answer shaping) so the Lambda ships as this file plus gateway.py.
 log = logging.getLogger("skiff.predict")
 
 #: The intent model's event types (``skiff.train.features.EVENT_TOKENS``; a test keeps them equal).
