@@ -261,3 +261,14 @@ def test_intent_release(cfg: ServingConfig, bundles: SimpleNamespace) -> None:
     with pytest.raises(AirflowException, match="holds a 'rec' model"):
         run(LocalModelDeployOperator(task_id="deploy", model="intent", candidate=gate,
                                      model_dir=str(bundles.rec1), config=cfg))
+
+
+def test_the_deployed_lambdas_timeout_fits_the_handlers_retry_budget() -> None:
+    """LambdaFunctionDeployOperator's default timeout, like template.yaml's, outlasts the handler."""
+    from operators.lambda_deploy import LambdaFunctionDeployOperator
+    from skiff_api import handler
+
+    operator = LambdaFunctionDeployOperator(task_id="lambda", role="arn:aws:iam::1:role/r",
+                                            environment=ServingConfig().lambda_environment())
+    settings = handler.Settings(operator.config["environment"]["Variables"])
+    assert settings.worst_case_s() <= operator.timeout - max(2.0, 0.1 * operator.timeout)
