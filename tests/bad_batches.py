@@ -47,24 +47,6 @@ TASK_SUITES = {
 }
 #: Tasks that run after dbt: their defects need the marts built.
 MART_TASKS = ("validate_session_events", "validate_sessions", "validate_products")
-#: Defects of the corpus whose shares the event_mix suite (before dbt) already finds out of
-#: their recent range, with the defect it names: the run stops at validate_event_mix, before
-#: the mart task that ``skiff.data.corrupt`` names (which still catches them on the marts).
-CAUGHT_BY_EVENT_MIX = {
-    "unknown_skus": "unknown_skus",  # 30% of the product events
-    "label_rate": "mix_shift",  # every session adds to cart: the add share jumps
-    "out_of_order_events": "mix_shift",  # a purchase per adding session: the purchase share
-}
-
-
-def stopping_task(defect: str) -> tuple[str, str]:
-    """The validate task where skiff_hourly stops on ``defect``, and the defect it names."""
-    if defect in CAUGHT_BY_EVENT_MIX:
-        return "validate_event_mix", CAUGHT_BY_EVENT_MIX[defect]
-    spec = DEFECTS[defect]
-    return spec.task_id, spec.expect
-
-
 def ms(ts: datetime) -> int:
     return int(ts.timestamp() * 1000)
 

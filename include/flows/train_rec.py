@@ -44,7 +44,7 @@ class RecFlow(TrainingFlow):
         fitted = next_item.train(self.data, epochs=self.epochs, seed=self.seed)
         self.outputs = {next_item.MODEL: next_item.model_top_k(fitted.model, self.data)}
         self.keep_model(fitted, kind="rec", vocabulary=self.data.vocab, max_len=self.data.window,
-                        k=next_item.K)
+                        k=next_item.K, popular=next_item.popular_items(self.data, next_item.K))
         self.next(self.evaluate)
 
     @step

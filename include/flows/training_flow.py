@@ -37,7 +37,7 @@ class TrainingFlow(FlowSpec):
         since the container's disk goes with it.
 
         :param fitted: :class:`skiff.train.models.TrainResult`.
-        :param export: ``kind``, ``vocabulary``, ``max_len`` (and ``k``) of
+        :param export: ``kind``, ``vocabulary``, ``max_len`` (and ``k``, ``popular``) of
             :func:`skiff.train.glue.store_model`; the data version goes into the bundle.
         """
         from metaflow.metaflow_config import DATATOOLS_S3ROOT, DEFAULT_DATASTORE

@@ -314,6 +314,16 @@ class ServingConfig(Section):
                               minimum=1)
     top_k: int = setting("SKIFF_PREDICT_TOP_K", 10, "SKUs a recommendation returns (at most the "
                          "model's export `k`)", minimum=1)
+    # worst case 2 x (1 + 2) s + 6 s backoff = 12 s, under the function's 15 s timeout
+    predict_connect_timeout: float = setting(
+        "SKIFF_PREDICT_CONNECT_TIMEOUT", 1.0, "seconds the `/predict` Lambda waits to connect "
+        "to an endpoint", minimum=0.001)
+    predict_read_timeout: float = setting(
+        "SKIFF_PREDICT_READ_TIMEOUT", 2.0, "seconds the `/predict` Lambda waits for each read of "
+        "an endpoint's answer", minimum=0.001)
+    predict_attempts: int = setting(
+        "SKIFF_PREDICT_ATTEMPTS", 2, "attempts of one endpoint call, the first included (their "
+        "worst case must fit the function's timeout: see Gate, deploy and serving)", minimum=1)
     gate_metric_intent: str = setting("SKIFF_GATE_METRIC_INTENT", "roc_auc",
                                       "metric the intent gate compares")
     gate_metric_rec: str = setting("SKIFF_GATE_METRIC_REC", "mrr@20",
@@ -379,7 +389,9 @@ class ServingConfig(Section):
         :return: the variables, by name.
         """
         return {self.env(name): str(getattr(self, name))
-                for name in ("endpoint_name", "region", "max_tokens", "top_k")}
+                for name in ("endpoint_name", "region", "max_tokens", "top_k",
+                             "predict_connect_timeout", "predict_read_timeout",
+                             "predict_attempts")}
 
 
 @dataclass(frozen=True)

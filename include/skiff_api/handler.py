@@ -6,22 +6,31 @@ the query, calls one model endpoint through a ``sagemaker-runtime`` client and a
 
 Query parameters:
 
-- ``session`` (required): comma-separated tokens, oldest first. Event types
-  (``view,detail,add,remove,purchase``) ask the intent model; SKU hashes ask the
-  recommendation model.
+- ``session`` (required; ``x`` is accepted as its alias, not both): comma-separated
+  tokens, oldest first. Event types (``view,detail,add,remove,purchase``) ask the intent
+  model, which may be wrapped in the seeds' markers (``start,view,add,end``: leading
+  ``start`` and trailing ``end`` are dropped here); SKU hashes ask the recommendation model.
 - ``model`` (optional): ``intent`` or ``rec``; default: ``intent`` when every token is an
-  event type, else ``rec``.
+  event type or a marker, else ``rec``.
 - ``k`` (optional, ``rec`` only): how many SKUs to return, 1.. ``SKIFF_PREDICT_TOP_K``.
 
-Answers (always JSON): 200 with the prediction and the model version; 400 with a message
-for any bad input (missing or empty ``session``, too many tokens, bad characters, unknown
-tokens, a huge query string); 404/405 for other routes and methods; 502/503 when the model
-endpoint fails or is missing. Never a stack trace.
+Answers (always JSON): 200 with the prediction and the model version (a recommendation also
+lists the SKUs the model did not know and ignored, and says ``"fallback": "popular"`` when
+it knew none; that filtering is the model's, :mod:`skiff.serve.codec`, so the local server
+and SageMaker answer alike); 400 with a message for any bad input (missing, doubled or
+empty ``session``, too many tokens, bad characters, unknown event types, misplaced
+markers, a huge query string); 404/405 for other routes and methods; 502/503 when the
+model endpoint fails or is missing. Never a stack trace.
 
 Settings, read once per container: ``SKIFF_ENDPOINT_NAME`` (endpoint prefix, default
 ``skiff``: endpoints ``skiff-intent``, ``skiff-rec``), ``SKIFF_PREDICT_MAX_TOKENS`` (200),
-``SKIFF_PREDICT_TOP_K`` (10), ``SKIFF_AWS_REGION``, and ``SKIFF_RUNTIME_URL`` (an
-``endpoint_url`` for the runtime client, e.g. the local model server; unset on AWS).
+``SKIFF_PREDICT_TOP_K`` (10), ``SKIFF_AWS_REGION``, ``SKIFF_RUNTIME_URL`` (an
+``endpoint_url`` for the runtime client, e.g. the local model server; unset on AWS), and
+the runtime client's ``SKIFF_PREDICT_CONNECT_TIMEOUT`` (1 s), ``SKIFF_PREDICT_READ_TIMEOUT``
+(2 s) and ``SKIFF_PREDICT_ATTEMPTS`` (2, the first included): :meth:`Settings.worst_case_s`
+is what they may cost at most, and must stay below the function's timeout (15 s in
+``template.yaml``; a test checks it). The defaults are ``skiff.config.ServingConfig``'s, whose
+``lambda_environment()`` sets them all (a test keeps them equal).
 
 The runtime client is made once per container by a factory; :func:`set_client_factory`
 replaces it (tests pass a fake). :func:`handle` answers one event with a client and settings
@@ -45,6 +54,8 @@ from skiff_api.gateway import ApiError, Container, answer, json_response, positi
 
 __all__ = [
     "EVENT_TOKENS",
+    "MARKERS",
+    "SESSION_ALIAS",
     "MODELS",
     "MAX_QUERY_CHARS",
     "Settings",
@@ -57,10 +68,17 @@ __all__ = [
     "proxy_event",
 ]
 
+# About 400 lines: the zip's entry point holds the whole /predict contract (query rules,
+# runtime client, answer shaping) so the Lambda ships as this file plus gateway.py.
 log = logging.getLogger("skiff.predict")
 
 #: The intent model's event types (``skiff.train.features.EVENT_TOKENS``; a test keeps them equal).
 EVENT_TOKENS = frozenset(("view", "detail", "add", "remove", "purchase"))
+#: Markers the seeds' clients put around an intent session (``start,view,add,end``); a
+#: leading ``start`` and a trailing ``end`` are dropped before the model sees the session.
+MARKERS = ("start", "end")
+#: The seeds' clients' name of ``session`` (``?x=start,view,end``).
+SESSION_ALIAS = "x"
 #: Models the API serves.
 MODELS = ("intent", "rec")
 #: Longest query string accepted, in characters.
@@ -80,9 +98,31 @@ class Settings:
         self.top_k = positive_int(env.get("SKIFF_PREDICT_TOP_K"), 10)
         self.region = env.get("SKIFF_AWS_REGION") or env.get("AWS_REGION") or "us-east-1"
         self.runtime_url = env.get("SKIFF_RUNTIME_URL") or None
+        self.connect_timeout = _seconds(env.get("SKIFF_PREDICT_CONNECT_TIMEOUT"), 1.0)
+        self.read_timeout = _seconds(env.get("SKIFF_PREDICT_READ_TIMEOUT"), 2.0)
+        self.attempts = positive_int(env.get("SKIFF_PREDICT_ATTEMPTS"), 2)
 
     def endpoint(self, model: str) -> str:
         return f"{self.endpoint_prefix}-{model}"
+
+    def worst_case_s(self) -> float:
+        """The longest one endpoint call may take with these settings, in seconds.
+
+        Every attempt may wait ``connect_timeout`` then ``read_timeout``; before each retry
+        botocore's standard mode sleeps at most ``min(2 ** (i - 1), 20)`` s on throttling,
+        plus up to 5 s more when the answer asks for it (``x-amz-retry-after``).
+        """
+        backoff = sum(min(2.0 ** (i - 1), 20.0) + 5.0 for i in range(1, self.attempts))
+        return self.attempts * (self.connect_timeout + self.read_timeout) + backoff
+
+
+def _seconds(raw: str | None, default: float) -> float:
+    """A positive number of seconds: ``default`` when unset, not a number, or not positive."""
+    try:
+        value = float(raw) if raw is not None else default
+    except ValueError:
+        return default
+    return value if 0 < value < float("inf") else default
 
 
 # --------------------------------------------------------------------------- the client
@@ -90,7 +130,9 @@ class Settings:
 def make_client(settings: Settings | None = None) -> Any:
     """boto3's ``sagemaker-runtime`` client (unsigned toward a local URL without credentials).
 
-    :param settings: region and ``runtime_url``; default the container's settings.
+    Its timeouts and attempts are the settings' (see :meth:`Settings.worst_case_s`).
+
+    :param settings: region, ``runtime_url``, timeouts; default the container's settings.
     """
     import boto3
     import botocore
@@ -102,8 +144,9 @@ def make_client(settings: Settings | None = None) -> Any:
         options["signature_version"] = botocore.UNSIGNED  # the local model server checks none
     return boto3.client(
         "sagemaker-runtime", region_name=settings.region, endpoint_url=settings.runtime_url,
-        config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2,
-                      read_timeout=10, tcp_keepalive=True, **options))
+        config=Config(retries={"total_max_attempts": settings.attempts, "mode": "standard"},
+                      connect_timeout=settings.connect_timeout,
+                      read_timeout=settings.read_timeout, tcp_keepalive=True, **options))
 
 
 #: This container's settings and client.
@@ -163,36 +206,45 @@ def parse_request(event: dict[str, Any], settings: Settings) -> tuple[str, list[
     if method not in ("GET", "HEAD"):
         raise ApiError(405, "method_not_allowed", f"{method} is not allowed; use GET.")
     params = _query(request.query)
-    raw = _one(params, "session")
+    name = "session"
+    raw = _one(params, name)
+    alias = _one(params, SESSION_ALIAS)
+    if raw is not None and alias is not None:
+        raise ApiError(400, "bad_request", f"Give either 'session' or its alias "
+                                           f"'{SESSION_ALIAS}', not both.")
+    if raw is None and alias is not None:
+        name, raw = SESSION_ALIAS, alias
     if raw is None:
         raise ApiError(400, "bad_request", "Missing 'session': use /predict?session=a,b,c "
                                            "(event types or SKU hashes, oldest first).")
     if not raw.strip():
-        raise ApiError(400, "bad_request", "'session' is empty: give at least one token.")
+        raise ApiError(400, "bad_request", f"'{name}' is empty: give at least one token.")
     tokens = [t.strip() for t in raw.split(",")]
     if len(tokens) > settings.max_tokens:
-        raise ApiError(400, "bad_request", f"'session' has {len(tokens)} tokens; at most "
+        raise ApiError(400, "bad_request", f"'{name}' has {len(tokens)} tokens; at most "
                                            f"{settings.max_tokens}.")
     for i, token in enumerate(tokens):
         if not token:
-            raise ApiError(400, "bad_request", f"'session' has an empty token at position {i + 1}"
+            raise ApiError(400, "bad_request", f"'{name}' has an empty token at position {i + 1}"
                                                " (two commas in a row, or a trailing comma).")
         if len(token) > MAX_TOKEN_CHARS or not _TOKEN.fullmatch(token):
             raise ApiError(400, "bad_request",
-                           f"Token {i + 1} of 'session' ({_show(token)}) has characters other "
+                           f"Token {i + 1} of '{name}' ({_show(token)}) has characters other "
                            f"than letters, digits, '-' and '_', or more than {MAX_TOKEN_CHARS}.")
     model = _one(params, "model")
     if model is None:
-        model = "intent" if all(t in EVENT_TOKENS for t in tokens) else "rec"
+        model = "intent" if all(t in EVENT_TOKENS or t in MARKERS for t in tokens) else "rec"
     elif model not in MODELS:
         raise ApiError(400, "bad_request", f"'model' must be one of {', '.join(MODELS)}; got "
                                            f"{_show(model)}.")
     if model == "intent":
-        unknown = sorted({t for t in tokens if t not in EVENT_TOKENS})
+        unknown = sorted({t for t in tokens if t not in EVENT_TOKENS and t not in MARKERS})
         if unknown:
             raise ApiError(400, "bad_request",
                            f"Unknown event types {', '.join(map(_show, unknown[:5]))}; the "
-                           f"intent model knows {', '.join(sorted(EVENT_TOKENS))}.")
+                           f"intent model knows {', '.join(sorted(EVENT_TOKENS))} (and the "
+                           f"markers {' and '.join(MARKERS)}).")
+        tokens = _events(tokens, name)
     k_raw = _one(params, "k")
     k = settings.top_k
     if k_raw is not None:
@@ -203,6 +255,27 @@ def parse_request(event: dict[str, Any], settings: Settings) -> tuple[str, list[
                                                f"{settings.top_k}; got {_show(k_raw)}.")
         k = int(k_raw)
     return model, tokens, k
+
+
+def _events(tokens: list[str], name: str) -> list[str]:
+    """An intent session without its markers (any leading ``start``, any trailing ``end``).
+
+    :raises ApiError: a marker elsewhere, or nothing but markers.
+    """
+    lo, hi = 0, len(tokens)
+    while lo < hi and tokens[lo] == "start":
+        lo += 1
+    while hi > lo and tokens[hi - 1] == "end":
+        hi -= 1
+    for i in range(lo, hi):
+        if tokens[i] in MARKERS:
+            raise ApiError(400, "bad_request",
+                           f"Token {i + 1} of '{name}' is the marker {tokens[i]!r}: 'start' may "
+                           "only open a session and 'end' only close it.")
+    if lo == hi:
+        raise ApiError(400, "bad_request", f"'{name}' holds only the markers start/end: give "
+                                           "at least one event type between them.")
+    return tokens[lo:hi]
 
 
 # --------------------------------------------------------------------------- the prediction
@@ -262,12 +335,28 @@ def predict(model: str, tokens: list[str], k: int, settings: Settings, client: A
         else:
             result = {"items": [{"sku": str(s), "score": float(x)} for s, x in
                                 zip(prediction["items"], prediction["scores"], strict=True)]}
+            result.update(_leftovers(prediction))
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         log.error("Endpoint %s answered an unexpected body (%s): %.200r", endpoint, exc, raw)
         raise ApiError(502, "model_error", f"The model endpoint {endpoint} answered an "
                                            "unexpected body.") from None
     return {"model": model, "model_version": version, "endpoint": endpoint,
             "session_length": len(tokens), **result}
+
+
+def _leftovers(prediction: dict[str, Any]) -> dict[str, Any]:
+    """What the model said of a recommendation besides its items: ``ignored``, the fallback.
+
+    A model older than the forgiving codec says nothing: ``ignored`` is then empty.
+    """
+    ignored = [str(t) for t in prediction.get("ignored") or []]
+    out: dict[str, Any] = {"ignored": ignored,
+                           "ignored_count": int(prediction.get("ignored_count", len(ignored)))}
+    if prediction.get("fallback"):
+        out["fallback"] = str(prediction["fallback"])
+        if prediction.get("message"):
+            out["message"] = str(prediction["message"])
+    return out
 
 
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

@@ -32,6 +32,9 @@ class LambdaFunctionDeployOperator(LambdaCreateFunctionOperator):
         :func:`skiff_api.package.build` when missing.
     :param environment: the function's variables, e.g. ``ServingConfig.lambda_environment()``.
     :param api_source_arn: an API Gateway ``execute-api`` ARN allowed to invoke it (optional).
+    :param timeout: the function's timeout in seconds; the default, like ``template.yaml``'s
+        ``PredictTimeout``, exceeds the handler's worst-case endpoint call
+        (:meth:`skiff_api.handler.Settings.worst_case_s`, 12 s) with a margin.
     :return: ``{"function_arn", "operation", "code_sha256", "code_changed"}``.
     """
 
@@ -39,7 +42,7 @@ class LambdaFunctionDeployOperator(LambdaCreateFunctionOperator):
 
     def __init__(self, *, function_name: str = "skiff-predict", role: str,
                  zip_path: str | None = None, environment: dict[str, str] | None = None,
-                 api_source_arn: str | None = None, timeout: int = 10, **kwargs: Any) -> None:
+                 api_source_arn: str | None = None, timeout: int = 15, **kwargs: Any) -> None:
         config = dict(kwargs.pop("config", None) or {})
         if environment:
             config["environment"] = {"Variables": dict(environment)}

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.exceptions import AirflowException
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
 
 from hooks.model_registry import ModelRegistryHook
 from hooks.model_server import LocalDeployFailed, LocalModelServerHook
@@ -77,15 +78,26 @@ class ChampionPromoteOperator(BaseOperator):
 
 
 class EndpointRollbackOperator(BaseOperator):
-    """After a failed deploy or smoke test, point the endpoint back at the champion's config.
+    """After this run's deploy, smoke test or promote failed, point the endpoint back at the
+    champion's config.
 
     The champion in the registry is the last model that passed its smoke test, so its
     endpoint config is the known-good one; if the endpoint serves it already (the update
     never took), nothing changes. With no champion (a first deploy failed) there is nothing
-    to go back to. Wire it with ``trigger_rule="one_failed"`` after deploy and smoke test; it
-    reads no XCom, so it works whichever task failed.
+    to go back to. It reads no XCom, so it works whichever task failed.
+
+    Wire it after the ``watch`` tasks as the teardown of the gate (``as_teardown(setups=gate)``,
+    as :func:`taskgroups.release.release_tasks` does): when the gate did not run (a data
+    problem upstream: every release task ``upstream_failed``) it does not run either, so a bad
+    batch never touches the endpoints (``one_failed`` would fire on ``upstream_failed`` too),
+    and the run's state stays that of the release. Without a setup, its default trigger rule
+    ``all_done_min_one_success`` with the gate upstream does the first part. When it runs, it
+    asks Airflow for the states of ``watch`` in this run and skips itself unless one
+    ``failed``.
 
     :param model: ``intent`` or ``rec``.
+    :param watch: task ids of this run whose failure calls for a rollback (deploy tasks,
+        smoke test, promote).
     :param config: serving settings; default from env.
     :param check_interval: seconds between endpoint status polls (SageMaker).
     :return: ``{"endpoint_name", "endpoint_config_name", "changed", ...}``; ``changed`` is
@@ -94,11 +106,14 @@ class EndpointRollbackOperator(BaseOperator):
 
     ui_color = "#fce8e6"
 
-    def __init__(self, *, model: str, config: ServingConfig | None = None,
+    def __init__(self, *, model: str, watch: Sequence[str], config: ServingConfig | None = None,
                  check_interval: int = 30, **kwargs: Any) -> None:
-        kwargs.setdefault("trigger_rule", "one_failed")
+        kwargs.setdefault("trigger_rule", "all_done_min_one_success")
         super().__init__(**kwargs)
+        if not watch:
+            raise ValueError("watch: name the release tasks whose failure calls for a rollback.")
         self.model = model
+        self.watch = tuple(watch)
         self.config = config
         self.check_interval = check_interval
 
@@ -108,7 +123,19 @@ class EndpointRollbackOperator(BaseOperator):
 
         return self.config or ServingConfig.from_env()
 
+    def _failed(self, context: Context) -> list[str]:
+        """The ``watch`` tasks that failed in this run (not ``upstream_failed``)."""
+        run_id = context["run_id"]
+        states = context["ti"].get_task_states(dag_id=self.dag_id, task_ids=list(self.watch),
+                                               run_ids=[run_id])
+        return sorted(t for t, state in states.get(run_id, {}).items() if state == "failed")
+
     def execute(self, context: Context) -> dict[str, Any]:
+        failed = self._failed(context)
+        if not failed:
+            raise AirflowSkipException(f"None of {', '.join(self.watch)} failed in this run: "
+                                       "the endpoint keeps what it serves.")
+        self.log.info("%s failed in this run: rolling back.", ", ".join(failed))
         cfg = self.serving_config
         champion = ModelRegistryHook(cfg).champion(self.model)
         endpoint = cfg.endpoint(self.model)

@@ -25,7 +25,8 @@ class PredictSmokeTestOperator(BaseOperator):
 
     Runs :mod:`skiff_api.handler` in the task with the backend's runtime client (boto3's
     ``sagemaker-runtime``, or the local server's), checks a 200 answer from the deployed
-    version, and on SageMaker that the endpoint really serves the new endpoint config (a
+    version that ignored none of the session's SKUs (they come from the bundle's own
+    vocabulary), and on SageMaker that the endpoint really serves the new endpoint config (a
     failed update leaves it on the old one). Fails otherwise, so the rollback runs.
 
     :param deployment: the deploy task's XCom (templated).
@@ -100,5 +101,10 @@ class PredictSmokeTestOperator(BaseOperator):
         if doc.get("model_version") != deployment["model_version"]:
             raise AirflowException(f"Endpoint {deployment['endpoint_name']} answered with model "
                                    f"{doc.get('model_version')!r}, not the deployed "
+                                   f"{deployment['model_version']!r}.")
+        if doc.get("ignored") or doc.get("fallback"):  # /predict forgives them; a smoke test not
+            raise AirflowException(f"Endpoint {deployment['endpoint_name']} ignored the smoke "
+                                   f"session's tokens {doc.get('ignored')} as unknown SKUs: it "
+                                   f"does not serve the vocabulary of "
                                    f"{deployment['model_version']!r}.")
         return {**deployment, "status": "InService", "smoke": doc}

@@ -23,7 +23,8 @@ __all__ = ["release_tasks"]
 def release_tasks(model: str, candidate: Any, *, config: ServingConfig | None = None,
                   group_id: str | None = None, model_dir: str | None = None,
                   deferrable: bool = False) -> TaskGroup:
-    """gate → deploy → smoke test → promote, with a rollback when deploy or smoke test fails.
+    """gate → deploy → smoke test → promote, with a rollback when this run's deploy, smoke
+    test or promote fails (never for a failure upstream of the gate).
 
     Builds only operators (no I/O, no boto3 import for the local backend), so it is cheap at
     DAG parse time. The backend follows ``ServingConfig.backend``.
@@ -76,8 +77,14 @@ def release_tasks(model: str, candidate: Any, *, config: ServingConfig | None = 
                                          config=config)
         promote = ChampionPromoteOperator(task_id=f"promote_{model}", gate=gate.output,
                                           deployment=smoke.output, config=config)
-        rollback = EndpointRollbackOperator(task_id=f"rollback_{model}", model=model,
-                                            config=config)
+        watch = [*deploy_tasks, smoke, promote]
+        # the teardown of the gate: it runs once the release is done, only if the gate ran (a
+        # data problem upstream leaves the endpoints alone), and, as a teardown, does not
+        # decide the run's state: a failed deploy fails the run, rolled back or not (it only
+        # rolls back when one of `watch` failed, so the run has failed whenever it works)
+        rollback = EndpointRollbackOperator(
+            task_id=f"rollback_{model}", model=model, watch=[t.task_id for t in watch],
+            config=config).as_teardown(setups=gate)
         last >> smoke >> promote
-        [*deploy_tasks, smoke] >> rollback
+        watch >> rollback
     return group

@@ -24,7 +24,6 @@ from bad_batches import (
     interval_data,
     make_log,
     make_source,
-    stopping_task,
 )
 
 from skiff.data import DEFECTS, build_bad_batch
@@ -78,7 +77,7 @@ def _bad_run(defect, source, tmp_path, monkeypatch, alerts) -> None:
     bad = build_bad_batch(defect, interval_data(source), seed=SEED)
     log = make_log(tmp_path / "log", source, bad)
     run, states = _run_dag(tmp_path, monkeypatch, log)
-    task_id, expect = stopping_task(defect)  # spec's, or event_mix's when it sees it first
+    task_id, expect = DEFECTS[defect].task_id, DEFECTS[defect].expect
 
     assert run.state == DagRunState.FAILED
     assert states[task_id] == TaskInstanceState.FAILED, states  # failed, not up for retry
@@ -87,6 +86,10 @@ def _bad_run(defect, source, tmp_path, monkeypatch, alerts) -> None:
         assert set(prepare.values()) == {TaskInstanceState.SUCCESS}, prepare
     else:  # a bad hour never reaches dbt
         assert set(prepare.values()) == {TaskInstanceState.UPSTREAM_FAILED}, prepare
+    # no release task runs on a data problem: the endpoints are not touched (no rollback)
+    release = {t: s for t, s in states.items()
+               if t.startswith(("gate_", "deploy_", "smoke_test_", "promote_", "rollback_"))}
+    assert release and set(release.values()) == {TaskInstanceState.UPSTREAM_FAILED}, release
     report = json.loads(
         (tmp_path / "gx" / "results" / LABEL / f"{TASK_SUITES[task_id]}.json").read_text())
     assert expect in report["defects"]

@@ -70,7 +70,13 @@ def test_flow_runs_end_to_end(marts_warehouse: Path, monkeypatch: pytest.MonkeyP
     bundle = BundleRef.from_dict(end.bundle)
     assert hook.bundle(pathspec) == bundle  # what the training task hands the gate and deploy
     assert bundle.pathspec == pathspec and (Path(bundle.folder) / "1" / "saved_model.pb").is_file()
-    assert read_bundle_meta(bundle.folder)["version"] == pathspec  # what the endpoint will report
+    meta = read_bundle_meta(bundle.folder)
+    assert meta["version"] == pathspec  # what the endpoint will report
+    if flow_file == "train_rec.py":  # a session of unknown SKUs gets the popular items
+        popular = meta["popular"]
+        assert len(popular["items"]) == len(popular["scores"]) == 20
+        assert set(popular["items"]) <= set(meta["vocabulary"][2:])
+        assert popular["scores"] == sorted(popular["scores"], reverse=True)
     assert Path(bundle.tarball).read_bytes()[:2] == b"\x1f\x8b"  # SageMaker's model.tar.gz
     assert "champion" not in metrics and end.champion_pathspec is None  # no champion yet
     assert "test" in run.tags

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from serving_models import SKUS, intent_bundle, rec_bundle, retag
+from serving_models import POPULAR, SKUS, intent_bundle, rec_bundle, retag
 from skiff.config import ServingConfig
 from skiff.serve import EndpointStore
 from skiff_api.local_stack import LocalStack
@@ -90,7 +90,7 @@ def test_boto3_sagemaker_runtime_client_talks_to_the_local_server(stack: LocalSt
     assert json.loads(answer["Body"].read())["model_version"] == "IntentFlow/1"
     with pytest.raises(ClientError) as raised:
         client.invoke_endpoint(EndpointName="skiff-rec", ContentType="application/json",
-                               Body=json.dumps({"sessions": [["sku01", "nope"]]}))
+                               Body=json.dumps({"sessions": [["sku01"]], "k": 0}))
     assert raised.value.response["Error"]["Code"] == "ModelError"
     assert raised.value.response["OriginalStatusCode"] == 400
     with pytest.raises(ClientError) as raised:
@@ -106,9 +106,18 @@ def test_predict_through_the_handler(stack: LocalStack) -> None:
     status, answer = get(f"{api}/predict?session=sku01,sku02&k=4")
     assert status == 200 and answer["model"] == "rec" and len(answer["items"]) == 4
     assert all(item["sku"] in SKUS for item in answer["items"])
+    assert answer["ignored"] == [] and "fallback" not in answer
+    status, answer = get(f"{api}/predict?x=start,view,detail,end")  # the seeds' form
+    assert status == 200 and answer["model"] == "intent" and answer["session_length"] == 2
+    status, answer = get(f"{api}/predict?session=sku01,nope,sku02,nope&k=4")
+    assert status == 200 and len(answer["items"]) == 4 and answer["ignored"] == ["nope"]
+    status, answer = get(f"{api}/predict?session=nope&k=2")
+    assert status == 200 and answer["fallback"] == "popular" and answer["ignored"] == ["nope"]
+    assert [item["sku"] for item in answer["items"]] == POPULAR["items"][:2]
     for query, message in (("", "Missing 'session'"), ("session=", "empty"),
-                           ("session=sku01,nope", "unknown SKUs 'nope'"),
-                           ("session=view,start&model=intent", "Unknown event types"),
+                           ("session=view,pay&model=intent", "Unknown event types"),
+                           ("session=view,start", "marker 'start'"),
+                           ("session=view&x=view", "not both"),
                            ("session=a%3Bb", "characters other than"),
                            ("session=" + ",".join(["view"] * 201), "at most 200"),
                            ("session=" + "a" * 9_000, "too long")):
@@ -135,7 +144,13 @@ def test_adapter_through_boto3_to_the_model_server(stack: LocalStack) -> None:
         status, answer = get(f"{url}?session=sku03")
         assert status == 200 and answer["model_version"] == "RecFlow/1"
         status, answer = get(f"{url}?session=sku03,zzz")
-        assert status == 400 and "unknown SKUs 'zzz'" in answer["message"]
+        assert status == 200 and answer["ignored"] == ["zzz"] and len(answer["items"]) == 5
+        status, answer = get(f"{url}?x=zzz,yyy")
+        assert status == 200 and answer["fallback"] == "popular"
+        assert (answer["ignored"], [i["sku"] for i in answer["items"]]) == (["zzz", "yyy"],
+                                                                           POPULAR["items"])
+        status, answer = get(f"{url}?session=view,nope&model=intent")
+        assert status == 400 and "Unknown event types 'nope'" in answer["message"]
     finally:
         group.stop()
 

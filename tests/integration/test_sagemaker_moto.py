@@ -110,13 +110,18 @@ def _bundles(root: Path) -> dict[int, Path]:
 
 
 class FakeTI:
-    """The part of a task instance the operators touch: XCom pushes."""
+    """The part of a task instance the operators touch: XCom pushes, the run's task states."""
 
     def __init__(self) -> None:
         self.xcom: dict[str, Any] = {}
+        self.failed: tuple[str, ...] = ()
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcom[key] = value
+
+    def get_task_states(self, dag_id: str | None, task_ids: list[str],
+                        run_ids: list[str]) -> dict[str, dict[str, str]]:
+        return {run_ids[0]: {t: "failed" if t in self.failed else "success" for t in task_ids}}
 
 
 def queue_model_answer(moto: SimpleNamespace, answer: dict | bytes) -> None:
@@ -178,8 +183,10 @@ def deploy(moto: SimpleNamespace, version: int, gated: dict, *, smoke_answer: di
                                            config=moto.config).execute(ctx)
         return {"plan": plan, "smoke": smoke, "champion": champion}
     except Exception as exc:
+        moto.ti.failed = ("deploy",)
         rollback = EndpointRollbackOperator(task_id="rollback", model="rec", config=moto.config,
-                                            check_interval=1).execute(ctx)
+                                            watch=("deploy",), check_interval=1).execute(
+            {**ctx, "run_id": "manual__1"})
         return {"error": exc, "rollback": rollback}
 
 

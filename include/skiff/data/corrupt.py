@@ -5,7 +5,8 @@ that interval's good rows (:class:`IntervalData`, read from a source that
 :func:`skiff.data.generator.generate` wrote). It is appended to an otherwise good raw log *instead
 of* the interval's good delivery, as a broken upstream would deliver it; the next run of
 the interval must then fail at the validate task of :attr:`Defect.task_id`, naming
-:attr:`Defect.expect`. The tests build every defect with :func:`build_bad_batch`, and so
+:attr:`Defect.expect` (the first to catch it; the suites in parentheses, after dbt, catch it
+too: :attr:`Defect.also`). The tests build every defect with :func:`build_bad_batch`, and so
 does ``skiff corrupt --defect NAME`` (``make run-bad DEFECT=NAME``) for a demonstration.
 
 =========================== ======================== ================================
@@ -23,11 +24,14 @@ defect                      caught by (task)         what the batch does
 ``retyped_column``          validate_raw_schema      event time stored as text
 ``empty_hour``              validate_volume          nothing delivered
 ``volume_spike``            validate_volume          the hour's sessions sent 10 times
-``unknown_skus``            validate_session_events  30% of the SKUs not in the catalogue
+``unknown_skus``            validate_event_mix       30% of the SKUs not in the catalogue
+                            (validate_session_events)
 ``duplicate_session_ids``   validate_session_events  20% of the sessions reuse the id of a
                                                      session hours earlier
-``out_of_order_events``     validate_sessions        sessions purchase before they add
-``label_rate``              validate_sessions        every session adds to cart
+``out_of_order_events``     validate_event_mix       sessions purchase before they add
+                            (validate_sessions)
+``label_rate``              validate_event_mix       every session adds to cart
+                            (validate_sessions)
 ``bad_prices``              validate_products        catalogue re-sent with buckets 0, 11, 42
 =========================== ======================== ================================
 
@@ -156,6 +160,8 @@ class Defect:
         suite's expectation).
     :param description: what the bad batch does.
     :param build: makes the batch from the good rows and a random generator.
+    :param also: ``(task_id, defect)`` of later suites that catch it too (the run stops at
+        ``task_id`` first; the tests check these on the marts all the same).
     """
 
     name: str
@@ -163,6 +169,7 @@ class Defect:
     expect: str
     description: str
     build: Callable[[IntervalData, np.random.Generator], BadBatch]
+    also: tuple[tuple[str, str], ...] = ()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -337,6 +344,7 @@ def _bad_prices(d: IntervalData, rng: np.random.Generator) -> BadBatch:
 
 def _defects() -> dict[str, Defect]:
     raw, schema, volume = "validate_raw_events", "validate_raw_schema", "validate_volume"
+    mix = "validate_event_mix"
     ts = "server_timestamp_epoch_ms"
     table = [
         ("duplicate_events", raw, "duplicate_events", "10% of the events sent twice",
@@ -375,15 +383,18 @@ def _defects() -> dict[str, Defect]:
         ("empty_hour", volume, "empty_hour", "nothing delivered for the hour", _empty_hour),
         ("volume_spike", volume, "volume_spike", "the hour's sessions sent 10 times under new ids",
          _volume_spike),
-        ("unknown_skus", "validate_session_events", "unknown_skus",
-         "30% of the product events have SKUs missing from the catalogue", _unknown_skus),
+        ("unknown_skus", mix, "unknown_skus",
+         "30% of the product events have SKUs missing from the catalogue", _unknown_skus,
+         (("validate_session_events", "unknown_skus"),)),
         ("duplicate_session_ids", "validate_session_events", "duplicate_session_ids",
          "20% of the sessions reuse the id of a session 4-20 hours earlier",
          _duplicate_session_ids),
-        ("out_of_order_events", "validate_sessions", "out_of_order_events",
-         "sessions purchase a minute before their first add to cart", _out_of_order_events),
-        ("label_rate", "validate_sessions", "label_rate",
-         "every session of the hour adds to cart (label rate ~100%)", _label_rate),
+        ("out_of_order_events", mix, "mix_shift",
+         "sessions purchase a minute before their first add to cart", _out_of_order_events,
+         (("validate_sessions", "out_of_order_events"),)),
+        ("label_rate", mix, "mix_shift",
+         "every session of the hour adds to cart (label rate ~100%)", _label_rate,
+         (("validate_sessions", "label_rate"),)),
         ("bad_prices", "validate_products", "bad_prices",
          "5% of the catalogue re-sent with price buckets 0, 11, 42 or -1", _bad_prices),
     ]

@@ -4,7 +4,7 @@ A bundle is a folder, and the same layout packed is SageMaker's ``model.tar.gz``
 
     <folder>/1/                      SavedModel (skiff.train.models.export_saved_model)
     <folder>/code/inference.py       TF Serving's pre/post-processing (skiff.serve.codec)
-    <folder>/code/skiff_model.json   kind, version, vocabulary, max_len, k
+    <folder>/code/skiff_model.json   kind, version, vocabulary, max_len, k, popular (rec)
 
 - :func:`write_bundle` / :func:`read_bundle_meta`: write a bundle, read its metadata;
 - :func:`pack_bundle` / :func:`unpack_bundle`: the tarball and back;
@@ -35,6 +35,7 @@ from skiff.exceptions import ModelLoadError, SkiffConfigError
 from skiff.serve.codec import KINDS, META_FILE, Codec
 
 __all__ = [
+    "FORMAT",
     "SAVED_MODEL_DIR",
     "TARBALL",
     "write_bundle",
@@ -56,8 +57,13 @@ TARBALL = "model.tar.gz"
 
 # --------------------------------------------------------------------------- the format
 
+#: Version of the metadata layout: 2 added ``popular`` (next-item bundles); readers accept 1.
+FORMAT = 2
+
+
 def write_bundle(model: Any, path: str | Path, *, kind: str, vocabulary: Any, version: str,
-                 max_len: int, k: int = 20, extra: dict[str, Any] | None = None) -> Path:
+                 max_len: int, k: int = 20, popular: Mapping[str, Any] | None = None,
+                 extra: dict[str, Any] | None = None) -> Path:
     """Write a servable model bundle: the SavedModel plus what serving needs to read requests.
 
     :param model: a Keras intent (tokens only) or next-item model.
@@ -67,9 +73,14 @@ def write_bundle(model: Any, path: str | Path, *, kind: str, vocabulary: Any, ve
     :param version: the model's identity, e.g. the Metaflow run pathspec.
     :param max_len: ids the model sees (the training window; the most recent are kept).
     :param k: list length of a next-item export.
+    :param popular: a next-item bundle's fallback for sessions with no known SKU:
+        ``{"items": [SKU, ...], "scores": [share, ...]}``, most popular first
+        (:func:`skiff.train.next_item.popular_items`); None leaves it out (the fallback is
+        then an empty list with a message).
     :param extra: more metadata to keep (metrics, data version ...), JSON-serialisable.
     :return: the bundle folder.
-    :raises SkiffConfigError: ``kind`` is unknown or ``max_len < 1``.
+    :raises SkiffConfigError: ``kind`` is unknown, ``max_len < 1``, or ``popular`` is
+        malformed or given to an intent bundle.
     """
     from skiff.train import models
 
@@ -77,23 +88,32 @@ def write_bundle(model: Any, path: str | Path, *, kind: str, vocabulary: Any, ve
         raise SkiffConfigError(f"kind={kind!r} is not one of {KINDS}.")
     if max_len < 1:
         raise SkiffConfigError(f"max_len={max_len} must be >= 1.")
+    if popular is not None and kind != "rec":
+        raise SkiffConfigError(f"popular items belong to next-item bundles, not {kind!r}.")
     tokens = list(getattr(vocabulary, "tokens", vocabulary))
-    Codec({"kind": kind, "version": version, "vocabulary": tokens, "max_len": max_len})
+    try:
+        Codec({"kind": kind, "version": version, "vocabulary": tokens, "max_len": max_len,
+               **({"popular": popular} if popular is not None else {})})
+    except ValueError as exc:
+        raise SkiffConfigError(str(exc)) from None
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
     models.export_saved_model(model, path / SAVED_MODEL_DIR, k=k)
     _write_code(path, kind=kind, vocabulary=tokens, version=version, max_len=max_len, k=k,
-                extra=extra)
+                popular=popular, extra=extra)
     return path
 
 
 def _write_code(path: Path, *, kind: str, vocabulary: Any, version: str, max_len: int, k: int,
-                extra: dict[str, Any] | None) -> None:
+                popular: Mapping[str, Any] | None, extra: dict[str, Any] | None) -> None:
     tokens = list(getattr(vocabulary, "tokens", vocabulary))
-    meta = {"format": 1, "kind": kind, "version": str(version), "max_len": int(max_len),
+    meta = {"format": FORMAT, "kind": kind, "version": str(version), "max_len": int(max_len),
             "k": int(k) if kind == "rec" else 0, "vocabulary": tokens,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"), **(extra or {})}
+    if popular is not None:
+        meta["popular"] = {"items": [str(t) for t in popular["items"]],
+                           "scores": [float(x) for x in popular["scores"]]}
     Codec(meta)  # validates the metadata before it is written
     code = path / "code"
     code.mkdir(parents=True, exist_ok=True)

@@ -105,13 +105,26 @@ class LoadedModel:
     def predict(self, ids: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
         """Model outputs for id lists (from ``self.codec.encode``), in one model call.
 
+        Rows from ``encode`` also carry what it left out (unknown SKUs, a fallback); those
+        come back as the extra outputs ``ignored`` (object) and ``fallback`` (bool), one
+        entry per row like the others, so a micro-batch's slices keep them with their rows
+        and ``self.codec.response`` reads them.
+
         :param ids: one id list per session.
-        :return: ``{"probability": (n,)}`` or ``{"items": (n, k), "scores": (n, k)}``.
+        :return: ``{"probability": (n,)}`` or ``{"items": (n, k), "scores": (n, k)}``, plus
+            ``ignored`` and ``fallback`` (n,) when a row left something out.
         """
         inputs = self.codec.model_inputs(ids)
         arrays = {name: np.asarray(value, dtype=np.int32) for name, value in inputs.items()}
-        out = self._fn(**arrays)
-        return {name: value.numpy() for name, value in out.items()}
+        out = {name: value.numpy() for name, value in self._fn(**arrays).items()}
+        annotations = self.codec.annotations(ids)
+        if annotations:
+            ignored = np.empty(len(ids), dtype=object)
+            for i, tokens in enumerate(annotations["ignored"]):  # tuples stay whole
+                ignored[i] = tokens
+            out["ignored"] = ignored
+            out["fallback"] = np.asarray(annotations["fallback"], dtype=bool)
+        return out
 
     def describe(self) -> dict[str, Any]:
         """Identity of the model, for ``GET /endpoints`` and deploy results."""

@@ -57,7 +57,8 @@ def models_dir(flow: str, run_id: str) -> Path:
 
 
 def store_model(model: Any, flow: str, run_id: str, *, kind: str, vocabulary: Any, max_len: int,
-                k: int = 20, extra: dict[str, Any] | None = None, publish_to: str | None = None,
+                k: int = 20, popular: dict[str, list] | None = None,
+                extra: dict[str, Any] | None = None, publish_to: str | None = None,
                 s3_client: Any = None) -> tuple[Path, BundleRef]:
     """Save a fitted model as ``model.keras`` and as the servable bundle the deploy ships.
 
@@ -74,6 +75,8 @@ def store_model(model: Any, flow: str, run_id: str, *, kind: str, vocabulary: An
     :param vocabulary: the vocabulary the model's ids come from.
     :param max_len: ids the model reads (the latest).
     :param k: list length of a ``rec`` export.
+    :param popular: a ``rec`` bundle's popular items, its answer to a session with no known
+        SKU (:func:`skiff.train.next_item.popular_items`).
     :param extra: more metadata for the bundle (data version ...).
     :param publish_to: an ``s3://`` prefix; the tarball goes to
         ``<publish_to>/<flow>/<run_id>/model.tar.gz`` (None: it stays a local file).
@@ -87,7 +90,8 @@ def store_model(model: Any, flow: str, run_id: str, *, kind: str, vocabulary: An
     folder.mkdir(parents=True, exist_ok=True)
     keras_path = models.save_keras(model, folder / "model.keras")
     written = bundle.write_bundle(model, folder / "bundle", kind=kind, vocabulary=vocabulary,
-                                  version=f"{flow}/{run_id}", max_len=max_len, k=k, extra=extra)
+                                  version=f"{flow}/{run_id}", max_len=max_len, k=k,
+                                  popular=popular, extra=extra)
     packed = bundle.pack_bundle(written, folder / bundle.TARBALL)
     ref = BundleRef(f"{flow}/{run_id}", str(written), str(packed))
     if publish_to:

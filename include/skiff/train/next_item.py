@@ -15,7 +15,8 @@ import pyarrow as pa
 
 from skiff.train import baselines, datasets, features, metrics
 
-__all__ = ["K", "MODEL", "NextItemData", "prepare", "baseline_top_k", "train", "model_top_k", "score"]
+__all__ = ["K", "MODEL", "NextItemData", "prepare", "baseline_top_k", "popular_items", "train",
+           "model_top_k", "score"]
 
 #: Cut-off of the ranked lists (MRR@K, HitRate@K).
 K = 20
@@ -80,6 +81,21 @@ def baseline_top_k(data: NextItemData, k: int = K) -> dict[str, np.ndarray]:
         "most popular": baselines.MostPopular(n).fit(data.train_seqs).recommend(data.eval_examples, k),
         "co-occurrence": baselines.CoOccurrence(n).fit(data.train_seqs).recommend(data.eval_examples, k),
     }
+
+
+def popular_items(data: NextItemData, k: int = K) -> dict[str, list]:
+    """The bundle's fallback for sessions with no known SKU: the most popular baseline's list.
+
+    :param data: the prepared data (its training sessions are counted).
+    :param k: list length (at most the catalogue size).
+    :return: ``{"items": [SKU, ...], "scores": [share, ...]}``, most popular first; a
+        score is the item's share of the training sessions' items.
+    """
+    popular = baselines.MostPopular(len(data.vocab)).fit(data.train_seqs)
+    ids = popular.ranking()[:k]
+    total = max(int(popular.counts_[2:].sum()), 1)
+    return {"items": [data.vocab.tokens[i] for i in ids],
+            "scores": [round(float(popular.counts_[i]) / total, 6) for i in ids]}
 
 
 def train(data: NextItemData, *, epochs: int = 6, seed: int = 42, copy: bool = True) -> Any:

@@ -141,6 +141,11 @@ def _field_expectations(table: TableContract, f: Column) -> list[dict[str, Any]]
             out.append(_expect("column_values_to_match_regex",
                                {"column": name, "regex": f.pattern.pattern}, f"malformed_{name}",
                                f"{name} values that are not {f.format_means}"))
+        # a value's regex is searched, and "$" matches before a final newline: surrounding
+        # whitespace is checked apart (portable: no \Z on Snowflake)
+        out.append(_expect("column_values_to_not_match_regex",
+                           {"column": name, "regex": r"^\s|\s$"}, f"malformed_{name}",
+                           f"{name} values with whitespace around them"))
         length = FORMATS[f.format].length
         if length:
             out.append(_expect("column_value_lengths_to_equal", {"column": name, "value": length},

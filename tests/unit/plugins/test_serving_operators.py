@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from airflow.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from operators.deploy import LocalModelDeployOperator, resource_name
 from operators.gate import ModelGateOperator
@@ -30,11 +31,16 @@ METRICS = {"mrr@20": 0.3, "baselines": {"most_popular": {"mrr@20": 0.1}}}
 class FakeTI:
     map_index = -1
 
-    def __init__(self) -> None:
+    def __init__(self, failed: tuple[str, ...] = ()) -> None:
         self.xcom: dict[str, Any] = {}
+        self.failed = failed  # task ids failed in the run (get_task_states answers them)
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcom[key] = value
+
+    def get_task_states(self, dag_id: str | None, task_ids: list[str],
+                        run_ids: list[str]) -> dict[str, dict[str, str]]:
+        return {run_ids[0]: {t: "failed" if t in self.failed else "success" for t in task_ids}}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +60,7 @@ def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ServingConfig:
 
 
 def run(op: Any, ti: FakeTI | None = None) -> Any:
-    return op.execute({"ti": ti or FakeTI()})
+    return op.execute({"ti": ti or FakeTI(), "run_id": "manual__1"})
 
 
 def release(cfg: ServingConfig, bundle: Path, version: int, mrr: float = 0.3) -> dict:
@@ -177,16 +183,20 @@ def test_rollback_returns_to_the_champion(cfg: ServingConfig, bundles: SimpleNam
     try:
         live = ServingConfig(port=stack.port("models"), control_port=stack.port("control"),
                              registry_uri=cfg.registry_uri)
-        rollback = EndpointRollbackOperator(task_id="rollback", model="rec", config=live)
-        assert rollback.trigger_rule == "one_failed"
-        assert run(rollback) == {"endpoint_name": "skiff-rec", "changed": False}  # no champion
+        rollback = EndpointRollbackOperator(task_id="rollback", model="rec", config=live,
+                                            watch=("deploy", "smoke"))
+        failed = FakeTI(failed=("smoke",))
+        assert run(rollback, failed) == {"endpoint_name": "skiff-rec", "changed": False}  # none
         good = release(live, bundles.rec1, 1)["deployment"]["endpoint_config_name"]
-        assert run(rollback)["changed"] is False  # serving the champion already
+        assert run(rollback, failed)["changed"] is False  # serving the champion already
         bad = run(LocalModelDeployOperator(task_id="deploy", model="rec", config=live,
                                            model_dir=str(bundles.rec3),
                                            candidate={"pathspec": "RecFlow/3"}))
         assert stack.models.endpoint("skiff-rec").model.version == "RecFlow/3"
-        result = run(rollback)  # e.g. after a failed smoke test of RecFlow/3
+        with pytest.raises(AirflowSkipException, match="None of deploy, smoke failed"):
+            run(rollback)  # nothing of this run failed: the endpoint stays
+        assert stack.models.endpoint("skiff-rec").model.version == "RecFlow/3"
+        result = run(rollback, failed)  # after a failed smoke test of RecFlow/3
         assert result["changed"] is True and result["endpoint_config_name"] == good
         assert result["previous_endpoint_config_name"] == bad["endpoint_config_name"]
         assert stack.models.endpoint("skiff-rec").model.version == "RecFlow/1"
@@ -252,3 +262,14 @@ def test_intent_release(cfg: ServingConfig, bundles: SimpleNamespace) -> None:
     with pytest.raises(AirflowException, match="holds a 'rec' model"):
         run(LocalModelDeployOperator(task_id="deploy", model="intent", candidate=gate,
                                      model_dir=str(bundles.rec1), config=cfg))
+
+
+def test_the_deployed_lambdas_timeout_fits_the_handlers_retry_budget() -> None:
+    """LambdaFunctionDeployOperator's default timeout, like template.yaml's, outlasts the handler."""
+    from operators.lambda_deploy import LambdaFunctionDeployOperator
+    from skiff_api import handler
+
+    operator = LambdaFunctionDeployOperator(task_id="lambda", role="arn:aws:iam::1:role/r",
+                                            environment=ServingConfig().lambda_environment())
+    settings = handler.Settings(operator.config["environment"]["Variables"])
+    assert settings.worst_case_s() <= operator.timeout - max(2.0, 0.1 * operator.timeout)

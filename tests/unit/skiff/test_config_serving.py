@@ -39,6 +39,14 @@ def test_lambda_environment_is_what_the_handler_reads() -> None:
     settings = handler.Settings(cfg.lambda_environment())
     assert (settings.endpoint("rec"), settings.max_tokens, settings.top_k, settings.region) == \
         ("shop-rec", 50, 7, "eu-west-1")
+    cfg = ServingConfig(predict_connect_timeout=0.5, predict_read_timeout=4.0, predict_attempts=3)
+    settings = handler.Settings(cfg.lambda_environment())
+    assert (settings.connect_timeout, settings.read_timeout, settings.attempts) == (0.5, 4.0, 3)
+    # the handler's own defaults (a Lambda deployed without these variables) are the config's
+    default, bare = ServingConfig(), handler.Settings({})
+    assert (bare.connect_timeout, bare.read_timeout, bare.attempts, bare.max_tokens, bare.top_k) \
+        == (default.predict_connect_timeout, default.predict_read_timeout,
+            default.predict_attempts, default.max_tokens, default.top_k)
 
 
 @pytest.mark.parametrize(("env", "match"), [

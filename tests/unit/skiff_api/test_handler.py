@@ -1,6 +1,7 @@
 """The /predict Lambda handler: validation of every bad input, answers, endpoint errors.
 
-The runtime client is replaced through the handler's factory (no boto3, no network).
+The runtime client is replaced through the handler's factory (no boto3, no network); the
+retry budget is checked against the SAM template's function timeout.
 """
 
 from __future__ import annotations
@@ -8,9 +9,11 @@ from __future__ import annotations
 import io
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from skiff_api import handler
 
@@ -99,11 +102,54 @@ def test_recommendation_with_k(runtime: FakeRuntime) -> None:
     assert runtime.calls[0]["EndpointName"] == "skiff-rec"
 
 
+def test_the_seeds_form_x_with_markers_asks_the_intent_model(runtime: FakeRuntime) -> None:
+    status, body = call("x=start,view,detail,add,end")
+    assert status == 200 and body["model"] == "intent" and body["session_length"] == 3
+    assert json.loads(runtime.calls[0]["Body"]) == {"sessions": [["view", "detail", "add"]]}
+    for query, sent in [("session=start,start,view", ["view"]), ("x=view,end", ["view"]),
+                        ("x=start,view&model=intent", ["view"])]:
+        assert call(query)[0] == 200, query
+        assert json.loads(runtime.calls[-1]["Body"])["sessions"] == [sent]
+
+
+def test_recommendation_passes_on_what_the_model_ignored(runtime: FakeRuntime) -> None:
+    runtime.answer = {"model": "rec", "model_version": "RecFlow/9", "predictions": [
+        {"items": ["s1"], "scores": [0.5], "ignored": ["new1", "new2"], "ignored_count": 2}]}
+    status, body = call(f"session={SKU},new1,new2")
+    assert status == 200
+    assert body["items"] == [{"sku": "s1", "score": 0.5}]
+    assert (body["ignored"], body["ignored_count"]) == (["new1", "new2"], 2)
+    assert "fallback" not in body
+    # the SKUs go to the model as given: it knows its vocabulary, the Lambda does not
+    assert json.loads(runtime.calls[0]["Body"])["sessions"] == [[SKU, "new1", "new2"]]
+
+
+def test_recommendation_fallbacks_are_passed_on(runtime: FakeRuntime) -> None:
+    runtime.answer = {"model": "rec", "model_version": "RecFlow/9", "predictions": [
+        {"items": ["p1", "p2"], "scores": [0.2, 0.1], "ignored": ["new1"], "ignored_count": 1,
+         "fallback": "popular"}]}
+    status, body = call("session=new1")
+    assert status == 200 and body["fallback"] == "popular" and "message" not in body
+    assert [i["sku"] for i in body["items"]] == ["p1", "p2"]
+    runtime.answer = {"model": "rec", "model_version": "RecFlow/1", "predictions": [
+        {"items": [], "scores": [], "ignored": ["new1"], "ignored_count": 1,
+         "fallback": "popular", "message": "no popular items in this bundle"}]}
+    status, body = call("session=new1")
+    assert status == 200 and body["items"] == [] and body["fallback"] == "popular"
+    assert body["message"] == "no popular items in this bundle"
+
+
+def test_an_older_model_without_ignored_still_answers(runtime: FakeRuntime) -> None:
+    status, body = call(f"session={SKU}&k=2")
+    assert status == 200 and (body["ignored"], body["ignored_count"]) == ([], 0)
+
+
 def test_model_parameter_overrides_the_guess(runtime: FakeRuntime) -> None:
     assert call("session=view,add&model=rec")[1]["model"] == "rec"
     assert call("session=view&k=2")[0] == 400  # k applies to rec only; view alone is intent
     status, body = call(f"session={SKU}&model=intent")
     assert status == 400 and "Unknown event types" in body["message"]
+    assert call("session=start,view&model=rec")[1]["model"] == "rec"  # then 'start' is a SKU
 
 
 @pytest.mark.parametrize(("query", "message"), [
@@ -120,7 +166,18 @@ def test_model_parameter_overrides_the_guess(runtime: FakeRuntime) -> None:
     pytest.param("session=a%20b", "characters other than", id="inner-space"),
     pytest.param("session=a%00b", "characters other than", id="nul"),
     pytest.param("session=" + "a" * 129, "more than 128", id="token-too-long"),
-    pytest.param("session=view,start&model=intent", "Unknown event types 'start'", id="unknown-event"),
+    pytest.param("session=view,pay&model=intent", "Unknown event types 'pay'", id="unknown-event"),
+    pytest.param(f"session={SKU}&model=intent", "Unknown event types", id="sku-to-intent"),
+    pytest.param("session=view,start", "Token 2 of 'session' is the marker 'start'",
+                 id="start-inside"),
+    pytest.param("x=start,end,view,end", "Token 2 of 'x' is the marker 'end'", id="end-inside"),
+    pytest.param("x=start,end", "only the markers", id="only-markers"),
+    pytest.param("session=view&x=view", "either 'session' or its alias 'x'", id="session-and-x"),
+    pytest.param("x=", "'x' is empty", id="x-empty"),
+    pytest.param("x=view,,add", "'x' has an empty token at position 2", id="x-double-comma"),
+    pytest.param("x=view&x=add", "Give 'x' once", id="x-twice"),
+    pytest.param("x=" + ",".join(["view"] * 21), "'x' has 21 tokens", id="x-too-many"),
+    pytest.param("x=view%3Cadd", "Token 1 of 'x'", id="x-bad-characters"),
     pytest.param("session=view&model=ranker", "'model' must be one of", id="bad-model"),
     pytest.param(f"session={SKU}&k=0", "'k' must be an integer from 1 to 10", id="k-zero"),
     pytest.param(f"session={SKU}&k=11", "'k' must be an integer from 1 to 10", id="k-too-big"),
@@ -128,6 +185,7 @@ def test_model_parameter_overrides_the_guess(runtime: FakeRuntime) -> None:
     pytest.param(f"session={SKU}&k=-1", "'k' must be an integer", id="k-negative"),
     pytest.param("session=view&session=add", "Give 'session' once", id="session-twice"),
     pytest.param("session=" + "a" * 9000, "too long", id="huge-query"),
+    pytest.param("x=" + "a" * 9000, "too long", id="x-huge-query"),
 ])
 def test_bad_input_is_a_400_with_a_message(runtime: FakeRuntime, query: str, message: str) -> None:
     status, body = call(query)
@@ -224,7 +282,7 @@ def test_random_garbage_never_gives_a_500(runtime: FakeRuntime) -> None:
     for _ in range(400):
         query = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
         if rng.random() < 0.5:
-            query = "session=" + query
+            query = rng.choice(("session=", "x=", "x=start,", "session=view&x=")) + query
         status, body = call(query)
         assert status in (200, 400), (query, body)
 
@@ -233,3 +291,69 @@ def test_settings_fall_back_on_bad_values() -> None:
     s = handler.Settings({"SKIFF_PREDICT_MAX_TOKENS": "lots", "SKIFF_PREDICT_TOP_K": "-3",
                           "SKIFF_ENDPOINT_NAME": "shop"})
     assert (s.max_tokens, s.top_k, s.endpoint("rec")) == (200, 10, "shop-rec")
+
+
+def test_settings_fall_back_on_bad_timeouts() -> None:
+    s = handler.Settings({"SKIFF_PREDICT_CONNECT_TIMEOUT": "soon", "SKIFF_PREDICT_READ_TIMEOUT": "-1",
+                          "SKIFF_PREDICT_ATTEMPTS": "0"})
+    assert (s.connect_timeout, s.read_timeout, s.attempts) == (1.0, 2.0, 2)
+    s = handler.Settings({"SKIFF_PREDICT_CONNECT_TIMEOUT": "0.5", "SKIFF_PREDICT_READ_TIMEOUT": "4",
+                          "SKIFF_PREDICT_ATTEMPTS": "3"})
+    # 3 x (0.5 + 4) s, then backoffs of at most 1 + 5 and 2 + 5 s
+    assert s.worst_case_s() == pytest.approx(13.5 + 6 + 7)
+    assert handler.Settings({"SKIFF_PREDICT_ATTEMPTS": "1"}).worst_case_s() == 3.0
+
+
+# --------------------------------------------------------------------------- the retry budget
+
+TEMPLATE = Path(handler.__file__).with_name("template.yaml")
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags, each kept as ``{"Fn": [tag, value]}``."""
+
+
+_CfnLoader.add_multi_constructor("!", lambda loader, tag, node: {"Fn": [tag, (
+    loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else
+    loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode) else
+    loader.construct_mapping(node))]})
+
+
+def _resolve(value: Any, parameters: dict[str, Any]) -> Any:
+    """A template value with ``!Ref <parameter>`` replaced by the parameter's default."""
+    if isinstance(value, dict) and value.get("Fn", [None])[0] == "Ref":
+        return parameters[value["Fn"][1]]["Default"]
+    return value
+
+
+def test_the_retry_budget_fits_the_function_timeout() -> None:
+    """Worst case of the runtime client, with the template's settings, < its timeout - margin."""
+    template = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)
+    parameters = template["Parameters"]
+    function = template["Resources"]["PredictFunction"]["Properties"]
+    timeout = float(_resolve(function.get("Timeout", template["Globals"]["Function"]["Timeout"]),
+                             parameters))
+    env = {name: str(_resolve(value, parameters))
+           for name, value in function["Environment"]["Variables"].items()}
+    settings = handler.Settings(env)  # what the deployed handler reads
+    margin = max(2.0, 0.1 * timeout)  # the handler's own work, a cold client, a slow log
+    assert settings.worst_case_s() <= timeout - margin, (settings.worst_case_s(), timeout)
+    # ... and those are the settings the client is made with
+    config = handler.make_client(settings).meta.config
+    assert (config.connect_timeout, config.read_timeout) == (settings.connect_timeout,
+                                                             settings.read_timeout)
+    assert config.retries == {"total_max_attempts": settings.attempts, "mode": "standard"}
+
+
+def test_the_template_throttles_the_api_and_reserves_concurrency() -> None:
+    template = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)
+    parameters, resources = template["Parameters"], template["Resources"]
+    throttle = resources["HttpApi"]["Properties"]["DefaultRouteSettings"]
+    assert _resolve(throttle["ThrottlingBurstLimit"], parameters) >= 1
+    assert _resolve(throttle["ThrottlingRateLimit"], parameters) >= 1
+    reserved = resources["PredictFunction"]["Properties"]["ReservedConcurrentExecutions"]
+    assert reserved["Fn"][1][1] == {"Fn": ["Ref", "PredictReservedConcurrency"]}
+    assert parameters["PredictReservedConcurrency"]["Default"] >= 1
+    for function in ("PredictFunction", "CollectFunction"):  # every route is on the throttled API
+        for event in resources[function]["Properties"]["Events"].values():
+            assert event["Properties"]["ApiId"] == {"Fn": ["Ref", "HttpApi"]}

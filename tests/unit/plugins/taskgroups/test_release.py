@@ -24,8 +24,13 @@ def test_release_tasks_local_and_sagemaker_graphs() -> None:
                           "rollback_rec"}
     assert tasks["gate_rec"].upstream_task_ids == {"train_rec"}
     assert tasks["promote_rec"].upstream_task_ids == {"gate_rec", "smoke_test_rec"}
-    assert tasks["rollback_rec"].upstream_task_ids == {"deploy_rec", "smoke_test_rec"}
-    assert tasks["rollback_rec"].trigger_rule == "one_failed"
+    assert tasks["rollback_rec"].upstream_task_ids == {"gate_rec", "deploy_rec", "smoke_test_rec",
+                                                       "promote_rec"}
+    # the gate's teardown, not one_failed (which fires on upstream_failed too): a bad batch
+    # must not roll back, and the rollback does not decide the run's state
+    assert tasks["rollback_rec"].is_teardown and tasks["gate_rec"].is_setup
+    assert tasks["rollback_rec"].trigger_rule == "all_done_setup_success"
+    assert tasks["rollback_rec"].watch == ("deploy_rec", "smoke_test_rec", "promote_rec")
 
     aws = ServingConfig(backend="sagemaker", bucket="b", role_arn="arn:aws:iam::1:role/r")
     with DAG("release_aws", schedule=None) as dag:
@@ -38,5 +43,5 @@ def test_release_tasks_local_and_sagemaker_graphs() -> None:
     assert tasks["deploy_endpoint_rec"].deferrable is True
     assert tasks["smoke_test_rec"].upstream_task_ids == {"deploy_endpoint_rec", "plan_deploy_rec"}
     assert tasks["rollback_rec"].upstream_task_ids == {
-        "plan_deploy_rec", "create_model_rec", "create_endpoint_config_rec",
-        "deploy_endpoint_rec", "smoke_test_rec"}
+        "gate_rec", "plan_deploy_rec", "create_model_rec", "create_endpoint_config_rec",
+        "deploy_endpoint_rec", "smoke_test_rec", "promote_rec"}

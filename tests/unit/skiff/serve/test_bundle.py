@@ -9,11 +9,12 @@ import shutil
 import tarfile
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from serving_models import K, SKUS, WINDOW
-from skiff.exceptions import ModelLoadError
+from serving_models import K, POPULAR, SKUS, WINDOW
+from skiff.exceptions import ModelLoadError, SkiffConfigError
 from skiff.serve import BundleRef, bundle, pack_bundle, read_bundle_meta
 
 
@@ -46,6 +47,8 @@ def test_bundle_layout_and_tarball(bundles: SimpleNamespace, tmp_path: Path) -> 
     meta = read_bundle_meta(bundles.rec)
     assert meta["kind"] == "rec" and meta["version"] == "RecFlow/1"
     assert meta["vocabulary"][2:] == list(SKUS) and meta["max_len"] == WINDOW and meta["k"] == K
+    assert meta["format"] == bundle.FORMAT == 2 and meta["popular"] == POPULAR
+    assert "popular" not in read_bundle_meta(bundles.intent)
     assert (bundles.rec / "1" / "saved_model.pb").is_file()
     assert (bundles.rec / "code" / "inference.py").is_file()
     tar = pack_bundle(bundles.rec, tmp_path / "model.tar.gz")
@@ -74,9 +77,45 @@ def test_inference_py_runs_standalone_in_the_container_layout(bundles: SimpleNam
     tf_serving = SimpleNamespace(status_code=200, content=json.dumps(
         {"outputs": {"items": [[2, 5, 6]], "scores": [[0.5, 0.2, 0.1]]}}).encode())
     body, content_type = module.output_handler(tf_serving, context)
-    assert json.loads(body)["predictions"] == [{"items": ["sku00", "sku03"], "scores": [0.5, 0.2]}]
-    with pytest.raises(module.BadRequest, match="^bad_request: session 0: unknown SKUs"):
-        module.input_handler(b'{"sessions": [["zzz"]]}', context)
+    assert json.loads(body)["predictions"] == [{"items": ["sku00", "sku03"], "scores": [0.5, 0.2],
+                                                "ignored": [], "ignored_count": 0}]
+    # unknown SKUs are dropped (a session of none: the OOV placeholder row, then the popular items)
+    request = json.loads(module.input_handler(
+        io.BytesIO(b'{"sessions": [["new", "sku01", "new"], ["zzz"]], "k": 2}'), context))
+    assert request["inputs"] == {"items": [[3], [1]], "first": [3, 1]}
+    tf_serving.content = json.dumps({"outputs": {"items": [[2, 5], [9, 8]],
+                                                 "scores": [[0.5, 0.2], [0.4, 0.3]]}}).encode()
+    body, _ = module.output_handler(tf_serving, context)
+    assert json.loads(body)["predictions"] == [
+        {"items": ["sku00", "sku03"], "scores": [0.5, 0.2], "ignored": ["new"], "ignored_count": 1},
+        {"items": POPULAR["items"][:2], "scores": POPULAR["scores"][:2], "fallback": "popular",
+         "ignored": ["zzz"], "ignored_count": 1}]
+    intent = module_of(bundles.intent)
+    with pytest.raises(intent.BadRequest, match="^bad_request: session 0: unknown event types"):
+        intent.input_handler(b'{"sessions": [["view", "zzz"]]}', context)
+
+
+def module_of(bundle_dir: Path) -> Any:
+    """The bundle's code/inference.py as a fresh module."""
+    spec = importlib.util.spec_from_file_location(f"inference_{bundle_dir.name}",
+                                                  bundle_dir / "code" / "inference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("kind", "popular", "message"), [
+    pytest.param("intent", POPULAR, "belong to next-item bundles", id="intent"),
+    pytest.param("rec", {"items": ["a", "b"], "scores": [1.0]}, "one score per item", id="ragged"),
+    pytest.param("rec", {"items": [1], "scores": [1.0]}, "one score per item", id="not-skus"),
+    pytest.param("rec", ["a"], "one score per item", id="a-list"),
+])
+def test_write_bundle_refuses_bad_popular_items(kind: str, popular: Any, message: str,
+                                                tmp_path: Path) -> None:
+    with pytest.raises(SkiffConfigError, match=message):
+        bundle.write_bundle(None, tmp_path / "b", kind=kind, vocabulary=["[PAD]", "[OOV]", "a"],
+                            version="F/1", max_len=3, popular=popular)
+    assert not (tmp_path / "b").exists()
 
 
 def test_bundle_ref_round_trips_and_rejects_what_names_no_bundle() -> None:

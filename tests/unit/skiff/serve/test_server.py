@@ -25,8 +25,8 @@ def test_invocations_answer_the_contract(bundles: SimpleNamespace) -> None:
     assert [len(p["items"]) for p in body["predictions"]] == [3, 3]
     assert all(i in SKUS for p in body["predictions"] for i in p["items"])
     assert len(invoke(endpoint, [["sku01"]], k=99)[1]["predictions"][0]["items"]) == K
-    status, body = invoke(endpoint, [["sku01", "nope", "[PAD]"]])
-    assert status == 400 and "unknown SKUs '[PAD]', 'nope'" in body["message"]
+    status, body = invoke(endpoint, [["sku01", "nope", "[PAD]", "nope"]])  # ignored, in order
+    assert status == 200 and body["predictions"][0]["ignored"] == ["nope", "[PAD]"]
     for raw in (b"{", b"[]", b'{"sessions": []}', b'{"sessions": [[]]}',
                 b'{"sessions": [[1, 2]]}', b'{"sessions": [["sku01"]], "k": 0}'):
         status, body = endpoint.invoke(raw)

@@ -68,3 +68,20 @@ def test_co_occurrence_uses_the_last_item_then_tops_up_with_popular() -> None:
     assert top[2].tolist() == [2, 3, 4, 5]  # 6 never seen: popular
     # repeats (5 -> 5) are not transitions: after 5 comes 4 only
     assert m.recommend(_examples([5]), k=1).tolist() == [[4]]
+
+
+def test_popular_items_of_a_bundle_are_the_most_popular_baseline_with_shares() -> None:
+    """What a next-item bundle answers a session with no known SKU (skiff.serve.codec)."""
+    import pyarrow as pa
+
+    from skiff.train import next_item
+
+    starts = np.array(["2026-01-01T00", "2026-01-01T01", "2026-01-01T02", "2026-01-02T00"],
+                      "datetime64[us]")
+    table = pa.table({"session_start_at": pa.array(starts),
+                      "sku_sequence": [["a", "b", "a"], ["b", "c", "b"], ["b"], ["z", "a"]]})
+    data = next_item.prepare(table, np.datetime64("2026-01-02T00", "us"), window=2)
+    popular = next_item.popular_items(data, k=2)
+    # training items: a x2, b x4, c x1 (the held-out session's z is not counted)
+    assert popular == {"items": ["b", "a"], "scores": [round(4 / 7, 6), round(2 / 7, 6)]}
+    assert next_item.popular_items(data, k=10)["items"] == ["b", "a", "c"]
