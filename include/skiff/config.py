@@ -303,6 +303,9 @@ class ServingConfig(Section):
     predict_timeout_s: float = setting("SKIFF_SERVE_PREDICT_TIMEOUT_S", 5.0, "seconds a request "
                                        "waits for its model call (a stuck model: 503, not a "
                                        "hung client)", minimum=0.01)
+    load_timeout_s: float = setting("SKIFF_SERVE_LOAD_TIMEOUT_S", 120.0, "seconds a model swap "
+                                    "may take to load and warm the model; a slower one is "
+                                    "refused (504) and never served", minimum=0.01)
     max_batch: int = setting("SKIFF_SERVE_MAX_BATCH", 64, "most concurrent requests one model "
                              "call serves (`1`: no micro-batching)", minimum=1)
     batch_wait_ms: float = setting("SKIFF_SERVE_BATCH_WAIT_MS", 0.0, "milliseconds the first "

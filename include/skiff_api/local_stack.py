@@ -73,7 +73,8 @@ class LocalStack:
         token = control.control_token(config)
         configure_tensorflow(config.tf_threads)
         models = ModelServer(max_batch=config.max_batch, batch_wait_ms=config.batch_wait_ms,
-                             predict_timeout_s=config.predict_timeout_s)
+                             predict_timeout_s=config.predict_timeout_s,
+                             load_timeout_s=config.load_timeout_s)
         models.load_store(store or EndpointStore())
         for name, path in (bundles or {}).items():
             models.deploy(name, path, "cli")

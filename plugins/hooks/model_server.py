@@ -58,7 +58,7 @@ class LocalModelServerHook(BaseHook):
     hook_name = "Skiff local model server"
 
     def __init__(self, config: ServingConfig | None = None, base_url: str | None = None,
-                 store_root: str | Path | None = None, timeout: float = 120.0,
+                 store_root: str | Path | None = None, timeout: float | None = None,
                  conn_id: str = default_conn_name, control_url: str | None = None) -> None:
         super().__init__()
         from skiff.config import ServingConfig
@@ -66,7 +66,8 @@ class LocalModelServerHook(BaseHook):
         self.config = config or ServingConfig.from_env()
         self.base_url = (base_url or self.config.local_url).rstrip("/")
         self.store_root = store_root
-        self.timeout = timeout
+        # a swap loads a model: wait out the server's own load limit, which then answers 504
+        self.timeout = timeout or self.config.load_timeout_s + 30
         self.conn_id = conn_id
         self._control_url = control_url
 
@@ -133,6 +134,26 @@ class LocalModelServerHook(BaseHook):
     def endpoint(self, endpoint_name: str) -> EndpointRecord | None:
         """The endpoint's record (None before its first deploy)."""
         return self.store.endpoint(endpoint_name)
+
+    def served(self, endpoint_name: str) -> dict[str, Any] | None:
+        """What the running server says the endpoint serves (``GET /endpoints`` of its control
+        plane): ``endpoint_config_name``, ``model_version`` ...; None when no server runs or it
+        has no such endpoint.
+
+        :raises LocalDeployFailed: the control plane refused the token or did not answer.
+        """
+        if not self.is_running():
+            return None
+        try:
+            status, answer = self._request("GET", "/endpoints", control=True, timeout=10)
+        except (urllib.error.URLError, OSError) as exc:
+            raise LocalDeployFailed(f"The model server's control plane at {self.control_url} "
+                                    f"is not reachable ({exc}).") from exc
+        if status != 200:
+            raise LocalDeployFailed(f"GET /endpoints at {self.control_url} answered {status}: "
+                                    f"{answer.get('message')}")
+        return next((e for e in answer.get("endpoints", [])
+                     if e.get("endpoint_name") == endpoint_name), None)
 
     def deploy(self, endpoint_name: str, model_dir: str | Path, config_name: str) -> dict[str, Any]:
         """Create endpoint config ``config_name`` from a bundle and point the endpoint at it.

@@ -150,10 +150,20 @@ class EndpointRollbackOperator(BaseOperator):
             hook = SageMakerEndpointHook(aws_conn_id=cfg.aws_conn_id, region_name=cfg.region)
             return hook.restore(endpoint, target, check_interval=self.check_interval)
         local = LocalModelServerHook(cfg)
+        # what the server reports, not what the store says (a deploy that timed out may have
+        # finished later); the store when no server runs (it serves the store at its start)
+        served = local.served(endpoint)
         record = local.endpoint(endpoint)
-        if record is not None and record.endpoint_config_name == target:
-            self.log.info("Endpoint %s serves %s already: nothing to roll back.", endpoint, target)
+        if served is not None:
+            now, version = served.get("endpoint_config_name"), served.get("model_version")
+        else:
+            now, version = (record.endpoint_config_name if record else None), None
+        if now == target and (served is None or version == champion.model_version):
+            self.log.info("Endpoint %s serves %s (%s) already: nothing to roll back.", endpoint,
+                          target, version or champion.model_version)
             return {"endpoint_name": endpoint, "endpoint_config_name": target, "changed": False}
+        self.log.info("Endpoint %s serves %s (%s), not the champion %s (%s): restoring it.",
+                      endpoint, now, version, target, champion.model_version)
         try:
             result = local.rollback(endpoint, target)
         except LocalDeployFailed as exc:

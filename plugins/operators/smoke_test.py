@@ -30,7 +30,8 @@ class PredictSmokeTestOperator(BaseOperator):
     failed update leaves it on the old one). Fails otherwise, so the rollback runs.
 
     :param deployment: the deploy task's XCom (templated).
-    :param session: tokens to ask with; default: three of the bundle's vocabulary.
+    :param session: tokens to ask with (a list, or their text joined by commas; templated);
+        default: three of the bundle's vocabulary.
     :param config: serving settings; default from env.
     :return: the deployment dict with ``status`` ``InService`` and ``smoke`` (the answer).
     """
@@ -72,8 +73,11 @@ class PredictSmokeTestOperator(BaseOperator):
         return LocalModelServerHook(self.serving_config).runtime_client()
 
     def _session(self, deployment: dict[str, Any]) -> list[str]:
-        if self.session:
-            return list(self.session)
+        session = self.session
+        if isinstance(session, str):  # templated, e.g. from a run's conf: "a,b,c"
+            session = [t for t in session.split(",") if t.strip()]
+        if session:
+            return list(session)
         if deployment["model"] == "intent":
             return ["view", "detail", "add"]
         from skiff.serve import read_bundle_meta

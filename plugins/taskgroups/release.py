@@ -22,7 +22,7 @@ __all__ = ["release_tasks"]
 
 def release_tasks(model: str, candidate: Any, *, config: ServingConfig | None = None,
                   group_id: str | None = None, model_dir: str | None = None,
-                  deferrable: bool = False) -> TaskGroup:
+                  deferrable: bool = False, smoke_session: str | None = None) -> TaskGroup:
     """gate → deploy → smoke test → promote, with a rollback when this run's deploy, smoke
     test or promote fails (never for a failure upstream of the gate).
 
@@ -36,6 +36,8 @@ def release_tasks(model: str, candidate: Any, *, config: ServingConfig | None = 
     :param group_id: task group id; default ``release_<model>``.
     :param model_dir: the bundle folder (templated); default: the candidate's ``bundle``.
     :param deferrable: wait for SageMaker's ``InService`` in the triggerer.
+    :param smoke_session: the smoke test's tokens (templated; text joined by commas);
+        default: three of the bundle's vocabulary.
     :return: the task group (``gate_<model>`` is its root).
     """
     cfg = config or ServingConfig.from_env()
@@ -74,7 +76,7 @@ def release_tasks(model: str, candidate: Any, *, config: ServingConfig | None = 
             gate >> deploy
             deployment, deploy_tasks, last = deploy.output, [deploy], deploy
         smoke = PredictSmokeTestOperator(task_id=f"smoke_test_{model}", deployment=deployment,
-                                         config=config)
+                                         session=smoke_session, config=config)
         promote = ChampionPromoteOperator(task_id=f"promote_{model}", gate=gate.output,
                                           deployment=smoke.output, config=config)
         watch = [*deploy_tasks, smoke, promote]

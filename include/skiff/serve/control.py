@@ -154,8 +154,16 @@ class _ControlPlane:
         except (ValueError, KeyError, TypeError, RecursionError, AttributeError):
             return error_response(400, "bad_request", 'Send {"model_dir": "<bundle folder>", '
                                                       '"config_name": "<endpoint config>"}.')
+        limit = self.models.load_timeout_s
         try:
-            await anyio.to_thread.run_sync(self._deploy, name, model_dir, config_name)
+            # the load runs on; past its limit the endpoint refuses to serve it (Endpoint.swap)
+            with anyio.fail_after(None if limit is None else limit + 1):
+                await anyio.to_thread.run_sync(self._deploy, name, model_dir, config_name,
+                                               abandon_on_cancel=True)
+        except TimeoutError:
+            return error_response(504, "load_timeout", f"{model_dir} did not load within "
+                                  f"{limit:g} s (SKIFF_SERVE_LOAD_TIMEOUT_S); endpoint {name} "
+                                  "keeps its model.")
         except KindMismatch as exc:
             return error_response(409, "kind_mismatch", str(exc))
         except ModelLoadError as exc:

@@ -20,10 +20,11 @@ import json
 import logging
 import re
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from skiff.exceptions import ServingError, SkiffConfigError
+from skiff.exceptions import ModelLoadError, ServingError, SkiffConfigError
 from skiff.serve.batcher import MicroBatcher, PredictTimeout
 from skiff.serve.bundle import read_bundle_meta
 from skiff.serve.codec import BadRequest, bad_request_body
@@ -113,22 +114,32 @@ class Endpoint:
                                f"to a {meta.get('kind')} endpoint.")
         return meta
 
-    def swap(self, model_dir: str | Path, config_name: str | None = None) -> LoadedModel:
+    def swap(self, model_dir: str | Path, config_name: str | None = None,
+             load_timeout_s: float | None = None) -> LoadedModel:
         """Load, check and warm the model of ``model_dir``, then make it the one served.
 
         The old model keeps serving while the new one loads; the switch is one reference
         assignment, so a request sees either model, whole. Requests already running finish
-        on the old model. If loading fails, nothing changes.
+        on the old model. If loading fails, or takes longer than ``load_timeout_s`` (its
+        caller has given up and will not smoke-test it), nothing changes.
 
         :param model_dir: the bundle folder.
         :param config_name: the endpoint config it belongs to (reported by ``/endpoints``).
+        :param load_timeout_s: most seconds the load may take (None: no limit).
         :return: the new model.
-        :raises ModelLoadError: the bundle does not load; the old model is still served.
+        :raises ModelLoadError: the bundle does not load, or too slowly; the old model is
+            still served.
         :raises KindMismatch: the bundle is of another kind; the old model is still served.
         """
         with self._swap_lock:  # one load at a time per endpoint
             self.check_kind(model_dir)
+            started = time.monotonic()
             new = LoadedModel.load(model_dir)
+            took = time.monotonic() - started
+            if load_timeout_s is not None and took > load_timeout_s:
+                raise ModelLoadError(f"{model_dir} took {took:.1f} s to load, over the "
+                                     f"{load_timeout_s:g} s limit (SKIFF_SERVE_LOAD_TIMEOUT_S); "
+                                     f"endpoint {self.name} keeps its model.")
             if self.kind is not None and new.kind != self.kind:  # the bundle changed meanwhile
                 raise KindMismatch(f"endpoint {self.name} serves {self.kind} models; "
                                    f"{model_dir} holds a {new.kind} model.")
@@ -196,15 +207,19 @@ class ModelServer:
     :param max_batch: see :class:`Endpoint`.
     :param batch_wait_ms: see :class:`Endpoint`.
     :param predict_timeout_s: see :class:`Endpoint`.
+    :param load_timeout_s: most seconds a :meth:`deploy` may take to load its model (None: no
+        limit); see :meth:`Endpoint.swap`.
     :param default_endpoint: the endpoint ``POST /invocations`` serves (default: the first added).
     """
 
     def __init__(self, *, max_batch: int = 64, batch_wait_ms: float = 0.0,
                  predict_timeout_s: float = PREDICT_TIMEOUT_S,
+                 load_timeout_s: float | None = None,
                  default_endpoint: str | None = None) -> None:
         self.max_batch = max_batch
         self.batch_wait_ms = batch_wait_ms
         self.predict_timeout_s = predict_timeout_s
+        self.load_timeout_s = load_timeout_s
         self.default_endpoint = default_endpoint
         self.endpoints: dict[str, Endpoint] = {}
         self._lock = threading.Lock()
@@ -239,7 +254,7 @@ class ModelServer:
         new = name not in self.endpoints
         endpoint = self.endpoint(name, create=True)
         try:
-            return endpoint.swap(model_dir, config_name)
+            return endpoint.swap(model_dir, config_name, self.load_timeout_s)
         except BaseException:
             if new and endpoint.model is None:
                 with self._lock:
