@@ -18,7 +18,10 @@ from typing import Any
 
 from skiff.config import TrainingConfig
 
-__all__ = ["FlowLaunch", "flow_launch", "metaflow_env"]
+__all__ = ["PACKAGE_SUFFIXES", "FlowLaunch", "flow_launch", "metaflow_env"]
+
+#: Files of the code package besides Python: ``skiff/data/contract.toml``.
+PACKAGE_SUFFIXES = ".py,.toml"
 
 
 def metaflow_env(config: TrainingConfig) -> dict[str, str]:
@@ -79,7 +82,7 @@ class FlowLaunch:
             if key == "pylint":
                 continue
             values = value if isinstance(value, (list, tuple)) else [value]
-            flag = "--with" if key == "decospecs" else f"--{key}"
+            flag = "--with" if key == "decospecs" else "--" + key.replace("_", "-")
             for item in values:
                 argv += [flag, str(item)]
         argv.append("run")
@@ -106,7 +109,9 @@ def flow_launch(
     :param config: training settings.
     :param tags: Metaflow tags for the run (e.g. the data interval).
     """
-    top_level: dict[str, Any] = {"pylint": False}
+    # the code package (what a Batch step runs from) is the flows' folder, symlinked
+    # ``skiff/`` included, with the files of these suffixes (contract.toml is data skiff reads)
+    top_level: dict[str, Any] = {"pylint": False, "package_suffixes": PACKAGE_SUFFIXES}
     if config.train_on == "batch":
         top_level["datastore"] = "s3"
         top_level["decospecs"] = [f"batch:image={config.batch_image},queue={config.batch_queue}"]

@@ -35,13 +35,13 @@ def test_local_launch_uses_the_local_datastore(tmp_path: Path) -> None:
     argv = launch.argv()
     assert argv[:3] == [sys.executable, str(TINY), "--no-pylint"]
     # None params fall back to the flow's defaults
-    assert argv[3:] == ["run", "--alpha", "3", "--since", "2026-01-01T00:00:00", "--tag", "interval:x"]
+    assert argv[3:] == ["--package-suffixes", ".py,.toml", "run", "--alpha", "3", "--since", "2026-01-01T00:00:00", "--tag", "interval:x"]
 
 
 def test_batch_launch_command_and_environment() -> None:
     launch = flow_launch(TINY, {"alpha": 3}, BATCH)
     argv = launch.argv(Path("/tmp/id"))
-    assert argv[3:] == ["--datastore", "s3", "--with", "batch:image=acme/train:1,queue=gpu-queue",
+    assert argv[3:] == ["--package-suffixes", ".py,.toml", "--datastore", "s3", "--with", "batch:image=acme/train:1,queue=gpu-queue",
                         "run", "--alpha", "3", "--run-id-file", "/tmp/id"]
     env = launch.env
     assert env["METAFLOW_DEFAULT_DATASTORE"] == "s3"
