@@ -125,8 +125,9 @@ class TrainingConfig(Section):
                            "`s3://bucket/metaflow`", required_on=("train_on", "batch"))
     batch_queue: str = setting("SKIFF_BATCH_QUEUE", "", "AWS Batch job queue",
                                required_on=("train_on", "batch"))
-    batch_image: str = setting("SKIFF_BATCH_IMAGE", "tensorflow/tensorflow:2.21.0-gpu",
-                               "container image of the Batch steps")
+    batch_image: str = setting("SKIFF_BATCH_IMAGE", "skiff-train:latest",
+                               "container image of the Batch steps: `make train-image` builds "
+                               "this tag (Dockerfile.train); push it to ECR and set the pushed URI")
     batch_memory: int = setting("SKIFF_BATCH_MEMORY", 16_000, "MiB of each training step on Batch",
                                 minimum=1024)
     batch_gpu: int = setting("SKIFF_BATCH_GPU", 1, "GPUs of each training step on Batch")
