@@ -131,6 +131,9 @@ class TrainingConfig(Section):
     batch_memory: int = setting("SKIFF_BATCH_MEMORY", 16_000, "MiB of each training step on Batch",
                                 minimum=1024)
     batch_gpu: int = setting("SKIFF_BATCH_GPU", 1, "GPUs of each training step on Batch")
+    wandb_conn_id: str = setting("SKIFF_WANDB_CONN_ID", "wandb_default", "Airflow connection "
+                                 "whose password is the W&B API key, handed to a run at launch "
+                                 "(optional: without it, W&B runs as `WANDB_MODE` says)")
     max_sessions: int = setting("SKIFF_TRAIN_MAX_SESSIONS", 0, "latest sessions a run trains and "
                                 "evaluates on (`0`: all); default of `train_sample_sessions`")
     timeout_s: int = setting("SKIFF_TRAIN_TIMEOUT_S", 7200,

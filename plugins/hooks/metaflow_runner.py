@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 
 __all__ = ["MetaflowHook", "MetaflowRunFailed", "candidate_pathspec"]
 
+#: Variables of :attr:`MetaflowHook.run_env` holding credentials (masked in task logs).
+_SECRET_NAMES = frozenset({"SKIFF_SNOWFLAKE_CONNECT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                           "AWS_SESSION_TOKEN", "WANDB_API_KEY"})
+#: Settings naming this host's files or processes: meaningless in a Batch container.
+_LOCAL_ONLY = frozenset({"SKIFF_HOME"})
+
 
 def candidate_pathspec(candidate: Any) -> str:
     """The run pathspec of a candidate: a pathspec, or a dict with ``pathspec`` (XCom)."""
@@ -93,11 +99,79 @@ class MetaflowHook(BaseHook):
         """The warehouse connection a run gets on top of :attr:`FlowLaunch.env` (a secret)."""
         return SkiffWarehouseHook().connect_env()
 
+    @cached_property
+    def run_env(self) -> dict[str, str]:
+        """Everything a run gets on top of :attr:`FlowLaunch.env`, resolved here at launch.
+
+        The warehouse connection (:attr:`warehouse_env`), the AWS connection
+        (:meth:`aws_env`), the W&B API key (:meth:`wandb_env`) and the Skiff settings of this
+        process; ``SKIFF_RUN_ENV`` names them all, and the flows' ``forward_run_env`` hands
+        them to every step, on AWS Batch too. Each secret is registered with Airflow's
+        secrets masker, so a task log shows ``***`` in its place. Never part of the launch
+        the operator logs and its trigger stores.
+        """
+        from airflow.sdk.log import mask_secret
+
+        from skiff.config import settings
+
+        secrets = {**self.warehouse_env, **self.aws_env(), **self.wandb_env()}
+        for name, value in secrets.items():
+            if name in _SECRET_NAMES:
+                mask_secret(value)
+        settings_env = {s.env: os.environ[s.env] for s in settings()
+                        if s.env in os.environ and s.env not in _LOCAL_ONLY
+                        and not s.env.startswith("METAFLOW_")}
+        settings_env.update({n: os.environ[n] for n in ("WANDB_MODE", "WANDB_PROJECT") if n in os.environ})
+        env = {**settings_env, **secrets}
+        return {**env, "SKIFF_RUN_ENV": ",".join(sorted(env))}
+
+    def aws_env(self) -> dict[str, str]:
+        """The AWS connection (``SKIFF_AWS_CONN_ID``) as the standard ``AWS_*`` variables, for
+        a Batch launch or an ``s3://`` registry (nothing otherwise): Metaflow's S3 datastore and
+        Batch client in the run, and the champion's registry reads, use these credentials."""
+        from skiff.config import ServingConfig
+
+        serving = ServingConfig.from_env()
+        if self.config.train_on != "batch" and not serving.registry.startswith("s3://"):
+            return {}
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        hook = AwsBaseHook(aws_conn_id=serving.aws_conn_id, client_type="s3")
+        env = {"AWS_DEFAULT_REGION": hook.conn_region_name or serving.region}
+        if hook.conn_config.endpoint_url:
+            env["AWS_ENDPOINT_URL"] = hook.conn_config.endpoint_url
+        credentials = hook.get_credentials()
+        if credentials is not None and credentials.access_key:
+            env.update(AWS_ACCESS_KEY_ID=credentials.access_key,
+                       AWS_SECRET_ACCESS_KEY=credentials.secret_key)
+            if credentials.token:
+                env["AWS_SESSION_TOKEN"] = credentials.token
+        return env
+
+    def wandb_env(self) -> dict[str, str]:
+        """``WANDB_API_KEY`` from the password of the connection ``SKIFF_WANDB_CONN_ID``;
+        nothing when that connection does not exist (W&B offline, or a key set otherwise)."""
+        from airflow.exceptions import AirflowNotFoundException
+
+        try:
+            password = self.get_connection(self.config.wandb_conn_id).password
+        except AirflowNotFoundException:
+            return {}
+        return {"WANDB_API_KEY": password} if password else {}
+
     def launch(self, flow_file: str | Path, params: dict[str, Any] | None = None,
                tags: list[str] | tuple[str, ...] = ()) -> FlowLaunch:
-        """The command and environment of a run (see :func:`skiff.train.launch.flow_launch`)."""
+        """The command and environment of a run (see :func:`skiff.train.launch.flow_launch`).
+
+        :raises AirflowException: a Batch launch on the DuckDB warehouse (the file is on this
+            host, never in a Batch container).
+        """
+        from skiff.config import WarehouseConfig
         from skiff.train import flow_launch
 
+        if self.config.train_on == "batch" and WarehouseConfig.from_env().backend == "duckdb":
+            raise AirflowException("SKIFF_TRAIN_ON=batch needs SKIFF_WAREHOUSE=snowflake: a step on "
+                                   "AWS Batch cannot open the DuckDB file of the Airflow host.")
         return flow_launch(flow_file, params, self.config, tags)
 
     @cached_property
@@ -122,7 +196,7 @@ class MetaflowHook(BaseHook):
 
     async def _run(self, launch: FlowLaunch, log: Callable[[str], None]) -> str:
         cwd = self._workdir()
-        env = {**launch.env, **self.warehouse_env}
+        env = {**launch.env, **self.run_env}
         with self.client.Runner(str(launch.flow_file), show_output=False, env=env, cwd=cwd,
                                 **launch.top_level) as runner:
             executing = await runner.async_run(**launch.run_args)
@@ -152,7 +226,7 @@ class MetaflowHook(BaseHook):
         log_path = log_dir / f"launch-{stamp}.log"
         with log_path.open("wb") as out:
             proc = subprocess.Popen(
-                launch.argv(run_id_file), env={**os.environ, **launch.env, **self.warehouse_env},
+                launch.argv(run_id_file), env={**os.environ, **launch.env, **self.run_env},
                 stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 cwd=self._workdir(),

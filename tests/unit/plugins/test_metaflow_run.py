@@ -144,5 +144,36 @@ def test_a_run_gets_the_snowflake_connection_but_the_launch_does_not(
         assert event["status"] == "success", event
     else:
         pathspec = hook.run(launch, log=lambda _: None)
-    assert {"account", "database", "password", "user"} <= set(
-        hook.client.Run(pathspec).data.connect_arguments)
+    data = hook.client.Run(pathspec).data
+    assert {"account", "database", "password", "user"} <= set(data.connect_arguments)
+    assert "SKIFF_SNOWFLAKE_CONNECT" in data.handed and "SKIFF_WAREHOUSE" in data.handed
+    # the step's @environment is recorded by name only, never with the values
+    assert "SKIFF_SNOWFLAKE_CONNECT" in data.recorded_vars and "not-a-secret" not in data.recorded_vars
+    graph = hook.client.Run(pathspec)["start"].task["_graph_info"].data
+    assert "not-a-secret" not in json.dumps(graph)
+
+
+def test_the_secrets_a_run_gets_are_masked_in_task_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow's secrets masker knows every credential :attr:`MetaflowHook.run_env` resolves."""
+    import json
+
+    from airflow.sdk.log import mask_secret  # noqa: F401  (the masker the hook registers with)
+    from airflow.sdk._shared.secrets_masker import redact  # the masker task logs pass through
+
+    monkeypatch.setenv("SKIFF_WAREHOUSE", "snowflake")
+    monkeypatch.setenv("SKIFF_REGISTRY_URI", "s3://bucket/registry")
+    monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_DEFAULT", json.dumps({
+        "conn_type": "snowflake", "login": "skiff", "password": "dummy-snow-pw",
+        "extra": {"account": "skiff-test", "database": "SKIFF"}}))
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
+        "conn_type": "aws", "login": "AKIDUMMY", "password": "dummy-aws-secret",
+        "extra": {"region_name": "eu-west-1", "endpoint_url": "http://127.0.0.1:1"}}))
+    monkeypatch.setenv("AIRFLOW_CONN_WANDB_DEFAULT", json.dumps({"conn_type": "generic",
+                                                                 "password": "dummy-wandb-key"}))
+    env = MetaflowHook().run_env
+    assert env["AWS_SECRET_ACCESS_KEY"] == "dummy-aws-secret" and env["WANDB_API_KEY"] == "dummy-wandb-key"
+    assert (env["AWS_DEFAULT_REGION"], env["AWS_ENDPOINT_URL"]) == ("eu-west-1", "http://127.0.0.1:1")
+    assert set(env["SKIFF_RUN_ENV"].split(",")) == set(env) - {"SKIFF_RUN_ENV"}
+    line = f"run env: {env}"
+    for secret in ("dummy-snow-pw", "dummy-aws-secret", "dummy-wandb-key"):
+        assert secret in line and secret not in str(redact(line))
