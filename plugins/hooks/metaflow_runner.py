@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from functools import cached_property
@@ -87,6 +89,9 @@ class MetaflowHook(BaseHook):
 
         self.config = config or TrainingConfig.from_env()
         self._env = env
+        #: the run this hook started last (pathspec) and its launcher process, for :meth:`kill`
+        self.pathspec: str | None = None
+        self.pid: int | None = None
 
     @cached_property
     def env(self) -> dict[str, str]:
@@ -200,6 +205,7 @@ class MetaflowHook(BaseHook):
         with self.client.Runner(str(launch.flow_file), show_output=False, env=env, cwd=cwd,
                                 **launch.top_level) as runner:
             executing = await runner.async_run(**launch.run_args)
+            self.pathspec, self.pid = executing.run.pathspec, executing.command_obj.process.pid
             async for _, line in executing.stream_log("stdout"):
                 log(line)
             await executing.wait()
@@ -242,10 +248,49 @@ class MetaflowHook(BaseHook):
         run_id = run_id_file.read_text().strip()
         run_id_file.unlink()
         flow_name = self._flow_name(launch.flow_file)
+        self.pathspec, self.pid = f"{flow_name}/{run_id}", proc.pid
         final_log = log_dir / f"{flow_name}-{run_id}.log"
         log_path.rename(final_log)  # the child keeps writing to the renamed file
         self.log.info("Started %s/%s (pid %s), output in %s", flow_name, run_id, proc.pid, final_log)
         return f"{flow_name}/{run_id}"
+
+    def kill(self, flow_file: str | Path, pathspec: str | None, pid: int | None = None,
+             own_session: bool = False, grace_s: float = 5) -> None:
+        """Stop a run: its launcher process and the step processes under it, and on AWS Batch
+        its jobs (Metaflow's ``flow.py batch kill --run-id``, which terminates the run's
+        unfinished jobs; a killed Batch task is never retried).
+
+        :param flow_file: the flow's file.
+        :param pathspec: the run, ``Flow/run_id`` (None: nothing started on Batch yet).
+        :param pid: the launcher's process id on this host, if known.
+        :param own_session: the launcher leads its own process group (:meth:`start`): the
+            whole group is signalled; else the launcher and its children (Runner API).
+        :param grace_s: seconds between SIGTERM and SIGKILL, for the local processes.
+        """
+        if pid is not None:
+            self.log.info("Stopping the launcher of %s (pid %s)", pathspec, pid)
+            if own_session:
+                for sig in (signal.SIGTERM, signal.SIGKILL):
+                    try:
+                        os.killpg(pid, sig)
+                    except ProcessLookupError:
+                        break
+                    if sig == signal.SIGTERM:
+                        time.sleep(grace_s)
+            else:
+                from metaflow.runner.subprocess_manager import kill_processes_and_descendants
+
+                kill_processes_and_descendants([str(pid)], grace_s)
+        if self.config.train_on == "batch" and pathspec:
+            argv = [sys.executable, str(flow_file), "--no-pylint", "--datastore", "s3", "batch",
+                    "kill", "--run-id", pathspec.split("/", 1)[1]]
+            done = subprocess.run(argv, env={**os.environ, **self.env, **self.aws_env()},
+                                  capture_output=True, text=True, timeout=300, cwd=self._workdir())
+            self.log.info("batch kill of %s exited %s: %s", pathspec, done.returncode,
+                          (done.stdout + done.stderr).strip()[-2000:])
+            if done.returncode != 0:
+                raise MetaflowRunFailed(f"Could not kill the Batch jobs of {pathspec}: "
+                                        f"{done.stderr.strip()[-2000:]}")
 
     def _workdir(self) -> str:
         """Runs start in the local datastore root: Metaflow's cards (found from the working

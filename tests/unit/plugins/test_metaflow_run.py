@@ -90,7 +90,8 @@ def test_failed_run_raises_with_the_flow_error(hook: MetaflowHook) -> None:
 
 
 def test_trigger_serializes_its_arguments() -> None:
-    trigger = MetaflowRunTrigger("TinyFlow/1", {"A": "b"}, poll_interval=0.5, timeout_s=9)
+    trigger = MetaflowRunTrigger("TinyFlow/1", {"A": "b"}, poll_interval=0.5, timeout_s=9,
+                                 flow_file=str(TINY), launcher_pid=42, launcher_host="worker-1")
     path, kwargs = trigger.serialize()
     assert path == "triggers.metaflow_run.MetaflowRunTrigger"
     assert MetaflowRunTrigger(**kwargs).serialize() == (path, kwargs)
@@ -177,3 +178,65 @@ def test_the_secrets_a_run_gets_are_masked_in_task_logs(monkeypatch: pytest.Monk
     line = f"run env: {env}"
     for secret in ("dummy-snow-pw", "dummy-aws-secret", "dummy-wandb-key"):
         assert secret in line and secret not in str(redact(line))
+
+
+def _gone(pid: int, within_s: float) -> bool:
+    """Whether process ``pid`` ended (a zombie of this test process counts) within ``within_s``."""
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_deferred_run_stopped_by_hand_is_killed_by_its_trigger(hook: MetaflowHook) -> None:
+    import socket
+
+    launch = hook.launch(TINY, {"sleep": 120})
+    pathspec = hook.start(launch)
+    trigger = MetaflowRunTrigger(pathspec, launch.env, poll_interval=0.5, timeout_s=60,
+                                 flow_file=str(TINY), launcher_pid=hook.pid,
+                                 launcher_host=socket.gethostname())
+    asyncio.run(trigger.on_kill())
+    assert _gone(hook.pid, 20), "the launcher still runs"
+    assert hook.describe(pathspec)["status"] != "successful"
+
+
+def test_a_blocking_run_stops_with_its_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    """on_kill (Airflow calls it when a running task is stopped) ends the flow's processes,
+    and the task fails at once instead of waiting for the flow."""
+    import threading
+    import time
+
+    from airflow.exceptions import AirflowException
+
+    from operators.metaflow_run import MetaflowRunOperator
+
+    op = MetaflowRunOperator(task_id="train", flow_file=str(TINY), flow_params={"sleep": 120},
+                             deferrable=False)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            op.execute({})
+        except BaseException as exc:  # noqa: BLE001  (the thread reports what ended it)
+            failure.append(exc)
+
+    worker = threading.Thread(target=run)
+    started = time.monotonic()
+    worker.start()
+    while op.hook.pid is None and time.monotonic() - started < 60:
+        time.sleep(0.2)
+    assert op.hook.pid is not None, "the run never started"
+    op.on_kill()
+    worker.join(timeout=60)
+    assert not worker.is_alive() and time.monotonic() - started < 90
+    assert failure and isinstance(failure[0], AirflowException), failure
