@@ -125,6 +125,9 @@ class TrainingConfig(Section):
                            "`s3://bucket/metaflow`", required_on=("train_on", "batch"))
     batch_queue: str = setting("SKIFF_BATCH_QUEUE", "", "AWS Batch job queue",
                                required_on=("train_on", "batch"))
+    batch_job_role: str = setting("SKIFF_BATCH_JOB_ROLE_ARN", "", "IAM role of the Batch jobs: "
+                                  "their access to the S3 datastore and the registry (Metaflow "
+                                  "registers no job without one)", required_on=("train_on", "batch"))
     batch_image: str = setting("SKIFF_BATCH_IMAGE", "skiff-train:latest",
                                "container image of the Batch steps: `make train-image` builds "
                                "this tag (Dockerfile.train); push it to ECR and set the pushed URI")

@@ -33,6 +33,8 @@ __all__ = ["MetaflowHook", "MetaflowRunFailed", "candidate_pathspec"]
 #: Variables of :attr:`MetaflowHook.run_env` holding credentials (masked in task logs).
 _SECRET_NAMES = frozenset({"SKIFF_SNOWFLAKE_CONNECT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                            "AWS_SESSION_TOKEN", "WANDB_API_KEY"})
+#: The AWS connection's keys: a run's launcher uses them, a Batch job uses its own role.
+_AWS_KEYS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"})
 #: Settings naming this host's files or processes: meaningless in a Batch container.
 _LOCAL_ONLY = frozenset({"SKIFF_HOME"})
 
@@ -111,7 +113,8 @@ class MetaflowHook(BaseHook):
         The warehouse connection (:attr:`warehouse_env`), the AWS connection
         (:meth:`aws_env`), the W&B API key (:meth:`wandb_env`) and the Skiff settings of this
         process; ``SKIFF_RUN_ENV`` names them all, and the flows' ``forward_run_env`` hands
-        them to every step, on AWS Batch too. Each secret is registered with Airflow's
+        them to every step, on AWS Batch too (but the AWS keys: a Batch job acts with its own
+        role, ``SKIFF_BATCH_JOB_ROLE_ARN``). Each secret is registered with Airflow's
         secrets masker, so a task log shows ``***`` in its place. Never part of the launch
         the operator logs and its trigger stores.
         """
@@ -127,8 +130,15 @@ class MetaflowHook(BaseHook):
                         if s.env in os.environ and s.env not in _LOCAL_ONLY
                         and not s.env.startswith("METAFLOW_")}
         settings_env.update({n: os.environ[n] for n in ("WANDB_MODE", "WANDB_PROJECT") if n in os.environ})
+        if self.config.train_on == "batch":
+            # the training image has what Metaflow's Batch bootstrap would pip-install (boto3,
+            # requests): no install at each task start, none from a subnet without internet
+            settings_env["METAFLOW_SKIP_INSTALL_DEPENDENCIES"] = "1"
         env = {**settings_env, **secrets}
-        return {**env, "SKIFF_RUN_ENV": ",".join(sorted(env))}
+        # a Batch job has its role (SKIFF_BATCH_JOB_ROLE_ARN) for AWS: the connection's keys
+        # serve the launcher (Batch client, S3 datastore) and stay out of the job's environment
+        forwarded = [n for n in env if not (self.config.train_on == "batch" and n in _AWS_KEYS)]
+        return {**env, "SKIFF_RUN_ENV": ",".join(sorted(forwarded))}
 
     def aws_env(self) -> dict[str, str]:
         """The AWS connection (``SKIFF_AWS_CONN_ID``) as the standard ``AWS_*`` variables, for

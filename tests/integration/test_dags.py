@@ -126,7 +126,8 @@ def test_training_on_batch_defers(dagbag) -> None:
     local = dagbag.dags["skiff_hourly"]
     assert not any(local.get_task(t).deferrable for t in ("train_intent", "train_rec"))
     with environ(SKIFF_TRAIN_ON="batch", METAFLOW_DATASTORE_SYSROOT_S3="s3://bucket/mf",
-                 SKIFF_BATCH_QUEUE="gpu", SKIFF_WAREHOUSE="snowflake"):
+                 SKIFF_BATCH_QUEUE="gpu", SKIFF_WAREHOUSE="snowflake",
+                 SKIFF_BATCH_JOB_ROLE_ARN="arn:aws:iam::123456789012:role/skiff-batch"):
         bag = DagBag(dag_folder=str(REPO / "dags"))
     assert not bag.import_errors, bag.import_errors
     assert all(bag.dags["skiff_hourly"].get_task(t).deferrable for t in ("train_intent", "train_rec"))

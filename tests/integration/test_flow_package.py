@@ -41,7 +41,8 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> tarfile.TarFile:
     """The code package of ``train_intent.py`` as a Batch launch builds it."""
     out = tmp_path_factory.mktemp("package") / "package.tgz"
     launch = flow_launch(FLOWS / "train_intent.py", {}, TrainingConfig(
-        train_on="batch", s3_root="s3://bucket/mf", batch_queue="q"))
+        train_on="batch", s3_root="s3://bucket/mf", batch_queue="q",
+        batch_job_role="arn:aws:iam::123456789012:role/skiff-batch"))
     # the launch's own package options; datastore and --with batch do not change the package
     top = [f"--{key.replace('_', '-')}={value}" for key, value in launch.top_level.items()
            if key not in ("pylint", "datastore", "decospecs")]

@@ -90,7 +90,9 @@ def test_no_airflow_in_the_training_image() -> None:
 
 
 def test_the_training_stack_is_listed() -> None:
-    assert {"metaflow", "wandb", "duckdb", "pyarrow", "snowflake-connector-python", "boto3"} <= set(TRAIN)
+    # boto3 and requests: what Metaflow's Batch bootstrap needs (the launch skips its pip install)
+    assert {"metaflow", "wandb", "duckdb", "pyarrow", "snowflake-connector-python", "boto3",
+            "requests"} <= set(TRAIN)
 
 
 def test_make_train_image_builds_the_default_batch_image() -> None:

@@ -42,6 +42,7 @@ def metaflow_env(config: TrainingConfig) -> dict[str, str]:
             METAFLOW_DATASTORE_SYSROOT_S3=config.s3_root,
             METAFLOW_BATCH_JOB_QUEUE=config.batch_queue,
             METAFLOW_BATCH_CONTAINER_IMAGE=config.batch_image,
+            METAFLOW_ECS_S3_ACCESS_IAM_ROLE=config.batch_job_role,
         )
     else:
         env["METAFLOW_DEFAULT_DATASTORE"] = "local"
@@ -114,7 +115,8 @@ def flow_launch(
     top_level: dict[str, Any] = {"pylint": False, "package_suffixes": PACKAGE_SUFFIXES}
     if config.train_on == "batch":
         top_level["datastore"] = "s3"
-        top_level["decospecs"] = [f"batch:image={config.batch_image},queue={config.batch_queue}"]
+        top_level["decospecs"] = [f"batch:image={config.batch_image},queue={config.batch_queue},"
+                                  f"iam_role={config.batch_job_role}"]
     run_args = {k: _native(v) for k, v in (params or {}).items() if v is not None}
     if tags:
         run_args["tags"] = list(tags)

@@ -16,6 +16,7 @@ from triggers.metaflow_run import MetaflowRunTrigger
 TINY = Path(__file__).resolve().parents[2] / "fixtures" / "flows" / "tiny_flow.py"
 READS_WAREHOUSE = TINY.with_name("warehouse_flow.py")
 BATCH = TrainingConfig(train_on="batch", s3_root="s3://bucket/mf", batch_queue="gpu-queue",
+                       batch_job_role="arn:aws:iam::123456789012:role/skiff-batch",
                        batch_image="acme/train:1", batch_gpu=2, batch_memory=30000)
 
 
@@ -41,13 +42,15 @@ def test_local_launch_uses_the_local_datastore(tmp_path: Path) -> None:
 def test_batch_launch_command_and_environment() -> None:
     launch = flow_launch(TINY, {"alpha": 3}, BATCH)
     argv = launch.argv(Path("/tmp/id"))
-    assert argv[3:] == ["--package-suffixes", ".py,.toml", "--datastore", "s3", "--with", "batch:image=acme/train:1,queue=gpu-queue",
+    assert argv[3:] == ["--package-suffixes", ".py,.toml", "--datastore", "s3", "--with",
+                        "batch:image=acme/train:1,queue=gpu-queue,iam_role=arn:aws:iam::123456789012:role/skiff-batch",
                         "run", "--alpha", "3", "--run-id-file", "/tmp/id"]
     env = launch.env
     assert env["METAFLOW_DEFAULT_DATASTORE"] == "s3"
     assert env["METAFLOW_DATASTORE_SYSROOT_S3"] == "s3://bucket/mf"
     assert env["METAFLOW_BATCH_JOB_QUEUE"] == "gpu-queue"
     assert env["METAFLOW_BATCH_CONTAINER_IMAGE"] == "acme/train:1"
+    assert env["METAFLOW_ECS_S3_ACCESS_IAM_ROLE"] == "arn:aws:iam::123456789012:role/skiff-batch"
     assert (env["SKIFF_BATCH_GPU"], env["SKIFF_BATCH_MEMORY"]) == ("2", "30000")  # read by @resources
 
 
@@ -66,10 +69,12 @@ def test_runner_api_builds_the_same_command_as_argv() -> None:
         pytest.param("train_on", "k8s", "SKIFF_TRAIN_ON", id="unknown-target"),
         pytest.param("s3_root", "", "METAFLOW_DATASTORE_SYSROOT_S3", id="batch-without-s3"),
         pytest.param("s3_root", "bucket/mf", "must start with s3://", id="not-an-s3-url"),
+        pytest.param("batch_job_role", "", "SKIFF_BATCH_JOB_ROLE_ARN", id="batch-without-job-role"),
     ],
 )
 def test_bad_training_config(var: str, value: str, match: str) -> None:
-    kwargs = {"train_on": "batch", "s3_root": "s3://b/m", "batch_queue": "q", var: value}
+    kwargs = {"train_on": "batch", "s3_root": "s3://b/m", "batch_queue": "q",
+              "batch_job_role": "arn:aws:iam::1:role/r", var: value}
     with pytest.raises(ValueError, match=match):
         TrainingConfig(**kwargs)
 
