@@ -245,3 +245,11 @@ def test_a_blocking_run_stops_with_its_task(monkeypatch: pytest.MonkeyPatch) -> 
     worker.join(timeout=60)
     assert not worker.is_alive() and time.monotonic() - started < 90
     assert failure and isinstance(failure[0], AirflowException), failure
+
+
+def test_a_batch_launch_on_duckdb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.exceptions import AirflowException
+
+    monkeypatch.setenv("SKIFF_WAREHOUSE", "duckdb")
+    with pytest.raises(AirflowException, match="SKIFF_TRAIN_ON=batch needs SKIFF_WAREHOUSE=snowflake"):
+        MetaflowHook(config=BATCH).launch(TINY)
