@@ -68,6 +68,8 @@ def aws(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
                                           "order": 1,
                                           "computeEnvironment": env["computeEnvironmentArn"]}])
     yield SimpleNamespace(url=url, **clients)
+    # the recorder is moto's, shared by the process: stop it before later moto tests run
+    httpx.post(f"{url}/moto-api/recorder/stop-recording").raise_for_status()
     server.stop()
     mp.undo()
 
