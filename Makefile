@@ -32,7 +32,7 @@ MANIFEST  := $(DBT_DIR)/target/manifest.json
 INSTALLED := $(VENV)/.skiff-installed
 DBT_SRC   := $(shell find $(DBT_DIR) -type f \( -name '*.sql' -o -name '*.yml' \) -not -path '*/target/*' 2>/dev/null)
 
-.PHONY: help install run run-bad test test-all bench bench-full soak airflow screenshot status clean lambda serve docs contract diagram
+.PHONY: help install run run-bad test test-all bench bench-full soak airflow screenshot status clean lambda serve docs contract diagram train-image
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -90,6 +90,12 @@ test: install  ## run the tests (slow ones deselected)
 
 test-all: install  ## run every test, slow ones included
 	$(BIN)/python -m pytest -m ""
+
+# The image of the training steps on AWS Batch; its tag is SKIFF_BATCH_IMAGE's default. Push it
+# to ECR and set SKIFF_BATCH_IMAGE to the pushed URI (docs/training.md, "Train on AWS Batch").
+TRAIN_IMAGE ?= skiff-train:latest
+train-image:  ## build the training image of the Batch steps (Dockerfile.train) as $(TRAIN_IMAGE)
+	docker build -f Dockerfile.train -t $(TRAIN_IMAGE) .
 
 lambda: build/lambda.zip build/collect.zip  ## the /predict and /collect Lambdas' zips (see include/skiff_api/template.yaml)
 

@@ -254,12 +254,15 @@ with DAG(
         "max_sessions": "{{ params.train_sample_sessions }}",
     }
     run_tags = ["skiff_hourly", "interval:{{ data_interval_start.isoformat() }}", "run:{{ run_id }}"]
+    # on AWS Batch a run takes GPU-hours: it waits in the triggerer, not in a worker slot
+    batch = CONFIG.training.train_on == "batch"
     with TaskGroup("train", prefix_group_id=False, tooltip="Metaflow training flows") as train:
         train_intent = MetaflowRunOperator(
             task_id="train_intent",
             flow_file=str(CONFIG.training.flows_dir / "train_intent.py"),
             flow_params=flow_params,
             run_tags=run_tags,
+            deferrable=batch,
             retries=0,  # a failed flow is reported with its error; Metaflow retries its own I/O steps
             doc_md="IntentFlow: will a session with an add-to-cart end in a purchase?",
         )
@@ -268,6 +271,7 @@ with DAG(
             flow_file=str(CONFIG.training.flows_dir / "train_rec.py"),
             flow_params=flow_params,
             run_tags=run_tags,
+            deferrable=batch,
             retries=0,
             doc_md="RecFlow: the next SKU of a session, against popularity and co-occurrence.",
         )

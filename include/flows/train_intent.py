@@ -5,11 +5,12 @@ Run locally: ``python include/flows/train_intent.py run``; on AWS Batch, launch 
 """
 
 from metaflow import Parameter, card, resources, retry, step
-from training_flow import TrainingFlow
+from training_flow import TrainingFlow, forward_run_env
 
 from skiff.train import step_resources
 
 
+@forward_run_env
 class IntentFlow(TrainingFlow):
     """Shopper intent: will a session that added to cart end in a purchase?
 

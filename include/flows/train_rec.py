@@ -5,11 +5,12 @@ launch with ``SKIFF_TRAIN_ON=batch`` (the Airflow operator adds ``--with batch``
 """
 
 from metaflow import Parameter, card, resources, retry, step
-from training_flow import TrainingFlow
+from training_flow import TrainingFlow, forward_run_env
 
 from skiff.train import step_resources
 
 
+@forward_run_env
 class RecFlow(TrainingFlow):
     """Next item: given the SKUs of a session so far, predict the next SKU.
 

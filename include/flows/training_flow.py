@@ -1,9 +1,54 @@
-"""What Skiff's training flows share: their data parameters and the lines their steps repeat."""
+"""What Skiff's training flows share: their data parameters, the lines their steps repeat, and
+the environment a launch hands to every step (:class:`forward_run_env`)."""
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from metaflow import FlowSpec, Parameter, current
+from metaflow import FlowMutator, FlowSpec, Parameter, current, environment
+
+#: Names, comma-separated, of the variables the launching task handed to the run (settings and
+#: resolved connections, ``MetaflowHook.run_env``): every step gets them, on AWS Batch too.
+RUN_ENV = "SKIFF_RUN_ENV"
+
+
+class RunEnv(Mapping[str, str]):
+    """The variables :data:`RUN_ENV` names, read from this process's environment.
+
+    Shown (``str``, ``repr``: how Metaflow records a decorator's attributes in the run's
+    ``_graph_info`` artifact and the card) by name only: the values hold credentials.
+    """
+
+    def __init__(self) -> None:
+        names = [n for n in os.environ.get(RUN_ENV, "").split(",") if n]
+        self._vars = {n: os.environ[n] for n in [*names, RUN_ENV] if n in os.environ}
+
+    def __getitem__(self, name: str) -> str:
+        return self._vars[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._vars)
+
+    def __len__(self) -> int:
+        return len(self._vars)
+
+    def __repr__(self) -> str:
+        return f"<run environment: {', '.join(sorted(self._vars))}>"
+
+    __str__ = __repr__
+
+
+class forward_run_env(FlowMutator):  # noqa: N801  (used as a decorator, as Metaflow's are)
+    """Give every step ``@environment(vars=RunEnv())``: on AWS Batch Metaflow sets exactly the
+    ``@environment`` variables in the job's container, nothing else of the launcher's; locally
+    the step process inherits them anyway. In the container the mutator runs again and reads
+    the same variables back from the job's environment."""
+
+    def mutate(self, mutable_flow: Any) -> None:
+        handed = RunEnv()
+        if len(handed) > 1:
+            for _, step in mutable_flow.steps:
+                step.add_decorator(environment, deco_kwargs={"vars": handed})
 
 
 class TrainingFlow(FlowSpec):

@@ -126,11 +126,18 @@ class TrainingConfig(Section):
                            "`s3://bucket/metaflow`", required_on=("train_on", "batch"))
     batch_queue: str = setting("SKIFF_BATCH_QUEUE", "", "AWS Batch job queue",
                                required_on=("train_on", "batch"))
-    batch_image: str = setting("SKIFF_BATCH_IMAGE", "tensorflow/tensorflow:2.21.0-gpu",
-                               "container image of the Batch steps")
+    batch_job_role: str = setting("SKIFF_BATCH_JOB_ROLE_ARN", "", "IAM role of the Batch jobs: "
+                                  "their access to the S3 datastore and the registry (Metaflow "
+                                  "registers no job without one)", required_on=("train_on", "batch"))
+    batch_image: str = setting("SKIFF_BATCH_IMAGE", "skiff-train:latest",
+                               "container image of the Batch steps: `make train-image` builds "
+                               "this tag (Dockerfile.train); push it to ECR and set the pushed URI")
     batch_memory: int = setting("SKIFF_BATCH_MEMORY", 16_000, "MiB of each training step on Batch",
                                 minimum=1024)
     batch_gpu: int = setting("SKIFF_BATCH_GPU", 1, "GPUs of each training step on Batch")
+    wandb_conn_id: str = setting("SKIFF_WANDB_CONN_ID", "wandb_default", "Airflow connection "
+                                 "whose password is the W&B API key, handed to a run at launch "
+                                 "(optional: without it, W&B runs as `WANDB_MODE` says)")
     max_sessions: int = setting("SKIFF_TRAIN_MAX_SESSIONS", 0, "latest sessions a run trains and "
                                 "evaluates on (`0`: all); default of `train_sample_sessions`")
     timeout_s: int = setting("SKIFF_TRAIN_TIMEOUT_S", 7200,

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from functools import cached_property
@@ -27,6 +29,14 @@ if TYPE_CHECKING:
     from skiff.train import FlowLaunch
 
 __all__ = ["MetaflowHook", "MetaflowRunFailed", "candidate_pathspec"]
+
+#: Variables of :attr:`MetaflowHook.run_env` holding credentials (masked in task logs).
+_SECRET_NAMES = frozenset({"SKIFF_SNOWFLAKE_CONNECT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                           "AWS_SESSION_TOKEN", "WANDB_API_KEY"})
+#: The AWS connection's keys: a run's launcher uses them, a Batch job uses its own role.
+_AWS_KEYS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"})
+#: Settings naming this host's files or processes: meaningless in a Batch container.
+_LOCAL_ONLY = frozenset({"SKIFF_HOME"})
 
 
 def candidate_pathspec(candidate: Any) -> str:
@@ -81,6 +91,9 @@ class MetaflowHook(BaseHook):
 
         self.config = config or TrainingConfig.from_env()
         self._env = env
+        #: the run this hook started last (pathspec) and its launcher process, for :meth:`kill`
+        self.pathspec: str | None = None
+        self.pid: int | None = None
 
     @cached_property
     def env(self) -> dict[str, str]:
@@ -93,11 +106,87 @@ class MetaflowHook(BaseHook):
         """The warehouse connection a run gets on top of :attr:`FlowLaunch.env` (a secret)."""
         return SkiffWarehouseHook().connect_env()
 
+    @cached_property
+    def run_env(self) -> dict[str, str]:
+        """Everything a run gets on top of :attr:`FlowLaunch.env`, resolved here at launch.
+
+        The warehouse connection (:attr:`warehouse_env`), the AWS connection
+        (:meth:`aws_env`), the W&B API key (:meth:`wandb_env`) and the Skiff settings of this
+        process; ``SKIFF_RUN_ENV`` names them all, and the flows' ``forward_run_env`` hands
+        them to every step, on AWS Batch too (but the AWS keys: a Batch job acts with its own
+        role, ``SKIFF_BATCH_JOB_ROLE_ARN``). Each secret is registered with Airflow's
+        secrets masker, so a task log shows ``***`` in its place. Never part of the launch
+        the operator logs and its trigger stores.
+        """
+        from airflow.sdk.log import mask_secret
+
+        from skiff.config import settings
+
+        secrets = {**self.warehouse_env, **self.aws_env(), **self.wandb_env()}
+        for name, value in secrets.items():
+            if name in _SECRET_NAMES:
+                mask_secret(value)
+        settings_env = {s.env: os.environ[s.env] for s in settings()
+                        if s.env in os.environ and s.env not in _LOCAL_ONLY
+                        and not s.env.startswith("METAFLOW_")}
+        settings_env.update({n: os.environ[n] for n in ("WANDB_MODE", "WANDB_PROJECT") if n in os.environ})
+        if self.config.train_on == "batch":
+            # the training image has what Metaflow's Batch bootstrap would pip-install (boto3,
+            # requests): no install at each task start, none from a subnet without internet
+            settings_env["METAFLOW_SKIP_INSTALL_DEPENDENCIES"] = "1"
+        env = {**settings_env, **secrets}
+        # a Batch job has its role (SKIFF_BATCH_JOB_ROLE_ARN) for AWS: the connection's keys
+        # serve the launcher (Batch client, S3 datastore) and stay out of the job's environment
+        forwarded = [n for n in env if not (self.config.train_on == "batch" and n in _AWS_KEYS)]
+        return {**env, "SKIFF_RUN_ENV": ",".join(sorted(forwarded))}
+
+    def aws_env(self) -> dict[str, str]:
+        """The AWS connection (``SKIFF_AWS_CONN_ID``) as the standard ``AWS_*`` variables, for
+        a Batch launch or an ``s3://`` registry (nothing otherwise): Metaflow's S3 datastore and
+        Batch client in the run, and the champion's registry reads, use these credentials."""
+        from skiff.config import ServingConfig
+
+        serving = ServingConfig.from_env()
+        if self.config.train_on != "batch" and not serving.registry.startswith("s3://"):
+            return {}
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        hook = AwsBaseHook(aws_conn_id=serving.aws_conn_id, client_type="s3")
+        env = {"AWS_DEFAULT_REGION": hook.conn_region_name or serving.region}
+        if hook.conn_config.endpoint_url:
+            env["AWS_ENDPOINT_URL"] = hook.conn_config.endpoint_url
+        credentials = hook.get_credentials()
+        if credentials is not None and credentials.access_key:
+            env.update(AWS_ACCESS_KEY_ID=credentials.access_key,
+                       AWS_SECRET_ACCESS_KEY=credentials.secret_key)
+            if credentials.token:
+                env["AWS_SESSION_TOKEN"] = credentials.token
+        return env
+
+    def wandb_env(self) -> dict[str, str]:
+        """``WANDB_API_KEY`` from the password of the connection ``SKIFF_WANDB_CONN_ID``;
+        nothing when that connection does not exist (W&B offline, or a key set otherwise)."""
+        from airflow.exceptions import AirflowNotFoundException
+
+        try:
+            password = self.get_connection(self.config.wandb_conn_id).password
+        except AirflowNotFoundException:
+            return {}
+        return {"WANDB_API_KEY": password} if password else {}
+
     def launch(self, flow_file: str | Path, params: dict[str, Any] | None = None,
                tags: list[str] | tuple[str, ...] = ()) -> FlowLaunch:
-        """The command and environment of a run (see :func:`skiff.train.launch.flow_launch`)."""
+        """The command and environment of a run (see :func:`skiff.train.launch.flow_launch`).
+
+        :raises AirflowException: a Batch launch on the DuckDB warehouse (the file is on this
+            host, never in a Batch container).
+        """
+        from skiff.config import WarehouseConfig
         from skiff.train import flow_launch
 
+        if self.config.train_on == "batch" and WarehouseConfig.from_env().backend == "duckdb":
+            raise AirflowException("SKIFF_TRAIN_ON=batch needs SKIFF_WAREHOUSE=snowflake: a step on "
+                                   "AWS Batch cannot open the DuckDB file of the Airflow host.")
         return flow_launch(flow_file, params, self.config, tags)
 
     @cached_property
@@ -122,10 +211,11 @@ class MetaflowHook(BaseHook):
 
     async def _run(self, launch: FlowLaunch, log: Callable[[str], None]) -> str:
         cwd = self._workdir()
-        env = {**launch.env, **self.warehouse_env}
+        env = {**launch.env, **self.run_env}
         with self.client.Runner(str(launch.flow_file), show_output=False, env=env, cwd=cwd,
                                 **launch.top_level) as runner:
             executing = await runner.async_run(**launch.run_args)
+            self.pathspec, self.pid = executing.run.pathspec, executing.command_obj.process.pid
             async for _, line in executing.stream_log("stdout"):
                 log(line)
             await executing.wait()
@@ -152,7 +242,7 @@ class MetaflowHook(BaseHook):
         log_path = log_dir / f"launch-{stamp}.log"
         with log_path.open("wb") as out:
             proc = subprocess.Popen(
-                launch.argv(run_id_file), env={**os.environ, **launch.env, **self.warehouse_env},
+                launch.argv(run_id_file), env={**os.environ, **launch.env, **self.run_env},
                 stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 cwd=self._workdir(),
@@ -168,10 +258,49 @@ class MetaflowHook(BaseHook):
         run_id = run_id_file.read_text().strip()
         run_id_file.unlink()
         flow_name = self._flow_name(launch.flow_file)
+        self.pathspec, self.pid = f"{flow_name}/{run_id}", proc.pid
         final_log = log_dir / f"{flow_name}-{run_id}.log"
         log_path.rename(final_log)  # the child keeps writing to the renamed file
         self.log.info("Started %s/%s (pid %s), output in %s", flow_name, run_id, proc.pid, final_log)
         return f"{flow_name}/{run_id}"
+
+    def kill(self, flow_file: str | Path, pathspec: str | None, pid: int | None = None,
+             own_session: bool = False, grace_s: float = 5) -> None:
+        """Stop a run: its launcher process and the step processes under it, and on AWS Batch
+        its jobs (Metaflow's ``flow.py batch kill --run-id``, which terminates the run's
+        unfinished jobs; a killed Batch task is never retried).
+
+        :param flow_file: the flow's file.
+        :param pathspec: the run, ``Flow/run_id`` (None: nothing started on Batch yet).
+        :param pid: the launcher's process id on this host, if known.
+        :param own_session: the launcher leads its own process group (:meth:`start`): the
+            whole group is signalled; else the launcher and its children (Runner API).
+        :param grace_s: seconds between SIGTERM and SIGKILL, for the local processes.
+        """
+        if pid is not None:
+            self.log.info("Stopping the launcher of %s (pid %s)", pathspec, pid)
+            if own_session:
+                for sig in (signal.SIGTERM, signal.SIGKILL):
+                    try:
+                        os.killpg(pid, sig)
+                    except ProcessLookupError:
+                        break
+                    if sig == signal.SIGTERM:
+                        time.sleep(grace_s)
+            else:
+                from metaflow.runner.subprocess_manager import kill_processes_and_descendants
+
+                kill_processes_and_descendants([str(pid)], grace_s)
+        if self.config.train_on == "batch" and pathspec:
+            argv = [sys.executable, str(flow_file), "--no-pylint", "--datastore", "s3", "batch",
+                    "kill", "--run-id", pathspec.split("/", 1)[1]]
+            done = subprocess.run(argv, env={**os.environ, **self.env, **self.aws_env()},
+                                  capture_output=True, text=True, timeout=300, cwd=self._workdir())
+            self.log.info("batch kill of %s exited %s: %s", pathspec, done.returncode,
+                          (done.stdout + done.stderr).strip()[-2000:])
+            if done.returncode != 0:
+                raise MetaflowRunFailed(f"Could not kill the Batch jobs of {pathspec}: "
+                                        f"{done.stderr.strip()[-2000:]}")
 
     def _workdir(self) -> str:
         """Runs start in the local datastore root: Metaflow's cards (found from the working

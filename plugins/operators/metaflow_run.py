@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -27,6 +28,8 @@ class MetaflowRunOperator(BaseOperator):
     Blocking mode runs the flow with the Runner API and streams its output into the task
     log. Deferrable mode starts the run detached, then hands the wait to
     :class:`~triggers.metaflow_run.MetaflowRunTrigger`, so a long GPU job holds no worker slot.
+    A task stopped by hand (mark failed, clear) stops the run: :meth:`on_kill` while blocking,
+    the trigger's ``on_kill`` while deferred.
     Either way the task returns ``{"pathspec", "metrics", "bundle"}`` (to XCom; ``bundle``:
     where the run's model bundle is, a :class:`skiff.serve.BundleRef` as a dict, None for a
     flow storing none), never the model, and fails with the flow's error when the flow fails.
@@ -82,12 +85,22 @@ class MetaflowRunOperator(BaseOperator):
             trigger=MetaflowRunTrigger(
                 pathspec=pathspec,
                 env=launch.env,
+                flow_file=str(launch.flow_file),
+                launcher_pid=self.hook.pid,
+                launcher_host=socket.gethostname(),
                 poll_interval=self.poll_interval or self.hook.config.poll_interval_s,
                 timeout_s=timeout,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=timeout + 300),
         )
+
+    def on_kill(self) -> None:
+        """The task was stopped while running the flow (blocking mode): stop the run too, its
+        local processes and its Batch jobs. A deferred run is stopped by its trigger's
+        ``on_kill``."""
+        if self.hook.pid is not None or self.hook.pathspec is not None:
+            self.hook.kill(self.flow_file, self.hook.pathspec, self.hook.pid)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         if event.get("status") != "success":

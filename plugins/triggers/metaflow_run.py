@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from functools import cached_property
@@ -22,26 +23,49 @@ class MetaflowRunTrigger(BaseTrigger):
     started by a worker that has exited). Yields one event: ``success``, ``failed`` (with
     the failing step's error output) or ``timeout``.
 
+    A task stopped by hand while deferred (mark failed, clear) stops the run in
+    :meth:`on_kill`: its Batch jobs, and its launcher when the triggerer runs on the host that
+    started it.
+
     :param pathspec: the run, ``Flow/run_id``.
     :param env: the ``METAFLOW_*`` variables the run was launched with.
     :param poll_interval: seconds between polls.
     :param timeout_s: seconds after which the wait ends with ``timeout``.
+    :param flow_file: the flow's file (for ``batch kill``).
+    :param launcher_pid: process id of the run's launcher (it leads its own process group).
+    :param launcher_host: host name of the launcher's machine.
     """
 
     def __init__(self, pathspec: str, env: dict[str, str], poll_interval: float = 30,
-                 timeout_s: float = 7200) -> None:
+                 timeout_s: float = 7200, flow_file: str | None = None,
+                 launcher_pid: int | None = None, launcher_host: str | None = None) -> None:
         super().__init__()
         self.pathspec = pathspec
         self.env = env
         self.poll_interval = poll_interval
         self.timeout_s = timeout_s
+        self.flow_file = flow_file
+        self.launcher_pid = launcher_pid
+        self.launcher_host = launcher_host
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             "triggers.metaflow_run.MetaflowRunTrigger",
             {"pathspec": self.pathspec, "env": self.env, "poll_interval": self.poll_interval,
-             "timeout_s": self.timeout_s},
+             "timeout_s": self.timeout_s, "flow_file": self.flow_file,
+             "launcher_pid": self.launcher_pid, "launcher_host": self.launcher_host},
         )
+
+    async def on_kill(self) -> None:
+        """Stop the run (see :meth:`MetaflowHook.kill`)."""
+        if self.flow_file is None:
+            return
+        here = self.launcher_host == socket.gethostname()
+        if self.launcher_pid is not None and not here:
+            self.log.warning("The launcher of %s runs on %s, not here: only its Batch jobs are "
+                             "stopped.", self.pathspec, self.launcher_host)
+        await asyncio.to_thread(self.hook.kill, self.flow_file, self.pathspec,
+                                self.launcher_pid if here else None, True)
 
     @cached_property
     def hook(self) -> MetaflowHook:

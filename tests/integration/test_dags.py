@@ -114,3 +114,20 @@ def test_parsing_is_fast_and_light(dagbag) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+def test_training_on_batch_defers(dagbag) -> None:
+    """On AWS Batch the train tasks defer (the run waits in the triggerer, no worker slot);
+    locally they run in the worker and stream the flow's output."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from environ import environ
+
+    local = dagbag.dags["skiff_hourly"]
+    assert not any(local.get_task(t).deferrable for t in ("train_intent", "train_rec"))
+    with environ(SKIFF_TRAIN_ON="batch", METAFLOW_DATASTORE_SYSROOT_S3="s3://bucket/mf",
+                 SKIFF_BATCH_QUEUE="gpu", SKIFF_WAREHOUSE="snowflake",
+                 SKIFF_BATCH_JOB_ROLE_ARN="arn:aws:iam::123456789012:role/skiff-batch"):
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    assert all(bag.dags["skiff_hourly"].get_task(t).deferrable for t in ("train_intent", "train_rec"))

@@ -13,6 +13,7 @@ OOV, a recommendation the run does not know never counts as a hit.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +55,10 @@ class Champion:
 def open_registry(config: ServingConfig) -> ModelRegistry:
     """The registry ``config`` names, from outside Airflow (a flow step on a laptop or on Batch).
 
-    An ``s3://`` registry is read with boto3's default credentials (the Batch job's role;
-    ``AWS_ENDPOINT_URL`` points it at a stand-in).
+    An ``s3://`` registry is read with the AWS connection the launching task handed to the run
+    (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``, ``AWS_DEFAULT_REGION``,
+    ``AWS_ENDPOINT_URL``: ``MetaflowHook.run_env``), passed to the client explicitly. Without
+    handed keys the log says so and boto3's own chain applies (on Batch: the job's role).
     """
     from skiff.serve import ModelRegistry, open_storage
 
@@ -64,8 +67,23 @@ def open_registry(config: ServingConfig) -> ModelRegistry:
     if uri.startswith("s3://"):
         import boto3
 
-        client = boto3.client("s3", region_name=config.region)
+        client = boto3.client("s3", **_handed_aws(config.region))
     return ModelRegistry(open_storage(uri, client))
+
+
+def _handed_aws(region: str) -> dict[str, str | None]:
+    """boto3 client arguments from the AWS variables handed to the run (see :func:`open_registry`)."""
+    env = os.environ
+    args: dict[str, str | None] = {"region_name": env.get("AWS_DEFAULT_REGION") or region,
+                                   "endpoint_url": env.get("AWS_ENDPOINT_URL") or None}
+    if env.get("AWS_ACCESS_KEY_ID"):
+        args.update(aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                    aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+                    aws_session_token=env.get("AWS_SESSION_TOKEN") or None)
+    else:
+        log.info("No AWS credentials handed to this run: reading the registry with the role of "
+                 "this machine (a Batch job's role).")
+    return args
 
 
 def load_champion(model: str, config: ServingConfig, workdir: Path | None = None

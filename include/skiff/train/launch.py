@@ -18,7 +18,10 @@ from typing import Any
 
 from skiff.config import TrainingConfig
 
-__all__ = ["FlowLaunch", "flow_launch", "metaflow_env"]
+__all__ = ["PACKAGE_SUFFIXES", "FlowLaunch", "flow_launch", "metaflow_env"]
+
+#: Files of the code package besides Python: ``skiff/data/contract.toml``.
+PACKAGE_SUFFIXES = ".py,.toml"
 
 
 def metaflow_env(config: TrainingConfig) -> dict[str, str]:
@@ -39,6 +42,7 @@ def metaflow_env(config: TrainingConfig) -> dict[str, str]:
             METAFLOW_DATASTORE_SYSROOT_S3=config.s3_root,
             METAFLOW_BATCH_JOB_QUEUE=config.batch_queue,
             METAFLOW_BATCH_CONTAINER_IMAGE=config.batch_image,
+            METAFLOW_ECS_S3_ACCESS_IAM_ROLE=config.batch_job_role,
         )
     else:
         env["METAFLOW_DEFAULT_DATASTORE"] = "local"
@@ -79,7 +83,7 @@ class FlowLaunch:
             if key == "pylint":
                 continue
             values = value if isinstance(value, (list, tuple)) else [value]
-            flag = "--with" if key == "decospecs" else f"--{key}"
+            flag = "--with" if key == "decospecs" else "--" + key.replace("_", "-")
             for item in values:
                 argv += [flag, str(item)]
         argv.append("run")
@@ -106,10 +110,13 @@ def flow_launch(
     :param config: training settings.
     :param tags: Metaflow tags for the run (e.g. the data interval).
     """
-    top_level: dict[str, Any] = {"pylint": False}
+    # the code package (what a Batch step runs from) is the flows' folder, symlinked
+    # ``skiff/`` included, with the files of these suffixes (contract.toml is data skiff reads)
+    top_level: dict[str, Any] = {"pylint": False, "package_suffixes": PACKAGE_SUFFIXES}
     if config.train_on == "batch":
         top_level["datastore"] = "s3"
-        top_level["decospecs"] = [f"batch:image={config.batch_image},queue={config.batch_queue}"]
+        top_level["decospecs"] = [f"batch:image={config.batch_image},queue={config.batch_queue},"
+                                  f"iam_role={config.batch_job_role}"]
     run_args = {k: _native(v) for k, v in (params or {}).items() if v is not None}
     if tags:
         run_args["tags"] = list(tags)

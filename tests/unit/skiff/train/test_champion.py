@@ -122,3 +122,26 @@ def test_load_champion_reads_the_registry_and_falls_back_to_none(tmp_path: Path,
     found = champion.load_champion("rec", config, workdir=tmp_path / "work")
     assert found is not None and found.model.version == "RecFlow/9"
     assert found.model.path == tmp_path / "work" / "bundle"
+
+
+@pytest.mark.parametrize("handed", [pytest.param(True, id="keys-handed"),
+                                    pytest.param(False, id="job-role")])
+def test_an_s3_registry_client_takes_the_handed_aws_variables(
+        handed: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """What the launch handed (MetaflowHook.run_env) goes to the client explicitly; without
+    keys the log says the machine's role is used."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    if handed:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDHANDED")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "handed-secret")
+    caplog.set_level("INFO", logger=champion.__name__)
+    args = champion._handed_aws("us-east-1")
+    assert (args["region_name"], args["endpoint_url"]) == ("eu-west-1", "http://127.0.0.1:9")
+    if handed:
+        assert (args["aws_access_key_id"], args["aws_secret_access_key"]) == ("AKIDHANDED", "handed-secret")
+        assert args["aws_session_token"] is None
+    else:
+        assert "aws_access_key_id" not in args and "role" in caplog.text
