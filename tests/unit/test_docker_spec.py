@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
+from dockerfiles import dockerfile_instructions
 import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -126,19 +127,8 @@ def _compose_names() -> set[str]:
 
 @cache
 def _dockerfile() -> list[tuple[str, str]]:
-    """``(INSTRUCTION, arguments)`` pairs, continuation lines joined, comments dropped."""
-    instructions, current = [], ""
-    for line in (REPO / "Dockerfile").read_text().splitlines():
-        if not current and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        current += line.rstrip()
-        if current.endswith("\\"):
-            current = current[:-1] + " "
-            continue
-        keyword, _, args = current.strip().partition(" ")
-        instructions.append((keyword.upper(), " ".join(args.split())))
-        current = ""
-    return instructions
+    """``(INSTRUCTION, arguments)`` pairs of the Airflow image's Dockerfile."""
+    return dockerfile_instructions(REPO / "Dockerfile")
 
 
 def _dockerfile_args(keyword: str) -> list[str]:

@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
+from dockerfiles import dockerfile_instructions
 from packaging.requirements import Requirement
 
 from skiff.config import TrainingConfig
@@ -17,19 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _instructions(name: str) -> list[tuple[str, str]]:
-    """``(INSTRUCTION, arguments)`` of a Dockerfile, continuation lines joined, comments dropped."""
-    out, current = [], ""
-    for line in (REPO / name).read_text().splitlines():
-        if not current and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        current += line.rstrip()
-        if current.endswith("\\"):
-            current = current[:-1] + " "
-            continue
-        keyword, _, args = current.strip().partition(" ")
-        out.append((keyword.upper(), " ".join(args.split())))
-        current = ""
-    return out
+    return dockerfile_instructions(REPO / name)
 
 
 def _requirements(name: str) -> dict[str, Requirement]:
