@@ -228,6 +228,11 @@ def test_kill_9_mid_stream_loses_no_acknowledged_event_and_duplicates_none(
         while len(acknowledged) < 3000 or not list((tmp_path / "landing").rglob("*.gz")):
             assert time.monotonic() < deadline, f"only {len(acknowledged)} events acknowledged"
             time.sleep(0.05)
+        # kill while a segment is open (between a roll and the next write there is none):
+        # the window left between this check and the signal is a few hundred microseconds
+        while not collector.segments():
+            assert time.monotonic() < deadline + 10, "no segment open to kill the collector on"
+            time.sleep(0.001)
         assert collector.stop(signal.SIGKILL) == -signal.SIGKILL
         with lock:
             acknowledged_at_kill = set(acknowledged)
