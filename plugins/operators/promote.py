@@ -153,10 +153,10 @@ class EndpointRollbackOperator(BaseOperator):
         # what the server reports, not what the store says (a deploy that timed out may have
         # finished later); the store when no server runs (it serves the store at its start)
         served = local.served(endpoint)
-        record = local.endpoint(endpoint)
         if served is not None:
             now, version = served.get("endpoint_config_name"), served.get("model_version")
         else:
+            record = local.endpoint(endpoint)
             now, version = (record.endpoint_config_name if record else None), None
         if now == target and (served is None or version == champion.model_version):
             self.log.info("Endpoint %s serves %s (%s) already: nothing to roll back.", endpoint,

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from skiff.data.contract import BROWSING, CATALOGUE, Column
-from skiff.validate.from_contract import condition_sql, key_sql, yaml_text
+from skiff.validate.from_contract import condition_sql, key_sql, sql_text, yaml_text
 
 if TYPE_CHECKING:
     from skiff.config import ValidationConfig
@@ -103,10 +103,6 @@ def _name(*parts: str) -> str:
     return "_".join("".join(c if c.isalnum() else "_" for c in p.lower()) for p in parts)
 
 
-def _text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def share_metrics(contract: Any = BROWSING) -> tuple[ShareMetric, ...]:
     """The share metrics of a browsing-events contract (see the module docstring).
 
@@ -119,7 +115,7 @@ def share_metrics(contract: Any = BROWSING) -> tuple[ShareMetric, ...]:
         for value in column.values:
             of = "product events" if scope[column.name] else "events"
             metrics.append(ShareMetric(
-                _name(column.name, value, "share"), f"{column.name} = {_text(value)}",
+                _name(column.name, value, "share"), f"{column.name} = {sql_text(value)}",
                 scope[column.name], "both", "mix_shift",
                 f"the share of {of} with {column.name} '{value}' moved away from the recent "
                 f"hours' ({{{_name(column.name, value, 'share')}_median:.2%}}; allowed "

@@ -29,7 +29,7 @@ from typing import Any
 from skiff.data.contract import FORMATS, TABLES, Column, TableContract
 
 __all__ = ["raw_suite", "suite_text", "yaml_text", "contract_table", "generated_files", "write_generated",
-           "stale_files", "condition_sql", "key_sql", "GENERATED_HEADER"]
+           "stale_files", "condition_sql", "key_sql", "sql_text", "GENERATED_HEADER"]
 
 #: First lines of a generated suite file.
 GENERATED_HEADER = ("# Generated from include/skiff/data/contract.toml by `skiff contract --write`"
@@ -62,8 +62,13 @@ where (arrival_ts_ms >= {{start_ms}} and arrival_ts_ms < {{end_ms}})
     )"""
 
 
+def sql_text(value: str) -> str:
+    """``value`` as an SQL string literal (quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _sql_list(values: Iterable[str]) -> str:
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    return ", ".join(sql_text(v) for v in values)
 
 
 def condition_sql(conditions: tuple[tuple[str, tuple[str, ...]], ...], prefix: str = "") -> str:
