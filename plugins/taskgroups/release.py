@@ -22,7 +22,8 @@ __all__ = ["release_tasks"]
 
 def release_tasks(model: str, candidate: Any, *, config: ServingConfig | None = None,
                   group_id: str | None = None, model_dir: str | None = None,
-                  deferrable: bool = False, smoke_session: str | None = None) -> TaskGroup:
+                  deferrable: bool = False, smoke_session: str | None = None,
+                  check_interval: int = 30) -> TaskGroup:
     """gate → deploy → smoke test → promote, with a rollback when this run's deploy, smoke
     test or promote fails (never for a failure upstream of the gate).
 
@@ -38,6 +39,8 @@ def release_tasks(model: str, candidate: Any, *, config: ServingConfig | None = 
     :param deferrable: wait for SageMaker's ``InService`` in the triggerer.
     :param smoke_session: the smoke test's tokens (templated; text joined by commas);
         default: three of the bundle's vocabulary.
+    :param check_interval: seconds between SageMaker endpoint status polls, of the deploy
+        (``InService``) and of the rollback.
     :return: the task group (``gate_<model>`` is its root).
     """
     cfg = config or ServingConfig.from_env()
@@ -65,7 +68,8 @@ def release_tasks(model: str, candidate: Any, *, config: ServingConfig | None = 
                 config=plan.output["endpoint_config_config"], **aws)
             deploy_endpoint = SageMakerEndpointOperator(
                 task_id=f"deploy_endpoint_{model}", config=plan.output["endpoint_config"],
-                operation="create", deferrable=deferrable, check_interval=30, **aws)
+                operation="create", deferrable=deferrable, check_interval=check_interval,
+                **aws)
             gate >> plan >> create_model >> create_config >> deploy_endpoint
             deployment, deploy_tasks, last = plan.output, [plan, create_model, create_config,
                                                            deploy_endpoint], deploy_endpoint
@@ -86,7 +90,7 @@ def release_tasks(model: str, candidate: Any, *, config: ServingConfig | None = 
         # rolls back when one of `watch` failed, so the run has failed whenever it works)
         rollback = EndpointRollbackOperator(
             task_id=f"rollback_{model}", model=model, watch=[t.task_id for t in watch],
-            config=config).as_teardown(setups=gate)
+            config=config, check_interval=check_interval).as_teardown(setups=gate)
         last >> smoke >> promote
         watch >> rollback
     return group
