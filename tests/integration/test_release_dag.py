@@ -1,48 +1,30 @@
 """The release task group in real DAG runs (dag.test) against a live model server.
 
-The DAG lives in ``tests/fixtures/dags`` (dag.test needs it in the configured DAGs folder, so
-it runs in a subprocess pointed there); the model server (``skiff serve``'s stack: data plane,
-control plane with its token) runs in this process on loopback ports. Four runs: a first
-promote; a rejected challenger (green, nothing deployed); a deploy that fails (the model does
-not load); a smoke test that fails (every smoke SKU unknown to the model). After each failure
-``/predict`` still answers the champion's version, the rollback ran only then, and the run
-failed.
+The DAG lives in ``tests/fixtures/dags`` and runs in a subprocess pointed there
+(``tests/dag_runs.py``); the model server (``skiff serve``'s stack: data plane, control plane
+with its token) runs in this process on loopback ports. Four runs: a first promote; a
+rejected challenger (green, nothing deployed); a deploy that fails (the model does not
+load); a smoke test that fails (every smoke SKU unknown to the model). After each run
+``/predict`` answers the champion's version, the rollback ran only after a failure, and a
+failure failed the run.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from dag_runs import DagRuns
 from environ import environ
 from serving_models import rec_bundle, retag
 
 # the one real proof of the local release path: four dag.test() runs in ~40 s (the 5 min they
 # took were the smoke test's retry waiting Airflow's default retry_delay; the fixture DAG's is 1 s)
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
-_RUN = """
-import json, sys
-from airflow.dag_processing.dagbag import DagBag
-dag = DagBag(dag_folder=sys.argv[1]).dags["skiff_release_test"]
-out = []
-for conf in json.loads(sys.argv[2]):
-    run = dag.test(run_conf=conf)
-    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    gate = [ti for ti in run.get_task_instances() if ti.task_id == "gate_rec"][0]
-    smoke = [ti for ti in run.get_task_instances() if ti.task_id == "smoke_test_rec"][0]
-    out.append({"state": run.state, "tasks": states, "gate": gate.xcom_pull(task_ids="gate_rec"),
-                "smoke": smoke.xcom_pull(task_ids="smoke_test_rec")})
-print("RESULT " + json.dumps(out, default=str))
-"""
 
 
 def _served_version(api: str, sku: str) -> str:
@@ -69,51 +51,48 @@ def test_promote_reject_failed_deploy_failed_smoke(airflow_db: Path, tmp_path: P
         config = ServingConfig.from_env()
         stack = LocalStack.build(config, store=EndpointStore(home / "serving"), port=0,
                                  api_port=0, control_port=0).start()
+    base = {"baselines": {"most_popular": {"mrr@20": 0.1}}}
+    env = {**serving, "SKIFF_SERVE_PORT": str(stack.port("models")),
+           "SKIFF_SERVE_CONTROL_PORT": str(stack.port("control"))}
+    api = stack.urls["api"]
     try:
-        base = {"baselines": {"most_popular": {"mrr@20": 0.1}}}
-        confs = [
-            {"pathspec": "RecFlow/1", "metrics": {**base, "mrr@20": 0.2}, "model_dir": str(good)},
-            {"pathspec": "RecFlow/2", "metrics": {**base, "mrr@20": 0.15},
-             "model_dir": str(second)},
-            {"pathspec": "RecFlow/3", "metrics": {**base, "mrr@20": 0.5}, "model_dir": str(broken)},
-            {"pathspec": "RecFlow/4", "metrics": {**base, "mrr@20": 0.6}, "model_dir": str(fourth),
-             "smoke_session": "unknown-sku-1,unknown-sku-2"},
-        ]
-        env = {**os.environ, **serving,
-               "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "tests" / "fixtures" / "dags"),
-               "SKIFF_SERVE_PORT": str(stack.port("models")),
-               "SKIFF_SERVE_CONTROL_PORT": str(stack.port("control"))}
-        proc = subprocess.run([sys.executable, "-c", _RUN, env["AIRFLOW__CORE__DAGS_FOLDER"],
-                               json.dumps(confs)], env=env, capture_output=True, text=True,
-                              timeout=600)
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-        assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-        first, rejected, failed_deploy, failed_smoke = json.loads(lines[-1][len("RESULT "):])
-        api = stack.urls["api"]
+        with DagRuns("skiff_release_test", env) as dag:
+            first = dag.run({"pathspec": "RecFlow/1", "metrics": {**base, "mrr@20": 0.2},
+                             "model_dir": str(good)})
+            assert first["state"] == "success", (first["tasks"], dag.tail())
+            assert first["tasks"]["promote_rec"] == "success"
+            assert first["tasks"]["rollback_rec"] == "skipped"  # nothing failed
+            assert first["xcom"]["smoke_test_rec"]["smoke"]["model_version"] == "RecFlow/1"
+            assert _served_version(api, sku) == "RecFlow/1"
 
-        assert first["state"] == "success", first["tasks"]
-        assert first["tasks"]["promote_rec"] == "success"
-        assert first["tasks"]["rollback_rec"] == "skipped"  # nothing failed
-        assert first["smoke"]["smoke"]["model_version"] == "RecFlow/1"  # a real prediction
-        assert _served_version(api, sku) == "RecFlow/1"
+            rejected = dag.run({"pathspec": "RecFlow/2", "metrics": {**base, "mrr@20": 0.15},
+                                "model_dir": str(second)})
+            assert rejected["state"] == "success", rejected["tasks"]  # a lost comparison: green
+            decision = rejected["xcom"]["gate_rec"]
+            assert decision["promote"] is False and "Keep champion" in decision["reason"]
+            assert {rejected["tasks"][t] for t in ("deploy_rec", "smoke_test_rec", "promote_rec",
+                                                   "rollback_rec")} == {"skipped"}
+            assert _served_version(api, sku) == "RecFlow/1"
 
-        assert rejected["state"] == "success", rejected["tasks"]  # a lost comparison ends green
-        assert rejected["gate"]["promote"] is False and "Keep champion" in rejected["gate"]["reason"]
-        assert {rejected["tasks"][t] for t in ("deploy_rec", "smoke_test_rec", "promote_rec",
-                                               "rollback_rec")} == {"skipped"}
+            # the model does not load: the server refused it, the champion never stopped serving
+            failed_deploy = dag.run({"pathspec": "RecFlow/3",
+                                     "metrics": {**base, "mrr@20": 0.5}, "model_dir": str(broken)})
+            assert failed_deploy["state"] == "failed", failed_deploy["tasks"]
+            assert failed_deploy["tasks"]["deploy_rec"] == "failed"
+            assert failed_deploy["tasks"]["rollback_rec"] == "success"
+            assert failed_deploy["xcom"]["rollback_rec"]["changed"] is False
+            assert _served_version(api, sku) == "RecFlow/1"
 
-        # the model does not load: the server refused it, the champion never stopped serving
-        assert failed_deploy["state"] == "failed", failed_deploy["tasks"]
-        assert failed_deploy["tasks"]["deploy_rec"] == "failed"
-        assert failed_deploy["tasks"]["rollback_rec"] == "success"
-        assert _served_version(api, sku) == "RecFlow/1"
-
-        # deployed and serving RecFlow/4, then the smoke test fails: rolled back to RecFlow/1
-        assert failed_smoke["state"] == "failed", failed_smoke["tasks"]
-        assert failed_smoke["tasks"]["deploy_rec"] == "success"
-        assert failed_smoke["tasks"]["smoke_test_rec"] == "failed"
-        assert failed_smoke["tasks"]["rollback_rec"] == "success"
-        assert _served_version(api, sku) == "RecFlow/1"
+            # deployed and serving RecFlow/4, then the smoke test fails: rolled back to RecFlow/1
+            failed_smoke = dag.run({"pathspec": "RecFlow/4", "metrics": {**base, "mrr@20": 0.6},
+                                    "model_dir": str(fourth),
+                                    "smoke_session": "unknown-sku-1,unknown-sku-2"})
+            assert failed_smoke["state"] == "failed", failed_smoke["tasks"]
+            assert failed_smoke["tasks"]["deploy_rec"] == "success"
+            assert failed_smoke["tasks"]["smoke_test_rec"] == "failed"
+            assert failed_smoke["tasks"]["rollback_rec"] == "success"
+            assert failed_smoke["xcom"]["rollback_rec"]["changed"] is True
+            assert _served_version(api, sku) == "RecFlow/1"
         with urllib.request.urlopen(f"{stack.urls['models']}/ping", timeout=10) as ping:
             assert ping.status == 200
     finally:
