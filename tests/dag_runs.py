@@ -90,11 +90,17 @@ class DagRuns:
         return "".join(self.output[-lines:])
 
     def run(self, conf: dict[str, Any]) -> dict[str, Any]:
-        """One run with ``conf``: ``{"state", "tasks": {id: state}, "xcom": {id: value}}``."""
+        """One run with ``conf``.
+
+        :return: ``{"state", "tasks": {id: state}, "xcom": {id: value}, "output"}``; ``output``
+            is what the subprocess printed during the run (the task logs among it).
+        """
         assert self._proc is not None and self._proc.stdin is not None, "use it in a with block"
+        start = len(self.output)
         self._proc.stdin.write(json.dumps(conf) + "\n")
         self._proc.stdin.flush()
-        return json.loads(self._expect("RESULT "))
+        result = json.loads(self._expect("RESULT "))
+        return {**result, "output": "".join(self.output[start:])}
 
     def __exit__(self, *exc: object) -> None:
         assert self._proc is not None

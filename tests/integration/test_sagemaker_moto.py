@@ -2,11 +2,18 @@
 
 Airflow's ``aws_default`` connection points at the server through ``endpoint_url`` in its extra
 (``AIRFLOW_CONN_AWS_DEFAULT``), so the Amazon provider's operators and hooks and Skiff's own run
-unchanged. moto 5.2.5 lacks ``UpdateEndpoint`` and lets ``CreateEndpoint`` overwrite an existing
-endpoint; :func:`_aws_endpoint_semantics` gives its backend AWS's behaviour for both (the code
-under test is not patched). moto's ``invoke_endpoint`` answers what the test queues through its
-``/moto-api``, and its Lambda runs no code without Docker: the Lambda is checked on its control
-plane here, its handler over HTTP in ``test_local_serving_http.py``.
+unchanged. The release is the DAG's own: ``release_tasks`` in the fixture DAG
+``skiff_release_test`` with ``SKIFF_SERVING=sagemaker``, run by ``dag.test()`` in a subprocess
+(``tests/dag_runs.py``): a first promote (the endpoint created), a second (updated), a
+rejected challenger, a failed smoke test and a failed update, each followed by a look at
+what moto and the registry hold.
+
+moto 5.2.5 lacks ``UpdateEndpoint``, lets ``CreateEndpoint`` overwrite an existing endpoint
+and runs no container; :func:`_aws_endpoint_semantics` gives its backend AWS's behaviour for
+these (the code under test is not patched), a model whose SavedModel does not parse failing
+the container's health check as it would on AWS. moto's ``invoke_endpoint`` answers what the
+test queues through its ``/moto-api``, and its Lambda runs no code without Docker: the Lambda
+is checked on its control plane here, its handler over HTTP in ``test_local_serving_http.py``.
 """
 
 from __future__ import annotations
@@ -22,17 +29,53 @@ from typing import Any
 
 import pytest
 
+from dag_runs import DagRuns
 from serving_models import SKUS, rec_bundle, retag
-from skiff.config import ServingConfig
 
 pytestmark = pytest.mark.integration
 
 REGION, BUCKET = "us-east-1", "skiff-artifacts"
 ROLE = "arn:aws:iam::123456789012:role/skiff-sagemaker"
+#: What SageMaker reports when a model's container does not come up (its words).
+HEALTH_CHECK_FAILED = ("The primary container for production variant AllTraffic did not pass "
+                       "the ping health check. Please check CloudWatch logs for this endpoint.")
+
+
+def _container_failure(backend: Any, endpoint_config_name: str) -> str | None:
+    """Why the TensorFlow Serving container of the config's model would not come up (its
+    ``ModelDataUrl`` is missing from S3, or holds no SavedModel that parses); None when it
+    would."""
+    from google.protobuf.message import DecodeError
+    from moto.s3.exceptions import MissingBucket, MissingKey
+    from moto.s3.models import s3_backends
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    config = backend.describe_endpoint_config(endpoint_config_name)
+    for variant in config["ProductionVariants"]:
+        url = backend.describe_model(variant["ModelName"]).primary_container["ModelDataUrl"]
+        bucket, _, key = url.removeprefix("s3://").partition("/")
+        s3 = s3_backends[backend.account_id][backend.partition]
+        try:
+            data = s3.get_object(bucket, key).value
+        except (MissingBucket, MissingKey):
+            return f"Failed to download model data for container container_1 from {url}."
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                saved_model_pb2.SavedModel.FromString(
+                    tar.extractfile("1/saved_model.pb").read())  # type: ignore[union-attr]
+        except (KeyError, tarfile.TarError, DecodeError):
+            return HEALTH_CHECK_FAILED
+    return None
 
 
 def _aws_endpoint_semantics() -> None:
-    """Give moto's SageMaker backend AWS's UpdateEndpoint, and refuse re-creating an endpoint."""
+    """Give moto's SageMaker backend AWS's endpoint semantics.
+
+    AWS refuses to create an endpoint that exists, and has UpdateEndpoint; a model whose
+    container does not come up fails a create (``Failed``) and an update, which leaves the
+    endpoint ``InService`` on its old config with the ``FailureReason`` (as Terraform's
+    provider found: hashicorp/terraform-provider-aws#39099, #46663).
+    """
     from moto.core.responses import ActionResult
     from moto.core.utils import utcnow
     from moto.sagemaker.exceptions import ValidationError
@@ -48,7 +91,10 @@ def _aws_endpoint_semantics() -> None:
         if endpoint_name in self.endpoints:
             arn = FakeEndpoint.arn_formatter(endpoint_name, self.account_id, self.region_name)
             raise ValidationError(message=f'Cannot create already existing endpoint "{arn}".')
-        return create(self, endpoint_name, endpoint_config_name, tags)
+        endpoint = create(self, endpoint_name, endpoint_config_name, tags)
+        if failure := _container_failure(self, endpoint_config_name):
+            endpoint.endpoint_status, endpoint.failure_reason = "Failed", failure
+        return endpoint
 
     def update_endpoint(self: Any, endpoint_name: str, endpoint_config_name: str) -> Any:
         if endpoint_name not in self.endpoints:
@@ -56,9 +102,12 @@ def _aws_endpoint_semantics() -> None:
             raise ValidationError(message=f"Could not find endpoint '{arn}'.")
         config = self.describe_endpoint_config(endpoint_config_name)  # raises when missing
         endpoint = self.endpoints[endpoint_name]
-        endpoint.endpoint_config_name = endpoint_config_name
-        endpoint.production_variants = endpoint._process_production_variants(
-            config["ProductionVariants"])
+        endpoint.failure_reason = _container_failure(self, endpoint_config_name)
+        if endpoint.failure_reason is None:
+            endpoint.endpoint_config_name = endpoint_config_name
+            endpoint.production_variants = endpoint._process_production_variants(
+                config["ProductionVariants"])
+        endpoint.endpoint_status = "InService"
         endpoint.last_modified_time = utcnow()
         return endpoint
 
@@ -75,7 +124,11 @@ def _aws_endpoint_semantics() -> None:
 
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """A moto server on 127.0.0.1, and this process's environment (which the DAG runs'
+    subprocess inherits) pointing Airflow's ``aws_default`` and the serving settings at it."""
     from moto.server import ThreadedMotoServer
+
+    from skiff.config import ServingConfig
 
     _aws_endpoint_semantics()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -83,49 +136,54 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        mp.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(
-            {"conn_type": "aws", "extra": {"endpoint_url": url, "region_name": REGION}}))
+        for name, value in {
+                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": REGION,
+                "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+                    {"conn_type": "aws", "extra": {"endpoint_url": url, "region_name": REGION}}),
+                "SKIFF_SERVING": "sagemaker", "SKIFF_ARTIFACT_BUCKET": BUCKET,
+                "SKIFF_SAGEMAKER_ROLE_ARN": ROLE, "SKIFF_AWS_REGION": REGION,
+                "SKIFF_SAGEMAKER_IMAGE_URI": "123.dkr.ecr.{region}.amazonaws.com/tfs:1",
+                "SKIFF_SAGEMAKER_INSTANCE_TYPE": "ml.t2.medium"}.items():
+            mp.setenv(name, value)
         import boto3
 
         boto3.client("s3", endpoint_url=url, region_name=REGION).create_bucket(Bucket=BUCKET)
         root = tmp_path_factory.mktemp("moto-bundles")
         yield SimpleNamespace(
-            url=url, ti=FakeTI(),
-            config=ServingConfig(backend="sagemaker", bucket=BUCKET, role_arn=ROLE,
-                                 region=REGION, image_uri="123.dkr.ecr.{region}.amazonaws.com/tfs:1",
-                                 instance_type="ml.t2.medium"),
-            bundles=_bundles(root),
+            url=url, config=ServingConfig.from_env(), bundles=_bundles(root),
             sagemaker=boto3.client("sagemaker", endpoint_url=url, region_name=REGION),
             s3=boto3.client("s3", endpoint_url=url, region_name=REGION),
             boto3=boto3)
     server.stop()
 
 
-def _bundles(root: Path) -> dict[int, Path]:
+def _bundles(root: Path) -> dict[int | str, Path]:
+    """RecFlow/1 to /5, and ``broken``: RecFlow/6, whose SavedModel no server would load."""
     first = rec_bundle(root / "rec1", "RecFlow/1")
-    return {1: first, **{v: retag(first, root / f"rec{v}", f"RecFlow/{v}") for v in (2, 3, 4, 5)}}
+    bundles: dict[int | str, Path] = {1: first, **{
+        v: retag(first, root / f"rec{v}", f"RecFlow/{v}") for v in (2, 3, 4, 5)}}
+    broken = bundles["broken"] = retag(first, root / "broken", "RecFlow/6")
+    (broken / "1" / "saved_model.pb").write_bytes(b"garbage")
+    return bundles
 
 
 class FakeTI:
-    """The part of a task instance the operators touch: XCom pushes, the run's task states."""
+    """The part of a task instance the deploy plan touches: XCom pushes."""
 
     def __init__(self) -> None:
         self.xcom: dict[str, Any] = {}
-        self.failed: tuple[str, ...] = ()
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcom[key] = value
 
-    def get_task_states(self, dag_id: str | None, task_ids: list[str],
-                        run_ids: list[str]) -> dict[str, dict[str, str]]:
-        return {run_ids[0]: {t: "failed" if t in self.failed else "success" for t in task_ids}}
-
 
 def queue_model_answer(moto: SimpleNamespace, answer: dict | bytes) -> None:
-    """What moto's sagemaker-runtime answers next (it runs no model)."""
+    """What moto's sagemaker-runtime answers next (it runs no model).
+
+    moto answers a body it saw before as it did then: each run's smoke test asks with
+    SKUs of its own.
+    """
     body = answer.decode() if isinstance(answer, bytes) else json.dumps(answer)
     request = urllib.request.Request(
         f"{moto.url}/moto-api/static/sagemaker/endpoint-results", method="POST",
@@ -138,62 +196,6 @@ def rec_answer(version: str) -> dict:
             "predictions": [{"items": list(SKUS[:3]), "scores": [0.3, 0.2, 0.1]}]}
 
 
-def gate(moto: SimpleNamespace, version: int, mrr: float, bundle: dict | None = None) -> dict:
-    from operators.gate import ModelGateOperator
-
-    metrics = {"mrr@20": mrr, "baselines": {"most_popular": {"mrr@20": 0.05}}}
-    op = ModelGateOperator(task_id="gate_rec", model="rec", config=moto.config, candidate={
-        "pathspec": f"RecFlow/{version}", "metrics": metrics, "bundle": bundle})
-    return op.execute({"ti": moto.ti})
-
-
-def deploy(moto: SimpleNamespace, version: int, gated: dict, *, smoke_answer: dict | bytes,
-           skip_model: bool = False) -> dict:
-    """plan → provider operators → smoke test → promote; roll back on any failure (as the DAG).
-
-    The bundle is the gate's (the training task's) when it carries one, else the folder.
-    """
-    from airflow.providers.amazon.aws.operators.sagemaker import (
-        SageMakerEndpointConfigOperator,
-        SageMakerEndpointOperator,
-        SageMakerModelOperator,
-    )
-
-    from operators.deploy import SageMakerDeployPlanOperator
-    from operators.promote import ChampionPromoteOperator, EndpointRollbackOperator
-    from operators.smoke_test import PredictSmokeTestOperator
-
-    ctx, aws = {"ti": moto.ti}, {"aws_conn_id": "aws_default", "region_name": REGION}
-    try:
-        folder = None if gated.get("bundle") else str(moto.bundles[version])
-        plan = SageMakerDeployPlanOperator(task_id="plan", model="rec", candidate=gated,
-                                           model_dir=folder, config=moto.config).execute(ctx)
-        if not skip_model:
-            SageMakerModelOperator(task_id="model", config=moto.ti.xcom["model_config"],
-                                   **aws).execute(ctx)
-        SageMakerEndpointConfigOperator(task_id="endpoint_config",
-                                        config=moto.ti.xcom["endpoint_config_config"],
-                                        **aws).execute(ctx)
-        SageMakerEndpointOperator(task_id="endpoint", config=moto.ti.xcom["endpoint_config"],
-                                  operation="create", check_interval=1, **aws).execute(ctx)
-        queue_model_answer(moto, smoke_answer)
-        smoke = PredictSmokeTestOperator(task_id="smoke", deployment=plan, config=moto.config,
-                                         session=[SKUS[version], SKUS[version + 5]]).execute(ctx)
-        champion = ChampionPromoteOperator(task_id="promote", gate=gated, deployment=smoke,
-                                           config=moto.config).execute(ctx)
-        return {"plan": plan, "smoke": smoke, "champion": champion}
-    except Exception as exc:
-        moto.ti.failed = ("deploy",)
-        rollback = EndpointRollbackOperator(task_id="rollback", model="rec", config=moto.config,
-                                            watch=("deploy",), check_interval=1).execute(
-            {**ctx, "run_id": "manual__1"})
-        return {"error": exc, "rollback": rollback}
-
-
-def serving_config(moto: SimpleNamespace) -> str:
-    return moto.sagemaker.describe_endpoint(EndpointName="skiff-rec")["EndpointConfigName"]
-
-
 def champion(moto: SimpleNamespace) -> dict | None:
     from hooks.model_registry import ModelRegistryHook
 
@@ -201,112 +203,161 @@ def champion(moto: SimpleNamespace) -> dict | None:
     return record.to_dict() if record else None
 
 
+#: The release's tasks on SageMaker, in their order.
+DEPLOY_TASKS = ("plan_deploy_rec", "create_model_rec", "create_endpoint_config_rec",
+                "deploy_endpoint_rec")
+
+
 @pytest.fixture(scope="module")
-def released(moto: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """RecFlow/1 created (first deploy, a bare folder), then RecFlow/2 as an update (a run's
-    BundleRef with the tarball it packed)."""
+def releases(moto: SimpleNamespace, airflow_db: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """Five runs of the release task group (dag.test), each with ``after``: the endpoint
+    (config, status, failure reason) and the registry's champion once it ended.
+
+    1. ``first``: RecFlow/1 from a bare folder: the endpoint is created, RecFlow/1 promoted;
+    2. ``second``: RecFlow/2 as a run hands it on (a BundleRef with the tarball it packed):
+       the endpoint is updated, RecFlow/2 promoted;
+    3. ``rejected``: RecFlow/3 loses to the champion: green, nothing deployed;
+    4. ``failed_smoke``: RecFlow/4 is deployed, then its smoke test gets a body that is not
+       JSON (``body``, moto's own default answer);
+    5. ``failed_update``: RecFlow/6's SavedModel is garbage: the update fails.
+    """
     from skiff.serve import BundleRef, pack_bundle
 
-    first = deploy(moto, 1, gate(moto, 1, 0.20), smoke_answer=rec_answer("RecFlow/1"))
     tarball = pack_bundle(moto.bundles[2], tmp_path_factory.mktemp("run2") / "model.tar.gz")
-    run = BundleRef("RecFlow/2", str(moto.bundles[2]), str(tarball))
-    second = deploy(moto, 2, gate(moto, 2, 0.30, run.to_dict()),
-                    smoke_answer=rec_answer("RecFlow/2"))
-    return SimpleNamespace(first=first, second=second, tarball=tarball)
+    base = {"baselines": {"most_popular": {"mrr@20": 0.05}}}
+
+    def conf(version: int, mrr: float, **more: Any) -> dict[str, Any]:
+        return {"pathspec": f"RecFlow/{version}", "metrics": {**base, "mrr@20": mrr},
+                "smoke_session": f"{SKUS[version]},{SKUS[version + 10]}", **more}
+
+    runs = {
+        "first": (conf(1, 0.20, model_dir=str(moto.bundles[1])), rec_answer("RecFlow/1")),
+        "second": (conf(2, 0.30, bundle=BundleRef("RecFlow/2", str(moto.bundles[2]),
+                                                  str(tarball)).to_dict()),
+                   rec_answer("RecFlow/2")),
+        "rejected": (conf(3, 0.25, model_dir=str(moto.bundles[3])), None),
+        "failed_smoke": (conf(4, 0.40, model_dir=str(moto.bundles[4])), b"body"),
+        "failed_update": (conf(6, 0.50, model_dir=str(moto.bundles["broken"])), None),
+    }
+    done: dict[str, Any] = {}
+    with DagRuns("skiff_release_test") as dag:
+        for name, (run_conf, answer) in runs.items():
+            if answer is not None:  # only a smoke test that gets to ask takes an answer
+                queue_model_answer(moto, answer)
+            result = dag.run(run_conf)
+            endpoint = moto.sagemaker.describe_endpoint(EndpointName="skiff-rec")
+            result["after"] = {"config": endpoint["EndpointConfigName"],
+                               "status": endpoint["EndpointStatus"],
+                               "failure": endpoint.get("FailureReason"),
+                               "champion": champion(moto)}
+            done[name] = SimpleNamespace(**result)
+    return SimpleNamespace(tarball=tarball, **done)
 
 
-def test_create_then_update(moto: SimpleNamespace, released: SimpleNamespace) -> None:
-    first, second = released.first, released.second
-    assert "error" not in first and "error" not in second, (first.get("error"), second.get("error"))
-    assert first["plan"]["operation"] == "create" and first["plan"]["previous_endpoint_config_name"] is None
-    assert second["plan"]["operation"] == "update"
-    assert second["plan"]["previous_endpoint_config_name"] == first["plan"]["endpoint_config_name"]
-    endpoint = moto.sagemaker.describe_endpoint(EndpointName="skiff-rec")
-    assert endpoint["EndpointStatus"] == "InService"
-    assert endpoint["EndpointConfigName"] == second["plan"]["endpoint_config_name"]
-    model = moto.sagemaker.describe_model(ModelName=second["plan"]["model_name"])
-    assert model["PrimaryContainer"]["ModelDataUrl"] == second["plan"]["artifact_uri"]
+def test_first_promote_creates_the_endpoint(moto: SimpleNamespace,
+                                            releases: SimpleNamespace) -> None:
+    first = releases.first
+    assert first.state == "success", (first.tasks, first.output[-3000:])
+    assert {first.tasks[t] for t in (*DEPLOY_TASKS, "smoke_test_rec", "promote_rec")} == {
+        "success"}
+    assert first.tasks["rollback_rec"] == "skipped"  # nothing failed
+    plan = first.xcom["plan_deploy_rec"]
+    assert plan["operation"] == "create" and plan["previous_endpoint_config_name"] is None
+    assert first.after["config"] == plan["endpoint_config_name"]
+    assert first.after["status"] == "InService"
+    # the smoke test went through the Lambda handler to moto's runtime
+    assert first.xcom["smoke_test_rec"]["smoke"]["model_version"] == "RecFlow/1"
+    assert first.after["champion"]["pathspec"] == "RecFlow/1"
+    assert first.after["champion"]["endpoint_config_name"] == plan["endpoint_config_name"]
+
+
+def test_an_update_ships_the_runs_tarball_and_promotes(moto: SimpleNamespace,
+                                                       releases: SimpleNamespace) -> None:
+    first, second = releases.first.xcom["plan_deploy_rec"], releases.second.xcom
+    assert releases.second.state == "success", (releases.second.tasks,
+                                                releases.second.output[-3000:])
+    plan = second["plan_deploy_rec"]
+    assert plan["operation"] == "update"
+    assert plan["previous_endpoint_config_name"] == first["endpoint_config_name"]
+    assert releases.second.after["config"] == plan["endpoint_config_name"]
+    model = moto.sagemaker.describe_model(ModelName=plan["model_name"])
+    assert model["PrimaryContainer"]["ModelDataUrl"] == plan["artifact_uri"]
     assert model["PrimaryContainer"]["Image"] == "123.dkr.ecr.us-east-1.amazonaws.com/tfs:1"
     assert model["ExecutionRoleArn"] == ROLE
     # the tarball SageMaker's TensorFlow Serving container expects, with the contract code
-    key = second["plan"]["artifact_uri"].removeprefix(f"s3://{BUCKET}/")
+    key = plan["artifact_uri"].removeprefix(f"s3://{BUCKET}/")
     data = moto.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        assert {"1/saved_model.pb", "code/inference.py", "code/skiff_model.json"} <= set(tar.getnames())
-    assert data == released.tarball.read_bytes()  # the run's own tarball, not packed again
-    assert second["plan"]["bundle"]["tarball"] == second["plan"]["artifact_uri"]
-    # the smoke test went through the Lambda handler to moto's runtime
-    assert second["smoke"]["smoke"]["model_version"] == "RecFlow/2"
-    record = champion(moto)
+        names = set(tar.getnames())
+    assert {"1/saved_model.pb", "code/inference.py", "code/skiff_model.json"} <= names
+    assert data == releases.tarball.read_bytes()  # the run's own tarball, not packed again
+    assert plan["bundle"]["tarball"] == plan["artifact_uri"]
+    assert second["smoke_test_rec"]["smoke"]["model_version"] == "RecFlow/2"
+    record = releases.second.after["champion"]
     assert record["pathspec"] == "RecFlow/2" and record["previous"] == "RecFlow/1"
-    assert record["endpoint_config_name"] == second["plan"]["endpoint_config_name"]
-    assert record["previous_endpoint_config_name"] == first["plan"]["endpoint_config_name"]
+    assert record["endpoint_config_name"] == plan["endpoint_config_name"]
+    assert record["previous_endpoint_config_name"] == first["endpoint_config_name"]
     assert record["backend"] == "sagemaker" and record["artifact_uri"].startswith("s3://")
     assert record["bundle"] == {"pathspec": "RecFlow/2", "folder": str(moto.bundles[2]),
                                 "tarball": record["artifact_uri"]}
-    keys = [o["Key"] for o in moto.s3.list_objects_v2(Bucket=BUCKET, Prefix="skiff/registry/")["Contents"]]
-    assert "skiff/registry/rec/champion.json" in keys and len(keys) == 3  # + 2 history records
+    # no run after it promoted anything: the champion and two history records
+    listing = moto.s3.list_objects_v2(Bucket=BUCKET, Prefix="skiff/registry/")["Contents"]
+    keys = [o["Key"] for o in listing]
+    assert "skiff/registry/rec/champion.json" in keys and len(keys) == 3
 
 
-def test_failed_smoke_test_rolls_back_to_the_old_config(moto: SimpleNamespace,
-                                                        released: SimpleNamespace) -> None:
-    good = serving_config(moto)
-    result = deploy(moto, 3, gate(moto, 3, 0.40), smoke_answer=b"body")  # moto's fixed body
-    assert "unexpected body" in str(result["error"])
-    assert result["rollback"]["changed"] is True
-    assert result["rollback"]["endpoint_config_name"] == good
-    assert serving_config(moto) == good
-    assert moto.sagemaker.describe_endpoint(EndpointName="skiff-rec")["EndpointStatus"] == "InService"
-    assert champion(moto)["pathspec"] == "RecFlow/2"
-
-
-def test_failed_update_leaves_the_old_config_serving(moto: SimpleNamespace,
-                                                     released: SimpleNamespace) -> None:
-    good = serving_config(moto)
-    result = deploy(moto, 4, gate(moto, 4, 0.50), smoke_answer=rec_answer("RecFlow/4"),
-                    skip_model=True)  # the model was never created: its endpoint config fails
-    assert "Could not find model" in str(result["error"])
-    assert result["rollback"]["changed"] is False
-    assert serving_config(moto) == good and champion(moto)["pathspec"] == "RecFlow/2"
-
-
-def test_smoke_test_notices_an_update_that_did_not_take(moto: SimpleNamespace,
-                                                        released: SimpleNamespace) -> None:
-    from airflow.exceptions import AirflowException
-
-    from operators.smoke_test import PredictSmokeTestOperator
-
-    plan = {**released.second["plan"], "endpoint_config_name": "skiff-rec-never-applied"}
-    with pytest.raises(AirflowException, match="the update did not take"):
-        PredictSmokeTestOperator(task_id="smoke", deployment=plan,
-                                 config=moto.config).execute({"ti": moto.ti})
-
-
-def test_a_rejected_challenger_ends_green_and_touches_nothing(moto: SimpleNamespace,
-                                                              released: SimpleNamespace) -> None:
-    from airflow.providers.common.compat.sdk import DownstreamTasksSkipped
-    from airflow.sdk import DAG
-
-    from operators.gate import ModelGateOperator
-
-    good = serving_config(moto)
-    with DAG("gate_only", schedule=None):
-        op = ModelGateOperator(task_id="gate_rec", model="rec", config=moto.config,
-                               candidate={"pathspec": "RecFlow/9", "metrics": {"mrr@20": 0.1}})
-        op >> ModelGateOperator(task_id="deploy_rec", model="rec", candidate="x/1")
-    ti = FakeTI()
-    ti.map_index = -1
-    with pytest.raises(DownstreamTasksSkipped) as skipped:
-        op.execute({"ti": ti})
-    assert list(skipped.value.tasks) == ["deploy_rec"]
-    decision = ti.xcom["return_value"]
+def test_a_rejected_challenger_ends_green_and_touches_nothing(releases: SimpleNamespace) -> None:
+    rejected = releases.rejected
+    assert rejected.state == "success", rejected.tasks  # a lost comparison is a decision
+    decision = rejected.xcom["gate_rec"]
     assert decision["promote"] is False and "Keep champion" in decision["reason"]
-    assert decision["champion_pathspec"] == "RecFlow/2" and decision["against"] == "champion-recorded"
-    assert serving_config(moto) == good
+    assert decision["champion_pathspec"] == "RecFlow/2"
+    assert decision["against"] == "champion-recorded"
+    assert {rejected.tasks[t] for t in (*DEPLOY_TASKS, "smoke_test_rec", "promote_rec",
+                                        "rollback_rec")} == {"skipped"}
+    assert rejected.after == releases.second.after
 
 
-def test_a_batch_runs_tarball_is_copied_within_s3(moto: SimpleNamespace, released: SimpleNamespace,
-                                                  tmp_path: Path) -> None:
+def test_a_failed_smoke_test_rolls_the_endpoint_back_to_the_champion(
+        releases: SimpleNamespace) -> None:
+    """RecFlow/4 is deployed and serving when its smoke test fails: the DAG's rollback task
+    points the endpoint back at the champion's config."""
+    run, champion_config = releases.failed_smoke, releases.second.after["config"]
+    assert run.state == "failed", run.tasks
+    assert {run.tasks[t] for t in DEPLOY_TASKS} == {"success"}
+    deployed = run.xcom["deploy_endpoint_rec"]["Endpoint"]  # the provider operator's answer
+    assert deployed["EndpointConfigName"] == run.xcom["plan_deploy_rec"]["endpoint_config_name"]
+    assert deployed["EndpointConfigName"] != champion_config
+    assert run.tasks["smoke_test_rec"] == "failed" and "unexpected body" in run.output
+    assert run.tasks["promote_rec"] == "upstream_failed"
+    assert run.tasks["rollback_rec"] == "success"
+    assert run.xcom["rollback_rec"]["changed"] is True
+    assert run.xcom["rollback_rec"]["endpoint_config_name"] == champion_config
+    assert run.after["config"] == champion_config and run.after["status"] == "InService"
+    assert run.after["failure"] is None
+    assert run.after["champion"] == releases.second.after["champion"]
+
+
+def test_a_failed_update_leaves_the_champion_serving(releases: SimpleNamespace) -> None:
+    """RecFlow/6's container fails its health check: SageMaker keeps the endpoint on the
+    champion's config, ``InService``, with the reason, so the provider's wait succeeds; the
+    smoke test notices the update did not take, and the rollback finds nothing to undo."""
+    run, champion_config = releases.failed_update, releases.second.after["config"]
+    assert run.state == "failed", run.tasks
+    assert {run.tasks[t] for t in DEPLOY_TASKS} == {"success"}
+    endpoint = run.xcom["deploy_endpoint_rec"]["Endpoint"]
+    assert endpoint["EndpointConfigName"] == champion_config
+    assert endpoint["FailureReason"] == HEALTH_CHECK_FAILED
+    assert run.tasks["smoke_test_rec"] == "failed" and "the update did not take" in run.output
+    assert run.tasks["rollback_rec"] == "success"
+    assert run.xcom["rollback_rec"]["changed"] is False
+    assert run.after["config"] == champion_config and run.after["status"] == "InService"
+    assert run.after["failure"] == HEALTH_CHECK_FAILED  # the endpoint still says why
+    assert run.after["champion"] == releases.second.after["champion"]
+
+
+def test_a_batch_runs_tarball_is_copied_within_s3(moto: SimpleNamespace, tmp_path: Path) -> None:
     """A run on Batch left its folder in its container and its tarball in S3: the plan reads
     the bundle from S3 and copies that very tarball to the endpoint's key."""
     from operators.deploy import SageMakerDeployPlanOperator
@@ -327,13 +378,15 @@ def test_a_batch_runs_tarball_is_copied_within_s3(moto: SimpleNamespace, release
     assert BundleRef.from_dict(plan["bundle"]).tarball == plan["artifact_uri"]
 
 
-def test_lambda_function_create_update_and_permission(moto: SimpleNamespace, tmp_path: Path) -> None:
+def test_lambda_function_create_update_and_permission(moto: SimpleNamespace,
+                                                      tmp_path: Path) -> None:
     from operators.lambda_deploy import LambdaFunctionDeployOperator
 
     iam = moto.boto3.client("iam", endpoint_url=moto.url, region_name=REGION)
     role = iam.create_role(RoleName="skiff-predict", AssumeRolePolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                "Principal": {"Service": "lambda.amazonaws.com"}}]}))
+                                                "Principal": {"Service":
+                                                              "lambda.amazonaws.com"}}]}))
     arn = role["Role"]["Arn"]
     from skiff_api import package
 
