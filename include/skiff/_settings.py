@@ -103,6 +103,11 @@ def _parse_number(kind: type[int | float], what: str) -> Callable[[str], Any]:
     return parse
 
 
+def _parse_paths(raw: str) -> tuple[Path, ...]:
+    """Folders separated by ``os.pathsep`` (``:``), as in ``PATH``; each made absolute."""
+    return tuple(Path(part.strip()).resolve() for part in raw.split(os.pathsep) if part.strip())
+
+
 #: How a variable's text becomes a value of each field type (a ValueError quotes the text).
 PARSERS: dict[Any, Callable[[str], Any]] = {
     str: str,
@@ -110,6 +115,7 @@ PARSERS: dict[Any, Callable[[str], Any]] = {
     float: _parse_number(float, "a number"),
     bool: _parse_bool,
     Path: lambda raw: Path(raw).resolve(),
+    tuple[Path, ...]: _parse_paths,
     datetime: parse_time,
 }
 

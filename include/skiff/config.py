@@ -290,6 +290,12 @@ class ServingConfig(Section):
     token_file: Path = setting("SKIFF_SERVE_TOKEN_FILE", _Path("$SKIFF_HOME/serving/control.token"),
                                "file holding the control plane's token, written once (random) "
                                "when missing")
+    # a swap loads only from under these and the endpoint store's copies (where a deploy puts
+    # each bundle): the token is no licence to load any folder of the server's disk
+    model_roots: tuple[Path, ...] = setting(
+        "SKIFF_SERVE_MODEL_ROOTS", (), "more folders, separated by `:`, the control plane may "
+        "swap a model in from, beside the endpoint configs' copies in `$SKIFF_HOME/serving/models` "
+        "(where a deploy puts each bundle); a `model_dir` resolving elsewhere gets 403", shown="")
     max_body_bytes: int = setting("SKIFF_SERVE_MAX_BODY_BYTES", 6 * 1024 * 1024, "largest "
                                   "request body (SageMaker's invocation limit); a larger one "
                                   "gets 413", minimum=1)

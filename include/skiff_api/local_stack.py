@@ -75,13 +75,15 @@ class LocalStack:
         models = ModelServer(max_batch=config.max_batch, batch_wait_ms=config.batch_wait_ms,
                              predict_timeout_s=config.predict_timeout_s,
                              load_timeout_s=config.load_timeout_s)
-        models.load_store(store or EndpointStore())
+        store = store or EndpointStore()
+        models.load_store(store)
         for name, path in (bundles or {}).items():
             models.deploy(name, path, "cli")
         listeners = [
             ("models", data_plane.create_app(models, config), config.host, config.port),
-            ("control", control.create_app(models, config, token), config.control_host,
-             config.control_port)]
+            ("control", control.create_app(models, config, token,
+                                           roots=control.model_roots(config, store)),
+             config.control_host, config.control_port)]
         if with_api:
             env = {**os.environ, **config.lambda_environment()}
             api = local_adapter.create_app(client_factory=lambda: LocalRuntimeClient(models),

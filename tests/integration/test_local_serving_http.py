@@ -32,13 +32,14 @@ pytestmark = pytest.mark.integration
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     root = tmp_path_factory.mktemp("bundles")
     rec = rec_bundle(root / "rec", "RecFlow/1", seed=1)
-    return SimpleNamespace(rec=rec, rec2=retag(rec, root / "rec2", "RecFlow/2"),
+    return SimpleNamespace(root=root, rec=rec, rec2=retag(rec, root / "rec2", "RecFlow/2"),
                            intent=intent_bundle(root / "intent", "IntentFlow/1"))
 
 
 @pytest.fixture
 def stack(bundles: SimpleNamespace, tmp_path: Path) -> LocalStack:
-    stack = LocalStack.build(ServingConfig(max_batch=16),
+    # the swaps below load from the bundles' folder: one of the control plane's model roots
+    stack = LocalStack.build(ServingConfig(max_batch=16, model_roots=(bundles.root,)),
                              bundles={"skiff-rec": bundles.rec, "skiff-intent": bundles.intent},
                              store=EndpointStore(tmp_path / "serving"), port=0, api_port=0,
                              control_port=0)
@@ -155,8 +156,8 @@ def test_adapter_through_boto3_to_the_model_server(stack: LocalStack) -> None:
         group.stop()
 
 
-def test_deploy_over_http_swaps_atomically_under_load(stack: LocalStack, bundles: SimpleNamespace,
-                                                      tmp_path: Path) -> None:
+def test_deploy_over_http_swaps_atomically_under_load(stack: LocalStack,
+                                                      bundles: SimpleNamespace) -> None:
     control, api = stack.urls["control"], stack.urls["api"]
     seen: list[tuple[int, str]] = []
     stop = threading.Event()
@@ -177,7 +178,8 @@ def test_deploy_over_http_swaps_atomically_under_load(stack: LocalStack, bundles
                 token=stack.token)
             assert status == 200 and answer["model_version"] == version
         status, answer = get(f"{control}/endpoints/skiff-rec/model", json.dumps(
-            {"model_dir": str(tmp_path / "missing")}).encode(), method="POST", token=stack.token)
+            {"model_dir": str(bundles.root / "missing")}).encode(), method="POST",
+            token=stack.token)
         assert status == 422 and "not a model bundle" in answer["message"]
     finally:
         stop.set()

@@ -16,11 +16,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
 
-from serving_models import intent_bundle, rec_bundle
+from serving_models import intent_bundle, rec_bundle, retag
 from skiff.config import ServingConfig
 from skiff.serve import EndpointStore
 from skiff_api.local_stack import LocalStack
@@ -34,13 +35,18 @@ LIMITS = {"header_timeout_s": TIMEOUT_S, "body_timeout_s": TIMEOUT_S, "keep_aliv
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """Two bundles under ``root``, a folder the probed stack may load models from
+    (``SKIFF_SERVE_MODEL_ROOTS``), and ``outside``: a bundle in a folder it may not."""
     root = tmp_path_factory.mktemp("adversarial-bundles")
-    return SimpleNamespace(rec=rec_bundle(root / "rec", "RecFlow/1"),
+    rec = rec_bundle(root / "rec", "RecFlow/1")
+    outside = retag(rec, tmp_path_factory.mktemp("elsewhere") / "rec", "Planted/1")
+    return SimpleNamespace(root=root, rec=rec, outside=outside,
                            intent=intent_bundle(root / "intent", "IntentFlow/1"))
 
 
 def _stack(bundles: SimpleNamespace, root: Path, **limits: object) -> LocalStack:
-    config = ServingConfig(token="t" * 32, **{**LIMITS, **limits})  # type: ignore[arg-type]
+    config = ServingConfig(token="t" * 32, model_roots=(bundles.root,),  # type: ignore[arg-type]
+                           **{**LIMITS, **limits})
     return LocalStack.build(config, bundles={"skiff-rec": bundles.rec,
                                              "skiff-intent": bundles.intent},
                             store=EndpointStore(root), port=0, api_port=0,
@@ -283,6 +289,72 @@ def test_a_swap_of_the_wrong_kind_is_refused_and_the_old_model_serves(
         answer = client.post(f"{stack.urls['control']}/endpoints/other-intent/model",
                              json={"model_dir": str(bundles.rec)}, headers=_auth(stack))
         assert answer.status_code == 409
+
+
+def _swap(stack: LocalStack, model_dir: str, endpoint: str = "skiff-rec") -> httpx.Response:
+    with httpx.Client(timeout=30) as client:
+        return client.post(f"{stack.urls['control']}/endpoints/{endpoint}/model",
+                           json={"model_dir": model_dir, "config_name": "probe"},
+                           headers=_auth(stack))
+
+
+def _served(stack: LocalStack) -> str:
+    with httpx.Client(timeout=10) as client:
+        answer = client.post(f"{stack.urls['models']}/endpoints/skiff-rec/invocations",
+                             content=SESSION, headers={"content-type": "application/json"})
+    assert answer.status_code == 200
+    return answer.json()["model_version"]
+
+
+@pytest.mark.parametrize("where", [
+    pytest.param(lambda b, tmp: str(b.outside), id="a-bundle-elsewhere"),
+    pytest.param(lambda b, tmp: f"{b.root}/../{b.outside.parent.name}/rec", id="dot-dot-escape"),
+    pytest.param(lambda b, tmp: str(_link(b.root / f"link-{tmp.name}", b.outside)),
+                 id="symlink-in-the-root-to-elsewhere"),
+    pytest.param(lambda b, tmp: str(_link(b.root / f"dirlink-{tmp.name}", b.outside.parent)
+                                    / "rec"), id="symlinked-folder-on-the-way"),
+    pytest.param(lambda b, tmp: "/etc", id="a-system-folder"),
+    pytest.param(lambda b, tmp: str(tmp / "does-not-exist"), id="a-missing-folder"),
+    pytest.param(lambda b, tmp: "relative/rec", id="relative-to-the-servers-cwd"),
+])
+def test_a_swap_from_outside_the_model_roots_is_refused_403(
+        stack: LocalStack, bundles: SimpleNamespace, tmp_path: Path, where: Any) -> None:
+    """Even with the token, a swap loads only from the model roots (after following ``..``
+    and symlinks); a folder elsewhere gets the same 403 whether it exists or not, before any
+    read of it, and the old model keeps serving."""
+    model_dir = where(bundles, tmp_path)
+    answer = _swap(stack, model_dir)
+    assert answer.status_code == 403, answer.text
+    doc = answer.json()
+    assert doc["error"] == "forbidden_model_dir" and model_dir in doc["message"]
+    assert "SKIFF_SERVE_MODEL_ROOTS" in doc["message"]
+    assert str(bundles.root.resolve()) in doc["message"]  # the roots it may load from
+    assert _served(stack) == "RecFlow/1"
+
+
+def _link(link: Path, target: Path) -> Path:
+    link.symlink_to(target, target_is_directory=True)
+    return link
+
+
+@pytest.mark.parametrize(("model_dir", "status", "error"), [
+    pytest.param("bundle\x00/../rec", 400, "bad_request", id="nul-byte"),
+    pytest.param("", 400, "bad_request", id="empty"),
+])
+def test_a_swap_of_no_path_is_a_400(stack: LocalStack, model_dir: str, status: int,
+                                    error: str) -> None:
+    answer = _swap(stack, model_dir)
+    assert (answer.status_code, answer.json()["error"]) == (status, error)
+    assert _served(stack) == "RecFlow/1"
+
+
+def test_a_swap_inside_the_roots_by_any_path_is_checked_on_its_merits(
+        stack: LocalStack, bundles: SimpleNamespace) -> None:
+    """``..`` that stays inside the roots is no refusal: the bundle is judged as it is (here
+    one of the wrong kind: 409), so the check refuses escapes, not spellings."""
+    answer = _swap(stack, f"{bundles.rec}/../intent")
+    assert answer.status_code == 409 and answer.json()["error"] == "kind_mismatch"
+    assert _served(stack) == "RecFlow/1"
 
 
 def test_the_control_plane_listens_on_loopback_by_default() -> None:

@@ -10,14 +10,20 @@ in Docker the compose network, never a published port), and every request must c
   this plane only);
 - ``POST /endpoints/<name>/model`` with ``{"model_dir": "...", "config_name": "..."}``: load,
   check and warm the bundle, then swap it in atomically (the endpoint is created if new).
-  200 with the endpoint's description; 400 for a body that is not that; 409 when the
-  bundle's kind (intent, rec) is not the endpoint's; 422 when it does not load. The old
-  model keeps serving on any refusal.
+  200 with the endpoint's description; 400 for a body that is not that; 403 when
+  ``model_dir``, resolved (``..`` and symlinks followed), is outside the server's model
+  roots (:func:`model_roots`: the endpoint store's copies, where a deploy puts each bundle,
+  and ``SKIFF_SERVE_MODEL_ROOTS``); 409 when the bundle's kind (intent, rec) is not the
+  endpoint's; 422 when it does not load; 504 when it loads too slowly. The old model keeps
+  serving on any refusal.
 
 Without the token, or with a wrong one: 401 (``WWW-Authenticate: Bearer``), before routing,
-so a caller without it learns nothing of the routes. The token is ``SKIFF_SERVE_TOKEN``, else
-the content of ``SKIFF_SERVE_TOKEN_FILE`` (:func:`control_token`, which writes a random one
-there, readable by its owner only, the first time).
+so a caller without it learns nothing of the routes. With it, a caller still cannot make the
+server load and run a folder of its choosing (a SavedModel's graph may read and write
+files): only what a deploy copied into the endpoint store, or what an operator put under a
+configured root. The token is ``SKIFF_SERVE_TOKEN``, else the content of
+``SKIFF_SERVE_TOKEN_FILE`` (:func:`control_token`, which writes a random one there, readable
+by its owner only, the first time).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,8 +59,10 @@ from skiff.web.middleware import (
 if TYPE_CHECKING:
     from skiff.config import ServingConfig
     from skiff.serve.server import ModelServer
+    from skiff.serve.store import EndpointStore
 
-__all__ = ["MIN_TOKEN_CHARS", "BearerAuth", "control_token", "create_app"]
+__all__ = ["MIN_TOKEN_CHARS", "BearerAuth", "confine", "control_token", "create_app",
+           "model_roots"]
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +109,45 @@ def control_token(config: ServingConfig, create: bool = True) -> str:
     return token
 
 
+def model_roots(config: ServingConfig, store: EndpointStore) -> tuple[Path, ...]:
+    """The folders the control plane may load a model from, resolved.
+
+    The endpoint store's copies (:attr:`EndpointStore.models_root`: a deploy copies each
+    bundle there before it asks for the swap, and the server loads the store at its start)
+    and ``SKIFF_SERVE_MODEL_ROOTS``.
+
+    :param config: the serving settings.
+    :param store: the endpoint store the server loads.
+    :return: the roots, each once.
+    """
+    roots = (store.models_root, *config.model_roots)
+    return tuple(dict.fromkeys(Path(root).resolve() for root in roots))
+
+
+def confine(model_dir: str | Path, roots: Sequence[Path]) -> Path:
+    """``model_dir`` resolved (``..`` and symlinks followed), if that is inside one of ``roots``.
+
+    :param model_dir: the folder a caller asks for.
+    :param roots: the allowed folders, resolved (:func:`model_roots`).
+    :return: the resolved folder, the one to load (no later symlink swap changes it).
+    :raises PermissionError: it resolves outside every root, or does not resolve (a symlink
+        loop); the message names it and the roots.
+    :raises ValueError: it is no path (a NUL byte).
+    """
+    path = Path(model_dir)
+    try:
+        resolved = path.resolve()
+    except (RuntimeError, OSError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise PermissionError(f"{model_dir} does not resolve ({exc}).") from None
+    if any(resolved.is_relative_to(root) for root in roots):
+        return resolved
+    via = "" if resolved == path else f" (it resolves to {resolved})"
+    raise PermissionError(
+        f"{model_dir} is outside the folders this server loads models from{via}: "
+        f"{', '.join(map(str, roots))}. Deploy it with Skiff's deploy (which copies the bundle "
+        "into the endpoint store), or add its folder to the server's SKIFF_SERVE_MODEL_ROOTS.")
+
+
 class BearerAuth:
     """ASGI middleware: 401 JSON unless ``Authorization: Bearer <token>`` (constant-time check).
 
@@ -131,8 +179,9 @@ class BearerAuth:
 
 
 class _ControlPlane:
-    def __init__(self, models: ModelServer) -> None:
+    def __init__(self, models: ModelServer, roots: Sequence[Path]) -> None:
         self.models = models
+        self.roots = tuple(roots)
 
     async def endpoints(self, request: Request) -> Response:
         return JSONResponse(self.models.describe(), headers=NO_STORE)
@@ -154,11 +203,18 @@ class _ControlPlane:
         except (ValueError, KeyError, TypeError, RecursionError, AttributeError):
             return error_response(400, "bad_request", 'Send {"model_dir": "<bundle folder>", '
                                                       '"config_name": "<endpoint config>"}.')
+        try:
+            folder = confine(model_dir, self.roots)
+        except ValueError:
+            return error_response(400, "bad_request", "model_dir is not a path (a NUL byte).")
+        except PermissionError as exc:
+            log.warning("Refused a swap of %r into %s: outside the model roots.", model_dir, name)
+            return error_response(403, "forbidden_model_dir", str(exc))
         limit = self.models.load_timeout_s
         try:
             # the load runs on; past its limit the endpoint refuses to serve it (Endpoint.swap)
             with anyio.fail_after(None if limit is None else limit + 1):
-                await anyio.to_thread.run_sync(self._deploy, name, model_dir, config_name,
+                await anyio.to_thread.run_sync(self._deploy, name, folder, config_name,
                                                abandon_on_cancel=True)
         except TimeoutError:
             return error_response(504, "load_timeout", f"{model_dir} did not load within "
@@ -172,23 +228,25 @@ class _ControlPlane:
             return error_response(400, "bad_request", str(exc))
         return JSONResponse(self.models.endpoint(name).describe(), headers=NO_STORE)
 
-    def _deploy(self, name: str, model_dir: str, config_name: str | None) -> Any:
+    def _deploy(self, name: str, model_dir: Path, config_name: str | None) -> Any:
         return self.models.deploy(name, model_dir, config_name)
 
 
-def create_app(models: ModelServer, config: ServingConfig, token: str) -> Starlette:
+def create_app(models: ModelServer, config: ServingConfig, token: str, *,
+               roots: Sequence[str | Path]) -> Starlette:
     """The control plane's ASGI app.
 
     :param models: the endpoints it changes.
     :param config: the serving settings (requests at once).
     :param token: the bearer token every request must carry (:func:`control_token`).
+    :param roots: the folders a swap may load a model from (:func:`model_roots`).
     :return: the Starlette app.
     :raises SkiffConfigError: the token is too short.
     """
     if len(token) < MIN_TOKEN_CHARS:
         raise SkiffConfigError(f"The control-plane token has {len(token)} characters; use at "
                                f"least {MIN_TOKEN_CHARS}.")
-    plane = _ControlPlane(models)
+    plane = _ControlPlane(models, [Path(root).resolve() for root in roots])
     return Starlette(
         routes=[Route("/endpoints", plane.endpoints, methods=["GET"]),
                 Route("/endpoints/{name}/model", plane.swap, methods=["POST"])],

@@ -58,6 +58,12 @@ class EndpointStore:
 
         self.root = Path(root) if root else skiff_home() / "serving"
 
+    @property
+    def models_root(self) -> Path:
+        """The folder of the configs' bundle copies, ``<root>/models`` (the model server's
+        control plane loads from under it)."""
+        return self.root / "models"
+
     def _write(self, path: Path, doc: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -74,7 +80,7 @@ class EndpointStore:
         :raises ServingError: the config already exists.
         """
         meta = read_bundle_meta(model_dir)
-        target = self.root / "models" / config_name
+        target = self.models_root / config_name
         if (self.root / "configs" / f"{config_name}.json").exists():
             raise ServingError(f"Endpoint config {config_name!r} already exists in {self.root}.")
         if target.exists():

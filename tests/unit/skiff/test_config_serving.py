@@ -34,6 +34,15 @@ def test_sagemaker_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch
     assert cfg.endpoint("rec") == "shop-rec" and cfg.gate_margin == 0.01 and cfg.max_batch == 8
 
 
+def test_model_roots_are_folders_separated_like_path(monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    monkeypatch.delenv("SKIFF_SERVE_MODEL_ROOTS", raising=False)
+    assert ServingConfig.from_env().model_roots == ()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SKIFF_SERVE_MODEL_ROOTS", "/srv/bundles: ::rel/models/../b")
+    assert ServingConfig.from_env().model_roots == (Path("/srv/bundles"), tmp_path / "rel" / "b")
+
+
 def test_lambda_environment_is_what_the_handler_reads() -> None:
     cfg = ServingConfig(endpoint_name="shop", max_tokens=50, top_k=7, region="eu-west-1")
     settings = handler.Settings(cfg.lambda_environment())
