@@ -44,7 +44,10 @@ class LocalModelServerHook(BaseHook):
 
     :param config: serving settings; default :meth:`ServingConfig.from_env`.
     :param base_url: the data plane's URL; default ``http://<SKIFF_SERVE_HOST>:<SKIFF_SERVE_PORT>``.
-    :param store_root: the local control plane's folder; default ``$SKIFF_HOME/serving``.
+    :param store_root: the local control plane's folder; default ``$SKIFF_HOME/serving``. A
+        running server swaps in only folders under its own store's ``models`` (or its
+        ``SKIFF_SERVE_MODEL_ROOTS``), so this must be the folder the server loads (the same
+        ``SKIFF_HOME``, as in Docker's shared volume); elsewhere it answers 403.
     :param timeout: HTTP timeout toward the server, in seconds (a swap loads a model).
     :param conn_id: the Airflow connection holding the control plane's token (password) and,
         optionally, its host and port; when it does not exist, the serving settings give both.
