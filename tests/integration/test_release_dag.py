@@ -24,9 +24,7 @@ import pytest
 from environ import environ
 from serving_models import rec_bundle, retag
 
-# slow: the four dag.test() runs take ~5 min here although their tasks take seconds (the
-# runs' own overhead, not yet understood); issue 16 wants it in make test
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 _RUN = """
