@@ -29,8 +29,8 @@ def test_one_line_per_task_and_the_full_log_in_a_file(airflow_db: Path, tmp_path
     printed = "\n".join(lines)
 
     assert status != 0  # the run failed, as `airflow dags test` says
-    by_task = {line.split()[1]: line.split()[2] for line in lines if line.startswith("  ")
-               and len(line.split()) > 2 and line.split()[0] in "✓✗–↻"}
+    heads = [line.splitlines()[0].split() for line in lines]  # a failure's message follows
+    by_task = {head[-1]: head[1] for head in heads if len(head) > 2 and head[0] in "✓✗–↻"}
     assert by_task == {"fine": "success", "broken": "failed", "skips": "skipped"}, printed
     assert "ValueError: the hour has 1 problem" in printed
     summary = [line for line in lines if line.startswith("==> skiff_progress_test: ")]

@@ -48,8 +48,8 @@ class RunProgress:
         task, state = record["task"], record["state"]
         seconds, error = record.get("seconds"), record.get("error")
         self.tasks.append((task, state, seconds, error))
-        took = f"{seconds:6.1f} s" if isinstance(seconds, (int, float)) else ""
-        line = f"  {_MARKS.get(state, '?')} {task:<44} {state:<12} {took}".rstrip()
+        took = f"{seconds:7.1f} s" if isinstance(seconds, (int, float)) else " " * 9
+        line = f"  {_MARKS.get(state, '?')} {state:<12} {took}  {task}"
         if error:  # a final failure's message whole (up to a screenful), a retry's first line
             shown = str(error).strip().splitlines()[:1 if state == "up_for_retry" else 15]
             line += "".join(f"\n      {text[:200]}" for text in shown)
