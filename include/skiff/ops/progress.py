@@ -23,6 +23,7 @@ from typing import IO, Any
 __all__ = ["RunProgress", "follow_dag_test"]
 
 PROGRESS_ENV = "SKIFF_PROGRESS_FILE"  # read by plugins/listeners/progress.py
+_NAMED = 6  # tasks named in the summary's "not run" line; the rest are counted
 _MARKS = {"success": "✓", "failed": "✗", "up_for_retry": "↻", "skipped": "–",
           "upstream_failed": "✗", "removed": " "}
 
@@ -66,7 +67,9 @@ class RunProgress:
         parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
         lines = [f"==> {dag_id}: {state} in {seconds:.0f} s ({parts})"]
         if never_ran:
-            lines.append(f"    not run: {', '.join(never_ran)}")
+            shown = ", ".join(never_ran[:_NAMED])
+            more = f" and {len(never_ran) - _NAMED} more" if len(never_ran) > _NAMED else ""
+            lines.append(f"    not run: {shown}{more}")
         lines.append(f"    full log: {log}")
         return "\n".join(lines)
 
