@@ -155,7 +155,6 @@ def run(scale: str) -> list[Figure]:
     import httpx
 
     seconds = 6.0 if scale == "small" else 20.0
-    load_before = os.getloadavg()[0]
     runs: dict[tuple[int, int], dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
@@ -183,7 +182,6 @@ def run(scale: str) -> list[Figure]:
     if landed != accepted:
         raise RuntimeError(f"{accepted:,} events acknowledged, {landed:,} landed")
     ms = 1000.0
-    busy = f"machine load {load_before:.1f} on {os.cpu_count()} cores before the run"
     big, paced, mid, one = runs[8, 100], runs[4, 100], runs[8, 10], runs[8, 1]
     note = "JSON arrays, 8 httpx clients in 2 other processes, fsync'd before each answer"
     return [
@@ -191,7 +189,7 @@ def run(scale: str) -> list[Figure]:
                ">= 5000", f"{note}; {big['rps']:.0f} req/s, {big['errors']} errors; "
                           f"p50 {big['p50'] * ms:.0f} ms, p99 {big['p99'] * ms:.0f} ms"),
         Figure("collect", "request p50 at 5,000 events/s", paced["p50"] * ms, "ms", "",
-               f"batches of 100 from 4 paced clients, {paced['n']:,} requests; {busy}"),
+               f"batches of 100 from 4 paced clients, {paced['n']:,} requests"),
         Figure("collect", "request p99 at 5,000 events/s", paced["p99"] * ms, "ms", "< 20 ms",
                f"from each request's due time; {paced['per_fsync']:.0f} events per fsync, "
                f"{paced['eps']:,.0f} events/s served"),

@@ -151,14 +151,11 @@ def _serve_and_drive(bundle: Path, skus: list[str], *, max_batch: int, clients: 
 
 
 def run(scale: str) -> list[Figure]:
-    import os
-
     from skiff.config import ServingConfig
     from skiff.serve import configure_tensorflow, read_bundle_meta
 
     n_items, seconds = (2_000, 6.0) if scale == "small" else (50_000, 20.0)
     configure_tensorflow(ServingConfig().tf_threads)  # as skiff serve does, before any model
-    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as home:
         env = skiff_env(Path(home))
         bundle = _bundle(Path(home), n_items)
@@ -170,7 +167,6 @@ def run(scale: str) -> list[Figure]:
         boto = _serve_and_drive(bundle, skus, max_batch=64, clients=4, seconds=seconds / 2,
                                 env=env, via_boto3=True)
     ms = 1000.0
-    busy = f"machine load {load_before:.1f} on {os.cpu_count()} cores before the run"
     lat, thr = runs[64, 4], runs[64, 16]
     one_lat, one_thr = runs[1, 4], runs[1, 16]
     note = f"{n_items:,} SKUs, sessions of 1-10 SKUs, client threads in a 2nd process"
@@ -182,7 +178,7 @@ def run(scale: str) -> list[Figure]:
         Figure("serve", "/predict p50, 4 concurrent clients", lat["p50"] * ms, "ms", "< 5 ms",
                note),
         Figure("serve", "/predict p99, 4 concurrent clients", lat["p99"] * ms, "ms", "< 15 ms",
-               f"{lat['n']:,} requests, {lat['errors']} errors; {busy}"),
+               f"{lat['n']:,} requests, {lat['errors']} errors"),
         Figure("serve", "/predict throughput, 16 concurrent clients", thr["rps"], "req/s",
                ">= 1000", f"{thr.get('rows_per_call', 1):.1f} sessions per model call; "
                           f"p50 {thr['p50'] * ms:.1f} ms, p99 {thr['p99'] * ms:.1f} ms"),

@@ -25,6 +25,7 @@ class Figure:
     unit: str
     target: str = ""
     note: str = ""
+    load: str = ""  # the machine's other work before the benchmark ran (bench.load)
 
     def as_dict(self) -> dict:
         return asdict(self)

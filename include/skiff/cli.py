@@ -217,6 +217,15 @@ def _cmd_report(args: argparse.Namespace, cfg: SkiffConfig) -> int:
     return 1 if any(not d["success"] for d in documents) else 0
 
 
+def _cmd_run_hour(args: argparse.Namespace, cfg: SkiffConfig) -> int:
+    from skiff.config import skiff_home
+    from skiff.ops.progress import follow_dag_test
+
+    stamp = args.logical_date.replace(":", "").replace("+0000", "Z")
+    log = args.log or skiff_home() / "logs" / f"run-{args.dag}-{stamp}.log"
+    return follow_dag_test(args.dag, args.logical_date, log)
+
+
 def _cmd_contract(args: argparse.Namespace, cfg: SkiffConfig) -> int:
     from skiff.data.contract import CONTRACT_FILE
     from skiff.validate.from_contract import stale_files, write_generated
@@ -392,6 +401,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", action="append", default=[], metavar="ENDPOINT=BUNDLE",
                        help="also serve a bundle, e.g. skiff-rec=path/to/bundle (repeatable)")
     serve.set_defaults(func=_cmd_serve)
+
+    run_hour = sub.add_parser("run-hour", help="run the DAG for one interval in the foreground "
+                              "(airflow dags test): a line per task, the full log in a file")
+    run_hour.add_argument("logical_date", help="the run's logical date, the end of its interval "
+                          "(the last line of `skiff init`)")
+    run_hour.add_argument("--dag", default="skiff_hourly", help="the DAG (default skiff_hourly)")
+    run_hour.add_argument("--log", type=Path, help="the log file (default "
+                          "$SKIFF_HOME/logs/run-<dag>-<date>.log)")
+    run_hour.set_defaults(func=_cmd_run_hour)
     return parser
 
 

@@ -10,6 +10,9 @@ Connections (``snowflake_default``, ``aws_default``, ``slack_alerts``), but for 
 server's own control-plane token (``SKIFF_SERVE_TOKEN``, kept out of ``repr``).
 """
 
+# Longer than ~400 lines on purpose: it is the list of all ~100 settings, a few lines each, in
+# one file so that a setting is written once and the docs' table is generated from one place.
+
 from __future__ import annotations
 
 import inspect

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,10 @@ class PredictSmokeTestOperator(BaseOperator):
 
     def __init__(self, *, deployment: Any, session: list[str] | None = None,
                  config: ServingConfig | None = None, **kwargs: Any) -> None:
+        # one quick retry for a blip on the way to the endpoint; not the DAG's minutes-long
+        # delay, while a model that may be bad is serving and the rollback waits for this task
         kwargs.setdefault("retries", 1)
+        kwargs.setdefault("retry_delay", timedelta(seconds=10))
         super().__init__(**kwargs)
         self.deployment = deployment
         self.session = session

@@ -29,7 +29,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import pytest
-from bad_batches import END, SEED, START, Log, make_log, make_source, ms, run_suite
+from bad_batches import END, SEED, START, Log, make_source, ms, run_suite
 
 from skiff.data import DuckDBWarehouse, load_dir
 from skiff.data.contract import TABLES, Column, TableContract, check_event, contract_named

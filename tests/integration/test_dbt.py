@@ -296,8 +296,8 @@ def test_rerun_and_reloaded_batch_change_nothing(hourly, landing, full_refresh) 
     zone = LandingZone.from_uri(shutil.copytree(landing.uri, dbt.work_dir / "landing"))
     history = _hour(HOURLY_RUNS + 1)
     for interval in (last, history):
-        for table in EVENT_TABLES:
-            redeliver(zone.list(table, *interval)[0])
+        for events in EVENT_TABLES:
+            redeliver(zone.list(events, *interval)[0])
         assert len(ingest_arrivals(warehouse, zone, *interval).files) == len(EVENT_TABLES)
     dbt.hourly(last, command="run")
     # staging is a view of the raw log, copies included; from intermediate on, they are gone

@@ -29,8 +29,11 @@ from skiff_api.local_stack import LocalStack
 pytestmark = pytest.mark.integration
 
 TIMEOUT_S = 0.5  # header and body timeouts of the probed stack
+# The model timeout is 10 s, not 2: on a loaded CI machine, a 2 s budget was once
+# spent before a bad body's parse error came back (a 503, not the 400 probed here). The
+# stuck-model 503 has its own test (tests/unit/skiff/serve/test_server.py).
 LIMITS = {"header_timeout_s": TIMEOUT_S, "body_timeout_s": TIMEOUT_S, "keep_alive_s": 5.0,
-          "max_body_bytes": 64 * 1024, "predict_timeout_s": 2.0, "max_batch": 8}
+          "max_body_bytes": 64 * 1024, "predict_timeout_s": 10.0, "max_batch": 8}
 
 
 @pytest.fixture(scope="module")

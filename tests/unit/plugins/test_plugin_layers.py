@@ -45,9 +45,21 @@ def test_the_dag_takes_its_release_group_from_taskgroups() -> None:
     assert sources == {"taskgroups.release"}
 
 
-def test_the_plugin_loader_skips_every_plugin_file() -> None:
+def test_the_plugin_loader_reads_only_the_light_plugin_file() -> None:
+    import subprocess
+    import sys
+
     from airflow._shared.module_loading import find_path_from_directory  # what the loader calls
 
     folders = {p.parent.name for p in PLUGINS.rglob("*.py")}
-    assert {"hooks", "operators", "taskgroups", "triggers", "notifiers"} <= folders
-    assert list(find_path_from_directory(str(PLUGINS), ".airflowignore", "glob")) == []
+    assert {"hooks", "operators", "taskgroups", "triggers", "notifiers", "listeners"} <= folders
+    found = list(find_path_from_directory(str(PLUGINS), ".airflowignore", "glob"))
+    assert found == [str(PLUGINS / "skiff_plugin.py")]
+    # importing it (as every Airflow process does) pulls in no SDK or heavy library beyond
+    # what Airflow's own plugin and listener machinery imports
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "import airflow.plugins_manager, airflow.listeners; before = set(sys.modules); "
+            "import skiff_plugin; print(' '.join(sorted(set(sys.modules) - before)))")
+    added = subprocess.run([sys.executable, "-c", code, str(PLUGINS)], capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert set(added) <= {"skiff_plugin", "listeners", "listeners.progress"}, added

@@ -66,7 +66,7 @@ def test_appends_the_files_that_arrived_in_the_interval(zone, duck) -> None:
     assert summary.rows == {"browsing_train": 8, "search_train": 2, "sku_to_content": 3}
     assert [f["table"] for f in summary.files] == ["sku_to_content", "browsing_train",
                                                    "browsing_train", "search_train"]
-    (rows, batches, stamp, first, last, late), = _q(duck, f"""
+    (rows, batches, stamp, first, last, late), = _q(duck, """
         select count(*), count(distinct batch_id), min(ingested_at), min(arrival_ts_ms),
                max(arrival_ts_ms), count_if(arrival_ts_ms - server_timestamp_epoch_ms > 3600000)
         from raw.browsing_train""")

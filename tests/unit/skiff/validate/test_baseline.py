@@ -16,7 +16,6 @@ from skiff.validate.baseline import (
     MIX_SUITE,
     ShareBound,
     baseline_parameters,
-    mix_suite_yaml,
     share_bounds,
     shares_sql,
     uses_baseline,
