@@ -97,12 +97,15 @@ class TrainingFlow(FlowSpec):
         self.keras_path, self.bundle = str(keras_path), bundle.to_dict()
 
     def load_champion(self, model: str) -> Any:
-        """The serving champion of ``model``, loaded (None without one); sets ``champion_pathspec``."""
+        """The serving champion of ``model``, loaded (None without one); sets ``champion_pathspec``
+        and logs where its bundle was read (its folder here, or its tarball)."""
         from skiff.train import load_champion
         from skiff.config import ServingConfig
 
         champion = load_champion(model, ServingConfig.from_env())
         self.champion_pathspec = champion.record.pathspec if champion else None
+        if champion:
+            print(f"champion {champion.record.pathspec} read from {champion.source}")
         return champion
 
     def collect(self, inputs: Any, name: str, metric: str, score: Callable[[Any], dict[str, float]],
