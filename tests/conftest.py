@@ -106,7 +106,8 @@ def marts_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SKIFF_DUCKDB_PATH", str(db))
         result = dbtRunner().invoke(["run", "--project-dir", str(project), "--profiles-dir",
-                                     str(project), "--target-path", str(root / "target"), "--quiet"])
+                                     str(project), "--target-path", str(root / "target"),
+                                     "--quiet"])
     assert result.success, result.exception
     SkiffWarehouseHook.release_dbt_duckdb()  # as the operator does before launching a flow
     return db

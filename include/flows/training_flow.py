@@ -77,9 +77,10 @@ class TrainingFlow(FlowSpec):
         """Keep a fitted model's history and params, and store it with its servable bundle.
 
         Sets ``keras_path`` and ``bundle`` (a :class:`skiff.serve.BundleRef` as a dict, what
-        the Airflow task returns and the deploy resolves). On the S3 datastore (AWS Batch) the
-        bundle's tarball goes beside the run's data in S3 (Metaflow's ``DATATOOLS_S3ROOT``),
-        since the container's disk goes with it.
+        the Airflow task returns and the deploy resolves). On the S3 datastore (AWS Batch, or
+        ``SKIFF_TRAIN_DATASTORE=s3``) the bundle's tarball goes beside the run's data in S3
+        (Metaflow's ``DATATOOLS_S3ROOT``): a container's disk goes with it, and the deploy or
+        a later run's champion branch may run on another machine.
 
         :param fitted: :class:`skiff.train.models.TrainResult`.
         :param export: ``kind``, ``vocabulary``, ``max_len`` (and ``k``, ``popular``) of

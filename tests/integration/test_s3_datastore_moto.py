@@ -8,23 +8,29 @@ so everything reaches S3 as a launch hands it (``MetaflowHook.run_env``) or as t
 Metaflow client reads a run back.
 
 - a flow run (launched as the DAG's train task launches it) whose champion has no copy on
-  this machine re-scores it from its S3 tarball, and leaves its artifacts, card and bundle
-  tarball in S3, read back by the hook as the gate and deploy read them (about 40 s);
-- ``dag.test()`` of train + release, twice (slow): run 1 trains, promotes and deploys to the
-  local model server; run 2 runs where none of run 1's files are, fetches the champion from
-  S3, beats it and is served by ``/predict``.
+  this machine re-scores it from its S3 tarball, and leaves its artifacts, logs, card and
+  bundle tarball in S3, read back by the hook as the gate and deploy read them; a deploy on a
+  worker without the run's folder takes the tarball from S3 (a flow run's time: 45 s here,
+  100 s on a busy machine);
+- ``dag.test()`` of skiff_hourly's train and release stages (the data stages marked done, the
+  marts are the fixture's), twice (slow): run 1 trains, is promoted and served by the local
+  model server; run 2 runs where none of run 1's files are, fetches the champion from S3,
+  beats it, and ``/predict`` answers it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from environ import environ
 
 pytestmark = pytest.mark.integration
 
@@ -54,29 +60,25 @@ def moto_s3() -> Iterator[SimpleNamespace]:
     server.stop()
 
 
-def s3_env(url: str, **extra: str) -> dict[str, str]:
-    """The settings and connection of a Skiff on the S3 datastore and registry at ``url``."""
-    return {
-        "SKIFF_TRAIN_DATASTORE": "s3",
-        "METAFLOW_DATASTORE_SYSROOT_S3": f"s3://{BUCKET}/metaflow",
-        "SKIFF_REGISTRY_URI": f"s3://{BUCKET}/registry",
-        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({
-            "conn_type": "aws", "login": KEY_ID, "password": SECRET,
-            "extra": {"region_name": REGION, "endpoint_url": url}}),
-        **extra,
-    }
-
-
 @pytest.fixture
-def on_s3(moto_s3: SimpleNamespace, marts_warehouse: Path,
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
-    """This process configured for the S3 datastore, the AWS variables unset; the variables the
-    hook's Metaflow client sets in the process (the connection's) are removed afterwards."""
-    for name, value in s3_env(moto_s3.url, SKIFF_DUCKDB_PATH=str(marts_warehouse)).items():
+def on_s3(moto_s3: SimpleNamespace, marts_warehouse: Path, monkeypatch: pytest.MonkeyPatch,
+          request: pytest.FixtureRequest) -> Iterator[SimpleNamespace]:
+    """This process configured for the S3 datastore and a registry of the test's own
+    (``registry`` is its key prefix), the AWS variables unset; the variables the hook's
+    Metaflow client sets in the process (the connection's) are removed afterwards."""
+    registry = f"registry-{request.node.name}"
+    env = {"SKIFF_TRAIN_DATASTORE": "s3",
+           "METAFLOW_DATASTORE_SYSROOT_S3": f"s3://{BUCKET}/metaflow",
+           "SKIFF_REGISTRY_URI": f"s3://{BUCKET}/{registry}",
+           "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({
+               "conn_type": "aws", "login": KEY_ID, "password": SECRET,
+               "extra": {"region_name": REGION, "endpoint_url": moto_s3.url}}),
+           "SKIFF_DUCKDB_PATH": str(marts_warehouse)}
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
     for name in _AWS_VARS:
         monkeypatch.delenv(name, raising=False)
-    yield moto_s3
+    yield SimpleNamespace(**vars(moto_s3), registry=registry)
     for name in _AWS_VARS:
         os.environ.pop(name, None)
 
@@ -112,7 +114,7 @@ def test_a_run_on_the_s3_datastore_scores_the_champion_fetched_from_s3(
     s3.upload_file(str(packed), BUCKET, champion_key)
     bundle = BundleRef("IntentFlow/0", folder="/gone/IntentFlow/0/bundle",
                        tarball=f"s3://{BUCKET}/{champion_key}")
-    ModelRegistry(open_storage(f"s3://{BUCKET}/registry", s3)).promote(ChampionRecord(
+    ModelRegistry(open_storage(f"s3://{BUCKET}/{on_s3.registry}", s3)).promote(ChampionRecord(
         model="intent", pathspec="IntentFlow/0", metrics={"roc_auc": 0.5}, bundle=bundle,
         artifact_uri=bundle.tarball, endpoint_name="skiff-intent", endpoint_config_name="c0"))
 
@@ -150,3 +152,131 @@ def test_a_run_on_the_s3_datastore_scores_the_champion_fetched_from_s3(
     assert ref.tarball == f"s3://{BUCKET}/metaflow/data/{flow}/{run_id}/model.tar.gz"
     meta = tarball_meta(s3, ref.tarball)
     assert (meta["kind"], meta["version"]) == ("intent", pathspec)
+
+    # the deploy on a worker without the run's folder: the bundle comes from its S3 tarball
+    # (no model server answers on the free port: the deploy loads the model here once)
+    from operators.deploy import LocalModelDeployOperator
+    from skiff.ops.local_airflow import free_port
+    from skiff.train import models_dir
+
+    shutil.move(ref.folder, tmp_path / "run-folder")
+    with environ(SKIFF_HOME=str(tmp_path / "worker"), SKIFF_SERVE_PORT=str(free_port()),
+                 SKIFF_SERVE_TOKEN="d" * 32):
+        deployment = LocalModelDeployOperator(
+            task_id="deploy_intent", model="intent",
+            candidate={"pathspec": pathspec, "metrics": metrics, "bundle": ref.to_dict()},
+        ).execute({})
+        downloaded = models_dir(flow, run_id) / "deploy" / "model.tar.gz"
+        assert downloaded.is_file()  # fetched through the aws_default connection
+    assert deployment["model_version"] == pathspec
+    assert deployment["bundle"]["tarball"] == ref.tarball
+    assert Path(deployment["artifact_uri"]).is_relative_to(tmp_path / "worker" / "serving")
+
+
+# dag.test() of skiff_hourly in a subprocess (it needs the DAGs folder configured), its data
+# stages marked done (the marts are the fixture's), and the rec model's tasks too
+_DAG_TEST = """
+import json, sys
+from datetime import datetime
+from airflow.dag_processing.dagbag import DagBag
+dag = DagBag(dag_folder=sys.argv[1]).dags["skiff_hourly"]
+run = dag.test(logical_date=datetime.fromisoformat(sys.argv[2]), mark_success_pattern=sys.argv[3])
+tis = {ti.task_id: ti for ti in run.get_task_instances()}
+out = {"state": run.state, "tasks": {t: ti.state for t, ti in tis.items()}}
+for t in ("train_intent", "gate_intent", "deploy_intent", "smoke_test_intent", "promote_intent"):
+    out[t] = tis[t].xcom_pull(task_ids=t)
+print("RESULT " + json.dumps(out, default=str))
+"""
+#: skiff_hourly's tasks that do not run: ingest, validation, dbt, and the rec model's
+_DONE = (r"ingest_events|validate_.*|prepare\..*|train_rec"
+         r"|(gate|deploy|smoke_test|promote|rollback)_rec")
+
+
+def _dag_test(env: dict[str, str], logical_date: str, epochs: int) -> dict:
+    """One ``dag.test()`` of skiff_hourly's train + release of the intent model."""
+    import subprocess
+    import sys
+
+    env = {**env, "METAFLOW_RUN_EPOCHS": str(epochs)}  # the flow's --epochs (Metaflow's variable)
+    proc = subprocess.run([sys.executable, "-c", _DAG_TEST, str(REPO / "dags"), logical_date,
+                           _DONE], env=env, capture_output=True, text=True, timeout=900)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def _predict(api: str) -> str:
+    """The model version ``GET /predict`` answers for an intent session."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{api}/predict?session=view,detail,add&model=intent",
+                                timeout=30) as answer:
+        return json.loads(answer.read())["model_version"]
+
+
+@pytest.mark.slow  # two dag.test() runs, each a flow run and a deploy: about 4 min here
+def test_train_and_release_twice_on_the_s3_datastore_and_registry(
+        on_s3: SimpleNamespace, airflow_db: Path, tmp_path: Path) -> None:
+    from hooks.metaflow_runner import MetaflowHook
+    from skiff.config import ServingConfig
+    from skiff.serve import EndpointStore, ModelRegistry, open_storage
+    from skiff_api.local_stack import LocalStack
+
+    s3 = on_s3.s3
+    # a home of its own (the model server's endpoints), but the local metadata where this
+    # process's Metaflow client reads it (a root is read once, at import)
+    home, token = tmp_path / "home", "s" * 32
+    serving = {"SKIFF_HOME": str(home), "SKIFF_SERVE_TOKEN": token,
+               "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(MetaflowHook().config.metaflow_root)}
+    with environ(**serving):  # the model server on loopback, in this process
+        stack = LocalStack.build(ServingConfig.from_env(), store=EndpointStore(home / "serving"),
+                                 port=0, api_port=0, control_port=0).start()
+    env = {**os.environ, **serving, "SKIFF_TRAIN_MAX_SESSIONS": "2500",
+           "SKIFF_SERVE_PORT": str(stack.port("models")),
+           "SKIFF_SERVE_CONTROL_PORT": str(stack.port("control"))}
+    registry = ModelRegistry(open_storage(f"s3://{BUCKET}/{on_s3.registry}", s3))
+    try:
+        # run 1: the first model; it beats the baselines, is deployed and promoted
+        first = _dag_test(env, "2026-11-01T00:00:00+00:00", epochs=3)
+        assert first["state"] == "success", first["tasks"]
+        assert first["tasks"]["train_intent"] == "success"
+        assert first["tasks"]["rollback_intent"] == "skipped"  # nothing failed
+        one = first["train_intent"]["pathspec"]
+        tarball = f"s3://{BUCKET}/metaflow/data/{one}/model.tar.gz"
+        assert first["train_intent"]["bundle"]["tarball"] == tarball  # read from the run, on S3
+        assert tarball_meta(s3, tarball)["version"] == one
+        assert any(k.endswith("data.json") for k in keys(s3, f"metaflow/{one}/end/"))
+        assert first["gate_intent"]["promote"] and first["gate_intent"]["against"] == "baselines"
+        assert first["deploy_intent"]["bundle"]["tarball"] == tarball
+        assert first["smoke_test_intent"]["smoke"]["model_version"] == one
+        assert _predict(stack.urls["api"]) == one
+        champion = registry.champion("intent")  # the registry is in S3
+        assert champion.pathspec == one and champion.bundle.tarball == tarball
+        assert keys(s3, f"{on_s3.registry}/intent/champion.json")
+
+        # run 2 runs where none of run 1's files are (a Batch container, another worker): the
+        # served copy the champion record names is moved away meanwhile, so the champion
+        # branch can only fetch it from S3
+        served = Path(champion.bundle.folder)
+        assert served.is_dir()
+        shutil.move(served, tmp_path / "served-copy")
+        try:
+            second = _dag_test(env, "2026-11-01T01:00:00+00:00", epochs=8)
+        finally:
+            shutil.move(tmp_path / "served-copy", served)
+        assert second["state"] == "success", second["tasks"]
+        two = second["train_intent"]["pathspec"]
+        assert two != one
+        metrics = second["train_intent"]["metrics"]
+        assert metrics["champion"]["pathspec"] == one  # re-scored on run 2's held-out sessions
+        run = MetaflowHook().client.Run(two)
+        assert f"champion {one} read from {tarball}" in run["champion"].task.stdout
+        gate = second["gate_intent"]
+        assert gate["promote"] and gate["against"] == "champion", gate["reason"]
+        assert second["deploy_intent"]["model_version"] == two
+        assert _predict(stack.urls["api"]) == two  # /predict answers the new version
+        champion = registry.champion("intent")
+        assert (champion.pathspec, champion.previous) == (two, one)
+        assert champion.bundle.tarball == f"s3://{BUCKET}/metaflow/data/{two}/model.tar.gz"
+    finally:
+        stack.close()

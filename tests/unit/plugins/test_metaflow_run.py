@@ -323,5 +323,7 @@ def test_on_the_s3_datastore_the_run_and_the_client_get_the_aws_connection(
     assert (env["AWS_ACCESS_KEY_ID"], env["AWS_ENDPOINT_URL"]) == ("AKIDUMMY", "http://127.0.0.1:1")
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(env["SKIFF_RUN_ENV"].split(","))
     assert hook.client.Run  # the client, imported
-    assert (os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"],
-            os.environ["AWS_ENDPOINT_URL"]) == ("AKIDUMMY", "dummy-aws-secret", "http://127.0.0.1:1")
+    assert {name: os.environ[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                                 "AWS_ENDPOINT_URL")} == {
+        "AWS_ACCESS_KEY_ID": "AKIDUMMY", "AWS_SECRET_ACCESS_KEY": "dummy-aws-secret",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:1"}
