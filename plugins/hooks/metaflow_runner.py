@@ -202,10 +202,12 @@ class MetaflowHook(BaseHook):
     def client(self) -> Any:
         """The ``metaflow`` module, imported with this hook's datastore settings, global namespace.
 
-        On the S3 datastore the AWS connection (:meth:`aws_env`) goes into this process's
-        environment as well: the client reads a run's artifacts from S3 through boto3
-        sessions and ``s3op`` worker processes of its own, which take credentials, region
-        and endpoint from the environment only. An Airflow task runs in a process of its own.
+        On the S3 datastore the AWS connection (``SKIFF_AWS_CONN_ID``, as :meth:`aws_env`
+        gives it to a run) goes into this process's environment as well: the client reads a
+        run's artifacts from S3 through boto3 sessions and ``s3op`` worker processes of its
+        own, which take credentials, region and endpoint from the environment only. An
+        Airflow task runs in a process of its own; in the triggerer (a Batch run's trigger)
+        the variables are the process's, for every trigger in it.
         """
         for key, value in self.env.items():
             os.environ.setdefault(key, value)

@@ -59,22 +59,31 @@ class Champion:
         return f"champion {self.record.pathspec}"
 
 
-def open_registry(config: ServingConfig) -> ModelRegistry:
+def open_registry(config: ServingConfig, client: Any = None) -> ModelRegistry:
     """The registry ``config`` names, from outside Airflow (a flow step on a laptop or on Batch).
 
     An ``s3://`` registry is read with the AWS connection the launching task handed to the run
     (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``, ``AWS_DEFAULT_REGION``,
     ``AWS_ENDPOINT_URL``: ``MetaflowHook.run_env``), passed to the client explicitly. Without
     handed keys the log says so and boto3's own chain applies (on Batch: the job's role).
+
+    :param config: where the registry is.
+    :param client: the S3 client of an ``s3://`` registry; default :func:`s3_client`.
     """
     from skiff.serve import ModelRegistry, open_storage
 
     uri = config.registry
-    return ModelRegistry(open_storage(uri, s3_client(config) if uri.startswith("s3://") else None))
+    if uri.startswith("s3://"):
+        client = client or s3_client(config)
+    return ModelRegistry(open_storage(uri, client))
 
 
 def s3_client(config: ServingConfig) -> Any:
-    """A boto3 S3 client on the AWS variables handed to the run (see :func:`open_registry`)."""
+    """A boto3 S3 client on the AWS variables handed to the run (see :func:`open_registry`).
+
+    :param config: the serving settings (their region, unless one was handed).
+    :return: the client.
+    """
     import boto3
 
     return boto3.client("s3", **_handed_aws(config.region))
@@ -109,9 +118,9 @@ def load_champion(model: str, config: ServingConfig, workdir: Path | None = None
     """
     from skiff.serve import LoadedModel, bundle
 
+    client = s3_client(config) if config.registry.startswith("s3://") else None
     try:
-        registry = open_registry(config)
-        record = registry.champion(model)
+        record = open_registry(config, client).champion(model)
     except RegistryError as exc:
         log.warning("Cannot read the %s champion: %s", model, exc)
         return None
@@ -121,9 +130,8 @@ def load_champion(model: str, config: ServingConfig, workdir: Path | None = None
     workdir = workdir or Path(tempfile.mkdtemp(prefix="skiff-champion-"))
     ref = record.bundle
     try:
-        client = None
         if ref.tarball.startswith("s3://"):  # read with the handed credentials, as the registry
-            client = getattr(registry.storage, "client", None) or s3_client(config)
+            client = client or s3_client(config)
         folder = bundle.resolve(ref, workdir, s3_client=client)
         loaded = LoadedModel.load(folder)
     except Exception as exc:  # noqa: BLE001  (S3, tar and TF errors alike: fall back, say why)
