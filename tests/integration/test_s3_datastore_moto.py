@@ -214,7 +214,7 @@ def _predict(api: str) -> str:
         return json.loads(answer.read())["model_version"]
 
 
-@pytest.mark.slow  # two dag.test() runs, each a flow run and a deploy: about 4 min here
+@pytest.mark.slow  # two dag.test() runs, each a flow run and a deploy: 2 to 5 min here
 def test_train_and_release_twice_on_the_s3_datastore_and_registry(
         on_s3: SimpleNamespace, airflow_db: Path, tmp_path: Path) -> None:
     from hooks.metaflow_runner import MetaflowHook
