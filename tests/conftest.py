@@ -80,3 +80,34 @@ def airflow_db() -> Path:
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
     return home
+
+
+#: The end of the generated history of :func:`marts_warehouse` (its sessions start before it).
+MARTS_END = "2026-11-01T00:00:00+00:00"
+
+
+@pytest.fixture(scope="session")
+def marts_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DuckDB file with the marts built by dbt from 3,000 sessions generated over the 24 hours
+    before :data:`MARTS_END` (about 15 s, once): what the training flows read."""
+    from datetime import datetime
+
+    from dbt.cli.main import dbtRunner
+
+    from hooks.warehouse import SkiffWarehouseHook
+    from skiff.data import DuckDBWarehouse, generate, load_dir
+
+    root = tmp_path_factory.mktemp("marts")
+    generate(root / "src", sessions=3000, seed=5, end=datetime.fromisoformat(MARTS_END),
+             span_hours=24)
+    db = root / "warehouse.duckdb"
+    load_dir(root / "src", DuckDBWarehouse(db))
+    project = REPO / "include" / "dbt"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SKIFF_DUCKDB_PATH", str(db))
+        result = dbtRunner().invoke(["run", "--project-dir", str(project), "--profiles-dir",
+                                     str(project), "--target-path", str(root / "target"),
+                                     "--quiet"])
+    assert result.success, result.exception
+    SkiffWarehouseHook.release_dbt_duckdb()  # as the operator does before launching a flow
+    return db

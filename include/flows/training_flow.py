@@ -77,9 +77,10 @@ class TrainingFlow(FlowSpec):
         """Keep a fitted model's history and params, and store it with its servable bundle.
 
         Sets ``keras_path`` and ``bundle`` (a :class:`skiff.serve.BundleRef` as a dict, what
-        the Airflow task returns and the deploy resolves). On the S3 datastore (AWS Batch) the
-        bundle's tarball goes beside the run's data in S3 (Metaflow's ``DATATOOLS_S3ROOT``),
-        since the container's disk goes with it.
+        the Airflow task returns and the deploy resolves). On the S3 datastore (AWS Batch, or
+        ``SKIFF_TRAIN_DATASTORE=s3``) the bundle's tarball goes beside the run's data in S3
+        (Metaflow's ``DATATOOLS_S3ROOT``): a container's disk goes with it, and the deploy or
+        a later run's champion branch may run on another machine.
 
         :param fitted: :class:`skiff.train.models.TrainResult`.
         :param export: ``kind``, ``vocabulary``, ``max_len`` (and ``k``, ``popular``) of
@@ -97,12 +98,15 @@ class TrainingFlow(FlowSpec):
         self.keras_path, self.bundle = str(keras_path), bundle.to_dict()
 
     def load_champion(self, model: str) -> Any:
-        """The serving champion of ``model``, loaded (None without one); sets ``champion_pathspec``."""
+        """The serving champion of ``model``, loaded (None without one); sets ``champion_pathspec``
+        and logs where its bundle was read (its folder here, or its tarball)."""
         from skiff.train import load_champion
         from skiff.config import ServingConfig
 
         champion = load_champion(model, ServingConfig.from_env())
         self.champion_pathspec = champion.record.pathspec if champion else None
+        if champion:
+            print(f"champion {champion.record.pathspec} read from {champion.source}")
         return champion
 
     def collect(self, inputs: Any, name: str, metric: str, score: Callable[[Any], dict[str, float]],

@@ -123,10 +123,16 @@ class TrainingConfig(Section):
     train_on: str = setting("SKIFF_TRAIN_ON", "local", "`local` (Metaflow's local runtime) or "
                             "`batch` (every step on AWS Batch, S3 datastore)",
                             choices=("local", "batch"), clean=str.lower)
+    datastore: str = setting("SKIFF_TRAIN_DATASTORE", "", "Metaflow datastore of the runs "
+                             "(artifacts, model tarballs): `local` or `s3` (under "
+                             "`METAFLOW_DATASTORE_SYSROOT_S3`, through the `SKIFF_AWS_CONN_ID` "
+                             "connection); unset: `s3` on `batch`, else `local`", shown="",
+                             choices=("local", "s3"), clean=str.lower)
     metaflow_root: Path = setting("METAFLOW_DATASTORE_SYSROOT_LOCAL", _Path("$SKIFF_HOME/metaflow"),
-                                  "local Metaflow datastore and metadata")
+                                  "local Metaflow datastore and metadata (the metadata "
+                                  "stays here with the S3 datastore)")
     s3_root: str = setting("METAFLOW_DATASTORE_SYSROOT_S3", "", "S3 datastore root, e.g. "
-                           "`s3://bucket/metaflow`", required_on=("train_on", "batch"))
+                           "`s3://bucket/metaflow`", required_on=("datastore", "s3"))
     batch_queue: str = setting("SKIFF_BATCH_QUEUE", "", "AWS Batch job queue",
                                required_on=("train_on", "batch"))
     batch_job_role: str = setting("SKIFF_BATCH_JOB_ROLE_ARN", "", "IAM role of the Batch jobs: "
@@ -154,8 +160,14 @@ class TrainingConfig(Section):
         return REPO_ROOT / "include" / "flows"
 
     def __post_init__(self) -> None:
+        if not self.datastore:  # unset: the datastore a step's machine can reach
+            object.__setattr__(self, "datastore", "s3" if self.train_on == "batch" else "local")
         super().__post_init__()
-        if self.train_on == "batch" and not self.s3_root.startswith("s3://"):
+        if self.train_on == "batch" and self.datastore != "s3":
+            raise SkiffConfigError(
+                f"{self.env('train_on')}=batch needs {self.env('datastore')}=s3 (or unset): a "
+                "Batch step's disk goes with its container, its artifacts must reach S3.")
+        if self.datastore == "s3" and not self.s3_root.startswith("s3://"):
             raise SkiffConfigError(f"{self.env('s3_root')}={self.s3_root!r} must start with s3://")
 
 

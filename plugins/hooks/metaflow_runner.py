@@ -24,7 +24,7 @@ from airflow.sdk.bases.hook import BaseHook
 from hooks.warehouse import SkiffWarehouseHook
 
 if TYPE_CHECKING:
-    from skiff.config import TrainingConfig
+    from skiff.config import ServingConfig, TrainingConfig
     from skiff.serve import BundleRef
     from skiff.train import FlowLaunch
 
@@ -142,15 +142,24 @@ class MetaflowHook(BaseHook):
 
     def aws_env(self) -> dict[str, str]:
         """The AWS connection (``SKIFF_AWS_CONN_ID``) as the standard ``AWS_*`` variables, for
-        a Batch launch or an ``s3://`` registry (nothing otherwise): Metaflow's S3 datastore and
-        Batch client in the run, and the champion's registry reads, use these credentials."""
+        the S3 datastore (a Batch launch's included) or an ``s3://`` registry (nothing
+        otherwise): Metaflow's S3 datastore and Batch client in the run, the bundle's upload
+        and the champion's registry reads use these credentials."""
         from skiff.config import ServingConfig
 
         serving = ServingConfig.from_env()
-        if self.config.train_on != "batch" and not serving.registry.startswith("s3://"):
+        if self.config.datastore != "s3" and not serving.registry.startswith("s3://"):
             return {}
+        return self._aws_connection_env(serving)
+
+    @staticmethod
+    def _aws_connection_env(serving: ServingConfig | None = None) -> dict[str, str]:
+        """The AWS connection of ``serving`` (default from env) as ``AWS_*`` variables."""
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
+        from skiff.config import ServingConfig
+
+        serving = serving or ServingConfig.from_env()
         hook = AwsBaseHook(aws_conn_id=serving.aws_conn_id, client_type="s3")
         env = {"AWS_DEFAULT_REGION": hook.conn_region_name or serving.region}
         if hook.conn_config.endpoint_url:
@@ -191,9 +200,19 @@ class MetaflowHook(BaseHook):
 
     @cached_property
     def client(self) -> Any:
-        """The ``metaflow`` module, imported with this hook's datastore settings, global namespace."""
+        """The ``metaflow`` module, imported with this hook's datastore settings, global namespace.
+
+        On the S3 datastore the AWS connection (``SKIFF_AWS_CONN_ID``, as :meth:`aws_env`
+        gives it to a run) goes into this process's environment as well: the client reads a
+        run's artifacts from S3 through boto3 sessions and ``s3op`` worker processes of its
+        own, which take credentials, region and endpoint from the environment only. An
+        Airflow task runs in a process of its own; in the triggerer (a Batch run's trigger)
+        the variables are the process's, for every trigger in it.
+        """
         for key, value in self.env.items():
             os.environ.setdefault(key, value)
+        if self.env.get("METAFLOW_DEFAULT_DATASTORE") == "s3":
+            os.environ.update(self._aws_connection_env())
         import metaflow
 
         metaflow.namespace(None)

@@ -4,41 +4,17 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from hooks.metaflow_runner import MetaflowHook
-from skiff.data import generate
-from skiff.data import load_dir
-from skiff.serve import BundleRef, read_bundle_meta
 from skiff.data import DuckDBWarehouse
+from skiff.serve import BundleRef, read_bundle_meta
 
 pytestmark = pytest.mark.integration
 
 FLOWS = Path(__file__).resolve().parents[2] / "include" / "flows"
-
-
-@pytest.fixture(scope="module")
-def marts_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A DuckDB file with the marts built by dbt from 3,000 generated sessions."""
-    from dbt.cli.main import dbtRunner
-
-    root = tmp_path_factory.mktemp("flows")
-    generate(root / "src", sessions=3000, seed=5, end=datetime(2026, 11, 1, tzinfo=UTC), span_hours=24)
-    db = root / "warehouse.duckdb"
-    load_dir(root / "src", DuckDBWarehouse(db))
-    project = Path(__file__).resolve().parents[2] / "include" / "dbt"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SKIFF_DUCKDB_PATH", str(db))
-        result = dbtRunner().invoke(["run", "--project-dir", str(project), "--profiles-dir", str(project),
-                                     "--target-path", str(root / "target"), "--quiet"])
-    assert result.success, result.exception
-    from hooks.warehouse import SkiffWarehouseHook
-
-    SkiffWarehouseHook.release_dbt_duckdb()  # as the operator does before launching a flow
-    return db
 
 
 @pytest.mark.parametrize(

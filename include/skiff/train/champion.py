@@ -17,7 +17,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from skiff.train.next_item import NextItemData
     from skiff.serve import ChampionRecord, LoadedModel, ModelRegistry
 
-__all__ = ["Champion", "open_registry", "load_champion", "translation", "intent_scores",
-           "rec_top_k"]
+__all__ = ["Champion", "open_registry", "s3_client", "load_champion", "translation",
+           "intent_scores", "rec_top_k"]
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,17 @@ BATCH = 2048
 
 @dataclass(frozen=True)
 class Champion:
-    """The champion's registry record and its loaded bundle."""
+    """The champion's registry record, its loaded bundle, and where the bundle was read.
+
+    :param record: the registry's record.
+    :param model: the loaded bundle.
+    :param source: what was read: the record's bundle folder on this machine, or its
+        tarball (a file, or the ``s3://`` object downloaded).
+    """
 
     record: ChampionRecord
     model: LoadedModel
+    source: str = ""
 
     @property
     def name(self) -> str:
@@ -52,23 +59,34 @@ class Champion:
         return f"champion {self.record.pathspec}"
 
 
-def open_registry(config: ServingConfig) -> ModelRegistry:
+def open_registry(config: ServingConfig, client: Any = None) -> ModelRegistry:
     """The registry ``config`` names, from outside Airflow (a flow step on a laptop or on Batch).
 
     An ``s3://`` registry is read with the AWS connection the launching task handed to the run
     (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``, ``AWS_DEFAULT_REGION``,
     ``AWS_ENDPOINT_URL``: ``MetaflowHook.run_env``), passed to the client explicitly. Without
     handed keys the log says so and boto3's own chain applies (on Batch: the job's role).
+
+    :param config: where the registry is.
+    :param client: the S3 client of an ``s3://`` registry; default :func:`s3_client`.
     """
     from skiff.serve import ModelRegistry, open_storage
 
     uri = config.registry
-    client = None
     if uri.startswith("s3://"):
-        import boto3
-
-        client = boto3.client("s3", **_handed_aws(config.region))
+        client = client or s3_client(config)
     return ModelRegistry(open_storage(uri, client))
+
+
+def s3_client(config: ServingConfig) -> Any:
+    """A boto3 S3 client on the AWS variables handed to the run (see :func:`open_registry`).
+
+    :param config: the serving settings (their region, unless one was handed).
+    :return: the client.
+    """
+    import boto3
+
+    return boto3.client("s3", **_handed_aws(config.region))
 
 
 def _handed_aws(region: str) -> dict[str, str | None]:
@@ -100,8 +118,9 @@ def load_champion(model: str, config: ServingConfig, workdir: Path | None = None
     """
     from skiff.serve import LoadedModel, bundle
 
+    client = s3_client(config) if config.registry.startswith("s3://") else None
     try:
-        record = open_registry(config).champion(model)
+        record = open_registry(config, client).champion(model)
     except RegistryError as exc:
         log.warning("Cannot read the %s champion: %s", model, exc)
         return None
@@ -109,12 +128,18 @@ def load_champion(model: str, config: ServingConfig, workdir: Path | None = None
         log.info("No %s champion yet: the run is compared with its baselines.", model)
         return None
     workdir = workdir or Path(tempfile.mkdtemp(prefix="skiff-champion-"))
+    ref = record.bundle
     try:
-        return Champion(record, LoadedModel.load(bundle.resolve(record.bundle, workdir)))
+        if ref.tarball.startswith("s3://"):  # read with the handed credentials, as the registry
+            client = client or s3_client(config)
+        folder = bundle.resolve(ref, workdir, s3_client=client)
+        loaded = LoadedModel.load(folder)
     except Exception as exc:  # noqa: BLE001  (S3, tar and TF errors alike: fall back, say why)
         log.warning("Cannot load the %s champion %s: %s: %s", model, record.pathspec,
                     type(exc).__name__, exc)
         return None
+    source = ref.folder if ref.folder and Path(folder) == Path(ref.folder) else ref.tarball
+    return Champion(record, loaded, source)
 
 
 def translation(tokens: list[str], target_index: dict[str, int]) -> np.ndarray:

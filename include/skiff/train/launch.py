@@ -2,9 +2,11 @@
 
 Pure functions of :class:`~skiff.config.TrainingConfig`, so the Batch launch is tested
 without AWS. Locally a flow runs on Metaflow's local runtime with a local datastore under
-``$SKIFF_HOME/metaflow``. With ``SKIFF_TRAIN_ON=batch`` every step runs on AWS Batch
-(``--with batch:image=…,queue=…``) with the S3 datastore, and the training steps' own
-``@resources`` ask for the GPUs and memory of the config: nothing in the flow changes.
+``$SKIFF_HOME/metaflow``, or the S3 datastore (``SKIFF_TRAIN_DATASTORE=s3``). With
+``SKIFF_TRAIN_ON=batch`` every step runs on AWS Batch (``--with batch:image=…,queue=…``) with
+the S3 datastore, and the training steps' own ``@resources`` ask for the GPUs and memory of
+the config: nothing in the flow changes. The metadata stays local either way
+(``METAFLOW_DEFAULT_METADATA=local``, under ``METAFLOW_DATASTORE_SYSROOT_LOCAL``).
 """
 
 from __future__ import annotations
@@ -33,19 +35,18 @@ def metaflow_env(config: TrainingConfig) -> dict[str, str]:
         "USERNAME": os.environ.get("USERNAME") or os.environ.get("USER") or "skiff",
         "METAFLOW_DEFAULT_METADATA": "local",
         "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(config.metaflow_root),
+        "METAFLOW_DEFAULT_DATASTORE": config.datastore,
         "SKIFF_BATCH_GPU": str(config.batch_gpu if config.train_on == "batch" else 0),
         "SKIFF_BATCH_MEMORY": str(config.batch_memory),
     }
+    if config.datastore == "s3":
+        env["METAFLOW_DATASTORE_SYSROOT_S3"] = config.s3_root
     if config.train_on == "batch":
         env.update(
-            METAFLOW_DEFAULT_DATASTORE="s3",
-            METAFLOW_DATASTORE_SYSROOT_S3=config.s3_root,
             METAFLOW_BATCH_JOB_QUEUE=config.batch_queue,
             METAFLOW_BATCH_CONTAINER_IMAGE=config.batch_image,
             METAFLOW_ECS_S3_ACCESS_IAM_ROLE=config.batch_job_role,
         )
-    else:
-        env["METAFLOW_DEFAULT_DATASTORE"] = "local"
     return env
 
 
@@ -113,8 +114,9 @@ def flow_launch(
     # the code package (what a Batch step runs from) is the flows' folder, symlinked
     # ``skiff/`` included, with the files of these suffixes (contract.toml is data skiff reads)
     top_level: dict[str, Any] = {"pylint": False, "package_suffixes": PACKAGE_SUFFIXES}
-    if config.train_on == "batch":
+    if config.datastore == "s3":
         top_level["datastore"] = "s3"
+    if config.train_on == "batch":
         top_level["decospecs"] = [f"batch:image={config.batch_image},queue={config.batch_queue},"
                                   f"iam_role={config.batch_job_role}"]
     run_args = {k: _native(v) for k, v in (params or {}).items() if v is not None}

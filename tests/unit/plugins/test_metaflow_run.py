@@ -54,6 +54,36 @@ def test_batch_launch_command_and_environment() -> None:
     assert (env["SKIFF_BATCH_GPU"], env["SKIFF_BATCH_MEMORY"]) == ("2", "30000")  # read by @resources
 
 
+def test_local_runtime_on_the_s3_datastore() -> None:
+    """SKIFF_TRAIN_DATASTORE=s3 without Batch: the local runtime, Metaflow's S3 datastore."""
+    config = TrainingConfig(datastore="s3", s3_root="s3://bucket/mf")
+    launch = flow_launch(TINY, {"alpha": 3}, config)
+    assert launch.argv()[3:] == ["--package-suffixes", ".py,.toml", "--datastore", "s3", "run",
+                                 "--alpha", "3"]
+    assert launch.env["METAFLOW_DEFAULT_DATASTORE"] == "s3"
+    assert launch.env["METAFLOW_DATASTORE_SYSROOT_S3"] == "s3://bucket/mf"
+    assert launch.env["SKIFF_BATCH_GPU"] == "0"
+    assert not [name for name in launch.env if name.startswith("METAFLOW_BATCH_")]
+
+
+@pytest.mark.parametrize(
+    ("env", "datastore"),
+    [
+        pytest.param({}, "local", id="default-local"),
+        pytest.param({"SKIFF_TRAIN_ON": "batch"}, "s3", id="batch-implies-s3"),
+        pytest.param({"SKIFF_TRAIN_DATASTORE": "S3"}, "s3", id="s3-on-the-local-runtime"),
+    ],
+)
+def test_the_datastore_follows_the_target_unless_set(env: dict[str, str], datastore: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"METAFLOW_DATASTORE_SYSROOT_S3": "s3://b/m", "SKIFF_BATCH_QUEUE": "q",
+                        "SKIFF_BATCH_JOB_ROLE_ARN": "arn:aws:iam::1:role/r", **env}.items():
+        monkeypatch.setenv(name, value)
+    for name in {"SKIFF_TRAIN_ON", "SKIFF_TRAIN_DATASTORE"} - set(env):
+        monkeypatch.delenv(name, raising=False)
+    assert TrainingConfig.from_env().datastore == datastore
+
+
 def test_runner_api_builds_the_same_command_as_argv() -> None:
     from metaflow import Runner
 
@@ -70,6 +100,9 @@ def test_runner_api_builds_the_same_command_as_argv() -> None:
         pytest.param("s3_root", "", "METAFLOW_DATASTORE_SYSROOT_S3", id="batch-without-s3"),
         pytest.param("s3_root", "bucket/mf", "must start with s3://", id="not-an-s3-url"),
         pytest.param("batch_job_role", "", "SKIFF_BATCH_JOB_ROLE_ARN", id="batch-without-job-role"),
+        pytest.param("datastore", "local", "SKIFF_TRAIN_ON=batch needs SKIFF_TRAIN_DATASTORE=s3",
+                     id="batch-on-the-local-datastore"),
+        pytest.param("datastore", "gcs", "SKIFF_TRAIN_DATASTORE", id="unknown-datastore"),
     ],
 )
 def test_bad_training_config(var: str, value: str, match: str) -> None:
@@ -77,6 +110,19 @@ def test_bad_training_config(var: str, value: str, match: str) -> None:
               "batch_job_role": "arn:aws:iam::1:role/r", var: value}
     with pytest.raises(ValueError, match=match):
         TrainingConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("s3_root", "match"),
+    [
+        pytest.param("", "SKIFF_TRAIN_DATASTORE=s3 needs METAFLOW_DATASTORE_SYSROOT_S3",
+                     id="s3-without-root"),
+        pytest.param("bucket/mf", "must start with s3://", id="root-not-an-s3-url"),
+    ],
+)
+def test_the_s3_datastore_needs_its_root(s3_root: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        TrainingConfig(datastore="s3", s3_root=s3_root)
 
 
 def test_run_streams_output_and_returns_metrics(hook: MetaflowHook) -> None:
@@ -253,3 +299,31 @@ def test_a_batch_launch_on_duckdb_is_refused(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("SKIFF_WAREHOUSE", "duckdb")
     with pytest.raises(AirflowException, match="SKIFF_TRAIN_ON=batch needs SKIFF_WAREHOUSE=snowflake"):
         MetaflowHook(config=BATCH).launch(TINY)
+
+
+def test_on_the_s3_datastore_the_run_and_the_client_get_the_aws_connection(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local run on the S3 datastore gets the AWS connection (a local registry needs none),
+    and the hook's Metaflow client, which reads the run back from S3 in this process, too."""
+    import json
+    import os
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+        monkeypatch.setenv(name, "")  # recorded, so that the undo removes what the client sets
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SKIFF_REGISTRY_URI", "/tmp/registry")
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
+        "conn_type": "aws", "login": "AKIDUMMY", "password": "dummy-aws-secret",
+        "extra": {"region_name": "eu-west-1", "endpoint_url": "http://127.0.0.1:1"}}))
+    local = MetaflowHook(config=TrainingConfig())
+    assert local.aws_env() == {} and "AWS_ACCESS_KEY_ID" not in local.run_env
+
+    hook = MetaflowHook(config=TrainingConfig(datastore="s3", s3_root="s3://bucket/mf"))
+    env = hook.run_env
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_ENDPOINT_URL"]) == ("AKIDUMMY", "http://127.0.0.1:1")
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(env["SKIFF_RUN_ENV"].split(","))
+    assert hook.client.Run  # the client, imported
+    assert {name: os.environ[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                                 "AWS_ENDPOINT_URL")} == {
+        "AWS_ACCESS_KEY_ID": "AKIDUMMY", "AWS_SECRET_ACCESS_KEY": "dummy-aws-secret",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:1"}

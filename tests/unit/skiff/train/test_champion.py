@@ -12,7 +12,7 @@ import pytest
 from serving_models import rec_bundle
 from skiff.config import ServingConfig
 from skiff.serve import BundleRef, LoadedModel, pack_bundle, write_bundle
-from skiff.serve.registry import ChampionRecord, LocalStorage, ModelRegistry
+from skiff.serve.registry import ChampionRecord, LocalStorage, ModelRegistry, open_storage
 from skiff.train import champion, features, intent, next_item
 
 WINDOW = 4
@@ -115,13 +115,39 @@ def test_load_champion_reads_the_registry_and_falls_back_to_none(tmp_path: Path,
     found = champion.load_champion("rec", config)
     assert found is not None and found.record.pathspec == "RecFlow/8"
     assert found.name == "champion RecFlow/8" and found.model.version == "RecFlow/8"
+    assert found.source == found.record.bundle.folder
 
     # the folder is gone (a run on Batch, a cleaned $SKIFF_HOME): the tarball is unpacked
     tarball = pack_bundle(rec_bundle(tmp_path / "b9", version="RecFlow/9"), tmp_path / "9.tar.gz")
     registry.promote(_record(tmp_path, pathspec="RecFlow/9", tarball=str(tarball)))
     found = champion.load_champion("rec", config, workdir=tmp_path / "work")
     assert found is not None and found.model.version == "RecFlow/9"
-    assert found.model.path == tmp_path / "work" / "bundle"
+    assert found.model.path == tmp_path / "work" / "bundle" and found.source == str(tarball)
+
+
+def test_a_champion_only_on_s3_is_fetched_with_the_handed_credentials(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry and the champion's tarball on S3, its folder on no disk here: the tarball is
+    downloaded with the client the registry is read with (the AWS variables the launch handed)."""
+    import boto3
+    from moto import mock_aws
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "AKIDHANDED", "AWS_SECRET_ACCESS_KEY": "handed",
+                        "AWS_DEFAULT_REGION": "us-east-1",
+                        "SKIFF_REGISTRY_URI": "s3://models/registry"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    tarball = pack_bundle(rec_bundle(tmp_path / "b9", version="RecFlow/9"), tmp_path / "9.tar.gz")
+    with mock_aws():  # botocore answered in-process: no network
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="models")
+        s3.upload_file(str(tarball), "models", "runs/RecFlow/9/model.tar.gz")
+        uri = "s3://models/runs/RecFlow/9/model.tar.gz"
+        ModelRegistry(open_storage("s3://models/registry", s3)).promote(
+            _record(tmp_path, pathspec="RecFlow/9", tarball=uri))
+        found = champion.load_champion("rec", ServingConfig.from_env(), workdir=tmp_path / "w")
+    assert found is not None and found.model.version == "RecFlow/9"
+    assert found.source == uri and (tmp_path / "w" / "model.tar.gz").is_file()
 
 
 @pytest.mark.parametrize("handed", [pytest.param(True, id="keys-handed"),
