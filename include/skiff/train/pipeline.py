@@ -57,21 +57,29 @@ def batches(inputs: Mapping[str, np.ndarray], labels: np.ndarray, *, batch_size:
     with tf.device("/CPU:0"):  # tf.data runs on the host: keep the arrays there, not on a GPU
         tensors = ({name: tf.convert_to_tensor(np.asarray(value))
                     for name, value in inputs.items()}, tf.convert_to_tensor(np.asarray(labels)))
-    count = -(-n // batch_size)
+    full, rest = divmod(n, batch_size)
 
     def epoch_rows(epoch_seed: Any) -> Any:
+        """The epoch's row order cut into batches: a reshape, then the remainder (fewer ops
+        per batch than slicing each one, which cost ~10% more CPU per example here)."""
         rows = tf.range(n, dtype=tf.int64)
         if shuffle:
             rows = tf.random.experimental.stateless_shuffle(
                 rows, seed=tf.stack([epoch_seed, tf.constant(0, tf.int64)]))
-        return tf.data.Dataset.range(count).map(
-            lambda b: rows[b * batch_size:(b + 1) * batch_size])
+        cut = tf.data.Dataset.from_tensor_slices(
+            tf.reshape(rows[:full * batch_size], [full, batch_size]))
+        return cut.concatenate(tf.data.Dataset.from_tensors(rows[full * batch_size:])) \
+            if rest else cut
 
     def gather(rows: Any) -> Any:
         return tf.nest.map_structure(lambda t: tf.gather(t, rows), tensors)
 
+    options = tf.data.Options()
+    # as Keras' own array pipeline: the default graph rewrites cost more than they save here
+    options.experimental_optimization.apply_default_optimizations = False
     epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
     return (epochs.flat_map(epoch_rows)
-            .apply(tf.data.experimental.assert_cardinality(count))  # Keras knows the epoch's steps
+            .apply(tf.data.experimental.assert_cardinality(full + bool(rest)))  # Keras: steps
             .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .prefetch(tf.data.AUTOTUNE))
+            .prefetch(tf.data.AUTOTUNE)
+            .with_options(options))
