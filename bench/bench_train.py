@@ -11,11 +11,19 @@ too long for 2 cores at ``full`` scale: when the rate says it takes over
 otherwise one real epoch is fitted and timed. The machine's load average before the fits
 is in the notes: on a shared 2-core machine it moves every figure here.
 
-On CPU always (GPUs hidden); again on the GPU when TensorFlow sees one.
+Each fit runs as the flows' fits do: a ``tf.data`` pipeline, under the precision policy
+``SKIFF_TRAIN_MIXED_PRECISION`` gives (by default mixed_float16 on a GPU, float32 on a CPU).
+``--device`` picks where: ``cpu`` (GPUs hidden), ``gpu`` (the first GPU; on a machine
+without one, a note and the CPU instead, exit 0), ``auto`` (default, what ``make bench``
+runs): the CPU, and again the GPU when TensorFlow sees one. The device used and the policy
+are printed, and named in each figure's note.
+
+Run: ``python -m bench.bench_train [small|full] [--device auto|cpu|gpu]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import json
 import os
@@ -37,6 +45,8 @@ HOLDOUT = 0.2  # the flows' default
 WINDOW = 10  # RecFlow's default
 #: One epoch over every example is run (not projected) when the rate says it takes at most this.
 EPOCH_LIMIT_S = 30.0
+#: Values of ``--device``.
+DEVICES = ("auto", "cpu", "gpu")
 
 
 def _throughput(build: Any, fit: Any, inputs: dict[str, Any], labels: Any, *, warmup: int,
@@ -81,7 +91,8 @@ def _throughput(build: Any, fit: Any, inputs: dict[str, Any], labels: Any, *, wa
 def worker(request: str) -> None:
     """Entry point of a worker process: measure both models, write the results as JSON.
 
-    :param request: path of a JSON file ``{"db", "device", "warmup", "steps", "out"}``.
+    :param request: path of a JSON file ``{"db", "device", "warmup", "steps", "out"}``;
+        ``device`` ``cpu`` hides the GPUs, ``gpu`` uses the first (the CPU when there is none).
     """
     spec = json.loads(Path(request).read_text())
     import tensorflow as tf
@@ -92,7 +103,7 @@ def worker(request: str) -> None:
     import numpy as np
 
     from skiff.data import DuckDBWarehouse
-    from skiff.train import datasets, intent, models, next_item
+    from skiff.train import datasets, device, intent, models, next_item
 
     started = time.perf_counter()
     marts = datasets.read_marts(DuckDBWarehouse(Path(spec["db"])))
@@ -114,31 +125,41 @@ def worker(request: str) -> None:
 
     steps = {"warmup": spec["warmup"], "steps": spec["steps"]}
     load = os.getloadavg()[0]
-    results = {
-        "intent": _throughput(lambda: models.build_intent_model(len(intent_data.vocab)),
-                              models.train_intent, intent_data.tokens("train"),
-                              intent_data.train.labels, **steps),
-        "rec": _throughput(build_rec, models.train_next_item,
-                           rec_data.train_examples.inputs(), rec_data.train_examples.target,
-                           **steps),
-    }
+    with device.training_precision() as policy:  # as intent.train / next_item.train fit
+        results = {
+            "intent": _throughput(lambda: models.build_intent_model(len(intent_data.vocab)),
+                                  models.train_intent, intent_data.tokens("train"),
+                                  intent_data.train.labels, **steps),
+            "rec": _throughput(build_rec, models.train_next_item,
+                               rec_data.train_examples.inputs(), rec_data.train_examples.target,
+                               **steps),
+        }
+        blockers = [device.cudnn_blockers(build().get_layer("encoder"))
+                    for build in (lambda: models.build_intent_model(len(intent_data.vocab)),
+                                  build_rec)]
     results["intent"]["prepare_s"], results["rec"]["prepare_s"] = intent_prep_s, rec_prep_s
     results["rec"]["items"] = len(rec_data.vocab)
     Path(spec["out"]).write_text(json.dumps({
-        "gpus": gpus, "load": load, "sessions": sessions, "read_s": read_s, "models": results,
+        "gpus": gpus, "device": device.device_name(), "policy": policy,
+        "cudnn_eligible": not any(blockers), "load": load, "sessions": sessions,
+        "read_s": read_s, "models": results,
         "threads": [tf.config.threading.get_intra_op_parallelism_threads(),
                     tf.config.threading.get_inter_op_parallelism_threads()],
         "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }))
 
 
-def _figures(result: dict[str, Any], device: str, log_name: str) -> list[Figure]:
+def _figures(result: dict[str, Any], log_name: str) -> list[Figure]:
     names = {"intent": "intent (GRU over event tokens)", "rec": "next item (GRU + copy head)"}
+    device = "CPU" if result["device"] == "CPU" else "GPU"
+    on = f"on {result['device']}, {result['policy']}"
+    if device == "GPU":
+        on += ", encoders cuDNN-eligible" if result["cudnn_eligible"] else ", NOT cuDNN-eligible"
     figures = []
     for key, name in names.items():
         r = result["models"][key]
-        detail = (f"batch {r['batch_size']}, {r['timed_steps']} steps timed after warm-up; "
-                  f"load {result['load']:.1f} on {os.cpu_count()} cores before")
+        detail = (f"{on}; batch {r['batch_size']}, {r['timed_steps']} steps timed after "
+                  f"warm-up; load {result['load']:.1f} on {os.cpu_count()} cores before")
         if key == "rec":
             detail += f"; {r['items']:,}-item softmax"
         examples = f"{r['train_examples']:,} training examples of the {log_name} log"
@@ -156,36 +177,80 @@ def _figures(result: dict[str, Any], device: str, log_name: str) -> list[Figure]
     return figures
 
 
-def run(scale: str) -> list[Figure]:
+def run(scale: str, device: str = "auto") -> list[Figure]:
+    """Measure on the device ``device`` picks (see the module docstring).
+
+    :param scale: ``small`` or ``full`` (:data:`bench.data.LOGS`).
+    :param device: ``auto``, ``cpu`` or ``gpu``.
+    :return: the figures; the device used is printed to stderr as each worker ends.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device={device!r}; use one of {DEVICES}")
     name = list(LOGS[scale])[-1]
     log = ensure_marts(get_log(name, *LOGS[scale][name]))
     warmup, steps = STEPS[scale]
     with tempfile.TemporaryDirectory(prefix="skiff-bench-train-") as tmp:
         env = skiff_env(Path(tmp) / "home")
         request = {"db": str(log.db), "warmup": warmup, "steps": steps}
-        cpu = run_worker(WORKER, Path(tmp) / "cpu", env, device="cpu", **request)
-        gpu = run_worker(WORKER, Path(tmp) / "gpu", env, device="gpu", **request) \
-            if cpu["gpus"] else None
-    intra, inter = cpu["threads"]
+        first_device = "gpu" if device == "gpu" else "cpu"
+        measured = [run_worker(WORKER, Path(tmp) / first_device, env, device=first_device,
+                               **request)]
+        _say(measured[0])
+        if device == "auto" and measured[0]["gpus"]:
+            measured.append(run_worker(WORKER, Path(tmp) / "gpu", env, device="gpu", **request))
+            _say(measured[1])
+    first = measured[0]
+    intra, inter = first["threads"]
     threads = f"TensorFlow threads intra {intra or 'auto'}, inter {inter or 'auto'}"
     figures = [
-        Figure("train", "read the marts (every session)", cpu["read_s"], "s", "",
-               f"{cpu['sessions']:,} sessions of the {name} log, DuckDB -> Arrow"),
-        Figure("train", "intent: build examples", cpu["models"]["intent"]["prepare_s"], "s", "",
-               "intent.prepare: prefixes at the add and after it"),
-        Figure("train", "next item: build examples", cpu["models"]["rec"]["prepare_s"], "s", "",
-               f"next_item.prepare: every position, window {WINDOW}"),
-        *_figures(cpu, "CPU", name),
-        Figure("train", "peak RSS of the training process", cpu["peak_rss"] / 2**30, "GiB", "",
-               f"marts, examples and both fits; {threads}"),
+        Figure("train", "read the marts (every session)", first["read_s"], "s", "",
+               f"{first['sessions']:,} sessions of the {name} log, DuckDB -> Arrow"),
+        Figure("train", "intent: build examples", first["models"]["intent"]["prepare_s"], "s",
+               "", "intent.prepare: prefixes at the add and after it"),
+        Figure("train", "next item: build examples", first["models"]["rec"]["prepare_s"], "s",
+               "", f"next_item.prepare: every position, window {WINDOW}"),
+        *_figures(first, name),
+        Figure("train", "peak RSS of the training process", first["peak_rss"] / 2**30, "GiB",
+               "", f"marts, examples and both fits; {threads}"),
     ]
-    if gpu is None:
-        figures.append(Figure("train", "GPUs visible to TensorFlow", 0, "", "",
-                              "no GPU here: GPU figures not measured"))
-    else:
-        figures += _figures(gpu, "GPU", name)
+    for result in measured[1:]:
+        figures += _figures(result, name)
+    if not first["gpus"] and device != "cpu":
+        note = ("--device gpu, but TensorFlow sees no GPU here: measured on the CPU instead"
+                if device == "gpu" else "no GPU here: GPU figures not measured")
+        figures.append(Figure("train", "GPUs visible to TensorFlow", 0, "", "", note))
     return figures
 
 
-if __name__ == "__main__":  # python -m bench.bench_train [full]
-    print(Figure.table(run(sys.argv[1] if len(sys.argv) > 1 else "small")))
+def _say(result: dict[str, Any]) -> None:
+    """Print the device a worker trained on, its policy and its rates (stderr)."""
+    rates = ", ".join(f"{key} {r['examples_per_s']:,.0f} examples/s, epoch {r['epoch_s']:.1f} s"
+                      + ("" if r["epoch_measured"] else " (projected)")
+                      for key, r in result["models"].items())
+    print(f"    trained on {result['device']} ({result['policy']}): {rates}", file=sys.stderr,
+          flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.bench_train``: the table of :func:`run`.
+
+    :param argv: ``[small|full] [--device auto|cpu|gpu]``.
+    :return: 0 (a missing GPU is a note, not a failure).
+    """
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_train",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("scale", nargs="?", choices=tuple(LOGS), default="small")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="where to train: auto (CPU, and the GPU when there is one), cpu, "
+                             "or gpu (the CPU with a note when there is none)")
+    args = parser.parse_args(argv)
+    figures = run(args.scale, args.device)
+    if args.device == "gpu" and any(f.name == "GPUs visible to TensorFlow" for f in figures):
+        print("note: --device gpu, but TensorFlow sees no GPU on this machine; measured on the "
+              "CPU instead.")
+    print(Figure.table(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

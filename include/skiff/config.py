@@ -144,6 +144,11 @@ class TrainingConfig(Section):
     batch_memory: int = setting("SKIFF_BATCH_MEMORY", 16_000, "MiB of each training step on Batch",
                                 minimum=1024)
     batch_gpu: int = setting("SKIFF_BATCH_GPU", 1, "GPUs of each training step on Batch")
+    mixed_precision: str = setting("SKIFF_TRAIN_MIXED_PRECISION", "auto", "Keras mixed precision "
+                                   "(`mixed_float16`) while a model trains: `auto` when "
+                                   "TensorFlow sees a GPU, `on`, or `off`; the served model is "
+                                   "float32 either way", choices=("auto", "on", "off"),
+                                   clean=str.lower)
     wandb_conn_id: str = setting("SKIFF_WANDB_CONN_ID", "wandb_default", "Airflow connection "
                                  "whose password is the W&B API key, handed to a run at launch "
                                  "(optional: without it, W&B runs as `WANDB_MODE` says)")

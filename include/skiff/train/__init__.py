@@ -3,6 +3,8 @@
 - :mod:`~skiff.train.datasets`: the marts as Arrow tables, a split by time, a data version.
 - :mod:`~skiff.train.features`: vocabularies, intent prefixes, padding, next-item windows.
 - :mod:`~skiff.train.layers` / :mod:`~skiff.train.models`: the Keras layers and models.
+- :mod:`~skiff.train.pipeline`: the ``tf.data`` input pipeline of the fit loops.
+- :mod:`~skiff.train.device`: GPU or CPU, mixed precision, cuDNN eligibility.
 - :mod:`~skiff.train.baselines`: what the models must beat, in numpy.
 - :mod:`~skiff.train.metrics`: ROC-AUC, F1, MRR@k, slices and the champion/challenger decision.
 - :mod:`~skiff.train.intent` / :mod:`~skiff.train.next_item`: each task end to end.

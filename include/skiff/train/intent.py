@@ -81,14 +81,22 @@ def baseline_scores(data: IntentData) -> dict[str, tuple[np.ndarray, np.ndarray,
 
 
 def train(data: IntentData, *, epochs: int = 8, seed: int = 42) -> Any:
-    """Build and fit the Keras sequence model on event tokens.
+    """Build and fit the Keras sequence model on event tokens, in mixed precision when
+    ``SKIFF_TRAIN_MIXED_PRECISION`` says so (by default on a GPU).
 
-    :return: :class:`skiff.train.models.TrainResult`.
+    :return: :class:`skiff.train.models.TrainResult`; its model computes in float32
+        (:func:`skiff.train.device.float32_copy`), its params name the training policy
+        and device.
     """
-    from skiff.train import models
+    from skiff.train import device, models
 
-    model = models.build_intent_model(len(data.vocab))
-    return models.train_intent(model, data.tokens("train"), data.train.labels, epochs=epochs, seed=seed)
+    with device.training_precision() as policy:
+        model = models.build_intent_model(len(data.vocab))
+        fitted = models.train_intent(model, data.tokens("train"), data.train.labels,
+                                     epochs=epochs, seed=seed)
+    fitted.model = device.float32_copy(fitted.model)
+    fitted.params.update(dtype_policy=policy, device=device.device_name())
+    return fitted
 
 
 def model_scores(model: Any, data: IntentData) -> tuple[np.ndarray, np.ndarray, None]:

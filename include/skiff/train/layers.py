@@ -32,7 +32,8 @@ class TokenCounts(keras.layers.Layer):
         self.vocab_size = vocab_size
 
     def call(self, tokens: tf.Tensor) -> tf.Tensor:
-        one_hot = tf.one_hot(tf.cast(tokens, tf.int32), self.vocab_size)  # PAD is column 0
+        one_hot = tf.one_hot(tf.cast(tokens, tf.int32), self.vocab_size,
+                             dtype=self.compute_dtype)  # PAD is column 0
         counts = tf.reduce_sum(one_hot, axis=1)
         length = tf.reduce_sum(counts[:, 1:], axis=1, keepdims=True)
         return tf.math.log1p(tf.concat([counts[:, 1:], length], axis=1))

@@ -8,6 +8,10 @@
   back), like pointer/repeat-aware session recommenders.
 
 Both take right-padded int32 ids of any length (:func:`skiff.train.features.pad`; 0 is padding).
+GPU-ready: the recurrent encoders meet Keras 3's cuDNN conditions and the fit loops refuse
+ids cuDNN would not take (:mod:`skiff.train.device`); the output layers compute in float32,
+so the models build and train under a mixed-precision policy; :func:`train_intent` and
+:func:`train_next_item` feed a ``tf.data`` pipeline (:mod:`skiff.train.pipeline`).
 TensorFlow and Keras are imported inside the functions, so importing this module is cheap.
 
 Serving: :func:`export_saved_model` writes a TF SavedModel whose ``serve`` signature the
@@ -140,7 +144,8 @@ def build_intent_model(
     h = keras.layers.Concatenate(name="joined")(parts) if len(parts) > 1 else parts[0]
     h = keras.layers.Dense(units, activation="relu", name="hidden")(h)
     h = keras.layers.Dropout(dropout, name="dropout")(h)
-    out = keras.layers.Dense(1, activation="sigmoid", name="probability")(h)
+    # float32 whatever the policy: a mixed-precision model's output stays numerically safe
+    out = keras.layers.Dense(1, activation="sigmoid", name="probability", dtype="float32")(h)
     return keras.Model(inputs, out, name="skiff_intent")
 
 
@@ -206,7 +211,7 @@ def build_next_item_model(
     session = keras.layers.Dropout(dropout, name="session_dropout")(session)
     generated = _catalogue_head(session, n_items)
     if not copy:
-        logits = CatalogueLogits(n_items, name="logits")(generated)
+        logits = CatalogueLogits(n_items, name="logits", dtype="float32")(generated)
         return _with_prior(keras.Model({"items": items, "first": first}, logits,
                                        name="skiff_next_item"), item_log_prior)
     # copy scores: each item of the window, then the first item, scored from its embedding,
@@ -216,7 +221,8 @@ def build_next_item_model(
     c = keras.layers.Dense(units // 2, activation="tanh", name="copy_hidden")(cand)
     scores = keras.layers.Dense(1, name="copy_score")(c)
     scores = keras.layers.Reshape((-1,), name="copy_scores")(scores)
-    logits = CatalogueLogits(n_items, name="logits")(generated, cand_ids, scores)
+    logits = CatalogueLogits(n_items, name="logits", dtype="float32")(
+        generated, cand_ids, scores)
     return _with_prior(keras.Model({"items": items, "first": first}, logits,
                                    name="skiff_next_item"), item_log_prior)
 
@@ -241,6 +247,16 @@ def _check_sizes(**sizes: int) -> None:
             raise SkiffConfigError(f"{name}={value!r} must be a positive integer.")
 
 
+def _check_sequences(inputs: Mapping[str, np.ndarray]) -> None:
+    """Padded id inputs (2-D integers) must be right-padded, none empty: what cuDNN takes."""
+    from skiff.train.device import check_right_padded
+
+    for name, value in inputs.items():
+        value = np.asarray(value)
+        if value.ndim == 2 and np.issubdtype(value.dtype, np.integer):
+            check_right_padded(name, value)
+
+
 def _check_dropout(dropout: float) -> None:
     if not 0.0 <= dropout < 1.0:
         raise SkiffConfigError(f"dropout={dropout} must be in [0, 1).")
@@ -252,6 +268,8 @@ def _fit(model: Any, inputs: Mapping[str, np.ndarray], y: np.ndarray, *, loss: A
          verbose: int, callbacks: list[Any] | None) -> TrainResult:
     import keras
 
+    from skiff.train import pipeline
+
     _check_sizes(epochs=epochs, batch_size=batch_size)
     if learning_rate <= 0:
         raise SkiffConfigError(f"learning_rate={learning_rate} must be > 0.")
@@ -261,15 +279,21 @@ def _fit(model: Any, inputs: Mapping[str, np.ndarray], y: np.ndarray, *, loss: A
             raise DataContractError(f"Input {name!r} has {len(value)} rows; labels have {n}.")
     if n == 0:
         raise DataContractError("No training examples.")
+    _check_sequences(inputs)
+    if validation:
+        _check_sequences(validation[0])
     if seed is not None:
         keras.utils.set_random_seed(seed)
+    train = pipeline.batches(inputs, y, batch_size=batch_size, seed=seed)
+    held = pipeline.batches(validation[0], np.asarray(validation[1], dtype=y.dtype),
+                            batch_size=batch_size, shuffle=False) if validation else None
     # jit_compile=False: XLA's compile time outweighs its gain for these small models on CPU
+    # (and Keras turns it off anyway where a recurrent layer runs on cuDNN)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics,
                   jit_compile=False)
     began = time.perf_counter()
-    fitted = model.fit(dict(inputs), y, epochs=epochs, batch_size=batch_size,
-                       validation_data=(dict(validation[0]), validation[1]) if validation else None,
-                       shuffle=True, verbose=verbose, callbacks=callbacks)
+    fitted = model.fit(train, epochs=epochs, validation_data=held, verbose=verbose,
+                       callbacks=callbacks, shuffle=False)  # the pipeline shuffles
     seconds = time.perf_counter() - began
     history = {k: [float(v) for v in vals] for k, vals in fitted.history.items()}
     log.info("Trained %s on %s examples in %.1f s: %s", model.name, n, seconds,
@@ -301,12 +325,14 @@ def train_intent(
     :param batch_size: examples per step.
     :param learning_rate: Adam's learning rate.
     :param validation: optional ``(inputs, labels)`` scored after each epoch.
-    :param seed: seeds Python, numpy and TensorFlow (global) for repeatable runs; None: don't.
+    :param seed: seeds Python, numpy and TensorFlow (global) and the shuffling of the batches
+        (:func:`skiff.train.pipeline.batches`) for repeatable runs; None: don't.
     :param verbose: Keras verbosity (0 silent).
     :param callbacks: extra Keras callbacks (e.g. a W&B logger).
     :return: the fitted model, its history and timing.
     :raises SkiffConfigError: a training parameter is out of range.
-    :raises DataContractError: inputs and labels disagree in length, or there are none.
+    :raises DataContractError: inputs and labels disagree in length, there are none, or the
+        token ids are not right-padded (an empty row included).
     """
     import keras
 
@@ -340,12 +366,13 @@ def train_next_item(
     :param batch_size: examples per step.
     :param learning_rate: Adam's learning rate.
     :param validation: optional ``(inputs, targets)`` scored after each epoch.
-    :param seed: seeds Python, numpy and TensorFlow (global); None: don't.
+    :param seed: seeds Python, numpy and TensorFlow (global) and the batch shuffling; None: don't.
     :param verbose: Keras verbosity (0 silent).
     :param callbacks: extra Keras callbacks.
     :return: the fitted model, its history and timing.
     :raises SkiffConfigError: a training parameter is out of range.
-    :raises DataContractError: inputs and targets disagree in length, or there are none.
+    :raises DataContractError: inputs and targets disagree in length, there are none, or the
+        item ids are not right-padded (an empty row included).
     """
     import keras
 

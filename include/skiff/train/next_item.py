@@ -99,18 +99,25 @@ def popular_items(data: NextItemData, k: int = K) -> dict[str, list]:
 
 
 def train(data: NextItemData, *, epochs: int = 6, seed: int = 42, copy: bool = True) -> Any:
-    """Build and fit the Keras model (SKU embeddings + GRU, with the copy head by default).
+    """Build and fit the Keras model (SKU embeddings + GRU, with the copy head by default), in
+    mixed precision when ``SKIFF_TRAIN_MIXED_PRECISION`` says so (by default on a GPU).
 
-    :return: :class:`skiff.train.models.TrainResult`.
+    :return: :class:`skiff.train.models.TrainResult`; its model computes in float32
+        (:func:`skiff.train.device.float32_copy`), its params name the training policy
+        and device.
     """
-    from skiff.train import models
+    from skiff.train import device, models
 
     prior = np.log(data.counts + 1.0)
     prior -= prior.mean()
-    model = models.build_next_item_model(len(data.vocab), max_position=data.window,
-                                         item_log_prior=prior, copy=copy)
-    return models.train_next_item(model, data.train_examples.inputs(), data.train_examples.target,
-                                  epochs=epochs, seed=seed)
+    with device.training_precision() as policy:
+        model = models.build_next_item_model(len(data.vocab), max_position=data.window,
+                                             item_log_prior=prior, copy=copy)
+        fitted = models.train_next_item(model, data.train_examples.inputs(),
+                                        data.train_examples.target, epochs=epochs, seed=seed)
+    fitted.model = device.float32_copy(fitted.model)
+    fitted.params.update(dtype_policy=policy, device=device.device_name())
+    return fitted
 
 
 def model_top_k(model: Any, data: NextItemData, k: int = K) -> np.ndarray:

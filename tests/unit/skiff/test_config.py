@@ -44,6 +44,8 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         pytest.param("SKIFF_SAMPLE_SESSIONS", "many", "SKIFF_SAMPLE_SESSIONS", id="not-an-int"),
         pytest.param("SKIFF_SAMPLE_SESSIONS", "0", ">= 1", id="too-small"),
         pytest.param("SKIFF_RAW_SCHEMA", "raw; drop", "SKIFF_RAW_SCHEMA", id="bad-schema"),
+        pytest.param("SKIFF_TRAIN_MIXED_PRECISION", "sometimes", "SKIFF_TRAIN_MIXED_PRECISION",
+                     id="unknown-precision"),
     ],
 )
 def test_bad_values_name_the_variable(
