@@ -21,7 +21,11 @@ FLOWS = Path(__file__).resolve().parents[2] / "include" / "flows"
     ("flow_file", "headline", "keys"),
     [
         pytest.param("train_rec.py", "mrr@20", {"mrr@20", "hit_rate@20", "coverage@20", "mrr@20 long_tail"}, id="rec"),
-        pytest.param("train_intent.py", "roc_auc", {"roc_auc", "f1", "precision", "recall", "roc_auc@add+10"}, id="intent"),
+        # slow: IntentFlow runs end to end in make test already, on the S3 datastore
+        # (test_s3_datastore_moto) and in the hourly DAG (test_hourly_run); this checks the
+        # same flow-side code as the rec case
+        pytest.param("train_intent.py", "roc_auc", {"roc_auc", "f1", "precision", "recall", "roc_auc@add+10"},
+                     id="intent", marks=pytest.mark.slow),
     ],
 )
 def test_flow_runs_end_to_end(marts_warehouse: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
