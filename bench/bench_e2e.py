@@ -2,8 +2,8 @@
 
 ``airflow dags test skiff_hourly <end of the log>`` runs the log's last hour in a fresh
 process on the log's warehouse, as ``make run`` does, with its own ``SKIFF_HOME`` and
-``AIRFLOW_HOME`` (SQLite metadata DB) in ``$SKIFF_HOME/bench/e2e``, kept after the run for
-its logs. The marts are built from the whole log first (:func:`bench.data.ensure_marts`),
+``AIRFLOW_HOME`` (SQLite metadata DB) in ``$SKIFF_HOME/bench/e2e-<mode>``, kept after the run
+for its logs. The marts are built from the whole log first (:func:`bench.data.ensure_marts`),
 so the run is a steady-state hour: the incremental models read one hour (and the session
 lookback), not the log. ``SKIFF_REPLAY=off``: the log holds the hour already, so there is
 no ingest task. Training reads the latest ``train_sample_sessions`` sessions (the DAG
@@ -11,9 +11,17 @@ param, set with ``-c``: 5,000 at ``small``, 20,000 at ``full``), which bounds it
 the log's size. The model server ports are free ones, so no running ``skiff serve`` is
 touched.
 
+Both of Cosmos's execution modes of ``prepare`` (``SKIFF_DBT_EXECUTION_MODE``) run, one after
+the other on the same log and hour: first the configured one (``watcher`` by default), the
+whole DAG, whose stages are the figures; then the other, with the train and release tasks
+marked successful (``--mark-success-pattern``), for its ``prepare``. The second run finds the
+log in the OS cache the first one warmed.
+
 Per stage (the DAG's top-level task groups, read from the parsed DAG) the figure is the sum
 of its task instances' durations in the metadata DB; tasks run one at a time, so the run's
-span (first task start to last task end) is the stages plus Airflow's time between tasks.
+span (first task start to last task end) is the stages plus Airflow's time between tasks. A
+``prepare`` figure also gives the stage's own span, Airflow's time between its tasks included
+(16 tasks in either mode).
 """
 
 from __future__ import annotations
@@ -26,10 +34,11 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import REPO, Figure, run_worker, skiff_env
-from bench.data import END, LOGS, bench_home, ensure_marts, get_log
+from bench.data import END, LOGS, Log, bench_home, ensure_marts, get_log
 from skiff.ops import free_port
 
 #: This module, as the worker process imports it.
@@ -39,6 +48,8 @@ DAG_ID = "skiff_hourly"
 TRAIN_SAMPLE = {"small": 5_000, "full": 20_000}
 #: Stages in the DAG's order; ``release_intent`` and ``release_rec`` count as ``release``.
 STAGES = ("ingest", "validate_raw", "prepare", "validate", "train", "release")
+#: ``SKIFF_DBT_EXECUTION_MODE``'s values, both measured.
+MODES = ("watcher", "local")
 
 
 def worker(request: str) -> None:
@@ -93,38 +104,88 @@ def _task_instances(db_file: Path) -> list[tuple[str, str, float, float, float]]
             "julianday(end_date) from task_instance where dag_id = ?", (DAG_ID,)).fetchall()
 
 
-def run(scale: str) -> list[Figure]:
-    name = list(LOGS[scale])[-1]
-    log = ensure_marts(get_log(name, *LOGS[scale][name]))
-    sample = TRAIN_SAMPLE[scale]
-    home = bench_home() / "e2e"  # kept after the run: its logs and Airflow DB
+@dataclass
+class HourlyRun:
+    """One ``airflow dags test`` of the hour in one execution mode of ``prepare``."""
+
+    mode: str
+    tasks: list[tuple[str, str, float, float, float]]  # (task_id, state, duration, start, end)
+    groups: dict[str, str]  # task_id -> its top-level group (or itself)
+    wall: float
+    code: int
+    log_file: Path
+
+    def stages(self) -> tuple[dict[str, float], dict[str, int], dict[str, int]]:
+        """Seconds in tasks, tasks and skipped tasks, by stage."""
+        seconds: dict[str, float] = defaultdict(float)
+        counts: dict[str, int] = defaultdict(int)
+        skipped: dict[str, int] = defaultdict(int)
+        for task_id, state, duration, _, _ in self.tasks:
+            stage = _stage(self.groups[task_id])
+            seconds[stage] += duration
+            counts[stage] += 1
+            skipped[stage] += state == "skipped"
+        unknown = set(seconds) - set(STAGES)
+        if unknown:
+            raise RuntimeError(f"tasks outside the known stages {STAGES}: {sorted(unknown)}")
+        return seconds, counts, skipped
+
+    def span(self, stage: str | None = None) -> float:
+        """Seconds from the first task start to the last task end (of ``stage``, or all)."""
+        times = [(t[3], t[4]) for t in self.tasks
+                 if stage is None or _stage(self.groups[t[0]]) == stage]
+        return (max(end for _, end in times) - min(start for start, _ in times)) * 86400
+
+
+def _hourly_run(mode: str, log: Log, sample: int, *, train: bool) -> HourlyRun:
+    """``airflow dags test`` of the log's last hour with ``SKIFF_DBT_EXECUTION_MODE=mode``.
+
+    :param train: run the train and release tasks; False marks them successful unrun.
+    :raises RuntimeError: a task did not end green.
+    """
+    home = bench_home() / f"e2e-{mode}"  # kept after the run: its logs and Airflow DB
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     # SKIFF_RUN_DURATION_ALERT_MINUTES=0: `dags test` cannot finish a DAG with a Deadline Alert
     env = skiff_env(home, SKIFF_DUCKDB_PATH=str(log.db), SKIFF_REPLAY="off",
-                    SKIFF_RUN_DURATION_ALERT_MINUTES="0",
+                    SKIFF_RUN_DURATION_ALERT_MINUTES="0", SKIFF_DBT_EXECUTION_MODE=mode,
                     SKIFF_SERVE_PORT=str(free_port()), SKIFF_API_PORT=str(free_port()))
     if _airflow(env, home / "migrate.log", "db", "migrate")[1]:
         raise RuntimeError(f"airflow db migrate failed: {_last_error(home / 'migrate.log')}")
-    wall, code = _airflow(env, home / "dags-test.log", "dags", "test", DAG_ID, END.isoformat(),
-                          "-c", json.dumps({"train_sample_sessions": sample}))
+    groups = run_worker(WORKER, home / "stages", env)
+    args = ["dags", "test", DAG_ID, END.isoformat(),
+            "-c", json.dumps({"train_sample_sessions": sample})]
+    if not train:
+        unrun = [t for t, g in groups.items() if _stage(g) in ("train", "release")]
+        args += ["--mark-success-pattern", "|".join(re.escape(t) for t in unrun)]
+    log_file = home / "dags-test.log"
+    wall, code = _airflow(env, log_file, *args)
     tasks = _task_instances(home / "airflow" / "airflow.db")
     not_green = sorted(t[0] for t in tasks if t[1] not in ("success", "skipped"))
     if not tasks or not_green:
-        raise RuntimeError(f"the {DAG_ID} run did not end green (tasks {not_green or 'none'}); "
-                           f"{_last_error(home / 'dags-test.log')}; log {home / 'dags-test.log'}")
-    groups = run_worker(WORKER, home / "stages", env)
-    seconds: dict[str, float] = defaultdict(float)
-    counts: dict[str, int] = defaultdict(int)
-    skipped: dict[str, int] = defaultdict(int)
-    for task_id, state, duration, _, _ in tasks:
-        stage = _stage(groups[task_id])
-        seconds[stage] += duration
-        counts[stage] += 1
-        skipped[stage] += state == "skipped"
-    unknown = set(seconds) - set(STAGES)
-    if unknown:
-        raise RuntimeError(f"tasks outside the known stages {STAGES}: {sorted(unknown)}")
+        raise RuntimeError(f"the {DAG_ID} run ({mode}) did not end green (tasks "
+                           f"{not_green or 'none'}); {_last_error(log_file)}; log {log_file}")
+    return HourlyRun(mode, tasks, groups, wall, code, log_file)
+
+
+def _prepare_note(run: HourlyRun, counts: dict[str, int]) -> str:
+    return (f"SKIFF_DBT_EXECUTION_MODE={run.mode}: {counts['prepare']} tasks, span "
+            f"{run.span('prepare'):.1f} s; incremental dbt on the last hour (marts built from "
+            "the whole log)")
+
+
+def run(scale: str) -> list[Figure]:
+    from skiff.config import DbtConfig
+
+    name = list(LOGS[scale])[-1]
+    log = ensure_marts(get_log(name, *LOGS[scale][name]))
+    sample = TRAIN_SAMPLE[scale]
+    first = DbtConfig.from_env().execution_mode  # the configured mode: the whole DAG
+    other = next(m for m in MODES if m != first)  # then prepare in the other mode
+    main = _hourly_run(first, log, sample, train=True)
+    side = _hourly_run(other, log, sample, train=False)
+
+    seconds, counts, skipped = main.stages()
     figures = []
     for stage in STAGES:
         if stage not in seconds:
@@ -132,18 +193,26 @@ def run(scale: str) -> list[Figure]:
             figures.append(Figure("e2e", f"stage {stage}", 0.0, "s", "", note))
             continue
         note = f"{counts[stage]} tasks" + (f", {skipped[stage]} skipped" if skipped[stage] else "")
-        note += {"validate_raw": "; the first task imports GX (tasks run in one process)",
-                 "prepare": "; incremental dbt on the last hour (marts built from the whole log)",
-                 "train": f"; train_sample_sessions={sample:,} (-c), both flows"}.get(stage, "")
+        note = {"validate_raw": f"{note}; the first task imports GX (tasks run in one process)",
+                "prepare": _prepare_note(main, counts),
+                "train": f"{note}; train_sample_sessions={sample:,} (-c), both flows",
+                }.get(stage, note)
         figures.append(Figure("e2e", f"stage {stage}", seconds[stage], "s", "", note))
-    span = (max(t[4] for t in tasks) - min(t[3] for t in tasks)) * 86400
-    exit_note = "" if code == 0 else (f"; airflow dags test EXITED {code} after every task "
-                                      f"ended green: {_last_error(home / 'dags-test.log')}")
+    side_seconds, side_counts, _ = side.stages()
+    figures.append(Figure("e2e", f"stage prepare, {other} mode", side_seconds["prepare"], "s",
+                          "", _prepare_note(side, side_counts) + "; the next run, train and "
+                          "release marked successful"))
+    ratio = {first: seconds["prepare"], other: side_seconds["prepare"]}
+    figures.append(Figure("e2e", "prepare: local mode / watcher mode",
+                          ratio["local"] / ratio["watcher"], "x", "",
+                          f"{ratio['local']:.1f} s / {ratio['watcher']:.1f} s, same log and hour"))
+    exit_note = "" if main.code == 0 else (f"; airflow dags test EXITED {main.code} after every "
+                                           f"task ended green: {_last_error(main.log_file)}")
     figures += [
-        Figure("e2e", "hourly run: first task start to last task end", span, "s", "",
-               f"{name}-event log, last hour; {sum(seconds.values()):.0f} s in tasks, the rest "
-               "between them"),
-        Figure("e2e", "airflow dags test wall time", wall, "s", "",
+        Figure("e2e", "hourly run: first task start to last task end", main.span(), "s", "",
+               f"{name}-event log, last hour, {first} mode; {sum(seconds.values()):.0f} s in "
+               "tasks, the rest between them"),
+        Figure("e2e", "airflow dags test wall time", main.wall, "s", "",
                f"the CLI process: start, DAG parse, the run{exit_note}"),
     ]
     return figures

@@ -19,7 +19,10 @@ demo), for the data interval `[data_interval_start, data_interval_end)` between 
    recent hours' medians).
 3. **prepare**: the dbt project in `include/dbt`, rendered by Cosmos from its manifest: one task
    per model, each followed by its tests. Incremental models read only the new hour
-   (plus a lookback for sessions that started earlier).
+   (plus a lookback for sessions that started earlier). With `SKIFF_DBT_EXECUTION_MODE=watcher`
+   (default) `dbt_producer_watcher` runs one `dbt build` of the project and each model's task
+   and its tests' task report what the build did (a failure there fails them; their retry
+   runs dbt for that model alone); with `local` each task runs dbt itself.
 4. **validate** (Great Expectations, on what dbt built): `validate_session_events`
    (sessionised events: order, gaps, SKUs known to the catalogue), `validate_sessions`
    (`fct_sessions`: keys, funnel order, intent label rate) and `validate_products`
@@ -74,6 +77,20 @@ from taskgroups.release import release_tasks
 
 CONFIG = SkiffConfig.from_env()
 DUCKDB = CONFIG.warehouse.backend == "duckdb"
+WATCHER = CONFIG.dbt.execution_mode == "watcher"
+
+if not WATCHER:
+    PREPARE_ARGS: dict = {}
+elif DUCKDB:
+    # One task at a time on DuckDB, and the producer (priority 20) goes first: a model's task
+    # normally finds its result on its first look. One that looks before the build has
+    # started gives its slot back and looks again 2 s later (reschedule), rather than
+    # deferring: `airflow dags test` (make run, the tests, the benchmarks) runs the tasks one
+    # after another in one process, where a deferred task's trigger would wait for a producer
+    # that cannot start until it returns.
+    PREPARE_ARGS = {"deferrable": False, "mode": "reschedule", "poke_interval": 2}
+else:
+    PREPARE_ARGS = {"deferrable": True}  # the tasks wait in the triggerer during the build
 
 if DUCKDB:
     PROFILE_CONFIG = ProfileConfig(
@@ -174,18 +191,24 @@ with DAG(
             },
         ),
         profile_config=PROFILE_CONFIG,
+        # SKIFF_DBT_EXECUTION_MODE: watcher (one `dbt build` in dbt_producer_watcher, whose
+        # progress each model's task and its tests' task report) or local (dbt per task)
         execution_config=ExecutionConfig(
-            execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER
+            execution_mode=ExecutionMode.WATCHER if WATCHER else ExecutionMode.LOCAL,
+            invocation_mode=InvocationMode.DBT_RUNNER,
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
             test_behavior=TestBehavior.AFTER_EACH,
-            # a test reading two models (int_session_events' relationships to dim_products)
-            # runs after both, as its own task, not after the first of them
-            should_detach_multiple_parents_tests=True,
+            # local: a test reading two models (int_session_events' relationships to
+            # dim_products) runs after both, as its own task, not after the first of them.
+            # watcher: `dbt build` runs it after both already, and it counts among the tests
+            # of each of its models (a task of its own would find no result of its own).
+            should_detach_multiple_parents_tests=not WATCHER,
         ),
-        # task parameters
-        operator_args={"full_refresh": "{{ params.full_refresh }}"},
+        # task parameters (the producer's: full_refresh, as the local tasks'; dbt_vars and
+        # env_vars above reach every dbt invocation, the build's and a retry's alike)
+        operator_args={"full_refresh": "{{ params.full_refresh }}", **PREPARE_ARGS},
     )
 
     # Great Expectations suites of include/gx/suites, one task each. The raw checks run
@@ -276,6 +299,8 @@ with DAG(
             doc_md="RecFlow: the next SKU of a session, against popularity and co-occurrence.",
         )
 
+    # in watcher mode dbt_producer_watcher_done is one of prepare's leaves: the mart checks
+    # read DuckDB after the build has ended, not while it writes
     validate_raw >> prepare >> validate >> train
 
     # gate -> deploy (local model server, or SageMaker with SKIFF_SERVING=sagemaker) -> smoke

@@ -99,6 +99,14 @@ class DbtConfig(Section):
     session_lookback_hours: int = setting(
         "SKIFF_SESSION_LOOKBACK_HOURS", 24,
         "how far back an hourly run looks for earlier events of the sessions it updates", minimum=1)
+    # watcher: the hourly prepare at 36M events took 61 s in local mode (one dbt start per
+    # model and per test), for a dbt run of 3.8 s; docs/dbt.md has the figures
+    execution_mode: str = setting(
+        "SKIFF_DBT_EXECUTION_MODE", "watcher",
+        "how Cosmos runs the `prepare` group: `watcher` (one `dbt build` with dbt's threads; "
+        "each model and its tests keep a task that reports it and re-runs it on retry) or "
+        "`local` (one dbt invocation per model and per test)",
+        choices=("watcher", "local"), clean=str.lower)
 
     @property
     def manifest_path(self) -> Path:

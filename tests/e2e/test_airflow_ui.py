@@ -10,7 +10,9 @@ the REST API the UI uses (``skiff.ops.local_airflow``):
 - (slow) a run triggered that way succeeds, and its conf reached dbt and the training flow;
 - (slow) ``airflow backfill create`` over three hours runs them one by one, oldest first;
   clearing an hour's ingest and dbt tasks (a re-run) changes nothing; and the marts equal
-  one full refresh of the same raw log.
+  one full refresh of the same raw log. In watcher mode (the default) the cleared producer
+  does not build again (Cosmos skips a producer's second try): each model's task and its
+  tests' task run dbt for their model, as in local mode.
 
 Only the runs a test asks for exist: the scheduler creates no scheduled runs here
 (:func:`skiff.ops.local_airflow.sandbox_env`).
@@ -111,8 +113,8 @@ def wait_for_success(airflow: LocalAirflow, run_id: str) -> dict[str, Any]:
     return run
 
 
-def task_log(airflow: LocalAirflow, run_id: str, task_id: str) -> str:
-    answer = airflow.api("GET", f"{RUNS}/{run_id}/taskInstances/{task_id}/logs/1")
+def task_log(airflow: LocalAirflow, run_id: str, task_id: str, try_number: int = 1) -> str:
+    answer = airflow.api("GET", f"{RUNS}/{run_id}/taskInstances/{task_id}/logs/{try_number}")
     return "\n".join(str(line.get("event", "")) for line in answer["content"])
 
 
@@ -150,9 +152,11 @@ def test_triggered_run_succeeds_with_its_conf(airflow: LocalAirflow) -> None:
     set_paused(airflow, False)
     wait_for_success(airflow, run_id)
 
-    rendered = airflow.api("GET", f"{RUNS}/{run_id}/taskInstances/prepare.fct_sessions.run")
-    assert rendered["rendered_fields"]["vars"]["session_lookback_hours"] == "12"
-    assert rendered["rendered_fields"]["vars"]["interval_start"] == TRIGGERED[0].isoformat()
+    # the one `dbt build` (SKIFF_DBT_EXECUTION_MODE=watcher, the default) got the run's vars
+    build = airflow.api("GET", f"{RUNS}/{run_id}/taskInstances/prepare.dbt_producer_watcher")
+    assert build["rendered_fields"]["vars"]["session_lookback_hours"] == "12"
+    assert build["rendered_fields"]["vars"]["interval_start"] == TRIGGERED[0].isoformat()
+    assert build["rendered_fields"]["full_refresh"] == "False"
     launch = task_log(airflow, run_id, "train_intent")
     assert f"--interval_end {TRIGGERED[1].isoformat()} --max_sessions 200 " in launch, launch
 
@@ -194,6 +198,13 @@ def test_backfill_reruns_and_full_refresh_agree(airflow: LocalAirflow, home: Pat
     wait_for_success(airflow, middle)
     ingest = airflow.api("GET", f"{RUNS}/{middle}/taskInstances/ingest_events")
     assert ingest["try_number"] == 2  # it ran again
+    # watcher mode: no second build; the model's task ran dbt for its model itself
+    producer = airflow.api("GET", f"{RUNS}/{middle}/taskInstances/prepare.dbt_producer_watcher")
+    assert (producer["try_number"], producer["state"]) == (2, "skipped")
+    model = airflow.api("GET", f"{RUNS}/{middle}/taskInstances/prepare.fct_sessions.run")
+    assert (model["try_number"], model["state"]) == (2, "success")
+    assert "dbt run completed successfully on retry" in task_log(
+        airflow, middle, "prepare.fct_sessions.run", try_number=2)
     assert query(db, raw_sql) == raw  # the hour's events were not appended again
     assert_same(db, backfilled.db_path)  # nor did the marts change
 

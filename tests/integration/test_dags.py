@@ -131,3 +131,57 @@ def test_training_on_batch_defers(dagbag) -> None:
         bag = DagBag(dag_folder=str(REPO / "dags"))
     assert not bag.import_errors, bag.import_errors
     assert all(bag.dags["skiff_hourly"].get_task(t).deferrable for t in ("train_intent", "train_rec"))
+
+
+def test_prepare_runs_one_dbt_build_watched_by_the_model_tasks(dagbag) -> None:
+    """Watcher mode (the default): one producer task runs `dbt build` with the run's
+    full_refresh param and interval vars; each model's task and its tests' task report it.
+    On DuckDB they reschedule while they wait (one task at a time; `dags test` runs tasks in
+    one process), and the mart checks wait for the build's end, not only for the models."""
+    dag = dagbag.dags["skiff_hourly"]
+    producer = dag.get_task("prepare.dbt_producer_watcher")
+    assert type(producer).__name__ == "DbtProducerWatcherOperator"
+    assert producer.base_cmd == ["build"]
+    assert producer.full_refresh == "{{ params.full_refresh }}"
+    assert producer.vars["interval_start"] == "{{ data_interval_start.isoformat() }}"
+    assert producer.vars["interval_end"] == "{{ data_interval_end.isoformat() }}"
+    assert set(producer.env) == {"SKIFF_DUCKDB_PATH", "SKIFF_DBT_TARGET"}
+    assert {t.task_id for t in producer.upstream_list} >= {"validate_raw_events", "validate_volume"}
+    run, test = dag.get_task("prepare.fct_sessions.run"), dag.get_task("prepare.fct_sessions.test")
+    assert (type(run).__name__, type(test).__name__) == ("DbtRunWatcherOperator",
+                                                         "DbtTestWatcherOperator")
+    assert test.upstream_task_ids == {run.task_id}  # a model's tests gate what reads it
+    for sensor in (run, test):
+        assert (sensor.deferrable, sensor.mode, sensor.poke_interval) == (False, "reschedule", 2)
+        assert sensor.producer_task_id == producer.task_id
+    # a test of two models counts among the tests of each; no task of its own
+    assert not [t for t in dag.task_ids if t.startswith("prepare.relationships_")]
+    for check in ("validate_session_events", "validate_sessions", "validate_products"):
+        assert "prepare.dbt_producer_watcher_done" in dag.get_task(check).upstream_task_ids
+
+
+def test_prepare_mode_follows_the_configuration() -> None:
+    """SKIFF_DBT_EXECUTION_MODE=local: one dbt invocation per task, no producer, a test of two
+    models in its own task after both; on Snowflake the watcher's tasks defer instead."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from environ import environ
+
+    with environ(SKIFF_DBT_EXECUTION_MODE="local"):
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.dags["skiff_hourly"]
+    assert not [t for t in dag.task_ids if "producer" in t]
+    run = dag.get_task("prepare.fct_sessions.run")
+    assert type(run).__name__ == "DbtRunLocalOperator"
+    assert run.full_refresh == "{{ params.full_refresh }}"
+    detached = [t for t in dag.task_ids if t.startswith("prepare.relationships_")]
+    assert len(detached) == 2, detached
+    with environ(SKIFF_WAREHOUSE="snowflake"):
+        snowflake = DagBag(dag_folder=str(REPO / "dags"))
+    assert not snowflake.import_errors, snowflake.import_errors
+    sensor = snowflake.dags["skiff_hourly"].get_task("prepare.fct_sessions.run")
+    assert sensor.deferrable and sensor.mode == "poke"
+    with environ(SKIFF_DBT_EXECUTION_MODE="async"):
+        bad = DagBag(dag_folder=str(REPO / "dags"))
+    assert "SKIFF_DBT_EXECUTION_MODE" in "".join(bad.import_errors.values())
