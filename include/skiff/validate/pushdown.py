@@ -143,7 +143,9 @@ class _Measure:
         self.con, self.sql, self.checks, self.say = con, sql, checks, say
 
     def run(self) -> list[dict[str, Any]]:
-        counts = self._aggregate()
+        if not self.checks:  # every expectation skipped (no reference yet): nothing to count
+            return []
+        counts = {**self._aggregate(), **self._grouped()}
         rows = counts["n"]
         out: list[dict[str, Any]] = []
         for i, check in enumerate(self.checks):
@@ -161,34 +163,66 @@ class _Measure:
             out.append(values)
         return out
 
-    def _timed(self, what: str, sql: str) -> Any:
+    def _timed(self, what: str, *statements: str) -> Any:
         started = time.perf_counter()
-        result = self.con.execute(sql)
-        rows = result.fetchall()
+        for sql in statements:
+            rows = self.con.execute(sql).fetchall()
         self.say(f"  {what} ({time.perf_counter() - started:.1f} s)")
         return rows
+
+    def _select(self, what: str, terms: Mapping[str, str], source: str) -> dict[str, Any]:
+        """One query computing ``terms`` (name -> SQL) over ``source``, each distinct SQL once."""
+        distinct = list(dict.fromkeys(terms.values()))
+        select = ",\n    ".join(f"{term} as m{j}" for j, term in enumerate(distinct))
+        (row,) = self._timed(f"{what}: {len(distinct)} metrics",
+                             f"select\n    {select}\nfrom {source}")
+        return {name: row[distinct.index(term)] for name, term in terms.items()}
 
     def _aggregate(self) -> dict[str, Any]:
         """Rows, and per check the considered, unexpected and missing rows, or the mean."""
         terms = {"n": "count(*)"}
         for i, check in enumerate(self.checks):
-            if check.error:
+            if check.error or check.kind == "distinct":
                 continue
             if check.kind == "mean":
                 terms[f"mean_{i}"] = f"avg({check.value}) filter (where {check.considered})"
                 continue
-            if check.kind == "distinct":
-                continue
             terms[f"considered_{i}"] = f"count(*) filter (where {check.considered})"
             if check.missing:
                 terms[f"missing_{i}"] = f"count(*) filter (where {check.missing})"
-            if check.unexpected:
+            if check.unexpected and not check.per_value:
                 terms[f"unexpected_{i}"] = (f"count(*) filter (where ({check.considered}) "
                                             f"and ({check.unexpected}))")
-        select = ",\n    ".join(f"{term} as {name}" for name, term in terms.items())
-        (row,) = self._timed(f"counted {len(terms) - 1} metrics",
-                             f"select\n    {select}\nfrom ({self.sql}) as batch")
-        return dict(zip(terms, row, strict=True))
+        return self._select("counted over the rows", terms, f"({self.sql}) as batch")
+
+    def _grouped(self) -> dict[str, Any]:
+        """What is counted on groups of rows, in one scan (``GROUPING SETS``): the per-value
+        checks on each distinct value of their column, and the keys of the uniqueness checks
+        (every row of a key seen more than once is unexpected)."""
+        sets = list(dict.fromkeys(
+            c.unique or c.columns[:1] for c in self.checks
+            if not c.error and (c.per_value or c.unique)))
+        if not sets:
+            return {}
+        columns = list(dict.fromkeys(c for key in sets for c in key))
+        # grouping(c1, .., cn): bit (n-1-j) is set when c_j is not a key of the row's set
+        masks = {key: sum(1 << (len(columns) - 1 - j)
+                          for j, c in enumerate(columns) if c not in key) for key in sets}
+        terms = {}
+        for i, check in enumerate(self.checks):
+            if check.error or not (check.per_value or check.unique):
+                continue
+            key = check.unique or check.columns[:1]
+            unexpected = "copies > 1" if check.unique else check.unexpected
+            terms[f"unexpected_{i}"] = (
+                f"coalesce(sum(copies) filter (where grouping_set = {masks[key]} and "
+                f"({check.considered}) and ({unexpected})), 0)")
+        names = ", ".join(quote(c) for c in columns)
+        grouping = ", ".join("(" + ", ".join(quote(c) for c in key) + ")" for key in sets)
+        source = (f"(\n    select {names}, count(*) as copies, grouping({names}) as grouping_set"
+                  f"\n    from ({self.sql}) as batch\n    group by grouping sets ({grouping})"
+                  f"\n) as grouped")
+        return self._select(f"counted on the groups of {len(sets)} keys", terms, source)
 
     def _map(self, i: int, check: Check, counts: Mapping[str, Any]) -> dict[str, Any]:
         metric = check.metric
@@ -197,13 +231,8 @@ class _Measure:
             values["column_values.nonnull.unexpected_count"] = int(counts[f"missing_{i}"])
         if check.kind in ("pair", "multicolumn"):
             values[f"{metric}.filtered_row_count"] = int(counts[f"considered_{i}"])
-        duplicates = None
-        if check.unique:
-            duplicates = f"__skiff_duplicates_{i}"
-            unexpected = self._duplicates(check, duplicates)
-        else:
-            unexpected = int(counts[f"unexpected_{i}"])
-        examples, index = self._examples(check, duplicates) if unexpected else ([], [])
+        unexpected = int(counts[f"unexpected_{i}"])
+        examples, index = self._examples(i, check) if unexpected else ([], [])
         values.update({
             f"{metric}.unexpected_count": unexpected,
             f"{metric}.unexpected_values": examples,
@@ -212,25 +241,20 @@ class _Measure:
         })
         return values
 
-    def _duplicates(self, check: Check, table: str) -> int:
-        """Keep the keys seen more than once in a temporary table; the rows holding them."""
-        key = ", ".join(quote(c) for c in check.unique)
-        self.con.execute(
-            f"create or replace temporary table {table} as\n"
-            f"select {key}, count(*) as copies\nfrom ({self.sql}) as batch\n"
-            f"where {check.considered}\ngroup by {key}\nhaving count(*) > 1")
-        (rows,) = self._timed(f"grouped by {key}",
-                              f"select coalesce(sum(copies), 0) from {table}")
-        return int(rows[0])
-
-    def _examples(self, check: Check, duplicates: str | None) -> tuple[list[Any], list[int]]:
+    def _examples(self, i: int, check: Check) -> tuple[list[Any], list[int]]:
         """The first unexpected rows in the batch's order: GX's partial list and indices."""
         wanted = f"({check.considered}) and ({check.unexpected})" if check.unexpected \
             else check.considered
         # numbered over the whole batch (the DataFrame's index), then filtered
         source = (f"(select * from (select *, row_number() over () - 1 as {_ROW} "
                   f"from ({self.sql}) as batch) as batch where {wanted}) as numbered")
-        if duplicates:
+        if check.unique:  # the rows of the keys seen more than once
+            key = ", ".join(quote(c) for c in check.unique)
+            duplicates = f"__skiff_duplicates_{i}"
+            self._timed(f"kept the keys {key} seen more than once",
+                        f"create or replace temporary table {duplicates} as\n"
+                        f"select {key}\nfrom ({self.sql}) as batch\nwhere {check.considered}"
+                        f"\ngroup by {key}\nhaving count(*) > 1")
             same = " and ".join(f"numbered.{quote(c)} is not distinct from dup.{quote(c)}"
                                 for c in check.unique)
             source += f"\nsemi join {duplicates} as dup on {same}"

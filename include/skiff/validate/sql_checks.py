@@ -78,6 +78,9 @@ class Check:
     :param missing: SQL: the column is missing (pandas ``isnull``), for the ``column_values.
         nonnull.unexpected_count`` metric of a column check.
     :param value: SQL of the aggregate's input (``mean``, ``distinct``).
+    :param per_value: ``unexpected`` reads the column's value only, and the column is text:
+        it is cheaper to test once per distinct value than once per row (a session id
+        repeats on every event of the session, a SKU on every event about it).
     :param error: why it cannot be evaluated (a missing column, a type GX refuses), instead.
     """
 
@@ -89,6 +92,7 @@ class Check:
     unique: tuple[str, ...] = ()
     missing: str | None = None
     value: str | None = None
+    per_value: bool = False
     error: str | None = None
 
 
@@ -250,12 +254,14 @@ def compile_check(expectation: Mapping[str, Any], types: Mapping[str, str]) -> C
         if family != "text":
             return _error(check, f"{ctype} column {column}: the pushed-down check reads text")
         if kind == "expect_column_value_lengths_to_equal":
-            return _with(check, f"length({q}) <> {literal(float(kwargs['value']))}")
+            return _with(check, f"length({q}) <> {literal(float(kwargs['value']))}", True)
         matches = f"regexp_matches({q}, {literal(re2_pattern(kwargs['regex']))})"
-        return _with(check, f"not {matches}" if kind.endswith("_to_match_regex") else matches)
+        return _with(check, f"not {matches}" if kind.endswith("_to_match_regex") else matches,
+                     True)
     if kind == "expect_column_values_to_be_in_set":
         members = [literal(v) for v in kwargs["value_set"] if _value_family(v) == family]
-        return _with(check, f"{q} not in ({', '.join(members)})" if members else "true")
+        return _with(check, f"{q} not in ({', '.join(members)})" if members else "true",
+                     family == "text")
     # expect_column_values_to_be_between
     low, high = kwargs.get("min_value"), kwargs.get("max_value")
     bounds = [v for v in (low, high) if v is not None]
@@ -271,9 +277,9 @@ def compile_check(expectation: Mapping[str, Any], types: Mapping[str, str]) -> C
     return _with(check, f"not ({' and '.join(inside)})")
 
 
-def _with(check: Check, unexpected: str) -> Check:
+def _with(check: Check, unexpected: str, per_value: bool = False) -> Check:
     return Check(check.kind, check.metric, check.columns, check.considered, unexpected,
-                 missing=check.missing)
+                 missing=check.missing, per_value=per_value)
 
 
 def _error(check: Check, message: str) -> Check:
