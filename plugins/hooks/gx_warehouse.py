@@ -133,13 +133,13 @@ class GXWarehouseHook(BaseHook):
         :param label: the report's folder (the run's interval).
         :param data_docs: also render the Data Docs page.
         """
-        from skiff.validate.whole_log import validate_suite
+        from skiff.validate.whole_log import bounded, validate_suite
 
         if self.backend != "duckdb":
             raise ValueError("validate_in_warehouse runs on DuckDB; on Snowflake GX's own "
                              "datasource pushes the suite down (batch_definition)")
         with self.warehouse_hook.warehouse.connect() as con:
-            con.execute(f"set memory_limit = '{config.validation.memory_limit}'")
+            bounded(con, config)
             return validate_suite(con, suite, config, window, label=label, data_docs=data_docs,
                                   progress=self.log.info)
 

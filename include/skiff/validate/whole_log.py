@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from skiff.data.warehouse import DuckDBWarehouse
     from skiff.validate.reports import Report
 
-__all__ = ["RangeResult", "log_span", "render_for_range", "validate_suite", "validate_range"]
+__all__ = ["RangeResult", "bounded", "log_span", "render_for_range", "validate_suite",
+           "validate_range"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,13 @@ class RangeResult:
     @property
     def success(self) -> bool:
         return bool(self.result.success)
+
+
+def bounded(con: Any, config: SkiffConfig) -> None:
+    """Set a DuckDB connection up for a long range: ``SKIFF_VALIDATE_MEMORY_LIMIT`` (past it,
+    DuckDB spills to disk), and no progress bar on stdout (the CLI's summary goes there)."""
+    con.execute(f"set memory_limit = '{config.validation.memory_limit}'")
+    con.execute("set enable_progress_bar = false")
 
 
 def log_span(warehouse: Any, config: SkiffConfig) -> tuple[datetime, datetime]:
@@ -166,7 +174,7 @@ def validate_range(
         try:
             suite = render_for_range(spec, config, window, warehouse)
             with warehouse.connect() as con:
-                con.execute(f"set memory_limit = '{config.validation.memory_limit}'")
+                bounded(con, config)
                 say(f"{name}: {suite.table}, {window} ...")
                 out.append(validate_suite(con, suite, config, window, data_docs=data_docs,
                                           progress=say))

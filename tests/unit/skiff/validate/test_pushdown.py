@@ -9,12 +9,12 @@ hourly way (the rows read into a DataFrame, validated by GX's pandas engine) and
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 
 import duckdb
 import pytest
+from gx_results import assert_same_results, gx_pandas_result
 
 from skiff.exceptions import SkiffConfigError
 from skiff.validate.pushdown import validate_in_warehouse
@@ -78,55 +78,14 @@ def _suite(expectations) -> RenderedSuite:
                            for i, (kind, kwargs) in enumerate(expectations)))
 
 
-def _gx_pandas(con, suite: RenderedSuite) -> dict:
-    """The hourly path: the rows as a DataFrame, GX's pandas engine (as the hook and the
-    provider's operator do it)."""
-    import great_expectations as gx
-
-    context = gx.get_context(mode="ephemeral")
-    batch = (context.data_sources.add_pandas("skiff_duckdb").add_dataframe_asset(suite.name)
-             .add_batch_definition_whole_dataframe(suite.name))
-    result = batch.get_batch(batch_parameters={"dataframe": con.execute(suite.sql).df()}) \
-        .validate(context.suites.add(suite.to_gx()), result_format="SUMMARY")
-    return result.to_json_dict()
-
-
-def _comparable(result: dict) -> list[dict]:
-    out = []
-    for item in result["results"]:
-        config = item["expectation_config"]
-        kwargs = {k: v for k, v in config["kwargs"].items() if k != "batch_id"}
-        info = item["exception_info"] or {}
-        if info and "raised_exception" not in info:  # GX keys a metric's error by the metric
-            info = next(iter(info.values()))
-        out.append({"type": config["type"], "kwargs": kwargs, "success": item["success"],
-                    "result": item["result"],
-                    "error": info.get("exception_message") if info.get("raised_exception")
-                    else None})
-    return out
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-12)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
-
-
 def test_every_supported_type_is_covered() -> None:
     assert {kind for kind, _ in EXPECTATIONS} == set(SUPPORTED)
 
 
 def test_pushed_down_results_equal_gx_pandas_results(con) -> None:
     suite = _suite(EXPECTATIONS)
-    expected = _comparable(_gx_pandas(con, suite))
-    got = _comparable(validate_in_warehouse(con, suite).to_json_dict())
-    assert [(r["type"], r["kwargs"]) for r in got] == [(r["type"], r["kwargs"]) for r in expected]
-    for mine, theirs in zip(got, expected, strict=True):
-        assert _same(mine, theirs), f"{mine}\n  differs from GX's\n{theirs}"
+    assert_same_results(validate_in_warehouse(con, suite).to_json_dict(),
+                        gx_pandas_result(con, suite))
 
 
 def test_suite_statistics_and_verdict(con) -> None:
@@ -180,3 +139,26 @@ def test_unsupported_expectation_type_is_refused() -> None:
     with pytest.raises(SkiffConfigError, match="expect_table_row_count_to_equal is not pushed"):
         compile_check({"type": "expect_table_row_count_to_equal", "kwargs": {"value": 3}},
                       {"s": "VARCHAR"})
+
+
+def test_grouping_by_key_spills_past_the_memory_limit(tmp_path) -> None:
+    """1.5M distinct 64-character keys (~200 MB of groups) under a 64 MB limit: DuckDB spills
+    to disk and the counts stay exact (forbidden to spill, it runs out of memory)."""
+    con = duckdb.connect(str(tmp_path / "big.duckdb"))
+    con.execute(f"set temp_directory = '{tmp_path / 'spill'}'")
+    con.execute("create table t as select sha256(cast(i as varchar)) as k from range(1500000) r(i)"
+                " union all select sha256(cast(i as varchar)) from range(0, 3000, 3) r(i)")
+    con.execute("set memory_limit = '64MB'")
+    suite = _suite([("expect_column_values_to_be_unique", {"column": "k"}),
+                    ("expect_column_values_to_match_regex", {"column": "k",
+                                                             "regex": "^[0-9a-f]{64}$"})])
+    result = validate_in_warehouse(con, suite)
+    unique, regex = result.results
+    assert unique.result["unexpected_count"] == 2000  # 1,000 keys twice
+    assert unique.result["element_count"] == 1_501_000
+    assert len(unique.result["partial_unexpected_list"]) == 20
+    assert regex.success and regex.result["unexpected_count"] == 0
+    con.execute("set max_temp_directory_size = '0KB'")
+    with pytest.raises(duckdb.OutOfMemoryException):
+        validate_in_warehouse(con, suite)
+    con.close()
