@@ -38,3 +38,27 @@ def test_snowflake_is_chosen_by_configuration() -> None:
     assert hook.backend == "snowflake"
     assert hook.DATASOURCE.format(backend=hook.backend) == "skiff_snowflake"
     assert hook.config.snowflake_conn_id == "sf_prod"
+
+
+def test_validate_in_warehouse_keeps_the_report_under_the_runs_label(hook, tmp_path) -> None:
+    from skiff.config import SkiffConfig, ValidationConfig
+    from skiff.validate import RenderedSuite, ValidationWindow
+
+    config = SkiffConfig(warehouse=hook.config,
+                         validation=ValidationConfig(reports_dir=tmp_path / "gx",
+                                                     memory_limit="256MB"))
+    suite = RenderedSuite(name="t", table="raw.t", sql="select * from raw.t", expectations=(
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "ts"},
+         "meta": {"defect": "null_ts", "problem": "rows without ts"}},))
+    window = ValidationWindow.of("2026-11-01T00:00Z", "2026-11-20T12:00Z")
+    outcome = hook.validate_in_warehouse(suite, config, window, label="2026-11-20T1100Z",
+                                         data_docs=False)
+    (result,) = outcome.result.results
+    assert not outcome.success and result.result["unexpected_count"] == 1
+    assert outcome.report.result_json == tmp_path / "gx" / "results" / "2026-11-20T1100Z" / "t.json"
+
+
+def test_validate_in_warehouse_is_duckdbs() -> None:
+    hook = GXWarehouseHook(WarehouseConfig(backend="snowflake"))
+    with pytest.raises(ValueError, match="runs on DuckDB"):
+        hook.validate_in_warehouse(None, None, None, label="x")
