@@ -134,7 +134,8 @@ with DAG(
             False,
             type="boolean",
             title="Full refresh",
-            description="Rebuild every incremental dbt model from the whole raw log.",
+            description="Rebuild every incremental dbt model from the whole raw log; the "
+                        "model checks then cover the whole log.",
         ),
         "session_lookback_hours": Param(
             CONFIG.dbt.session_lookback_hours,

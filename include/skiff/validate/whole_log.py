@@ -154,7 +154,7 @@ def validate_range(
     """Validate ``suites`` over the range, one after another, inside DuckDB.
 
     A suite whose tables do not exist (the marts before dbt ever ran) is skipped with a
-    line on ``progress``; ``skiff report`` shows it as not run.
+    warning logged; ``skiff report`` shows it as not run.
 
     :param config: Skiff's configuration (``SKIFF_VALIDATE_MEMORY_LIMIT``, the suites and the
         report folders, the thresholds).
@@ -179,7 +179,7 @@ def validate_range(
                 out.append(validate_suite(con, suite, config, window, data_docs=data_docs,
                                           progress=say))
         except duckdb.CatalogException as exc:  # its table is not built yet
-            say(f"{name}: skipped, {str(exc).splitlines()[0]}")
+            log.warning("Suite %s not run: %s", name, str(exc).splitlines()[0])
             continue
         say(f"{name}: {'passed' if out[-1].success else 'FAILED'} in {out[-1].seconds:.1f} s")
     return out

@@ -63,7 +63,8 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         pytest.param("SKIFF_LABEL_RATE_MAX", "nan", "SKIFF_LABEL_RATE_MAX", id="nan"),
         pytest.param("SKIFF_VALIDATE_MEMORY_LIMIT", "half", "SKIFF_VALIDATE_MEMORY_LIMIT",
                      id="memory-not-a-size"),
-        pytest.param("SKIFF_VALIDATE_MEMORY_LIMIT", "2", "a number and a unit", id="memory-no-unit"),
+        pytest.param("SKIFF_VALIDATE_MEMORY_LIMIT", "2", "a number and a unit",
+                     id="memory-no-unit"),
     ],
 )
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str,
