@@ -203,6 +203,7 @@ def test_dag_checks_the_whole_log_after_a_full_refresh_only_for_the_marts() -> N
     from pathlib import Path
 
     from airflow.dag_processing.dagbag import DagBag
+    from operators.validate import _flag
 
     dags = Path(__file__).resolve().parents[2] / "dags"
     dag = DagBag(dag_folder=str(dags)).dags["skiff_hourly"]
@@ -210,3 +211,7 @@ def test_dag_checks_the_whole_log_after_a_full_refresh_only_for_the_marts() -> N
         task = dag.get_task(task_id)
         marts = task_id in ("validate_session_events", "validate_sessions", "validate_products")
         assert task.whole_log == ("{{ params.full_refresh }}" if marts else False), task_id
+        for full_refresh in (True, False):  # the param as the run's template renders it
+            rendered = task.render_template(task.whole_log, {"params": {
+                "full_refresh": full_refresh}})
+            assert _flag(rendered) is (full_refresh and marts)
