@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from skiff.config import SkiffConfig, WarehouseConfig
     from skiff.data import Warehouse
-    from skiff.validate import RenderedSuite, ValidationWindow
+    from skiff.validate import SuiteSpec, ValidationWindow
     from skiff.validate.whole_log import RangeResult
 
 __all__ = ["GXWarehouseHook"]
@@ -121,25 +121,30 @@ class GXWarehouseHook(BaseHook):
         asset = datasource.add_query_asset(name=name, query=sql)
         return asset.add_batch_definition_whole_table(name)
 
-    def validate_in_warehouse(self, suite: RenderedSuite, config: SkiffConfig,
+    def validate_in_warehouse(self, spec: SuiteSpec, config: SkiffConfig,
                               window: ValidationWindow, *, label: str,
                               data_docs: bool = True) -> RangeResult:
-        """Validate ``suite``'s rows where they are, in DuckDB, in bounded memory
-        (``SKIFF_VALIDATE_MEMORY_LIMIT``), and keep the report (:mod:`skiff.validate.whole_log`).
+        """Render ``spec`` for a long range and validate its rows where they are, in DuckDB,
+        in bounded memory (``SKIFF_VALIDATE_MEMORY_LIMIT``), keeping the report
+        (:mod:`skiff.validate.whole_log`).
 
-        :param suite: the suite rendered for the range.
-        :param config: Skiff's configuration (memory limit, report folder).
+        :param spec: the suite.
+        :param config: Skiff's configuration (memory limit, report folder, thresholds).
         :param window: the range.
         :param label: the report's folder (the run's interval).
         :param data_docs: also render the Data Docs page.
+        :return: the rendered suite, GX's result and the report.
         """
-        from skiff.validate.whole_log import bounded, validate_suite
+        from skiff.validate.whole_log import bounded, render_for_range, validate_suite
 
         if self.backend != "duckdb":
             raise ValueError("validate_in_warehouse runs on DuckDB; on Snowflake GX's own "
                              "datasource pushes the suite down (batch_definition)")
         with self.warehouse_hook.warehouse.connect() as con:
-            bounded(con, config)
+            bounded(con, config)  # the rendering's queries (the range's counts) share it
+            suite = render_for_range(spec, config, window, self.warehouse)
+            self.log.info("Validating %s for %s (the whole log) with suite %s inside DuckDB; "
+                          "rows:\n%s", suite.table, window, suite.name, suite.sql)
             return validate_suite(con, suite, config, window, label=label, data_docs=data_docs,
                                   progress=self.log.info)
 

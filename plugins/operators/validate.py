@@ -199,13 +199,9 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
     def _validate_in_warehouse(self, context: Context, spec: SuiteSpec, window: ValidationWindow,
                                label: str) -> None:
         """DuckDB, a range too long for a DataFrame: validated where the rows are."""
-        from skiff.validate.whole_log import render_for_range
-
-        self._rendered = render_for_range(spec, self.config, window, self.hook.warehouse)
-        self.log.info("Validating %s for %s (the whole log) with suite %s inside DuckDB; "
-                      "rows:\n%s", self.rendered.table, window, self.suite, self.rendered.sql)
-        outcome = self.hook.validate_in_warehouse(self.rendered, self.config, window, label=label,
+        outcome = self.hook.validate_in_warehouse(spec, self.config, window, label=label,
                                                   data_docs=self.data_docs)
+        self._rendered = outcome.suite
         context["ti"].xcom_push(key="return_value", value=outcome.result.describe_dict())
         self._conclude(outcome.result, window, outcome.report, None)
 

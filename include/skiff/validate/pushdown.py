@@ -15,9 +15,10 @@ So, for one suite (:func:`validate_in_warehouse`):
    SQL (:func:`skiff.validate.sql_checks.compile_check`);
 2. one aggregate query over the batch: its rows, and per expectation the rows it considers,
    the unexpected ones, the missing values, a mean (DuckDB streams it: memory does not grow
-   with the rows); per uniqueness check, one ``GROUP BY`` keeping the keys seen more than
-   once (DuckDB spills it to disk past its ``memory_limit``); per distinct-set check, the
-   column's distinct values;
+   with the rows); one ``GROUPING SETS`` query testing the text checks once per distinct
+   value of their column; per uniqueness check, one ``GROUP BY`` keeping the keys seen more
+   than once (DuckDB spills it to disk past its ``memory_limit``); per distinct-set check,
+   the column's distinct values;
 3. for each expectation with unexpected rows, the first 20 of them in the batch's order (a
    ``LIMIT`` query over the numbered batch), read into pandas as the hourly path reads the
    batch: the examples and row indices GX's pandas engine would give;
@@ -146,23 +147,28 @@ class _Measure:
     def run(self) -> list[dict[str, Any]]:
         if not self.checks:  # every expectation skipped (no reference yet): nothing to count
             return []
-        counts = {**self._aggregate(), **self._grouped()}
-        rows = counts["n"]
-        out: list[dict[str, Any]] = []
-        for i, check in enumerate(self.checks):
-            if check.error:
-                out.append({})
-                continue
-            values: dict[str, Any] = {"table.row_count": rows}
-            if check.kind == "mean":
-                mean = counts[f"mean_{i}"]
-                values["column.mean"] = float("nan") if mean is None else float(mean)
-            elif check.kind == "distinct":
-                values.update(self._distinct(check))
-            else:
-                values.update(self._map(i, check, counts))
-            out.append(values)
-        return out
+        try:
+            counts = {**self._aggregate(), **self._grouped()}
+            out: list[dict[str, Any]] = []
+            for i, check in enumerate(self.checks):
+                if check.error:
+                    out.append({})
+                    continue
+                values: dict[str, Any] = {"table.row_count": counts["n"]}
+                if check.kind == "mean":
+                    mean = counts[f"mean_{i}"]
+                    values["column.mean"] = float("nan") if mean is None else float(mean)
+                elif check.kind == "distinct":
+                    values.update(self._distinct(check))
+                else:
+                    values.update(self._map(i, check, counts))
+                out.append(values)
+            return out
+        finally:  # the keys kept for the examples (on disk past memory_limit)
+            for i, check in enumerate(self.checks):
+                if check.unique:
+                    for table in (f"__skiff_candidates_{i}", f"__skiff_duplicates_{i}"):
+                        self.con.execute(f"drop table if exists {table}")
 
     def _timed(self, what: str, *statements: str) -> Any:
         started = time.perf_counter()
@@ -197,33 +203,60 @@ class _Measure:
         return self._select("counted over the rows", terms, f"({self.sql}) as batch")
 
     def _grouped(self) -> dict[str, Any]:
-        """What is counted on groups of rows, in one scan (``GROUPING SETS``): the per-value
-        checks on each distinct value of their column, and the keys of the uniqueness checks
-        (every row of a key seen more than once is unexpected)."""
-        sets = list(dict.fromkeys(
-            c.unique or c.columns[:1] for c in self.checks
-            if not c.error and (c.per_value or c.unique)))
-        if not sets:
-            return {}
-        columns = list(dict.fromkeys(c for key in sets for c in key))
-        # grouping(c1, .., cn): bit (n-1-j) is set when c_j is not a key of the row's set
-        masks = {key: sum(1 << (len(columns) - 1 - j)
-                          for j, c in enumerate(columns) if c not in key) for key in sets}
+        """The per-value checks, each distinct value of their column tested once: one scan
+        grouping the rows by each such column (``GROUPING SETS``); and the uniqueness checks,
+        one ``GROUP BY`` each (:meth:`_duplicates`; a big key in the same scan would make
+        every set slower than its own query)."""
+        columns = list(dict.fromkeys(c.columns[0] for c in self.checks
+                                     if c.per_value and not c.error))
+        counts = {f"unexpected_{i}": self._duplicates(i, check)
+                  for i, check in enumerate(self.checks) if check.unique and not check.error}
+        if not columns:
+            return counts
         terms = {}
         for i, check in enumerate(self.checks):
-            if check.error or not (check.per_value or check.unique):
-                continue
-            key = check.unique or check.columns[:1]
-            unexpected = "copies > 1" if check.unique else check.unexpected
-            terms[f"unexpected_{i}"] = (
-                f"coalesce(sum(copies) filter (where grouping_set = {masks[key]} and "
-                f"({check.considered}) and ({unexpected})), 0)")
+            if check.per_value and not check.error:
+                grouped = f"grouped_{columns.index(check.columns[0])} = 0"
+                terms[f"unexpected_{i}"] = (f"coalesce(sum(copies) filter (where {grouped} and "
+                                            f"({check.considered}) and ({check.unexpected})), 0)")
         names = ", ".join(quote(c) for c in columns)
-        grouping = ", ".join("(" + ", ".join(quote(c) for c in key) + ")" for key in sets)
-        source = (f"(\n    select {names}, count(*) as copies, grouping({names}) as grouping_set"
-                  f"\n    from ({self.sql}) as batch\n    group by grouping sets ({grouping})"
-                  f"\n) as grouped")
-        return self._select(f"counted on the groups of {len(sets)} keys", terms, source)
+        flags = ", ".join(f"grouping({quote(c)}) as grouped_{j}" for j, c in enumerate(columns))
+        sets = ", ".join(f"({quote(c)})" for c in columns)
+        source = (f"(\n    select {names}, count(*) as copies, {flags}\n"
+                  f"    from ({self.sql}) as batch\n    group by grouping sets ({sets})\n"
+                  f") as grouped")
+        return {**counts, **self._select(
+            f"counted on the distinct values of {len(columns)} columns", terms, source)}
+
+    def _duplicates(self, i: int, check: Check) -> int:
+        """The rows of the keys seen more than once, and those keys in a temporary table (for
+        the examples; usually few: none, or a delivery's copies).
+
+        Grouped by a 64-bit hash of the key first: a long key (``row_key``: ~170 characters)
+        over the whole log would fill ``memory_limit`` many times over and spill, its hash
+        does not. Equal keys have equal hashes, so a hash seen once is a key seen once; the
+        keys of the hashes seen more than once (the duplicates, and a rare collision) are then
+        grouped exactly.
+        """
+        key = ", ".join(quote(c) for c in check.unique)
+        hashed = f"hash({key})"
+        candidates, duplicates = f"__skiff_candidates_{i}", f"__skiff_duplicates_{i}"
+        (found,) = self._timed(
+            f"grouped the rows by hash({key})",
+            f"create or replace temporary table {candidates} as\n"
+            f"select {hashed} as key_hash\nfrom ({self.sql}) as batch\n"
+            f"where {check.considered}\ngroup by key_hash\nhaving count(*) > 1",
+            f"select count(*) from {candidates}")
+        exact = (f"select {key}, count(*) as copies\nfrom ({self.sql}) as batch\n"
+                 f"where ({check.considered}) and {hashed} in (select key_hash from {candidates})"
+                 f"\ngroup by {key}\nhaving count(*) > 1")
+        if not found[0]:  # no hash twice: no key twice (the table is made empty, for examples)
+            self.con.execute(f"create or replace temporary table {duplicates} as {exact} limit 0")
+            return 0
+        (rows,) = self._timed(f"grouped the rows of {found[0]:,} hashes seen twice by {key}",
+                              f"create or replace temporary table {duplicates} as\n{exact}",
+                              f"select coalesce(sum(copies), 0) from {duplicates}")
+        return int(rows[0])
 
     def _map(self, i: int, check: Check, counts: Mapping[str, Any]) -> dict[str, Any]:
         metric = check.metric
@@ -249,16 +282,10 @@ class _Measure:
         # numbered over the whole batch (the DataFrame's index), then filtered
         source = (f"(select * from (select *, row_number() over () - 1 as {_ROW} "
                   f"from ({self.sql}) as batch) as batch where {wanted}) as numbered")
-        if check.unique:  # the rows of the keys seen more than once
-            key = ", ".join(quote(c) for c in check.unique)
-            duplicates = f"__skiff_duplicates_{i}"
-            self._timed(f"kept the keys {key} seen more than once",
-                        f"create or replace temporary table {duplicates} as\n"
-                        f"select {key}\nfrom ({self.sql}) as batch\nwhere {check.considered}"
-                        f"\ngroup by {key}\nhaving count(*) > 1")
+        if check.unique:  # the rows of the keys seen more than once (_duplicates kept them)
             same = " and ".join(f"numbered.{quote(c)} is not distinct from dup.{quote(c)}"
                                 for c in check.unique)
-            source += f"\nsemi join {duplicates} as dup on {same}"
+            source += f"\nsemi join __skiff_duplicates_{i} as dup on {same}"
         columns = ", ".join(f"numbered.{quote(c)}" for c in check.columns)
         started = time.perf_counter()
         frame = self.con.execute(

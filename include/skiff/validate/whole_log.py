@@ -68,7 +68,12 @@ class RangeResult:
 
 def bounded(con: Any, config: SkiffConfig) -> None:
     """Set a DuckDB connection up for a long range: ``SKIFF_VALIDATE_MEMORY_LIMIT`` (past it,
-    DuckDB spills to disk), and no progress bar on stdout (the CLI's summary goes there)."""
+    DuckDB spills to disk), and no progress bar on stdout (the CLI's summary goes there).
+
+    The limit is the database's: while ``con`` is open, every connection this process opens
+    to the same file shares it (DuckDB's instance cache), so render the suite (its parameters
+    count the range's rows and shares) while it is open.
+    """
     con.execute(f"set memory_limit = '{config.validation.memory_limit}'")
     con.execute("set enable_progress_bar = false")
 
@@ -107,7 +112,8 @@ def render_for_range(spec: SuiteSpec, config: SkiffConfig, window: ValidationWin
     """The suite rendered for the range, with the parameters a run of it would get.
 
     As the hourly task: the volume reference and the shares' baseline of the hours before the
-    range, and the duplicate allowance for the range's row count.
+    range, and the duplicate allowance for the range's row count. On DuckDB, call it while a
+    :func:`bounded` connection is open: these are queries over the whole range too.
     """
     parameters = fetch_parameters(spec, config, window, warehouse)
     if "duplicate_mostly" in spec.parameters:
@@ -172,9 +178,9 @@ def validate_range(
     for name in suites:
         spec = SuiteSpec.load(name, config.validation.suites_dir)
         try:
-            suite = render_for_range(spec, config, window, warehouse)
             with warehouse.connect() as con:
                 bounded(con, config)
+                suite = render_for_range(spec, config, window, warehouse)
                 say(f"{name}: {suite.table}, {window} ...")
                 out.append(validate_suite(con, suite, config, window, data_docs=data_docs,
                                           progress=say))
