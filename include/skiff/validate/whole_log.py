@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from skiff.data.contract import TABLES
@@ -78,30 +78,40 @@ def bounded(con: Any, config: SkiffConfig) -> None:
     con.execute("set enable_progress_bar = false")
 
 
-def log_span(warehouse: Any, config: SkiffConfig) -> tuple[datetime, datetime]:
-    """The whole hours the raw log covers: from the hour of its first arrival or first
-    plausible event (events arrive after they happen; one timestamped before
-    ``SKIFF_EARLIEST_EVENT_TIME`` is a defect, not the log's start) to the end of the hour of
-    its last arrival.
+def log_span(warehouse: Any, config: SkiffConfig, now: datetime | None = None
+             ) -> tuple[datetime, datetime]:
+    """The whole hours the raw log covers: from the hour of its first plausible arrival or
+    event (events arrive after they happen) to the end of the hour of its last plausible
+    arrival. Plausible: not before ``SKIFF_EARLIEST_EVENT_TIME`` and not after ``now`` plus
+    ``SKIFF_MAX_FUTURE_SKEW_MINUTES`` (a replayed bad batch stamps its rows' own, broken,
+    times as their arrival; the batch SQL still selects them with their delivery).
 
     :param warehouse: answers ``records(sql)`` (either backend).
     :param config: the warehouse's schema and the validation settings.
-    :raises SkiffError: the raw log is empty.
+    :param now: the clock (default the current time).
+    :raises SkiffError: the raw log holds no plausible time.
     """
     schema = config.warehouse.raw_schema
     earliest = to_epoch_ms(config.validation.earliest_event_time)
+    latest = to_epoch_ms((now or datetime.now(UTC))
+                         + timedelta(minutes=config.validation.max_future_skew_minutes))
+
+    def plausible(column: str) -> str:
+        return f"case when {column} >= {earliest} and {column} < {latest} then {column} end"
+
     parts = []
     for table in TABLES:
-        first = "min(arrival_ts_ms)"
+        first = f"min({plausible('arrival_ts_ms')})"
         if table.time_column:
-            first = (f"least(min(arrival_ts_ms), min(case when {table.time_column} >= {earliest} "
-                     f"then {table.time_column} end))")
-        parts.append(f"select {first} as first_ms, max(arrival_ts_ms) as last_ms "
+            first = f"least({first}, min({plausible(table.time_column)}))"
+        parts.append(f"select {first} as first_ms, max({plausible('arrival_ts_ms')}) as last_ms "
                      f"from {schema}.{table.name}")
     ((first_ms, last_ms),) = warehouse.records(
         f"select min(first_ms), max(last_ms) from ({' union all '.join(parts)}) as spans")
     if first_ms is None or last_ms is None:
-        raise SkiffError(f"The raw log ({schema}.*) is empty: nothing to validate.")
+        raise SkiffError(f"The raw log ({schema}.*) holds no event or arrival time between "
+                         f"{config.validation.earliest_event_time:%Y-%m-%d} and now: nothing "
+                         "to validate.")
     start = from_epoch_ms(int(first_ms)).replace(minute=0, second=0, microsecond=0)
     end = from_epoch_ms(int(last_ms)).replace(minute=0, second=0, microsecond=0) + _HOUR
     return start, end
