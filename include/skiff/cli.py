@@ -1,4 +1,8 @@
-"""The ``skiff`` command: generate, emit, collect or load data, the replay source, status, serve."""
+"""The ``skiff`` command: generate, emit, collect or load data, the replay source, status,
+validate a range, serve."""
+
+# Longer than ~400 lines: one short function per subcommand and the parser that lists them,
+# kept in one file so that the command reads as one page (each does its work in a stage).
 
 from __future__ import annotations
 

@@ -32,6 +32,9 @@ DuckDB only (its SQL: ``count(*) filter``, ``regexp_matches``, ``isnan``); on Sn
 own datasource pushes the suite's SQL down already.
 """
 
+# About 400 lines: the queries and GX's judgement of their results stay together, the GX
+# metric names tie one to the other.
+
 from __future__ import annotations
 
 import time
