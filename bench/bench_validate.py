@@ -1,5 +1,6 @@
 """Great Expectations on the largest log of the scale (36M events at ``full``): the validate
-stage's suites for one hour, and the data-bearing suites on the whole log.
+stage's suites for one hour, and the data-bearing suites on the whole log, read into pandas
+(the hourly path) and inside DuckDB (``skiff validate --all``).
 
 Each suite runs through the DAG's own operator (``GXValidateIntervalOperator.execute``,
 outside Airflow, as ``tests/bad_batches.py`` does): it renders the suite, reads the rows into
@@ -16,6 +17,13 @@ cost without GX's import.
   On DuckDB the whole slice becomes one pandas DataFrame: when the estimated peak would not
   fit in half the available memory, the suite runs on the largest slice that does (the last
   N hours) and the whole log's time is projected from its rows/s, and says so.
+- **whole log, in the warehouse**: the same suites over the whole log as ``skiff validate
+  --all`` runs them (:func:`skiff.validate.whole_log.validate_range`: GX's metrics computed
+  inside DuckDB under ``SKIFF_VALIDATE_MEMORY_LIMIT``, judged by GX), each in a fresh process
+  after a warm-up, with its peak RSS; then every suite of ``include/gx/suites`` in one process,
+  as the command runs them. At ``small`` scale, ``browsing_train`` runs once more under a
+  small memory limit (:data:`SPILL_LIMIT`): what does not fit spills to disk, and the peak
+  RSS shows the bound holds.
 """
 
 from __future__ import annotations
@@ -42,6 +50,9 @@ HOUR_RUNS = 3
 PEAK_OVER_FRAME = 4.0
 #: Share of the machine's available memory a whole-log validation may take.
 MEMORY_SHARE = 0.5
+#: ``SKIFF_VALIDATE_MEMORY_LIMIT`` of the bounded run (small scale: the 1M-row log's rows alone
+#: take ~480 MiB as a DataFrame).
+SPILL_LIMIT = "100MB"
 
 
 class _FakeTI:
@@ -70,6 +81,29 @@ def _validate(suite: str, start: datetime, end: datetime) -> dict[str, Any]:
             "frame_bytes": int(frame.memory_usage(deep=True).sum())}
 
 
+def _in_warehouse(suites: list[str], start: datetime, end: datetime) -> dict[str, Any]:
+    """``skiff validate``'s path: the suites over the range inside DuckDB, one after another."""
+    from skiff.config import SkiffConfig
+    from skiff.data import warehouse_from_config
+    from skiff.validate import ValidationWindow
+    from skiff.validate.whole_log import validate_range
+
+    config = SkiffConfig.from_env()
+    warehouse = warehouse_from_config(config.warehouse)
+    last = END - timedelta(hours=1)  # warm-up: GX's import and first validation
+    validate_range(config, ValidationWindow(last, END), warehouse, suites=["dim_products"])
+    started = time.perf_counter()
+    results = validate_range(config, ValidationWindow(start, end), warehouse, suites=suites)
+    seconds = time.perf_counter() - started
+    rows = {r.suite.name: max([int(x.result.get("element_count") or 0) for x in r.result.results]
+                              or [0]) for r in results}
+    failed = {r.suite.name: sorted({x.expectation_config.meta["defect"]
+                                    for x in r.result.results if not x.success})
+              for r in results}
+    return {"seconds": seconds, "rows": rows, "defects": failed,
+            "suite_seconds": {r.suite.name: r.seconds for r in results}}
+
+
 def _batch_rows(suite: str, start: datetime, end: datetime) -> int:
     """Rows the suite's batch SQL selects for the interval (without reading them)."""
     from hooks.gx_warehouse import GXWarehouseHook
@@ -89,14 +123,16 @@ def worker(request: str) -> None:
     """Entry point of a worker process: run the request's suites (or only count the rows of
     their batches, with ``count_only``), write the results as JSON to ``out``.
 
-    :param request: path of a JSON file ``{"start", "end", "suites", "runs" | "count_only",
-        "out"}``.
+    :param request: path of a JSON file ``{"start", "end", "suites", "runs" | "count_only" |
+        "in_warehouse", "out"}``.
     """
     sys.path.insert(0, str(REPO / "plugins"))
     spec = json.loads(Path(request).read_text())
     start, end = datetime.fromisoformat(spec["start"]), datetime.fromisoformat(spec["end"])
     if spec.get("count_only"):
         results = {suite: _batch_rows(suite, start, end) for suite in spec["suites"]}
+    elif spec.get("in_warehouse"):
+        results = _in_warehouse(spec["suites"], start, end)
     else:
         last = END - timedelta(hours=1)
         _validate("dim_products", last, END)  # warm-up: GX's first context and imports
@@ -140,6 +176,7 @@ def run(scale: str) -> list[Figure]:
 
         counts = run_worker(WORKER, Path(tmp) / "count", env, start=log_start, end=END,
                             suites=list(WHOLE_LOG_SUITES), count_only=True)["suites"]
+        pandas_whole: dict[str, tuple[float, int, int]] = {}
         for suite in WHOLE_LOG_SUITES:
             per_row = hour["suites"][suite]["frame_bytes"] / max(hour["suites"][suite]["rows"], 1)
             estimate = counts[suite] * per_row * PEAK_OVER_FRAME
@@ -164,7 +201,46 @@ def run(scale: str) -> list[Figure]:
                     f"{MEMORY_SHARE:.0%} of the available memory ({budget / 2**30:.1f} GiB)"))
             figures.append(Figure("validate", f"whole log: {suite} rows/s", rate, "rows/s", "",
                                   "read into pandas + validate + report"))
+            pandas_whole[suite] = (counts[suite] / rate, whole["peak_rss"],
+                                   0 if hours == log.span_hours else hours)
+
+        for suite in WHOLE_LOG_SUITES:
+            figures.append(_in_warehouse_figure(
+                run_worker(WORKER, Path(tmp) / f"push-{suite}", env, start=log_start, end=END,
+                           suites=[suite], in_warehouse=True), suite, pandas_whole[suite]))
+        if scale == "small":
+            spill = run_worker(WORKER, Path(tmp) / "push-spill", {
+                **env, "SKIFF_VALIDATE_MEMORY_LIMIT": SPILL_LIMIT}, start=log_start, end=END,
+                suites=["browsing_train"], in_warehouse=True)
+            figures.append(Figure(
+                "validate", f"whole log, in the warehouse, {SPILL_LIMIT} limit: browsing_train",
+                spill["suites"]["seconds"], "s", "",
+                f"SKIFF_VALIDATE_MEMORY_LIMIT={SPILL_LIMIT} (what does not fit spills): peak RSS "
+                f"{spill['peak_rss'] / 2**30:.2f} GiB"))
+        every = run_worker(WORKER, Path(tmp) / "push-all", env, start=log_start, end=END,
+                           suites=list(SUITES), in_warehouse=True)
+        failed = {s: d for s, d in every["suites"]["defects"].items() if d}
+        figures.append(Figure(
+            "validate", f"whole log, in the warehouse: all {len(SUITES)} suites",
+            every["suites"]["seconds"], "s", "",
+            f"skiff validate --all in one process: "
+            f"{max(every['suites']['rows'].values()):,} rows at most per suite, peak RSS "
+            f"{every['peak_rss'] / 2**30:.2f} GiB"
+            + (f"; FAILED: {failed}" if failed else "")))
     return figures
+
+
+def _in_warehouse_figure(run: dict[str, Any], suite: str,
+                         pandas: tuple[float, int, int]) -> Figure:
+    """One suite inside DuckDB, beside its pandas figure (``(seconds, peak RSS, hours)``)."""
+    r = run["suites"]
+    seconds, peak, hours = pandas
+    before = (f"pandas: {seconds:.1f} s{' projected' if hours else ''}, peak RSS "
+              f"{peak / 2**30:.1f} GiB{f' for the last {hours} h' if hours else ''}")
+    failed = f"; FAILED: {', '.join(r['defects'][suite])}" if r["defects"][suite] else ""
+    return Figure("validate", f"whole log, in the warehouse: {suite}", r["seconds"], "s", "",
+                  f"{r['rows'][suite]:,} rows, peak RSS {run['peak_rss'] / 2**30:.2f} GiB "
+                  f"(fresh process, GX imported); {before}{failed}")
 
 
 if __name__ == "__main__":  # python -m bench.bench_validate [full]

@@ -26,7 +26,8 @@ demo), for the data interval `[data_interval_start, data_interval_end)` between 
 4. **validate** (Great Expectations, on what dbt built): `validate_session_events`
    (sessionised events: order, gaps, SKUs known to the catalogue), `validate_sessions`
    (`fct_sessions`: keys, funnel order, intent label rate) and `validate_products`
-   (`dim_products`: keys, price buckets).
+   (`dim_products`: keys, price buckets). With `full_refresh`, over the whole log (the
+   models were rebuilt from all of it), inside the warehouse.
 5. **train**: `train_intent` and `train_rec` run the Metaflow flows of `include/flows`
    (locally, or on AWS Batch with a GPU when `SKIFF_TRAIN_ON=batch`); each scores its model
    against baselines on held-out sessions and pushes `{pathspec, metrics, bundle}` to XCom.
@@ -150,7 +151,8 @@ with DAG(
             False,
             type="boolean",
             title="Full refresh",
-            description="Rebuild every incremental dbt model from the whole raw log.",
+            description="Rebuild every incremental dbt model from the whole raw log; the "
+                        "model checks then cover the whole log.",
         ),
         "session_lookback_hours": Param(
             CONFIG.dbt.session_lookback_hours,
@@ -251,21 +253,28 @@ with DAG(
             ),
         ]
 
+    # A full refresh rebuilt the models from the whole raw log: their checks then cover the
+    # whole log (inside DuckDB, in bounded memory), not only the interval.
     with TaskGroup("validate", prefix_group_id=False,
                    tooltip="Great Expectations on the marts dbt built") as validate:
         GXValidateIntervalOperator(
             task_id="validate_session_events",
             suite="int_session_events",
-            doc_md="Sessionised events of the interval's sessions: order, gaps, known SKUs.",
+            whole_log="{{ params.full_refresh }}",
+            doc_md="Sessionised events of the interval's sessions: order, gaps, known SKUs "
+                   "(with full_refresh: of every session of the log).",
         )
         GXValidateIntervalOperator(
             task_id="validate_sessions",
             suite="fct_sessions",
-            doc_md="fct_sessions of the interval: keys, funnel order, intent label rate.",
+            whole_log="{{ params.full_refresh }}",
+            doc_md="fct_sessions of the interval: keys, funnel order, intent label rate "
+                   "(with full_refresh: of the whole log).",
         )
         GXValidateIntervalOperator(
             task_id="validate_products",
             suite="dim_products",
+            whole_log="{{ params.full_refresh }}",
             doc_md="dim_products: keys and price buckets.",
         )
 

@@ -1,4 +1,8 @@
-"""The ``skiff`` command: generate, emit, collect or load data, the replay source, status, serve."""
+"""The ``skiff`` command: generate, emit, collect or load data, the replay source, status,
+validate a range, serve."""
+
+# Longer than ~400 lines: one short function per subcommand and the parser that lists them,
+# kept in one file so that the command reads as one page (each does its work in a stage).
 
 from __future__ import annotations
 
@@ -217,6 +221,42 @@ def _cmd_report(args: argparse.Namespace, cfg: SkiffConfig) -> int:
     return 1 if any(not d["success"] for d in documents) else 0
 
 
+def _cmd_validate(args: argparse.Namespace, cfg: SkiffConfig) -> int:
+    from skiff.data import warehouse_from_config
+    from skiff.validate import SUITES, ValidationWindow, read_reports, report_summary
+    from skiff.validate.whole_log import log_span, validate_range
+
+    if not (args.all or args.start or args.end):
+        raise SkiffConfigError("give the range: --all (the whole log) or --start/--end.")
+    if cfg.warehouse.backend != "duckdb":
+        raise SkiffConfigError(
+            "skiff validate runs inside DuckDB; on Snowflake, trigger skiff_hourly with "
+            "full_refresh (GX's Snowflake datasource pushes the suites' SQL down there).")
+    warehouse = warehouse_from_config(cfg.warehouse)
+    start, end = args.start, args.end
+    if start is None or end is None:
+        first, last = log_span(warehouse, cfg)
+        start, end = start or first, end or last
+    if end <= start:
+        raise SkiffConfigError(f"--end {end.isoformat()} must be after --start "
+                               f"{start.isoformat()}.")
+    window = ValidationWindow(start, end)
+    quiet = args.quiet
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its import's chatter
+
+    def progress(line: str) -> None:
+        if not quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    results = validate_range(cfg, window, warehouse, suites=args.suite or SUITES,
+                             data_docs=not args.no_data_docs, progress=progress)
+    label, documents = read_reports(cfg.validation.reports_dir, window.span_label)
+    ran = {r.suite.name for r in results}  # not the folder's results of an earlier run
+    print(report_summary(cfg.validation.reports_dir, label,
+                         [d for d in documents if d["suite"] in ran]))
+    return 1 if any(not r.success for r in results) else 0
+
+
 def _cmd_run_hour(args: argparse.Namespace, cfg: SkiffConfig) -> int:
     from skiff.config import skiff_home
     from skiff.ops.progress import follow_dag_test
@@ -388,6 +428,28 @@ def build_parser() -> argparse.ArgumentParser:
                                            "(exit status 1 when a suite failed)")
     report.add_argument("--interval", help="interval start, ISO 8601 (default: the latest)")
     report.set_defaults(func=_cmd_report)
+
+    validate = sub.add_parser(
+        "validate", help="validate a range of the log, the whole of it with --all, with the "
+                         "hourly suites, inside DuckDB (exit status 1 when a suite failed)",
+        description="Each suite runs once over [--start, --end) as if it were one data "
+                    "interval: counts, duplicates, means over the whole range, computed inside "
+                    "DuckDB in bounded memory (SKIFF_VALIDATE_MEMORY_LIMIT) and judged by Great "
+                    "Expectations. The results are kept as an hourly run's, in the range's own "
+                    "folder, and summarised as `skiff report` does; progress goes to stderr.")
+    validate.add_argument("--all", action="store_true",
+                          help="the whole log: the hours from its first event to its last arrival")
+    validate.add_argument("--start", type=_time, help="start of the range, ISO 8601 (default: "
+                          "the log's first hour)")
+    validate.add_argument("--end", type=_time, help="end of the range, exclusive (default: the "
+                          "end of the log's last hour)")
+    validate.add_argument("--suite", action="append", metavar="NAME",
+                          help="only this suite (repeatable; default: all of include/gx/suites)")
+    validate.add_argument("--no-data-docs", action="store_true",
+                          help="keep the JSON results only, no Data Docs pages")
+    validate.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                          help="no progress on stderr")
+    validate.set_defaults(func=_cmd_validate)
 
     serve = sub.add_parser("serve", help="the local model server (SageMaker's container "
                            "contract) and GET /predict through the Lambda handler")

@@ -243,6 +243,12 @@ class ValidationConfig(Section):
     baseline_min_delta: float = setting(
         "SKIFF_BASELINE_MIN_DELTA", 0.01, "share a share may always stray from its baseline "
         "median, on top of the MADs", maximum=1)
+    # whole-log validation groups the rows by key in DuckDB (36M keys of the full log): past
+    # this, DuckDB spills the groups to disk instead of growing
+    memory_limit: str = setting(
+        "SKIFF_VALIDATE_MEMORY_LIMIT", "2GB", "DuckDB's memory limit while it validates a long "
+        "range inside the warehouse (`skiff validate --all`, a full refresh's mart checks), "
+        "e.g. `2GB`, `512MB`; past it, DuckDB spills to disk", clean=str.strip)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -263,6 +269,10 @@ class ValidationConfig(Section):
         for name in ("max_duplicate_share", "max_unknown_sku_share", "max_out_of_order_share"):
             if not getattr(self, name) < 1:
                 raise SkiffConfigError(f"{self.env(name)}={getattr(self, name)} must be below 1.")
+        if not re.fullmatch(r"\d+(\.\d+)? ?([KMGT]i?B)", self.memory_limit, re.IGNORECASE):
+            raise SkiffConfigError(
+                f"{self.env('memory_limit')}={self.memory_limit!r} is not a memory size DuckDB "
+                "reads: a number and a unit, e.g. 2GB, 512MB, 1.5GiB.")
 
 
 @dataclass(frozen=True)

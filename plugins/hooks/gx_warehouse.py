@@ -14,8 +14,10 @@ if TYPE_CHECKING:
     from great_expectations.core.batch_definition import BatchDefinition
     from great_expectations.data_context import AbstractDataContext
 
-    from skiff.config import WarehouseConfig
+    from skiff.config import SkiffConfig, WarehouseConfig
     from skiff.data import Warehouse
+    from skiff.validate import SuiteSpec, ValidationWindow
+    from skiff.validate.whole_log import RangeResult
 
 __all__ = ["GXWarehouseHook"]
 
@@ -32,6 +34,9 @@ class GXWarehouseHook(BaseHook):
     * **Snowflake**: GX's own Snowflake datasource runs the SQL as a query asset, through
       the Airflow connection ``snowflake_conn_id``; no rows leave the warehouse except
       GX's metrics and examples.
+
+    A range too long for a DataFrame (a full refresh's whole log) is validated inside DuckDB
+    instead (:meth:`validate_in_warehouse`): GX's metrics computed by SQL, judged by GX.
 
     :param config: warehouse settings; default :meth:`WarehouseConfig.from_env`.
     """
@@ -115,6 +120,33 @@ class GXWarehouseHook(BaseHook):
         )
         asset = datasource.add_query_asset(name=name, query=sql)
         return asset.add_batch_definition_whole_table(name)
+
+    def validate_in_warehouse(self, spec: SuiteSpec, config: SkiffConfig,
+                              window: ValidationWindow, *, label: str,
+                              data_docs: bool = True) -> RangeResult:
+        """Render ``spec`` for a long range and validate its rows where they are, in DuckDB,
+        in bounded memory (``SKIFF_VALIDATE_MEMORY_LIMIT``), keeping the report
+        (:mod:`skiff.validate.whole_log`).
+
+        :param spec: the suite.
+        :param config: Skiff's configuration (memory limit, report folder, thresholds).
+        :param window: the range.
+        :param label: the report's folder (the run's interval).
+        :param data_docs: also render the Data Docs page.
+        :return: the rendered suite, GX's result and the report.
+        """
+        from skiff.validate.whole_log import bounded, render_for_range, validate_suite
+
+        if self.backend != "duckdb":
+            raise ValueError("validate_in_warehouse runs on DuckDB; on Snowflake GX's own "
+                             "datasource pushes the suite down (batch_definition)")
+        with self.warehouse_hook.warehouse.connect() as con:
+            bounded(con, config)  # the rendering's queries (the range's counts) share it
+            suite = render_for_range(spec, config, window, self.warehouse)
+            self.log.info("Validating %s for %s (the whole log) with suite %s inside DuckDB; "
+                          "rows:\n%s", suite.table, window, suite.name, suite.sql)
+            return validate_suite(con, suite, config, window, label=label, data_docs=data_docs,
+                                  progress=self.log.info)
 
     def snowflake_connection_string(self) -> str:
         """SQLAlchemy URL of ``snowflake_conn_id``, as the GX provider builds it."""

@@ -22,9 +22,22 @@ if TYPE_CHECKING:
     from great_expectations.data_context import AbstractDataContext
 
     from skiff.config import SkiffConfig
-    from skiff.validate import RenderedSuite
+    from skiff.validate import RenderedSuite, SuiteSpec, ValidationWindow
+    from skiff.validate.reports import Report
 
 __all__ = ["GXValidateIntervalOperator", "GXIntervalValidationFailed"]
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
+
+
+def _flag(value: bool | str) -> bool:
+    """A boolean, or its text as a template renders it (``True``, ``false``, ...)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in _TRUE + _FALSE:
+        raise ValueError(f"whole_log={value!r} is neither true nor false")
+    return text in _TRUE
 
 
 class GXIntervalValidationFailed(GXValidationFailed, AirflowFailException):
@@ -51,6 +64,13 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
     the interval's slice on DuckDB, a query asset of GX's Snowflake datasource on
     Snowflake). The provider runs the validation and pushes its result to XCom.
 
+    With ``whole_log`` on (a full-refresh run, whose dbt models were rebuilt from the whole
+    raw log), the suite covers the whole log up to the interval's end instead: on DuckDB it
+    is validated inside the warehouse (:meth:`GXWarehouseHook.validate_in_warehouse
+    <hooks.gx_warehouse.GXWarehouseHook.validate_in_warehouse>`: GX's metrics by SQL,
+    judged by GX, in bounded memory), on Snowflake by the same query asset over the longer
+    range. The messages and the report are an hourly run's, with counts over the whole log.
+
     Every result is kept under ``$SKIFF_HOME/gx`` (JSON per interval, and Data Docs). A failed
     suite raises :class:`GXIntervalValidationFailed`, whose message says what is wrong
     with which rows; the task fails without retrying, so nothing downstream runs and the
@@ -62,12 +82,15 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
     :param interval_start: the data interval's start, ISO 8601 (templated); default
         ``{{ data_interval_start }}``.
     :param interval_end: its end, exclusive (templated); default ``{{ data_interval_end }}``.
+    :param whole_log: validate from the log's first hour to the interval's end instead of the
+        interval (templated; ``True``/``False`` or their text, e.g. ``{{ params.full_refresh
+        }}``). Default ``False``.
     :param data_docs: also render the result's Data Docs page (about 0.2 s). Default ``True``.
     :param result_format: GX result format; ``SUMMARY`` (default) keeps counts and up to 20
         unexpected values per expectation.
     """
 
-    template_fields: Sequence[str] = ("suite", "interval_start", "interval_end")
+    template_fields: Sequence[str] = ("suite", "interval_start", "interval_end", "whole_log")
     ui_color = "#fdf3e7"
 
     def __init__(
@@ -76,12 +99,15 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
         suite: str,
         interval_start: str = "{{ data_interval_start.isoformat() }}",
         interval_end: str = "{{ data_interval_end.isoformat() }}",
+        whole_log: bool | str = False,
         data_docs: bool = True,
         result_format: str = "SUMMARY",
         **kwargs: Any,
     ) -> None:
         if result_format not in ("BOOLEAN_ONLY", "BASIC", "SUMMARY", "COMPLETE"):
             raise ValueError(f"result_format={result_format!r} is not a GX result format")
+        if not (isinstance(whole_log, bool) or "{{" in whole_log):
+            _flag(whole_log)  # a literal must be a boolean's text; a template is read in execute
         super().__init__(
             configure_batch_definition=self._configure_batch_definition,
             configure_expectations=self._configure_expectations,
@@ -91,6 +117,7 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
         self.suite = suite
         self.interval_start = interval_start
         self.interval_end = interval_end
+        self.whole_log = whole_log
         self.data_docs = data_docs
         self._rendered: RenderedSuite | None = None
         self._gx_context: AbstractDataContext | None = None
@@ -127,10 +154,7 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
             SuiteSpec,
             ValidationWindow,
             allow_duplicates,
-            failure_message,
-            failures,
             fetch_parameters,
-            success_message,
             write_report,
         )
 
@@ -138,8 +162,12 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
         # callables at this copy, which holds the rendered suite and the GX context.
         self.configure_batch_definition = self._configure_batch_definition
         self.configure_expectations = self._configure_expectations
-        window = ValidationWindow.of(self.interval_start, self.interval_end)
+        interval = ValidationWindow.of(self.interval_start, self.interval_end)
+        window = self._whole_log(interval) if _flag(self.whole_log) else interval
         spec = SuiteSpec.load(self.suite, self.config.validation.suites_dir)
+        if window is not interval and self.hook.backend == "duckdb":
+            self._validate_in_warehouse(context, spec, window, interval.label)
+            return
         parameters = fetch_parameters(spec, self.config, window, self.hook.warehouse)
         if "duplicate_mostly" in spec.parameters:  # a share, with a floor for small batches
             sql = spec.render(parameters).sql
@@ -157,7 +185,31 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
         result = self._validation_result()
         self._remove_temporary_docs_site()
         report = write_report(result, self.rendered, window, self.config.validation.reports_dir,
-                              data_docs=self.data_docs)
+                              data_docs=self.data_docs, label=interval.label)
+        self._conclude(result, window, report, failure)
+
+    def _whole_log(self, interval: ValidationWindow) -> ValidationWindow:
+        """The range from the log's first hour to the interval's end."""
+        from skiff.validate import ValidationWindow
+        from skiff.validate.whole_log import log_span
+
+        first, _ = log_span(self.hook, self.config)
+        return ValidationWindow(min(first, interval.start), interval.end, interval.now)
+
+    def _validate_in_warehouse(self, context: Context, spec: SuiteSpec, window: ValidationWindow,
+                               label: str) -> None:
+        """DuckDB, a range too long for a DataFrame: validated where the rows are."""
+        outcome = self.hook.validate_in_warehouse(spec, self.config, window, label=label,
+                                                  data_docs=self.data_docs)
+        self._rendered = outcome.suite
+        context["ti"].xcom_push(key="return_value", value=outcome.result.describe_dict())
+        self._conclude(outcome.result, window, outcome.report, None)
+
+    def _conclude(self, result: ExpectationSuiteValidationResult, window: ValidationWindow,
+                  report: Report, failure: GXValidationFailed | None) -> None:
+        """Raise the failure's message, or log the success."""
+        from skiff.validate import failure_message, failures, success_message
+
         payload = result.to_json_dict()
         if failure is not None or not result.success:
             message = failure_message(self.rendered, window, payload, report)

@@ -159,3 +159,34 @@ def test_snowflake_datasource_is_built_from_the_airflow_connection(fake_snowflak
     assert type(asset).__name__ == "QueryAsset" and asset.query == sql
     assert batch.name == "browsing_train"
     assert hook.batch_parameters(sql) == {}  # the query asset holds the rows, not a frame
+
+
+def test_a_full_refresh_checks_the_whole_log_on_snowflake_too(source, fake_snowflake,
+                                                              tmp_path) -> None:
+    """``whole_log`` on Snowflake: GX's query asset over the log's whole range; the same
+    verdict and counts as the DuckDB run, which validates inside the warehouse."""
+    from bad_batches import END, FakeTI
+    from operators.validate import GXValidateIntervalOperator
+
+    log = make_log(tmp_path / "log", source)
+    log.build_marts(tmp_path / "dbt")
+    results = {}
+    for backend in ("duckdb", "snowflake"):
+        if backend == "snowflake":
+            _copy_to_snowflake(log)
+        operator = GXValidateIntervalOperator(
+            task_id="validate_sessions", suite="fct_sessions", interval_start=START.isoformat(),
+            interval_end=END.isoformat(), whole_log="true", data_docs=False)
+        ti = FakeTI()
+        with environ(SKIFF_WAREHOUSE=backend, SKIFF_DUCKDB_PATH=str(log.path),
+                     SKIFF_GX_DIR=str(tmp_path / backend)):
+            operator.execute({"ti": ti, "params": {}})
+        result = ti.xcom["return_value"]
+        results[backend] = sorted((e["expectation_type"], int(e["result"].get("element_count")
+                                                              or 0), _unexpected(e["result"]))
+                                  for e in result["expectations"])
+        assert result["success"] is True
+    assert results["snowflake"] == results["duckdb"]
+    rows = {n for _, n, _ in results["duckdb"]} - {0}
+    with log.warehouse.connect() as con:  # every session of the log, not the last hour's
+        assert rows == {con.execute("select count(*) from marts.fct_sessions").fetchall()[0][0]}

@@ -285,17 +285,31 @@ def interval_bounds(records: Callable[[str], list[tuple[Any, ...]]], raw_schema:
     :param config: the validation settings.
     :return: the interval's row (by column), and :func:`share_bounds`.
     """
-    first = (window.start_ms // _HOUR_MS - config.baseline_hours) * _HOUR_MS
-    last = window.start_ms // _HOUR_MS * _HOUR_MS
-    history = _rows(records(shares_sql(raw_schema, first, last, by_hour=True)), by_hour=True)
+    history = _history(records, raw_schema, window, config)
     (interval,) = _rows(records(shares_sql(raw_schema, window.start_ms, window.end_ms)))
     return interval, share_bounds(history, interval, config)
 
 
+def _history(records: Callable[[str], list[tuple[Any, ...]]], raw_schema: str,
+             window: ValidationWindow, config: ValidationConfig) -> list[dict[str, Any]]:
+    first = (window.start_ms // _HOUR_MS - config.baseline_hours) * _HOUR_MS
+    last = window.start_ms // _HOUR_MS * _HOUR_MS
+    return _rows(records(shares_sql(raw_schema, first, last, by_hour=True)), by_hour=True)
+
+
 def fetch_baseline(records: Callable[[str], list[tuple[Any, ...]]], raw_schema: str,
                    window: ValidationWindow, config: ValidationConfig) -> dict[str, Any]:
-    """The suite parameters of the interval's bounds (:func:`interval_bounds`)."""
-    return baseline_parameters(interval_bounds(records, raw_schema, window, config)[1])
+    """The suite parameters of the interval's bounds (:func:`interval_bounds`).
+
+    With fewer than ``SKIFF_BASELINE_MIN_HOURS`` hours of history no share has a bound,
+    whatever the interval holds: its own shares are not counted then (for a range starting
+    at the log's start, the whole log, they would cost a scan of it for nothing).
+    """
+    history = _history(records, raw_schema, window, config)
+    interval: dict[str, Any] = {}
+    if sum(1 for hour in history if hour.get(ROWS)) >= config.baseline_min_hours:
+        (interval,) = _rows(records(shares_sql(raw_schema, window.start_ms, window.end_ms)))
+    return baseline_parameters(share_bounds(history, interval, config))
 
 
 def _rows(rows: list[tuple[Any, ...]], by_hour: bool = False) -> list[dict[str, Any]]:

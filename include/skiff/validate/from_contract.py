@@ -43,6 +43,8 @@ _TABLE_PAGE = "docs/validation.md"
 # `skiff corrupt` stamp the event's own time, bad or not) when they came with the interval's
 # arrivals (same load batch) or were ingested during the interval. A row with a plausible
 # arrival belongs to that arrival's interval only: a bad delivery fails its own interval.
+# "distinct" batch ids: over the whole log (skiff validate --all) the subquery returns millions
+# of rows of a few thousand ids, and DuckDB builds its IN table (memory) from all it returns.
 _WINDOW = """\
 from {{raw_schema}}.{table}
 where (arrival_ts_ms >= {{start_ms}} and arrival_ts_ms < {{end_ms}})
@@ -52,7 +54,7 @@ where (arrival_ts_ms >= {{start_ms}} and arrival_ts_ms < {{end_ms}})
             or arrival_ts_ms >= {{future_cutoff_ms}})
         and (
             batch_id in (
-                select batch_id
+                select distinct batch_id
                 from {{raw_schema}}.{table}
                 where arrival_ts_ms >= {{start_ms}} and arrival_ts_ms < {{end_ms}}
             )

@@ -73,6 +73,8 @@ def _describe_expectation(kind: str, kwargs: Mapping[str, Any]) -> str:
 
 def _describe_detail(item: Mapping[str, Any], kwargs: Mapping[str, Any]) -> str:
     info = item.get("exception_info") or {}
+    if "raised_exception" not in info:  # GX keys an error computing a metric by the metric
+        info = next((v for v in info.values() if isinstance(v, Mapping)), {})
     if info.get("raised_exception"):
         return f"could not be evaluated: {info.get('exception_message')}"
     res = item.get("result") or {}

@@ -127,6 +127,13 @@ class ValidationWindow:
         """A folder-safe name of the interval, e.g. ``2026-11-20T1100Z``."""
         return self.start.strftime("%Y-%m-%dT%H%MZ")
 
+    @property
+    def span_label(self) -> str:
+        """A folder-safe name of a range (its start and end), e.g.
+        ``2026-10-23T0000Z--2026-11-01T0000Z``: a whole-log validation's, apart from the
+        hourly run of its first hour."""
+        return f"{self.label}--{self.end.strftime('%Y-%m-%dT%H%MZ')}"
+
     def __str__(self) -> str:
         return f"{_iso(self.start)} .. {_iso(self.end)}"
 

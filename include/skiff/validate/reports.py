@@ -63,6 +63,7 @@ def write_report(
     reports_dir: Path,
     *,
     data_docs: bool = True,
+    label: str | None = None,
 ) -> Report:
     """Keep a validation result: JSON per interval, and a page in the Data Docs site.
 
@@ -80,10 +81,13 @@ def write_report(
     :param window: the data interval.
     :param reports_dir: the report folder (``ValidationConfig.reports_dir``).
     :param data_docs: also render the Data Docs page (about 0.2 s).
+    :param label: the folder of the result under ``results/``; default the interval's
+        (``window.label``); a range's is ``window.span_label``.
     """
     reports_dir = Path(reports_dir)
+    label = label or window.label
     payload = result.to_json_dict()
-    path = reports_dir / "results" / window.label / f"{suite.name}.json"
+    path = reports_dir / "results" / label / f"{suite.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "suite": suite.name,
@@ -101,12 +105,12 @@ def write_report(
     tmp.replace(path)
     if not data_docs:
         return Report(path)
-    page = _build_data_docs(result, suite, window, reports_dir)
+    page = _build_data_docs(result, suite, window, reports_dir, label)
     return Report(path, page, reports_dir / "data_docs" / "index.html")
 
 
 def _build_data_docs(result: ExpectationSuiteValidationResult, suite: RenderedSuite,
-                     window: ValidationWindow, reports_dir: Path) -> Path | None:
+                     window: ValidationWindow, reports_dir: Path, label: str) -> Path | None:
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import (
@@ -143,7 +147,7 @@ def _build_data_docs(result: ExpectationSuiteValidationResult, suite: RenderedSu
                   if r.expectation_config is not None), None) or suite.name
     key = ValidationResultIdentifier(
         expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
-        run_id=RunIdentifier(run_name=window.label, run_time=run_time),
+        run_id=RunIdentifier(run_name=label, run_time=run_time),
         batch_identifier=batch,
     )
     context.validation_results_store.set(key, result)
@@ -161,7 +165,8 @@ def read_reports(reports_dir: Path, interval: str | None = None) -> tuple[str | 
     """The kept results of one interval (default: the latest one validated).
 
     :param reports_dir: ``ValidationConfig.reports_dir``.
-    :param interval: an interval label (``2026-11-20T1100Z``) or start time (ISO 8601).
+    :param interval: an interval label (``2026-11-20T1100Z``), a range's
+        (``2026-10-23T0000Z--2026-11-01T0000Z``), or an interval's start time (ISO 8601).
     :return: the interval's label and its result documents (see :func:`write_report`),
         in suite order; ``(None, [])`` when nothing was validated yet.
     """
@@ -183,7 +188,9 @@ def report_summary(reports_dir: Path, label: str | None, documents: list[dict]) 
         return f"No validation results under {Path(reports_dir) / 'results'} yet."
     by_suite = {d["suite"]: d for d in documents}
     folder = Path(reports_dir) / "results" / label
-    lines = [f"validation of the data interval starting {label}: {folder}"]
+    start, _, end = label.partition("--")
+    what = f"the range {start} .. {end}" if end else f"the data interval starting {label}"
+    lines = [f"validation of {what}: {folder}"]
     for name in [*SUITES, *sorted(set(by_suite) - set(SUITES))]:
         doc = by_suite.get(name)
         if doc is None:

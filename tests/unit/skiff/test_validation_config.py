@@ -18,6 +18,7 @@ def test_defaults(skiff_home: Path) -> None:
     assert (cfg.volume_min_ratio, cfg.volume_max_ratio, cfg.volume_history_hours) == (0.2, 5.0, 24)
     assert (cfg.label_rate_min, cfg.label_rate_max) == (0.01, 0.5)
     assert cfg.earliest_event_time == datetime(2018, 1, 1, tzinfo=UTC)
+    assert cfg.memory_limit == "2GB"
 
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -34,6 +35,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         "SKIFF_MAX_UNKNOWN_SKU_SHARE": "0.25",
         "SKIFF_MAX_OUT_OF_ORDER_SHARE": "0.1",
         "SKIFF_MAX_EVENT_GAP_MINUTES": "60",
+        "SKIFF_VALIDATE_MEMORY_LIMIT": " 1.5GiB ",
     }.items():
         monkeypatch.setenv(var, value)
     cfg = ValidationConfig.from_env()
@@ -45,6 +47,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert cfg.earliest_event_time == datetime(2019, 6, 1, tzinfo=UTC)
     assert (cfg.max_duplicate_share, cfg.max_unknown_sku_share) == (0.0, 0.25)
     assert (cfg.max_out_of_order_share, cfg.max_event_gap_minutes) == (0.1, 60)
+    assert cfg.memory_limit == "1.5GiB"
 
 
 @pytest.mark.parametrize(
@@ -58,6 +61,10 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         pytest.param("SKIFF_EARLIEST_EVENT_TIME", "last year", "ISO 8601", id="not-a-time"),
         pytest.param("SKIFF_MAX_EVENT_GAP_MINUTES", "0", ">= 1", id="gap-0"),
         pytest.param("SKIFF_LABEL_RATE_MAX", "nan", "SKIFF_LABEL_RATE_MAX", id="nan"),
+        pytest.param("SKIFF_VALIDATE_MEMORY_LIMIT", "half", "SKIFF_VALIDATE_MEMORY_LIMIT",
+                     id="memory-not-a-size"),
+        pytest.param("SKIFF_VALIDATE_MEMORY_LIMIT", "2", "a number and a unit",
+                     id="memory-no-unit"),
     ],
 )
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str,

@@ -12,11 +12,22 @@ from operators.validate import GXIntervalValidationFailed, GXValidateIntervalOpe
 def test_is_the_providers_batch_operator_with_templated_interval() -> None:
     op = GXValidateIntervalOperator(task_id="validate_sessions", suite="fct_sessions")
     assert isinstance(op, GXValidateBatchOperator)
-    assert set(op.template_fields) == {"suite", "interval_start", "interval_end"}
+    assert set(op.template_fields) == {"suite", "interval_start", "interval_end", "whole_log"}
     assert op.interval_start == "{{ data_interval_start.isoformat() }}"
     assert op.interval_end == "{{ data_interval_end.isoformat() }}"
     assert op.result_format == "SUMMARY" and op.context_type == "ephemeral"
-    assert op.data_docs is True
+    assert op.data_docs is True and op.whole_log is False
+
+
+@pytest.mark.parametrize("value", [True, "True", "false", " 1 ", "{{ params.full_refresh }}"])
+def test_whole_log_takes_a_boolean_its_text_or_a_template(value) -> None:
+    op = GXValidateIntervalOperator(task_id="t", suite="fct_sessions", whole_log=value)
+    assert op.whole_log == value  # a template is rendered, then read, in execute
+
+
+def test_whole_log_refuses_other_text() -> None:
+    with pytest.raises(ValueError, match="whole_log='sometimes' is neither true nor false"):
+        GXValidateIntervalOperator(task_id="t", suite="fct_sessions", whole_log="sometimes")
 
 
 def test_rejects_unknown_result_format() -> None:

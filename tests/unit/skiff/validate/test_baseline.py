@@ -212,3 +212,28 @@ def test_fetch_parameters_compares_the_interval_with_the_hours_before(
     # 3 product events with a SKU: one unknown of them may be chance, any share passes
     assert values["unknown_sku_share_max"] == 1.0
     assert values["duplicate_share_max"] < 1.0
+
+
+def test_without_enough_history_the_interval_is_not_counted(
+        config: SkiffConfig, tmp_path: Path) -> None:
+    """Over a range starting at the log's start (the whole log) nothing bounds a share: the
+    interval's own shares, a scan of the whole range, are not counted, and the parameters are
+    those the full computation gives."""
+    from skiff.times import from_epoch_ms
+    from skiff.validate.baseline import baseline_parameters, fetch_baseline, interval_bounds
+    from skiff.validate.parameters import ValidationWindow
+
+    h = 500_000
+    warehouse = _log(tmp_path / "w.duckdb", {h - 2: ROWS, h - 1: ROWS, h: ROWS})  # 2 hours
+    window = ValidationWindow(from_epoch_ms(h * HOUR), from_epoch_ms((h + 1) * HOUR))
+    queries: list[str] = []
+
+    def records(sql: str) -> list:
+        queries.append(sql)
+        return warehouse.records(sql)
+
+    values = fetch_baseline(records, "raw", window, config.validation)
+    assert len(queries) == 1  # the history only
+    assert values == baseline_parameters(
+        interval_bounds(warehouse.records, "raw", window, config.validation)[1])
+    assert values["baseline_hours"] == 2 and values["unknown_sku_share_max"] is None

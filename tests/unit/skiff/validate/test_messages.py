@@ -52,6 +52,20 @@ def test_failures_explain_counts_examples_and_observed_values() -> None:
     assert found["duplicate_events"].detail == "could not be evaluated: boom"
 
 
+def test_an_error_computing_a_metric_is_explained() -> None:
+    # GX keys such an error by the metric it could not compute (a column missing, say)
+    missing = 'Error: The column "hashed_url" in BatchData does not exist.'
+    item = {"success": False, "result": {}, "expectation_config": {
+                "type": "expect_column_values_to_not_be_null", "kwargs": {"column": "hashed_url"},
+                "meta": {"defect": "missing_hashed_url", "problem": "events without hashed_url"}},
+            "exception_info": {"MetricConfigurationID(metric_name='column_values.nonnull')": {
+                "raised_exception": True, "exception_traceback": "...",
+                "exception_message": missing}}}
+    (failure,) = failures({"results": [item]})
+    assert failure.detail == ('could not be evaluated: Error: The column "hashed_url" in '
+                              "BatchData does not exist.")
+
+
 def test_failure_message_names_table_interval_defects_and_report(specs, params, window) -> None:
     suite = specs["browsing_train"].render(params())
     message = failure_message(suite, window, RESULT, Report(Path("/r/x.json"), Path("/d/p.html")))

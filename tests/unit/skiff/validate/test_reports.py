@@ -70,3 +70,22 @@ def test_summary_lists_every_suite_with_its_failures(specs, params, window, tmp_
         ["not", "run", "search_train"], ["not", "run", "sku_to_content"],
         ["passed", "volume", "raw.browsing_train"]]
     assert report_summary(tmp_path / "none", None, []).startswith("No validation results under")
+
+
+def test_a_range_is_kept_in_its_own_folder_and_summarised_as_a_range(
+        specs, params, window, tmp_path) -> None:
+    whole = ValidationWindow(window.start - timedelta(days=30), window.end, window.now)
+    assert whole.span_label == "2026-10-21T1100Z--2026-11-20T1200Z"
+    write_report(Result(PASSED), specs["volume"].render(params(win=whole)), window, tmp_path,
+                 data_docs=False)  # the hourly run of the range's last hour
+    report = write_report(Result(FAILED), specs["browsing_train"].render(params(win=whole)),
+                          whole, tmp_path, data_docs=False, label=whole.span_label)
+    assert report.result_json == tmp_path / "results" / whole.span_label / "browsing_train.json"
+
+    label, documents = read_reports(tmp_path, whole.span_label)
+    assert label == whole.span_label and [d["suite"] for d in documents] == ["browsing_train"]
+    assert documents[0]["interval"]["start"] == whole.start.isoformat()
+    lines = report_summary(tmp_path, label, documents).splitlines()
+    assert lines[0] == ("validation of the range 2026-10-21T1100Z .. 2026-11-20T1200Z: "
+                        f"{tmp_path / 'results' / whole.span_label}")
+    assert read_reports(tmp_path)[0] == window.label  # the latest interval is still the hour's
