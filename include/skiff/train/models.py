@@ -273,12 +273,7 @@ def _fit(model: Any, inputs: Mapping[str, np.ndarray], y: np.ndarray, *, loss: A
     _check_sizes(epochs=epochs, batch_size=batch_size)
     if learning_rate <= 0:
         raise SkiffConfigError(f"learning_rate={learning_rate} must be > 0.")
-    n = len(y)
-    for name, value in inputs.items():
-        if len(value) != n:
-            raise DataContractError(f"Input {name!r} has {len(value)} rows; labels have {n}.")
-    if n == 0:
-        raise DataContractError("No training examples.")
+    n = len(y)  # pipeline.batches checks every input has n rows and n > 0
     _check_sequences(inputs)
     if validation:
         _check_sequences(validation[0])
