@@ -11,7 +11,6 @@ after it); the whole corpus and the good batch run with ``-m slow``
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,6 @@ from bad_batches import (
     TASK_SUITES,
     interval_data,
     make_log,
-    make_source,
 )
 
 from skiff.data import DEFECTS, build_bad_batch
@@ -32,29 +30,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 REPO = Path(__file__).resolve().parents[2]
 REPRESENTATIVE = ("null_timestamps", "unknown_skus")
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory, airflow_db) -> Path:
-    return make_source(tmp_path_factory.mktemp("source"))
-
-
-class _Alerts(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.texts: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.texts.append(record.getMessage())
-
-
-@pytest.fixture
-def alerts():
-    handler = _Alerts()
-    logger = logging.getLogger("skiff.alerts")
-    logger.addHandler(handler)
-    yield handler.texts
-    logger.removeHandler(handler)
 
 
 def _run_dag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log) -> tuple[object, dict]:

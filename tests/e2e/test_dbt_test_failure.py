@@ -11,7 +11,6 @@ raw checks are marked successful unrun (``mark_success_pattern``): they are not 
 
 from __future__ import annotations
 
-import logging
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from bad_batches import END, make_log, make_source
+from bad_batches import END, make_log
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -44,23 +43,9 @@ def failing_project(tmp_path_factory) -> Path:
     return project
 
 
-@pytest.fixture(scope="module")
-def source(tmp_path_factory, airflow_db) -> Path:
-    return make_source(tmp_path_factory.mktemp("source"))
-
-
-class _Alerts(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.texts: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.texts.append(record.getMessage())
-
-
 @pytest.mark.parametrize("mode", ["watcher", "local"])
 def test_a_failing_dbt_test_fails_its_model_task_and_the_run(
-    mode, failing_project, source, tmp_path, monkeypatch
+    mode, failing_project, source, alerts, tmp_path, monkeypatch
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
     from airflow.utils.state import DagRunState, TaskInstanceState
@@ -75,12 +60,7 @@ def test_a_failing_dbt_test_fails_its_model_task_and_the_run(
     dag = DagBag(dag_folder=str(REPO / "dags")).dags["skiff_hourly"]  # parsed with this env
     for task in dag.tasks:  # one retry, right away (the DAG waits 2 min, then 4)
         task.retries, task.retry_delay, task.retry_exponential_backoff = 1, timedelta(0), 0
-    alerts = _Alerts()
-    logging.getLogger("skiff.alerts").addHandler(alerts)
-    try:
-        run = dag.test(logical_date=END, mark_success_pattern=RAW_CHECKS)
-    finally:
-        logging.getLogger("skiff.alerts").removeHandler(alerts)
+    run = dag.test(logical_date=END, mark_success_pattern=RAW_CHECKS)
     tis = {ti.task_id: ti for ti in run.get_task_instances()}
     states = {task_id: ti.state for task_id, ti in tis.items()}
 
@@ -102,6 +82,6 @@ def test_a_failing_dbt_test_fails_its_model_task_and_the_run(
                   or t.startswith(("gate_", "deploy_", "smoke_test_", "promote_", "rollback_"))}
     assert len(downstream) == 15, downstream
     assert set(downstream.values()) == {TaskInstanceState.UPSTREAM_FAILED}, downstream
-    (alert,) = [a for a in alerts.texts if "task prepare.fct_sessions.test of skiff_hourly" in a]
+    (alert,) = [a for a in alerts if "task prepare.fct_sessions.test of skiff_hourly" in a]
     assert PLANTED in alert  # dbt's own failure: the retry's `dbt test` of fct_sessions
-    assert any(f"run {run.run_id} of skiff_hourly failed" in a for a in alerts.texts), alerts.texts
+    assert any(f"run {run.run_id} of skiff_hourly failed" in a for a in alerts), alerts

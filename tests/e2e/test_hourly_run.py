@@ -1,8 +1,15 @@
-"""skiff_hourly end to end with dag.test(): ingest (landing) -> validate -> dbt -> validate -> train on DuckDB."""
+"""skiff_hourly end to end with dag.test(): ingest (landing) -> validate -> dbt -> validate -> train on DuckDB.
+
+One hour runs in ``make test``; its re-run (idempotent marts, the gate against the champion
+re-scored on the same held-out sessions) runs with ``-m slow``, after the first hour in the
+same module (the first hour's run is a module fixture).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -20,9 +27,21 @@ def _marts(warehouse: DuckDBWarehouse) -> dict[str, list[tuple]]:
         return {t: sorted(con.execute(f"select * from marts.{t}").fetchall(), key=repr) for t in MARTS}
 
 
-def test_one_hour_then_a_rerun_of_it(airflow_db) -> None:
+@dataclass
+class _Hour:
+    """The first hour's run, and what the re-run compares with."""
+
+    dag: Any
+    run: Any
+    warehouse: DuckDBWarehouse
+    raw_after: int
+    marts: dict[str, list[tuple]]
+    served: list[str]
+
+
+@pytest.fixture(scope="module")
+def first_hour(airflow_db) -> _Hour:
     from airflow.dag_processing.dagbag import DagBag
-    from airflow.utils.state import DagRunState
 
     cfg = SkiffConfig.from_env()
     warehouse = DuckDBWarehouse(cfg.warehouse.duckdb_path)
@@ -32,17 +51,26 @@ def test_one_hour_then_a_rerun_of_it(airflow_db) -> None:
                               LandingZone.from_uri(cfg.collect.landing_uri), warehouse,
                               span_hours=6, now=END + timedelta(minutes=10))
     assert cfg.ingest.source == "landing" and history.end == END
-    start, end = END - timedelta(hours=1), END
+    end = END
     raw_before = warehouse.row_counts("raw", ["browsing_train"])["browsing_train"]
 
     dag = DagBag(dag_folder=str(cfg.dbt.project_dir.parents[1] / "dags")).dags["skiff_hourly"]
     run = dag.test(logical_date=end)  # Airflow 3: the manual run's interval ends at its date
+    raw_after = warehouse.row_counts("raw", ["browsing_train"])["browsing_train"]
+    assert raw_after > raw_before  # the interval's events were appended
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    served = [m for m in ("intent", "rec") if states.get(f"deploy_{m}") == "success"]
+    return _Hour(dag, run, warehouse, raw_after, _marts(warehouse), served)
+
+
+def test_one_hour(first_hour: _Hour) -> None:
+    from airflow.utils.state import DagRunState
+
+    run, warehouse, first = first_hour.run, first_hour.warehouse, first_hour.marts
+    start, end = END - timedelta(hours=1), END
     assert run.state == DagRunState.SUCCESS
     assert (run.data_interval_start, run.data_interval_end) == (start, end)
 
-    raw_after = warehouse.row_counts("raw", ["browsing_train"])["browsing_train"]
-    assert raw_after > raw_before  # the interval's events were appended
-    first = _marts(warehouse)
     assert all(first[t] for t in MARTS)
     with warehouse.connect() as con:
         in_log = con.execute("select count(distinct session_id_hash) from raw.browsing_train").fetchall()[0][0]
@@ -65,12 +93,22 @@ def test_one_hour_then_a_rerun_of_it(airflow_db) -> None:
         assert states[f"rollback_{model}"] in ("skipped", "removed", None), states
         served += [model] if chain[0] == "success" else []
     assert served, "on a first run at least one model beats its baselines and is served"
+    assert served == first_hour.served
 
-    rerun = dag.test(logical_date=end, run_conf={"full_refresh": False})
+
+@pytest.mark.slow
+def test_a_rerun_of_the_hour_changes_nothing_and_gates_against_the_champion(
+    first_hour: _Hour,
+) -> None:
+    from airflow.utils.state import DagRunState
+
+    warehouse = first_hour.warehouse
+    rerun = first_hour.dag.test(logical_date=END, run_conf={"full_refresh": False})
     assert rerun.state == DagRunState.SUCCESS
-    assert warehouse.row_counts("raw", ["browsing_train"])["browsing_train"] == raw_after
-    assert _marts(warehouse) == first  # idempotent: same rows, no duplicates
-    for model in served:
+    assert warehouse.row_counts("raw", ["browsing_train"])["browsing_train"] == first_hour.raw_after
+    assert _marts(warehouse) == first_hour.marts  # idempotent: same rows, no duplicates
+    assert first_hour.served
+    for model in first_hour.served:
         # the rerun's flow re-scored the champion on its own held-out sessions; the gate
         # compared the two there (not with the champion's score at its promotion)
         (gate,) = [ti for ti in rerun.get_task_instances() if ti.task_id == f"gate_{model}"]
