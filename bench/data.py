@@ -83,17 +83,22 @@ def get_log(name: str, sessions: int, span_hours: int, *, seed: int = 42) -> Log
     return log
 
 
-def dbt(log: Log, *args: str) -> float:
+def dbt(log: Log, *args: str, project: Path | None = None, env: dict[str, str] | None = None,
+        target: str = "target") -> float:
     """Run ``dbt <args>`` on the log's warehouse in a fresh process; its wall time in seconds.
 
+    :param project: the dbt project; default this checkout's ``include/dbt``.
+    :param env: more environment variables (the interval, as the DAG passes it).
+    :param target: the target folder under the log's root (keeps its partial parse).
     :raises RuntimeError: dbt failed (its output is in the message).
     """
-    project = REPO / "include" / "dbt"
+    project = project or REPO / "include" / "dbt"
     command = [str(Path(sys.executable).with_name("dbt")), *args, "--project-dir", str(project),
-               "--profiles-dir", str(project), "--target-path", str(log.root / "target"),
+               "--profiles-dir", str(project), "--target-path", str(log.root / target),
                "--log-path", str(log.root / "logs"), "--quiet"]
     started = time.perf_counter()
-    done = subprocess.run(command, env=log.env(), capture_output=True, text=True)
+    done = subprocess.run(command, env={**log.env(), **(env or {})}, capture_output=True,
+                          text=True)
     elapsed = time.perf_counter() - started
     if done.returncode:
         raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
@@ -101,8 +106,15 @@ def dbt(log: Log, *args: str) -> float:
 
 
 def interval_vars(start: datetime, end: datetime, **extra: object) -> str:
-    """The ``--vars`` the DAG passes for the data interval ``[start, end)``."""
+    """The data interval ``[start, end)`` as ``--vars`` (how the DAG passed it before it
+    moved to the environment: :func:`interval_env`)."""
     return json.dumps({"interval_start": start.isoformat(), "interval_end": end.isoformat(), **extra})
+
+
+def interval_env(start: datetime, end: datetime) -> dict[str, str]:
+    """The environment the DAG gives dbt for the data interval ``[start, end)``."""
+    return {"SKIFF_DBT_INTERVAL_START": start.isoformat(),
+            "SKIFF_DBT_INTERVAL_END": end.isoformat()}
 
 
 def dbt_fingerprint() -> str:

@@ -25,7 +25,7 @@ DBT_DIR = REPO / "include" / "dbt"
 #: Models compared, by schema.
 MODELS = {
     "staging": ["stg_browsing_events", "stg_search_events"],
-    "intermediate": ["int_session_events"],
+    "intermediate": ["int_session_events", "int_sessions"],
     "marts": ["fct_sessions", "fct_session_sequences", "dim_products"],
 }
 

@@ -153,9 +153,10 @@ def test_triggered_run_succeeds_with_its_conf(airflow: LocalAirflow) -> None:
     wait_for_success(airflow, run_id)
 
     # the one `dbt build` (SKIFF_DBT_EXECUTION_MODE=watcher, the default) got the run's vars
+    # and, in its environment, its interval
     build = airflow.api("GET", f"{RUNS}/{run_id}/taskInstances/prepare.dbt_producer_watcher")
     assert build["rendered_fields"]["vars"]["session_lookback_hours"] == "12"
-    assert build["rendered_fields"]["vars"]["interval_start"] == TRIGGERED[0].isoformat()
+    assert build["rendered_fields"]["env"]["SKIFF_DBT_INTERVAL_START"] == TRIGGERED[0].isoformat()
     assert build["rendered_fields"]["full_refresh"] == "False"
     launch = task_log(airflow, run_id, "train_intent")
     assert f"--interval_end {TRIGGERED[1].isoformat()} --max_sessions 200 " in launch, launch

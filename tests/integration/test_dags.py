@@ -135,7 +135,7 @@ def test_training_on_batch_defers(dagbag) -> None:
 
 def test_prepare_runs_one_dbt_build_watched_by_the_model_tasks(dagbag) -> None:
     """Watcher mode (the default): one producer task runs `dbt build` with the run's
-    full_refresh param and interval vars; each model's task and its tests' task report it.
+    full_refresh param and interval; each model's task and its tests' task report it.
     On DuckDB they reschedule while they wait (one task at a time; `dags test` runs tasks in
     one process), and the mart checks wait for the build's end, not only for the models."""
     dag = dagbag.dags["skiff_hourly"]
@@ -143,9 +143,12 @@ def test_prepare_runs_one_dbt_build_watched_by_the_model_tasks(dagbag) -> None:
     assert type(producer).__name__ == "DbtProducerWatcherOperator"
     assert producer.base_cmd == ["build"]
     assert producer.full_refresh == "{{ params.full_refresh }}"
-    assert producer.vars["interval_start"] == "{{ data_interval_start.isoformat() }}"
-    assert producer.vars["interval_end"] == "{{ data_interval_end.isoformat() }}"
-    assert set(producer.env) == {"SKIFF_DUCKDB_PATH", "SKIFF_DBT_TARGET"}
+    # the interval in the environment, not in --vars (new vars every hour: a full dbt parse)
+    assert producer.env["SKIFF_DBT_INTERVAL_START"] == "{{ data_interval_start.isoformat() }}"
+    assert producer.env["SKIFF_DBT_INTERVAL_END"] == "{{ data_interval_end.isoformat() }}"
+    assert set(producer.env) == {"SKIFF_DUCKDB_PATH", "SKIFF_DBT_TARGET",
+                                 "SKIFF_DBT_INTERVAL_START", "SKIFF_DBT_INTERVAL_END"}
+    assert set(producer.vars) == {"session_lookback_hours", "raw_schema"}
     assert {t.task_id for t in producer.upstream_list} >= {"validate_raw_events", "validate_volume"}
     run, test = dag.get_task("prepare.fct_sessions.run"), dag.get_task("prepare.fct_sessions.test")
     assert (type(run).__name__, type(test).__name__) == ("DbtRunWatcherOperator",

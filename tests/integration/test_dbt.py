@@ -143,14 +143,14 @@ class HourlyDbt(Dbt):
     before_last: Dbt | None = None
 
     def hourly(self, interval: tuple[datetime, datetime], command: str = "build"):
-        """What the DAG's prepare task group does for one data interval."""
+        """What the DAG's prepare task group does for one data interval: the interval in
+        the environment, the lookback a var."""
         start, end = interval
         return self(command, vars={
-            "interval_start": start.isoformat(),
-            "interval_end": end.isoformat(),
             # Airflow renders it from a Param into text
             "session_lookback_hours": str(LOOKBACK_HOURS),
-        })
+        }, env={"SKIFF_DBT_INTERVAL_START": start.isoformat(),
+                "SKIFF_DBT_INTERVAL_END": end.isoformat()})
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -208,8 +208,8 @@ def test_full_refresh_builds_with_every_test(full_refresh) -> None:
     # only the catalogue relationship may warn: the data has SKUs missing from the catalogue
     warned = [n for n, s in status.items() if s == "warn"]
     assert warned and all("relationships_int_session_events_product_sku_hash" in n for n in warned)
-    assert sum(n.startswith("unit_test.") for n in status) == 3
-    assert sum(n.startswith("model.") for n in status) == 7
+    assert sum(n.startswith("unit_test.") for n in status) == 5
+    assert sum(n.startswith("model.") for n in status) == 8
     (sessions, abandoned, sequences), = query(dbt.db_path, """
         select count(*), count_if(is_cart_abandoned),
                (select count(*) from marts.fct_session_sequences)
@@ -252,20 +252,35 @@ def test_incremental_hours_equal_full_refresh(hourly, full_refresh) -> None:
 def test_hourly_run_reads_only_its_interval(hourly) -> None:
     """The last run read the events of the sessions whose events arrived in its hour, since
     the earliest of those events minus the lookback, and bounded its deletes the same way;
-    int_session_events holds every distinct raw event once."""
+    its data tests read the same sessions; int_session_events holds every distinct raw
+    event once."""
     start, end = (_ms(t) for t in _hour(1))
+    bounds = f"arrival_ts_ms >= {start} and arrival_ts_ms < {end}"
     target = hourly.work_dir / "target"
     compiled = target / "compiled" / "skiff" / "models"
-    staging = (compiled / "staging" / "stg_browsing_events.sql").read_text()
-    assert "where" not in staging.lower()  # a view: the reading models filter it
-    for model in ("staging/stg_search_events", "intermediate/int_session_events",
+    for view in ("stg_browsing_events", "stg_search_events"):
+        # views: the reading models filter them
+        assert "where" not in (compiled / "staging" / f"{view}.sql").read_text().lower()
+    for model in ("intermediate/int_session_events", "intermediate/int_sessions",
                   "marts/fct_sessions", "marts/fct_session_sequences"):
         sql = (compiled / f"{model}.sql").read_text()
-        assert f"arrival_ts_ms >= {start} and arrival_ts_ms < {end}" in sql, model
+        assert bounds in sql, model
         assert f"- {LOOKBACK_HOURS * 3_600_000}" in sql, model  # the event-time bound
-    for model in ("staging/stg_search_events", "intermediate/int_session_events"):
-        run = (target / "run" / "skiff" / "models" / f"{model}.sql").read_text()
-        assert re.search(r"and event_ms >= \(select min\(event_ms\) from \S+__dbt_tmp", run), run
+    run = (target / "run" / "skiff" / "models" / "intermediate" / "int_session_events.sql")
+    assert re.search(r"and event_ms >= \(select min\(event_ms\) from \S+__dbt_tmp",
+                     run.read_text())
+    # the data tests, compiled under <folder>/_models.yml/ (as the unit tests, named as
+    # their model)
+    models = {f"{name}.sql" for names in MODELS.values() for name in names}
+    tests = {path.name: path.read_text() for path in compiled.rglob("*.sql")
+             if path.parent.name == "_models.yml" and path.name not in models}
+    session_tests = [name for name in tests if "session" in name and "product" not in name]
+    assert len(session_tests) > 20, sorted(tests)
+    unfiltered = [name for name in session_tests if bounds not in tests[name]]
+    assert not unfiltered, unfiltered
+    products = [name for name in tests if "stg_products" in name or name.startswith(
+        ("unique_dim_products", "not_null_dim_products"))]
+    assert products and not [name for name in products if bounds in tests[name]]
     rows = query(hourly.db_path, """
         select
             (select count(*) from intermediate.int_session_events),
@@ -370,19 +385,20 @@ def test_snowflake_sql_runs_on_fakesnow(source, full_refresh, tmp_path) -> None:
         load_dir(raw_log, SnowflakeWarehouse(connect), batch_id="history")
         # fakesnow's in-memory database does not take concurrent DDL: one thread
         dbt("run", "--threads", "1", target="snowflake", env=SNOWFLAKE_ENV)
-        dbt("compile", "--threads", "1", "--select", "stg_browsing_events fct_session_sequences",
+        dbt("compile", "--threads", "1", "--select", "stg_browsing_events int_sessions",
             target="snowflake", env=SNOWFLAKE_ENV, vars={
                 "interval_start": start.isoformat(), "interval_end": end.isoformat()})
         sessions = fetch("marts.fct_sessions")
         sequences = fetch("marts.fct_session_sequences")
 
     compiled = tmp_path / "target" / "compiled" / "skiff" / "models"
-    sql = (compiled / "marts" / "fct_session_sequences.sql").read_text()
+    sql = (compiled / "intermediate" / "int_sessions.sql").read_text()
     assert "array_agg(event_token) within group (order by event_index)" in sql
     assert "array_construct()" in sql and "list(" not in sql
     assert f"arrival_ts_ms >= {_ms(start)} and arrival_ts_ms < {_ms(end)}" in sql  # incremental
     sql = (compiled / "staging" / "stg_browsing_events.sql").read_text()
-    assert "to_timestamp_ntz(server_timestamp_epoch_ms, 3)" in sql and "md5(concat_ws(" in sql
+    assert "to_timestamp_ntz(server_timestamp_epoch_ms, 3)" in sql
+    assert "cast(bitshiftright(hash(session_id_hash, " in sql
 
     con = duckdb.connect()
     try:

@@ -41,29 +41,36 @@
 
 
 {#
-    md5 (hex) of several columns: each cast to text, null as '', joined by '|'.
-    The key of a row that has no natural id (a raw event).
+    A 63-bit integer hash of several columns (nulls included), a BIGINT: the
+    key of a row that has no natural id (a raw event). An integer sorts,
+    compares and stores in a fraction of the time of a 32-character md5 text:
+    at 36M events that was most of the cost of the keys. 63 bits make a
+    collision between two events of the same session, the only place the key
+    is compared, negligible (about 1 in 10^16 for a 300-event session); the
+    tests check the key is unique within each session.
+    The hash is the warehouse's own (DuckDB hash(), Snowflake HASH()): the same
+    row gets the same key on one warehouse, not across warehouses or DuckDB
+    versions; a model rebuilt after a DuckDB upgrade gets new keys, which only
+    order events logged in the same millisecond.
 #}
 {% macro hash_key(column_names) -%}
     {{ return(adapter.dispatch('hash_key')(column_names)) }}
 {%- endmacro %}
 
 {% macro default__hash_key(column_names) -%}
-    md5(
-        {%- for column_name in column_names %}
-        coalesce(cast({{ column_name }} as varchar), '')
-        {%- if not loop.last %} || '|' ||{% endif %}
-        {%- endfor %}
-    )
+    {{ exceptions.raise_compiler_error(
+        "hash_key: no 64-bit hash for adapter " ~ adapter.type()
+        ~ " (Skiff supports duckdb and snowflake)") }}
 {%- endmacro %}
 
+{# hash() is a UBIGINT: the top bit dropped, it fits a BIGINT #}
+{% macro duckdb__hash_key(column_names) -%}
+    cast(hash({{ column_names | join(', ') }}) >> 1 as bigint)
+{%- endmacro %}
+
+{# HASH() is a signed 64-bit NUMBER(19, 0); shifted as on DuckDB (fakesnow runs it there) #}
 {% macro snowflake__hash_key(column_names) -%}
-    md5(concat_ws('|',
-        {%- for column_name in column_names %}
-        coalesce(cast({{ column_name }} as varchar), '')
-        {%- if not loop.last %},{% endif %}
-        {%- endfor %}
-    ))
+    cast(bitshiftright(hash({{ column_names | join(', ') }}), 1) as bigint)
 {%- endmacro %}
 
 

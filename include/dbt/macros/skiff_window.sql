@@ -3,8 +3,15 @@
     incremental model shares: rebuild the sessions whose events ARRIVED in the
     interval, from all their events.
 
-    The DAG passes vars `interval_start` and `interval_end` (ISO 8601, UTC, end
-    exclusive, e.g. 2026-11-25T06:00:00+00:00) and `session_lookback_hours`.
+    The interval [start, end) is ISO 8601, UTC, end exclusive (e.g.
+    2026-11-25T06:00:00+00:00), from the vars `interval_start` and
+    `interval_end` or, without them, the environment variables
+    SKIFF_DBT_INTERVAL_START and SKIFF_DBT_INTERVAL_END. The DAG sets the
+    environment: it changes every hour, and a change of --vars makes dbt parse
+    the whole project again (it keys its partial parse on the vars), while an
+    environment variable read only when a model runs (never at parse time:
+    these macros run on incremental runs only) is no part of that key.
+    `session_lookback_hours` stays a var (the same value every hour).
     An incremental run then:
       * finds the sessions touched by the interval: those with a raw row whose
         arrival_ts_ms is in [start, end) (the ingest appends, per interval, the
@@ -35,7 +42,7 @@
       * the delete prunes the same way on the target's event_ms.
     On Snowflake the same predicates prune micro-partitions.
 
-    Without the vars (dbt run by hand) the interval is [watermark, +inf): the
+    Without an interval (dbt run by hand) it is [watermark, +inf): the
     arrivals at or after the newest event time already in the model's own
     table (`watermark`). Every row that arrived after the last run qualifies
     (an event arrives after it happens), plus a few already processed, whose
@@ -62,13 +69,15 @@
       start, end        the data interval [start, end); end is none without
                         the vars
       lookback_ms       session_lookback_hours in milliseconds
-      is_bounded        true when the window comes from the vars (literals)
+      is_bounded        true when the window comes from an interval (literals)
     `watermark` is the aggregate, over the model's own table, giving its
-    newest event time in epoch ms; it is used only without the vars.
+    newest event time in epoch ms; it is used only without an interval.
 #}
 {% macro skiff_window(watermark='max(event_ms)') -%}
-    {%- set start_var = var('interval_start', none) -%}
-    {%- set end_var = var('interval_end', none) -%}
+    {%- set start_var = var('interval_start', none)
+        or env_var('SKIFF_DBT_INTERVAL_START', '') or none -%}
+    {%- set end_var = var('interval_end', none)
+        or env_var('SKIFF_DBT_INTERVAL_END', '') or none -%}
     {%- set lookback_hours = var('session_lookback_hours', 24) | int -%}
     {%- if lookback_hours < 0 -%}
         {{ exceptions.raise_compiler_error(
@@ -82,7 +91,7 @@
         {%- set end_ms = skiff_epoch_ms(end_var) -%}
         {%- if end_ms <= start_ms -%}
             {{ exceptions.raise_compiler_error(
-                "vars interval_start=" ~ start_var ~ " and interval_end="
+                "interval_start=" ~ start_var ~ " and interval_end="
                 ~ end_var ~ ": the end must be after the start") }}
         {%- endif -%}
         {{ return({
@@ -93,7 +102,8 @@
         }) }}
     {%- elif start_var or end_var -%}
         {{ exceptions.raise_compiler_error(
-            "pass both vars interval_start and interval_end, or neither "
+            "pass both interval_start and interval_end (vars, or "
+            ~ "SKIFF_DBT_INTERVAL_START and SKIFF_DBT_INTERVAL_END), or neither "
             ~ "(got interval_start=" ~ start_var
             ~ ", interval_end=" ~ end_var ~ ")") }}
     {%- else -%}
@@ -119,44 +129,56 @@
 
 
 {#
-    Where-clause of a session model's import CTE on incremental runs: the
-    events of the sessions touched by the interval, since the earliest event
-    time among the interval's arrivals minus the lookback. `touched_by` are
-    relations with a session id, an event time and arrival_ts_ms (the staging
-    models, or the raw source for staging itself); `session_column` and
-    `time_column` name the first two in them and in the filtered relation.
-    Nothing on a full build.
+    `touched_by` below are the staging models (stg_browsing_events,
+    stg_search_events): relations with session_id, event_ms and arrival_ts_ms.
 #}
-{% macro session_window_filter(
-    touched_by,
-    watermark='max(event_ms)',
-    session_column='session_id',
-    time_column='event_ms'
-) -%}
-    {%- if is_incremental() -%}
-    {%- set window = skiff_window(watermark) -%}
-    {%- set arrived = in_interval('arrival_ts_ms', window) -%}
-    where {{ time_column }} >= (
-            select coalesce(min(arrived_ms), {{ window.start }})
-                - {{ window.lookback_ms }}
-            from (
-                {%- for relation in touched_by %}
-                select {{ time_column }} as arrived_ms from {{ relation }}
-                where {{ arrived }}
-                {%- if not loop.last %}
-                union all
-                {%- endif %}
-                {%- endfor %}
-            ) as arrivals
-        )
-        and {{ session_column }} in (
+
+{# SQL of the ids of the sessions with a row of `touched_by` arrived in the window #}
+{% macro touched_sessions(touched_by, window) -%}
+    {%- for relation in touched_by %}
+    select session_id from {{ relation }}
+    where {{ in_interval('arrival_ts_ms', window) }}
+    {%- if not loop.last %}
+    union
+    {%- endif %}
+    {%- endfor %}
+{%- endmacro %}
+
+
+{#
+    SQL of the earliest event time (epoch ms) the events of a rebuilt session
+    are read from: the earliest event time among the window's arrivals in
+    `touched_by`, minus the lookback.
+#}
+{% macro rebuild_since(touched_by, window) -%}
+    (
+        select coalesce(min(arrived_ms), {{ window.start }})
+            - {{ window.lookback_ms }}
+        from (
             {%- for relation in touched_by %}
-            select {{ session_column }} from {{ relation }}
-            where {{ arrived }}
+            select event_ms as arrived_ms from {{ relation }}
+            where {{ in_interval('arrival_ts_ms', window) }}
             {%- if not loop.last %}
-            union
+            union all
             {%- endif %}
             {%- endfor %}
+        ) as arrivals
+    )
+{%- endmacro %}
+
+
+{#
+    Where-clause of a session model's import CTE on incremental runs: the
+    rows of the sessions touched by the interval, since the earliest event
+    time among the interval's arrivals minus the lookback. `time_column` is
+    the filtered relation's time in epoch ms (an event's; a session's last
+    event's). Nothing on a full build.
+#}
+{% macro session_window_filter(touched_by, watermark='max(event_ms)', time_column='event_ms') -%}
+    {%- if is_incremental() -%}
+    {%- set window = skiff_window(watermark) -%}
+    where {{ time_column }} >= {{ rebuild_since(touched_by, window) }}
+        and session_id in ({{ touched_sessions(touched_by, window) }}
         )
     {%- endif -%}
 {%- endmacro %}

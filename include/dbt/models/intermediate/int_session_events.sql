@@ -36,7 +36,8 @@ tokenized as (
 
 ),
 
--- One window pass (one sort) over each session, in event order: the index,
+-- One window pass (one sort) over each session, in event order (the integer
+-- event_id breaks the last ties: a 64-bit compare, not a 32-character text): the index,
 -- the gap to the previous event, and the copies a re-loaded batch appended.
 -- Copies agree on every column but their lineage (batch_id, ingested_at),
 -- which this model does not keep, so any one of them can stay. dense_rank

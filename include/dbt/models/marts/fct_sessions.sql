@@ -1,7 +1,8 @@
 {#
     Incremental, delete+insert by session_id: a run rebuilds the sessions whose
-    browsing or search events arrived in its data interval, from all their
-    events (macros/skiff_window.sql).
+    browsing or search events arrived in its data interval (macros/skiff_window.sql).
+    The per-session aggregates come from int_sessions (one pass over the events
+    for both session marts); this model adds the searches and the labels.
 #}
 {{
     config(
@@ -16,10 +17,10 @@
 
 with
 
-session_events as (
+sessions as (
 
-    select * from {{ ref('int_session_events') }}
-    {{ session_window_filter(touched_by, watermark) }}
+    select * from {{ ref('int_sessions') }}
+    {{ session_window_filter(touched_by, watermark, time_column='last_event_ms') }}
 
 ),
 
@@ -30,46 +31,14 @@ search_events as (
 
 ),
 
+-- the view has a row per raw row: a re-delivered search counts once
 search_summary as (
 
     select
         session_id,
-        count(*) as count_searches
+        count(distinct event_id) as count_searches
 
     from search_events
-    group by 1
-
-),
-
-session_summary as (
-
-    select
-        session_id,
-
-        ---------- timestamps
-        min(event_at) as session_start_at,
-        max(event_at) as session_end_at,
-        cast(max(event_ms) - min(event_ms) as double) / 1000
-            as duration_seconds,
-
-        ---------- counts
-        count(*) as count_events,
-        count(case when event_token = 'view' then 1 end) as count_pageviews,
-        count(case when event_token = 'detail' then 1 end) as count_details,
-        count(case when event_token = 'add' then 1 end) as count_adds,
-        count(case when event_token = 'remove' then 1 end) as count_removes,
-        count(case when event_token = 'purchase' then 1 end)
-            as count_purchases,
-        count(distinct product_sku_hash) as count_distinct_skus,
-
-        ---------- first add / purchase
-        min(case when event_token = 'add' then event_at end) as first_add_at,
-        min(case when event_token = 'add' then event_index end)
-            as first_add_event_index,
-        min(case when event_token = 'purchase' then event_at end)
-            as first_purchase_at
-
-    from session_events
     group by 1
 
 ),
@@ -77,12 +46,12 @@ session_summary as (
 joined as (
 
     select
-        session_summary.*,
+        sessions.*,
         coalesce(search_summary.count_searches, 0) as count_searches
 
-    from session_summary
+    from sessions
     left join search_summary
-        on session_summary.session_id = search_summary.session_id
+        on sessions.session_id = search_summary.session_id
 
 ),
 

@@ -1,27 +1,17 @@
 {#
-    Incremental by session, like int_session_events: a run rebuilds the search
-    events of the sessions whose search events arrived in its data interval,
-    from all of them (macros/skiff_window.sql), so a late or repeated arrival
-    changes the session's rows as a full refresh would.
+    A view (the staging folder's default), like stg_browsing_events: the raw
+    search log typed, renamed and keyed, one row per raw row. Rows a re-loaded
+    batch or a client's retry appended twice are both here (same event_id);
+    the one model that reads searches, fct_sessions, counts each event_id once,
+    for the sessions it rebuilds. Nothing else reads the searches, so no build
+    copies the log's query vectors into a table of its own.
 #}
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='session_rebuild',
-        unique_key='session_id',
-    )
-}}
 
 with
 
 source as (
 
     select * from {{ source('raw', 'search_train') }}
-    {{ session_window_filter(
-        [source('raw', 'search_train')],
-        session_column='session_id_hash',
-        time_column='server_timestamp_epoch_ms',
-    ) }}
 
 ),
 
@@ -71,25 +61,12 @@ renamed as (
         ---------- lineage
         batch_id,
         ingested_at,
+        -- when the event reached Skiff (epoch ms): fct_sessions rebuilds the
+        -- sessions whose searches arrived in its interval
         arrival_ts_ms
 
     from cleaned
 
-),
-
--- a re-loaded batch or a client's retry appends the same event again: keep
--- the earliest copy (copies differ only in lineage)
-deduplicated as (
-
-    select * from renamed
-    qualify
-        row_number() over (
-            partition by event_id
-            order by ingested_at asc, batch_id asc, arrival_ts_ms asc
-        ) = 1
-
 )
 
--- in event-time order, so that later lookback scans prune on event_ms
-select * from deduplicated
-order by event_ms
+select * from renamed
