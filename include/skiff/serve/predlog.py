@@ -16,8 +16,8 @@ events back in front, then the sender backs off, up to :data:`MAX_BACKOFF_S`); a
 that finds the queue full is dropped and counted. Events the collector rejects (they break
 the contract) are counted apart and never retried. The counts (``sent``, ``dropped``,
 ``rejected``, ``queued``) are in the model server's ``GET /health``, and every event carries
-``dropped_before``, the drops of its process so far, so the loss is monitored from the data
-(``mon_serving_hourly.dropped_events``).
+``dropped_before``, the drops of its sender (``sender_id``) so far, so the loss is monitored
+from the data (``mon_serving_hourly.dropped_events``).
 
 The caller can name the request and the shopper's session in SageMaker's custom attributes
 (``X-Amzn-SageMaker-Custom-Attributes``, boto3's ``CustomAttributes``):
@@ -157,6 +157,8 @@ class PredictionLog:
         self._count_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._warned_at = 0.0
+        #: This process's id in its events: ``dropped_before`` counts per sender.
+        self.sender_id = uuid.uuid4().hex
         self.sent = 0
         self.dropped = 0
         self.rejected = 0
@@ -348,7 +350,8 @@ class PredictionLog:
                 "model": answer.kind, "model_version": str(version) if version else None,
                 "endpoint": answer.endpoint, "status": answer.status,
                 "latency_ms": round(max(answer.latency_ms, 0.0), 3),
-                "trained_until_ms": _trained_until(meta), "dropped_before": self.dropped}
+                "trained_until_ms": _trained_until(meta), "sender_id": self.sender_id,
+                "dropped_before": self.dropped}
         events = []
         for i in range(min(count, 256)):
             event = dict(base, session_index=i)
