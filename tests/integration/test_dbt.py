@@ -333,8 +333,12 @@ def test_snowflake_target_parses_offline(tmp_path) -> None:
     manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
     assert manifest["metadata"]["adapter_type"] == "snowflake"
     models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
-    assert set(models) == {m for layer in MODELS.values() for m in layer} | {"stg_products"}
+    monitoring = {"stg_predictions", "mon_serving_hourly", "mon_quality_hourly",
+                  "mon_drift_hourly"}  # tests/integration/test_dbt_monitoring.py
+    assert set(models) == ({m for layer in MODELS.values() for m in layer} | {"stg_products"}
+                           | monitoring)
     assert {m["schema"] for m in models.values()} == {"staging", "intermediate", "marts"}
+    assert all("monitoring" in models[m]["tags"] for m in monitoring)
     assert models["stg_browsing_events"]["config"]["materialized"] == "view"
     assert models["int_session_events"]["config"]["incremental_strategy"] == "session_rebuild"
 
