@@ -200,7 +200,7 @@ class PredictionLog:
             return
         self._queue.append(_Answer(self.clock(), endpoint, kind, meta, body, status, answer,
                                    latency_ms, attributes))
-        if len(self._queue) >= _POST_EVENTS:
+        if len(self._queue) == _POST_EVENTS:  # a batch is full: post it now (once per batch)
             self._wake.set()
 
     # -- the sender ----------------------------------------------------------------------
@@ -237,9 +237,10 @@ class PredictionLog:
         failures = 0
         with httpx.Client(timeout=self.timeout_s, transport=self._transport) as client:
             while True:
-                wait = self.flush_s if not failures else min(MAX_BACKOFF_S,
-                                                             self.flush_s * 2 ** failures)
-                self._wake.wait(wait)
+                if failures:  # backing off: only a stop cuts the wait short, not a full batch
+                    self._stop.wait(min(MAX_BACKOFF_S, self.flush_s * 2 ** failures))
+                else:
+                    self._wake.wait(self.flush_s)
                 self._wake.clear()
                 stopping = self._stop.is_set()
                 try:
@@ -282,6 +283,7 @@ class PredictionLog:
             for event in self._events(self._queue.popleft()):
                 events.append(event)
                 size += len(_ENCODE(event))
+            time.sleep(0)  # hand the GIL to a waiting request between answers, not per batch
         return events
 
     def _post(self, client: Any, events: list[dict[str, Any]]) -> bool:

@@ -22,15 +22,13 @@ import httpx
 import pytest
 from collect_events import hash64, landing_files
 from serving_models import SKUS
-from skiff.config import CollectConfig
+from skiff.config import CollectConfig, ServingConfig
 from skiff.data.collector import make_server
 from skiff.data.landing import LocalLandingZone, decode_events
 from skiff.serve import ModelServer
 from skiff.serve.app import create_app
 from skiff.serve.predlog import PredictionLog, parse_attributes
 from starlette.testclient import TestClient
-
-from skiff.config import ServingConfig
 
 SESSION = hash64("shopper-1")
 
@@ -159,11 +157,13 @@ def _p99(values: list[float]) -> float:
 
 def test_a_stuck_collector_never_slows_the_answers(bundles: SimpleNamespace,
                                                    stuck_collector: str) -> None:
-    """The request path's p99 with the sender blocked on a dead collector stays that of a
-    server without a log (plus a millisecond), and what does not fit the buffer is counted."""
+    """With the sender blocked on a collector that never answers, no answer waits for it
+    (a request that did would take the post's 5 s timeout), the request path's p99 stays
+    that of a server without a log (a margin for a shared machine's noise), and what does
+    not fit the buffer is dropped and counted."""
     body = _body([[SKUS[1], SKUS[2], SKUS[5]]], k=5)
     plain = _server(bundles, None)
-    predlog = PredictionLog(stuck_collector, buffer=50, flush_s=0.01, timeout_s=3.0)
+    predlog = PredictionLog(stuck_collector, buffer=50, flush_s=0.01, timeout_s=5.0)
     logged = _server(bundles, predlog)
     try:
         for server in (plain, logged):  # warm both
@@ -176,17 +176,19 @@ def test_a_stuck_collector_never_slows_the_answers(bundles: SimpleNamespace,
                 started = time.perf_counter()
                 assert server.invoke("skiff-rec", body)[0] == 200
                 timings[name].append((time.perf_counter() - started) * 1000)
-        p99 = {name: _p99(values) for name, values in timings.items()}
-        assert p99["logged"] <= p99["plain"] * 1.5 + 1.0, p99
         stats = predlog.stats()
+        assert stats["posts_failed"] == 0, stats  # the first post was still stuck throughout
+        p99 = {name: _p99(values) for name, values in timings.items()}
+        assert max(timings["logged"]) < 1000, p99
+        assert p99["logged"] <= 2 * p99["plain"] + 10, p99
         assert stats["sent"] == 0 and stats["queued"] == 50, stats
         # 20 warm-up + 300 answers: 50 held, a few in the stuck post, the rest dropped
         assert stats["dropped"] >= 300 - 50, stats
     finally:
         plain.close()
         started = time.monotonic()
-        logged.close()  # one last post, bounded by its timeout: the rest is counted dropped
-        assert time.monotonic() - started < 2 * 3.0 + 2
+        logged.close()  # the stuck post times out, one last post: the rest counted dropped
+        assert time.monotonic() - started < 3 * 5.0 + 2
     assert predlog.stats()["dropped"] == 320 and predlog.stats()["queued"] == 0
 
 
@@ -196,8 +198,7 @@ def test_a_refused_post_keeps_the_events_for_the_next_one(bundles: SimpleNamespa
     with Collector(tmp_path) as collector:
         url = collector.url
         predlog = PredictionLog(url, flush_s=0.05)
-        predlog.url = url.replace("/collect", "/missing")  # 404: not a failure; 503: one
-        calls = {"n": 0}
+        calls = {"n": 0}  # the first two posts get 503, the next ones reach the collector
 
         def flaky(request: httpx.Request) -> httpx.Response:
             calls["n"] += 1
