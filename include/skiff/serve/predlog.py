@@ -50,6 +50,8 @@ MAX_BACKOFF_S = 30.0
 #: Most events in one post, and most bytes (under the collector's default 1 MiB body limit).
 _POST_EVENTS = 500
 _POST_BYTES = 512 * 1024
+#: Answers the sender turns into events (about 1 ms of work) before it yields the GIL.
+_YIELD_EVERY = 20
 #: Longest custom-attributes header read (SageMaker's limit).
 _MAX_ATTRIBUTES = 1024
 
@@ -151,7 +153,7 @@ class PredictionLog:
         self.clock = clock
         self._transport = transport
         self._queue: deque[_Answer] = deque()
-        self._retry: deque[dict[str, Any]] = deque()  # built events a failed post put back
+        self._retry: deque[str] = deque()  # built events (JSON lines) a failed post put back
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._count_lock = threading.Lock()
@@ -270,24 +272,27 @@ class PredictionLog:
                 return False
         return True
 
-    def _take(self) -> list[dict[str, Any]]:
-        """The next batch of events: those put back first, then new answers, built."""
-        events: list[dict[str, Any]] = []
-        size = 0
-        while (self._retry or self._queue) and len(events) < _POST_EVENTS and size < _POST_BYTES:
+    def _take(self) -> list[str]:
+        """The next batch of events as JSON lines: those put back first, then new answers."""
+        lines: list[str] = []
+        size = built = 0
+        while (self._retry or self._queue) and len(lines) < _POST_EVENTS and size < _POST_BYTES:
             if self._retry:
-                event = self._retry.popleft()
-                events.append(event)
-                size += len(_ENCODE(event))
+                line = self._retry.popleft()
+                lines.append(line)
+                size += len(line)
                 continue
             for event in self._events(self._queue.popleft()):
-                events.append(event)
-                size += len(_ENCODE(event))
-            time.sleep(0)  # hand the GIL to a waiting request between answers, not per batch
-        return events
+                line = _ENCODE(event)
+                lines.append(line)
+                size += len(line)
+            built += 1
+            if built % _YIELD_EVERY == 0:  # hand the GIL to waiting requests now and then
+                time.sleep(0)
+        return lines
 
-    def _post(self, client: Any, events: list[dict[str, Any]]) -> bool:
-        body = ("\n".join(_ENCODE(e) for e in events) + "\n").encode()
+    def _post(self, client: Any, events: list[str]) -> bool:
+        body = ("\n".join(events) + "\n").encode()
         try:
             response = client.post(self.url, params={"table": "predictions"}, content=body,
                                    headers={"Content-Type": "application/x-ndjson"})
@@ -312,7 +317,7 @@ class PredictionLog:
                        lost, len(events), reason)
         return True
 
-    def _failed(self, events: list[dict[str, Any]], why: str) -> bool:
+    def _failed(self, events: list[str], why: str) -> bool:
         """Put a failed post's events back (as many as the buffer holds; the rest dropped)."""
         with self._count_lock:
             self.posts_failed += 1
