@@ -102,6 +102,9 @@ build/lambda.zip: include/skiff_api/handler.py include/skiff_api/gateway.py incl
 build/collect.zip: include/skiff_api/collect.py include/skiff_api/gateway.py include/skiff/data/contract.py include/skiff/data/intake.py include/skiff_api/package.py
 	$(PYTHON) include/skiff_api/package.py --collect $@
 
+# the model server logs its answers to the local collector (make airflow runs it; while it is
+# down the log drops them, counted): docs/monitoring.md
+serve: export SKIFF_PREDLOG_URL ?= http://127.0.0.1:8070/collect
 serve: install  ## local model server + GET /predict on http://127.0.0.1:8000 (skiff serve)
 	$(BIN)/skiff serve
 

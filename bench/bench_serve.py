@@ -11,7 +11,11 @@ latency. Measured side by side:
   latency with 4 concurrent clients, throughput with 16 (at 16 in flight, latency is
   16 / throughput by Little's law, whatever the server does);
 - ``/predict`` through boto3's ``sagemaker-runtime`` client to the model server (two HTTP hops,
-  the path a Lambda takes to SageMaker), fewer clients.
+  the path a Lambda takes to SageMaker), fewer clients;
+- ``/predict`` with the prediction log on (``SKIFF_PREDLOG_URL``: every answer sent to a
+  ``skiff collect`` in a third process), and with it on while the collector is down (a port
+  nothing listens on: every post fails, events are dropped and counted), against the same
+  run without it, back to back: the log must leave the p99 as it is.
 
 The model is an untrained next-item model of the training library's default size (random
 weights cost the same as trained ones): 2,000 SKUs at ``small`` scale, 50,000 (the real
@@ -26,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.common import REPO, Figure, skiff_env
@@ -118,8 +123,39 @@ def _drive(port: int, skus: list[str], clients: int, seconds: float, env: dict) 
             "rps": len(lat) / result["seconds"], "n": len(lat), "errors": result["errors"]}
 
 
+@contextmanager
+def _collector(home: Path, env: dict):
+    """``skiff collect`` in its own process and home; yields its ``/collect`` URL."""
+    import httpx
+
+    from skiff.ops.local_airflow import free_port
+
+    port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "skiff.cli", "collect"],
+                            env={**env, "SKIFF_HOME": str(home), "SKIFF_COLLECT_PORT": str(port)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("skiff collect did not start")
+            time.sleep(0.1)
+        yield f"{url}/collect"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def _serve_and_drive(bundle: Path, skus: list[str], *, max_batch: int, clients: int,
-                     seconds: float, env: dict, via_boto3: bool = False) -> dict:
+                     seconds: float, env: dict, via_boto3: bool = False,
+                     predlog_url: str = "") -> dict:
     from skiff.config import ServingConfig
     from skiff.serve import EndpointStore, serving_server
     from skiff.web import ServerGroup
@@ -127,7 +163,8 @@ def _serve_and_drive(bundle: Path, skus: list[str], *, max_batch: int, clients: 
     from skiff_api.local_stack import LocalStack
 
     with tempfile.TemporaryDirectory() as store:
-        config = ServingConfig(max_batch=max_batch, token_file=Path(store) / "token")
+        config = ServingConfig(max_batch=max_batch, token_file=Path(store) / "token",
+                               predlog_url=predlog_url)
         stack = LocalStack.build(config, bundles={"skiff-rec": bundle},
                                  store=EndpointStore(store), port=0, api_port=0,
                                  control_port=0).start()
@@ -143,11 +180,27 @@ def _serve_and_drive(bundle: Path, skus: list[str], *, max_batch: int, clients: 
             batches = stack.models.endpoint("skiff-rec").describe().get("batches")
             if batches and batches["calls"]:
                 result["rows_per_call"] = batches["rows"] / batches["calls"]
-            return result
         finally:
             if extra is not None:
                 extra.stop()
-            stack.close()
+            stack.close()  # the prediction log posts what it holds, then stops
+        if stack.models.predlog is not None:
+            result["predlog"] = stack.models.predlog.stats()
+        return result
+
+
+def _ms_list(result: dict) -> str:
+    return "p99s " + ", ".join(f"{p * 1000:.1f}" for p in result["p99s"]) + " ms"
+
+
+def _median_round(rounds: list[dict]) -> dict:
+    """The round of median p99, with the prediction log's counters summed over the rounds."""
+    chosen = dict(sorted(rounds, key=lambda r: r["p99"])[len(rounds) // 2])
+    if "predlog" in chosen:
+        chosen["predlog"] = {k: sum(r["predlog"][k] for r in rounds)
+                             for k in ("sent", "dropped", "posts_failed")}
+    chosen["p99s"] = [r["p99"] for r in rounds]
+    return chosen
 
 
 def run(scale: str) -> list[Figure]:
@@ -166,6 +219,19 @@ def run(scale: str) -> list[Figure]:
                 for batch in (64, 1) for clients in (4, 16)}
         boto = _serve_and_drive(bundle, skus, max_batch=64, clients=4, seconds=seconds / 2,
                                 env=env, via_boto3=True)
+        # the prediction log: off, on, on with the collector down, in interleaved rounds
+        # (the machine's noise hits the three alike); each mode's median round is reported
+        from skiff.ops.local_airflow import free_port
+
+        modes: dict[str, list[dict]] = {"off": [], "on": [], "down": []}
+        with _collector(Path(home) / "collector", env) as url:
+            dead = f"http://127.0.0.1:{free_port()}/collect"
+            for _ in range(3):
+                for mode, target in (("off", ""), ("on", url), ("down", dead)):
+                    modes[mode].append(_serve_and_drive(
+                        bundle, skus, max_batch=64, clients=4, seconds=seconds / 2, env=env,
+                        predlog_url=target))
+        unlogged, logged, down = (_median_round(modes[m]) for m in ("off", "on", "down"))
     ms = 1000.0
     lat, thr = runs[64, 4], runs[64, 16]
     one_lat, one_thr = runs[1, 4], runs[1, 16]
@@ -190,6 +256,17 @@ def run(scale: str) -> list[Figure]:
                f"p50 {one_thr['p50'] * ms:.1f} ms, p99 {one_thr['p99'] * ms:.1f} ms"),
         Figure("serve", "via boto3 runtime client: p50 / 4 clients", boto["p50"] * ms, "ms", "",
                f"adapter -> boto3 sagemaker-runtime -> model server; {boto['rps']:.0f} req/s"),
+        Figure("serve", "prediction log off: p99 / 4 clients", unlogged["p99"] * ms, "ms", "",
+               f"median of 3 rounds interleaved with the two below ({_ms_list(unlogged)}); "
+               f"p50 {unlogged['p50'] * ms:.1f} ms, {unlogged['rps']:.0f} req/s"),
+        Figure("serve", "prediction log on: p99 / 4 clients", logged["p99"] * ms, "ms",
+               "= log off", f"every answer to skiff collect (3rd process; {_ms_list(logged)}): "
+               f"{logged['predlog']['sent']:,} events sent, {logged['predlog']['dropped']} "
+               f"dropped; p50 {logged['p50'] * ms:.1f} ms, {logged['rps']:.0f} req/s"),
+        Figure("serve", "prediction log on, collector down: p99 / 4 clients", down["p99"] * ms,
+               "ms", "= log off", f"{_ms_list(down)}; {down['predlog']['dropped']:,} events "
+               f"dropped (counted), {down['predlog']['posts_failed']} posts failed; p50 "
+               f"{down['p50'] * ms:.1f} ms, {down['rps']:.0f} req/s"),
     ]
 
 

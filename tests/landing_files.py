@@ -119,3 +119,15 @@ def catalogue(arrival_ms: int) -> list[dict]:
     return [{"product_sku_hash": _hex("sku", i), "description_vector": VECTOR,
              "category_hash": f"{_hex('top')}/{_hex('cat', i)}", "image_vector": None, "price_bucket": float(i + 1),
              "arrival_ts_ms": arrival_ms} for i in range(3)]
+
+
+def predictions(n: int, first_arrival_ms: int, tag: str = "p") -> list[dict]:
+    """``n`` prediction events (the model server's log), arriving a second apart, served just
+    before."""
+    return [{"request_id": f"{tag}-{i}", "session_index": 0,
+             "served_at": first_arrival_ms + i * 1000 - 500, "model": "rec",
+             "model_version": "RecFlow/3", "endpoint": "skiff-rec", "session_length": 2,
+             "input_tokens": "['sku-a', 'sku-b']", "output_items": "['sku-c']", "status": 200,
+             "latency_ms": 4.5, "fallback": 0, "ignored_count": 0, "sender_id": "s1",
+             "dropped_before": 0, "arrival_ts_ms": first_arrival_ms + i * 1000}
+            for i in range(n)]

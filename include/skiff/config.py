@@ -364,6 +364,21 @@ class ServingConfig(Section):
     # 1: a small model's ops are cheaper on one thread, and the other cores serve HTTP
     tf_threads: int = setting("SKIFF_SERVE_TF_THREADS", 1, "TensorFlow threads of the model "
                               "server (`0`: TF's default, one per core)")
+    # the prediction log (skiff.serve.predlog; docs/monitoring.md): one event per served
+    # session to the collector, off the request's path, dropped (and counted) when it cannot go
+    predlog_url: str = setting("SKIFF_PREDLOG_URL", "", "the collector's `/collect` URL the "
+                               "model server sends its prediction log to (`?table=predictions` "
+                               "is added); empty: no prediction log")
+    predlog_sample: float = setting("SKIFF_PREDLOG_SAMPLE", 1.0, "share of the answered "
+                                    "requests logged (`0`..`1`)", maximum=1.0)
+    predlog_buffer: int = setting("SKIFF_PREDLOG_BUFFER", 10_000, "prediction events held "
+                                  "while the collector is slow or down; one more is dropped "
+                                  "and counted (`GET /health`, `dropped_before`)", minimum=1)
+    predlog_flush_s: float = setting("SKIFF_PREDLOG_FLUSH_S", 1.0, "seconds between two posts "
+                                     "of the prediction log (sooner when a batch is full)",
+                                     minimum=0.01)
+    predlog_timeout_s: float = setting("SKIFF_PREDLOG_TIMEOUT_S", 2.0, "seconds one post of "
+                                       "the prediction log may take", minimum=0.01)
     max_tokens: int = setting("SKIFF_PREDICT_MAX_TOKENS", 200, "most tokens of a `session`",
                               minimum=1)
     top_k: int = setting("SKIFF_PREDICT_TOP_K", 10, "SKUs a recommendation returns (at most the "
@@ -389,6 +404,11 @@ class ServingConfig(Section):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.predlog_url and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?",
+                                                 self.predlog_url):
+            raise SkiffConfigError(f"{self.env('predlog_url')}={self.predlog_url!r} is not an "
+                                   "http(s) URL without a query, e.g. "
+                                   "http://127.0.0.1:8070/collect.")
         if not re.fullmatch(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,49}", self.endpoint_name):
             raise SkiffConfigError(
                 f"{self.env('endpoint_name')}={self.endpoint_name!r} must be 1-50 letters, digits "

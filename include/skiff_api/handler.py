@@ -13,6 +13,11 @@ Query parameters:
 - ``model`` (optional): ``intent`` or ``rec``; default: ``intent`` when every token is an
   event type or a marker, else ``rec``.
 - ``k`` (optional, ``rec`` only): how many SKUs to return, 1.. ``SKIFF_PREDICT_TOP_K``.
+- ``session_id`` (optional): the shopper's session, its 64-character hex hash as the
+  collected events carry it. It goes to the endpoint, with the request id (the Lambda's, else
+  a new one), in SageMaker's custom attributes (``request_id=…;session_id=…``), where the
+  model server's prediction log reads them; the monitoring marts join on it to what the
+  shopper did next (``docs/monitoring.md``).
 
 Answers (always JSON): 200 with the prediction and the model version (a recommendation also
 lists the SKUs the model did not know and ignored, and says ``"fallback": "popular"`` when
@@ -46,6 +51,7 @@ import logging
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -65,6 +71,7 @@ __all__ = [
     "set_client_factory",
     "get_client",
     "parse_request",
+    "session_id_of",
     "proxy_event",
 ]
 
@@ -86,6 +93,7 @@ MAX_QUERY_CHARS = 8192
 #: Longest token, in characters (Coveo SKU hashes have 64).
 MAX_TOKEN_CHARS = 128
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]+")
+_SESSION_ID = re.compile(r"[0-9a-f]{64}")
 
 
 class Settings:
@@ -257,6 +265,20 @@ def parse_request(event: dict[str, Any], settings: Settings) -> tuple[str, list[
     return model, tokens, k
 
 
+def session_id_of(event: dict[str, Any]) -> str | None:
+    """The ``session_id`` of a proxy event's query (None when absent).
+
+    :raises ApiError: given twice, or not a 64-character lowercase hex hash (400).
+    """
+    value = _one(_query(read_request(event, "/predict").query), "session_id")
+    if value is None or value == "":
+        return None
+    if not _SESSION_ID.fullmatch(value):
+        raise ApiError(400, "bad_request", f"'session_id' must be the session's 64-character "
+                                           f"lowercase hex hash; got {_show(value)}.")
+    return value
+
+
 def _events(tokens: list[str], name: str) -> list[str]:
     """An intent session without its markers (any leading ``start``, any trailing ``end``).
 
@@ -309,20 +331,22 @@ def _model_error(exc: Exception, endpoint: str) -> ApiError:
     return ApiError(502, "model_unavailable", f"The model endpoint {endpoint} failed ({code}).")
 
 
-def predict(model: str, tokens: list[str], k: int, settings: Settings, client: Any
-            ) -> dict[str, Any]:
+def predict(model: str, tokens: list[str], k: int, settings: Settings, client: Any,
+            attributes: str | None = None) -> dict[str, Any]:
     """Ask the endpoint of ``model`` and shape its answer.
 
+    :param attributes: SageMaker custom attributes for the endpoint (``request_id=…``).
     :raises ApiError: the endpoint refused the session (400) or failed (502/503).
     """
     endpoint = settings.endpoint(model)
     body: dict[str, Any] = {"sessions": [tokens]}
     if model == "rec":
         body["k"] = k
+    extra = {"CustomAttributes": attributes} if attributes else {}
     try:
         answer = (client or get_client()).invoke_endpoint(
             EndpointName=endpoint, ContentType="application/json", Accept="application/json",
-            Body=json.dumps(body).encode())
+            Body=json.dumps(body).encode(), **extra)
         raw = answer["Body"].read()
     except Exception as exc:  # noqa: BLE001  (any client error becomes a 400, 502 or 503)
         raise _model_error(exc, endpoint) from None
@@ -384,7 +408,11 @@ def handle(event: Any, context: Any = None, *, client: Any = None,
 
     def route(event: dict[str, Any]) -> dict[str, Any]:
         model, tokens, k = parse_request(event, settings)
-        return json_response(200, predict(model, tokens, k, settings, client))
+        session_id = session_id_of(event)
+        request_id = str(getattr(context, "aws_request_id", "") or uuid.uuid4().hex)
+        attributes = f"request_id={request_id}" + (f";session_id={session_id}"
+                                                     if session_id else "")
+        return json_response(200, predict(model, tokens, k, settings, client, attributes))
 
     response = answer(event, context, route, log=log, name="/predict", allow="GET, HEAD")
     if response["statusCode"] >= 500:

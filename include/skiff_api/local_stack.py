@@ -12,6 +12,9 @@ plane's store) behind three listeners on one uvicorn event loop:
   (:class:`skiff.serve.LocalRuntimeClient`), so a request never leaves the process twice,
   on ``SKIFF_SERVE_HOST:SKIFF_API_PORT``.
 
+With ``SKIFF_PREDLOG_URL`` set, the model server logs every answer (both paths) to the
+collector (:mod:`skiff.serve.predlog`).
+
 It lives here, not in ``skiff.serve``, because it needs both: ``skiff_api`` builds on
 ``skiff``, never the other way round.
 """
@@ -27,6 +30,7 @@ from typing import Any
 from skiff.serve import EndpointStore, LocalRuntimeClient, ModelServer, configure_tensorflow
 from skiff.serve import app as data_plane
 from skiff.serve import control
+from skiff.serve.predlog import PredictionLog
 from skiff.web.runner import ServerGroup
 from skiff_api import handler, local_adapter
 
@@ -74,7 +78,8 @@ class LocalStack:
         configure_tensorflow(config.tf_threads)
         models = ModelServer(max_batch=config.max_batch, batch_wait_ms=config.batch_wait_ms,
                              predict_timeout_s=config.predict_timeout_s,
-                             load_timeout_s=config.load_timeout_s)
+                             load_timeout_s=config.load_timeout_s,
+                             predlog=PredictionLog.from_config(config))
         store = store or EndpointStore()
         models.load_store(store)
         for name, path in (bundles or {}).items():

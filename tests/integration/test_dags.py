@@ -84,11 +84,16 @@ def test_schedule_and_ingest_follow_the_configuration() -> None:
 
 def test_one_cosmos_task_per_dbt_model(dagbag) -> None:
     manifest = json.loads(DbtConfig().manifest_path.read_text())
-    models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    nodes = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
+    models = {n["name"] for n in nodes if "monitoring" not in n["tags"]}
+    monitoring = {n["name"] for n in nodes} - models
     assert {"stg_browsing_events", "fct_sessions", "fct_session_sequences", "dim_products"} <= models
     task_ids = set(dagbag.dags["skiff_hourly"].task_ids)
     for model in models:
         assert any(t.startswith(f"prepare.{model}") for t in task_ids), (model, sorted(task_ids))
+    # what the endpoints served is the monitoring DAG's (tag:monitoring), not this one's
+    assert "mon_serving_hourly" in monitoring
+    assert not [t for t in task_ids for m in monitoring if t.startswith(f"prepare.{m}")]
     # each model's tests run right after it
     assert "prepare.fct_sessions.test" in task_ids
 
@@ -142,6 +147,7 @@ def test_prepare_runs_one_dbt_build_watched_by_the_model_tasks(dagbag) -> None:
     producer = dag.get_task("prepare.dbt_producer_watcher")
     assert type(producer).__name__ == "DbtProducerWatcherOperator"
     assert producer.base_cmd == ["build"]
+    assert "tag:monitoring" in str(producer.exclude)  # the monitoring DAG's models
     assert producer.full_refresh == "{{ params.full_refresh }}"
     # the interval in the environment, not in --vars (new vars every hour: a full dbt parse)
     assert producer.env["SKIFF_DBT_INTERVAL_START"] == "{{ data_interval_start.isoformat() }}"

@@ -209,7 +209,7 @@ def test_full_refresh_builds_with_every_test(full_refresh) -> None:
     warned = [n for n, s in status.items() if s == "warn"]
     assert warned and all("relationships_int_session_events_product_sku_hash" in n for n in warned)
     assert sum(n.startswith("unit_test.") for n in status) == 5
-    assert sum(n.startswith("model.") for n in status) == 8
+    assert sum(n.startswith("model.") for n in status) == 8 + 4  # + the monitoring models
     (sessions, abandoned, sequences), = query(dbt.db_path, """
         select count(*), count_if(is_cart_abandoned),
                (select count(*) from marts.fct_session_sequences)
@@ -348,8 +348,12 @@ def test_snowflake_target_parses_offline(tmp_path) -> None:
     manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
     assert manifest["metadata"]["adapter_type"] == "snowflake"
     models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
-    assert set(models) == {m for layer in MODELS.values() for m in layer} | {"stg_products"}
+    monitoring = {"stg_predictions", "mon_serving_hourly", "mon_quality_hourly",
+                  "mon_drift_hourly"}  # tests/integration/test_dbt_monitoring.py
+    assert set(models) == ({m for layer in MODELS.values() for m in layer} | {"stg_products"}
+                           | monitoring)
     assert {m["schema"] for m in models.values()} == {"staging", "intermediate", "marts"}
+    assert all("monitoring" in models[m]["tags"] for m in monitoring)
     assert models["stg_browsing_events"]["config"]["materialized"] == "view"
     assert models["int_session_events"]["config"]["incremental_strategy"] == "session_rebuild"
 

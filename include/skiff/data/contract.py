@@ -41,7 +41,9 @@ __all__ = [
     "BROWSING",
     "SEARCH",
     "CATALOGUE",
+    "PREDICTIONS",
     "TABLES",
+    "LANDING_TABLES",
     "LOG_COLUMNS",  # noqa: F822  (built on first use by the module's __getattr__)
     "PRODUCT_ACTIONS",
     "EVENT_TYPES",
@@ -58,7 +60,7 @@ __all__ = [
 #: The contract's description, read once at import.
 CONTRACT_FILE = Path(__file__).with_name("contract.toml")
 _TYPES = ("string", "int64", "float64")
-_LIST_FORMATS = ("vector", "sku_list")
+_LIST_FORMATS = ("vector", "sku_list", "token_list")
 
 
 @dataclass(frozen=True)
@@ -70,12 +72,17 @@ class Format:
         repetition of a list's items after the first: ``{49}`` for 50 items).
     :param means: the format in words (``{items}``: the item count).
     :param length: every value has this many characters, if set.
+    :param item: a list format's item, as a regular expression (a JSON array's items are
+        checked against it before the list is written as text).
+    :param item_means: that item in words.
     """
 
     name: str
     pattern: str
     means: str
     length: int | None = None
+    item: str = ""
+    item_means: str = ""
 
 
 @dataclass(frozen=True)
@@ -238,13 +245,18 @@ _, _BY_NAME = _read_contract()
 CATALOGUE = _BY_NAME["sku_to_content"]
 BROWSING = _BY_NAME["browsing_train"]
 SEARCH = _BY_NAME["search_train"]
-#: Every contract table, in load order (catalogue first, so events can reference it).
+#: The shoppers' data, in load order (catalogue first, so events can reference it): what
+#: the hourly pipeline validates (raw suites, baselines) and trains on.
 TABLES: tuple[TableContract, ...] = (CATALOGUE, BROWSING, SEARCH)
+#: What the model server answered, one row per served session (``docs/monitoring.md``).
+PREDICTIONS = _BY_NAME["predictions"]
+#: Every table the landing zone and the raw log hold: :data:`TABLES`, then the predictions.
+LANDING_TABLES: tuple[TableContract, ...] = (*TABLES, PREDICTIONS)
 #: ``event_type`` values of the contract.
 EVENT_TYPES = BROWSING.column("event_type").values
 #: ``product_action`` values of the contract (empty on a pageview).
 PRODUCT_ACTIONS = BROWSING.column("product_action").values
-_HASH = re.compile(FORMATS["hash"].pattern)  # an item of a SKU list
+_ITEMS = {name: re.compile(f.item) for name, f in FORMATS.items() if f.item}  # list items
 
 
 @cache
@@ -286,7 +298,7 @@ def contract_named(name: str) -> TableContract:
     if table is not None:
         return table
     raise ValueError(f"{name!r} is not a contract table; use one of "
-                     f"{', '.join(t.name for t in TABLES)}.")
+                     f"{', '.join(_BY_NAME)}.")
 
 
 def _show(value: Any) -> str:
@@ -309,9 +321,10 @@ def _list_text(column: Column, value: list[Any]) -> str:
             ok = (isinstance(item, (int, float)) and not isinstance(item, bool)
                   and math.isfinite(item))
         else:
-            ok = isinstance(item, str) and _HASH.fullmatch(item) is not None
+            ok = isinstance(item, str) and _ITEMS[column.format].fullmatch(item) is not None
         if not ok:
-            kind = "a finite number" if column.format == "vector" else FORMATS["hash"].means
+            kind = ("a finite number" if column.format == "vector"
+                    else FORMATS[column.format].item_means)
             raise ValueError(f"item {i} ({_show(item)}) is not {kind}")
     if column.items is not None and len(value) != column.items:
         raise ValueError(f"has {len(value)} items, not {column.items}")

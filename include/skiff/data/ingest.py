@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from skiff.data.contract import TABLES, contract_named
+from skiff.data.contract import LANDING_TABLES, TABLES, contract_named
 from skiff.data.landing import LandingFile, LandingZone, decode_events
 from skiff.data.warehouse import LandedFile, Warehouse
 from skiff.times import parse_time
@@ -81,7 +81,8 @@ class IngestSummary:
     """What an interval's ingest did.
 
     :param batch_id: stamped on every appended row.
-    :param rows: rows appended per raw table (0 for a table without new files).
+    :param rows: rows appended per raw table (0 for a shoppers' table without new files;
+        ``predictions`` only when it had some).
     :param files: the files appended: ``{"file", "table", "rows"}`` each.
     :param skipped: the files skipped: ``{"file", "reason"}`` each.
     :param seconds: wall time of the ingest.
@@ -132,7 +133,7 @@ def ingest_arrivals(
     warehouse.ensure_raw_tables()
     warehouse.ensure_ingest_ledger()
 
-    listed = [f for contract in TABLES for f in landing.list(contract.name, start_dt, end_dt)]
+    listed = [f for contract in LANDING_TABLES for f in landing.list(contract.name, start_dt, end_dt)]
     known = warehouse.ledger_files(f.key for f in listed)
     fresh: list[tuple[LandingFile, bytes, str]] = []
     for file in listed:

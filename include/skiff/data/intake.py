@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: The tables ``/collect`` accepts events of.
-COLLECT_TABLES = ("browsing_train", "search_train")
+COLLECT_TABLES = ("browsing_train", "search_train", "predictions")
 #: Most rejected events an answer lists one by one (``rejected_total`` counts them all).
 MAX_REASONS = 1000
 #: Pixel query parameters that are not event fields.
@@ -211,9 +211,12 @@ def table_param(value: str | None) -> str | None:
 
 
 def infer_table(event: Any) -> str:
-    """The table an event belongs to by its fields: search fields mean ``search_train``."""
+    """The table an event belongs to by its fields: search fields mean ``search_train``, a
+    ``request_id`` ``predictions``."""
     if isinstance(event, dict) and not _SEARCH_ONLY.isdisjoint(event):
         return "search_train"
+    if isinstance(event, dict) and "request_id" in event:
+        return "predictions"
     return "browsing_train"
 
 

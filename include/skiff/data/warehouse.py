@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from skiff.config import WarehouseConfig
 from skiff.exceptions import DataContractError, MissingInputError, SkiffConfigError
-from skiff.data.contract import BROWSING, TABLES, TableContract
+from skiff.data.contract import BROWSING, LANDING_TABLES, TableContract
 
 __all__ = [
     "SNOWFLAKE_CONNECT_ENV",
@@ -158,7 +158,7 @@ class DuckDBWarehouse:
     def ensure_raw_tables(self) -> None:
         with self.connect() as con:
             con.execute(f"create schema if not exists {self.raw_schema}")
-            for contract in TABLES:
+            for contract in LANDING_TABLES:
                 con.execute(_create_table_sql(self.raw_schema, contract, _SQL_TYPES))
                 for sql in _add_log_columns_sql(self.raw_schema, contract, _SQL_TYPES):
                     con.execute(sql)
@@ -340,7 +340,7 @@ class SnowflakeWarehouse:
     def ensure_raw_tables(self) -> None:
         with self._cursor() as (_, cur):
             cur.execute(f"create schema if not exists {self.raw_schema}")
-            for contract in TABLES:
+            for contract in LANDING_TABLES:
                 cur.execute(_create_table_sql(self.raw_schema, contract, _SNOWFLAKE_TYPES))
                 for sql in _add_log_columns_sql(self.raw_schema, contract, _SNOWFLAKE_TYPES):
                     cur.execute(sql)
@@ -799,7 +799,7 @@ def _ledger_rows(files: list[LandedFile], batch_id: str, ingested_at: datetime) 
 
 def _by_table(files: list[LandedFile]) -> list[tuple[TableContract, list[LandedFile]]]:
     """Files grouped by raw table, in the contract's load order (catalogue first)."""
-    return [(c, [f for f in files if f.contract.name == c.name]) for c in TABLES
+    return [(c, [f for f in files if f.contract.name == c.name]) for c in LANDING_TABLES
             if any(f.contract.name == c.name for f in files)]
 
 

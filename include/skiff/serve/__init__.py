@@ -12,6 +12,8 @@
 - :mod:`~skiff.serve.store`: the local control plane's endpoint configs and endpoints.
 - :mod:`~skiff.serve.client`: an in-process ``sagemaker-runtime`` client.
 - :mod:`~skiff.serve.codec`: the endpoints' JSON contract (also the SageMaker container's code).
+- :mod:`~skiff.serve.predlog`: the prediction log, every answer sent to the collector off
+  the request's path.
 - :mod:`~skiff.serve.registry`: the champion registry and the gate's decision.
 
 ``skiff serve`` (the model server's two planes with the ``/predict`` adapter beside) is
@@ -30,6 +32,7 @@ _EXPORTS = {
     "control_token": "control", "BearerAuth": "control",
     "EndpointStore": "store", "EndpointRecord": "store",
     "LocalRuntimeClient": "client", "LocalModelError": "client",
+    "PredictionLog": "predlog",
     "ChampionRecord": "registry", "ModelRegistry": "registry", "gate_decision": "registry",
     "open_storage": "registry",
 }

@@ -5,7 +5,8 @@ Routes (every answer JSON, never a trace, no server path in any of them):
 - ``GET /ping``: 200 ``{}`` once every endpoint has a model (the container health check),
   503 before;
 - ``GET /health``: 200 while the process serves, models or not (a liveness check), with
-  ``ready`` saying what ``/ping`` would;
+  ``ready`` saying what ``/ping`` would, and the prediction log's counters when it is on
+  (:mod:`skiff.serve.predlog`);
 - ``POST /invocations``: the default endpoint (a container serves one model);
 - ``POST /endpoints/<name>/invocations``: the path ``sagemaker-runtime``'s ``invoke_endpoint``
   uses, answered as that service does (a model's error is ``ModelError``, 424; an unknown
@@ -54,6 +55,9 @@ __all__ = ["MAX_HEADER_BYTES", "create_app", "run_bounded", "serving_server"]
 log = logging.getLogger(__name__)
 
 _JSON = "application/json"
+#: SageMaker's header of the caller's custom attributes (the prediction log reads
+#: ``request_id`` and ``session_id`` in it: :mod:`skiff.serve.predlog`).
+CUSTOM_ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"
 #: Largest request line plus headers of the serving listeners (431 beyond).
 MAX_HEADER_BYTES = 16 * 1024
 #: Seconds past the model's own timeout before a request stops waiting for its thread.
@@ -149,8 +153,10 @@ class _DataPlane:
                                                 "deployed).")
 
     async def health(self, request: Request) -> Response:
-        doc = {"status": "ok", "ready": self.models.healthy(),
-               "endpoints": len(self.models.endpoints)}
+        doc: dict[str, Any] = {"status": "ok", "ready": self.models.healthy(),
+                               "endpoints": len(self.models.endpoints)}
+        if self.models.predlog is not None:
+            doc["prediction_log"] = self.models.predlog.stats()
         return _json(200, json.dumps(doc).encode())
 
     async def _invoke(self, request: Request, name: str | None) -> tuple[int, bytes]:
@@ -160,8 +166,10 @@ class _DataPlane:
         except BodyTooLarge as exc:
             return 413, json.dumps({"error": "too_large", "message": exc.message}).encode()
         content_type = request.headers.get("content-type", _JSON)
+        attributes = request.headers.get(CUSTOM_ATTRIBUTES)
         try:
-            return await run_bounded(lambda: self.models.invoke(name, body, content_type),
+            return await run_bounded(lambda: self.models.invoke(name, body, content_type,
+                                                                attributes),
                                      self.config.predict_timeout_s + _GRACE_S)
         except TimeoutError:
             log.warning("Endpoint %s: no answer from the model within %.1f s.",

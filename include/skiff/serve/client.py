@@ -53,10 +53,11 @@ class LocalRuntimeClient:
         self.server = server
 
     def invoke_endpoint(self, *, EndpointName: str, Body: bytes | str,  # noqa: N803
-                        ContentType: str = _JSON, Accept: str = _JSON, **_: Any
+                        ContentType: str = _JSON, Accept: str = _JSON,
+                        CustomAttributes: str | None = None, **_: Any  # noqa: N803
                         ) -> dict[str, Any]:
         body = Body.encode() if isinstance(Body, str) else Body
-        status, answer = self.server.invoke(EndpointName, body, ContentType)
+        status, answer = self.server.invoke(EndpointName, body, ContentType, CustomAttributes)
         if status != 200:
             raise LocalModelError(status, answer)
         return {"Body": _Body(answer), "ContentType": _JSON, "InvokedProductionVariant": "local"}

@@ -31,6 +31,7 @@ from skiff.serve.codec import BadRequest, bad_request_body
 from skiff.serve.model import LoadedModel
 
 if TYPE_CHECKING:
+    from skiff.serve.predlog import PredictionLog
     from skiff.serve.store import EndpointStore
 
 __all__ = ["Endpoint", "KindMismatch", "ModelServer", "expected_kind"]
@@ -210,12 +211,15 @@ class ModelServer:
     :param load_timeout_s: most seconds a :meth:`deploy` may take to load its model (None: no
         limit); see :meth:`Endpoint.swap`.
     :param default_endpoint: the endpoint ``POST /invocations`` serves (default: the first added).
+    :param predlog: where every answer of a known endpoint is logged (None: nowhere); the
+        server starts it and :meth:`close` stops it.
     """
 
     def __init__(self, *, max_batch: int = 64, batch_wait_ms: float = 0.0,
                  predict_timeout_s: float = PREDICT_TIMEOUT_S,
                  load_timeout_s: float | None = None,
-                 default_endpoint: str | None = None) -> None:
+                 default_endpoint: str | None = None,
+                 predlog: PredictionLog | None = None) -> None:
         self.max_batch = max_batch
         self.batch_wait_ms = batch_wait_ms
         self.predict_timeout_s = predict_timeout_s
@@ -223,6 +227,7 @@ class ModelServer:
         self.default_endpoint = default_endpoint
         self.endpoints: dict[str, Endpoint] = {}
         self._lock = threading.Lock()
+        self.predlog = predlog.start() if predlog is not None else None
 
     def endpoint(self, name: str, create: bool = False, kind: str | None = None) -> Endpoint:
         """The endpoint called ``name``.
@@ -265,10 +270,17 @@ class ModelServer:
                 endpoint.close()
             raise
 
-    def invoke(self, name: str | None, body: bytes, content_type: str = _JSON
-               ) -> tuple[int, bytes]:
+    def invoke(self, name: str | None, body: bytes, content_type: str = _JSON,
+               attributes: str | None = None) -> tuple[int, bytes]:
         """Answer an invocation of endpoint ``name`` (None: the default endpoint).
 
+        With a prediction log, the answer is queued for it (an endpoint of a known kind only;
+        see :mod:`skiff.serve.predlog`).
+
+        :param name: the endpoint.
+        :param body: the request body.
+        :param content_type: its media type.
+        :param attributes: the caller's custom attributes (``request_id=…;session_id=…``).
         :return: ``(status, JSON body)``; 404 for an unknown endpoint.
         """
         name = name or self.default_endpoint
@@ -276,7 +288,17 @@ class ModelServer:
         if endpoint is None:
             return 404, _error_body("not_found", f"no endpoint {name!r}; have "
                                                  f"{sorted(self.endpoints)}.")
-        return endpoint.invoke(body, content_type)
+        predlog = self.predlog
+        if predlog is None:
+            return endpoint.invoke(body, content_type)
+        model = endpoint.model
+        started = time.perf_counter()
+        status, answer = endpoint.invoke(body, content_type)
+        kind = model.kind if model is not None else endpoint.kind
+        if kind is not None:
+            predlog.record(endpoint.name, kind, model.meta if model is not None else None, body,
+                           status, answer, (time.perf_counter() - started) * 1000, attributes)
+        return status, answer
 
     def healthy(self) -> bool:
         """True when there is an endpoint and every endpoint has a model."""
@@ -303,6 +325,8 @@ class ModelServer:
         return served
 
     def close(self) -> None:
-        """Stop every endpoint's batcher."""
+        """Stop every endpoint's batcher, and the prediction log (after one last post)."""
         for endpoint in self.endpoints.values():
             endpoint.close()
+        if self.predlog is not None:
+            self.predlog.close()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -100,6 +102,20 @@ def test_recommendation_with_k(runtime: FakeRuntime) -> None:
                              {"sku": "s2", "score": 0.5 / 3}]
     assert json.loads(runtime.calls[0]["Body"]) == {"sessions": [[SKU, SKU[:-1] + "b"]], "k": 3}
     assert runtime.calls[0]["EndpointName"] == "skiff-rec"
+
+
+def test_request_and_session_ids_go_to_the_endpoint(runtime: FakeRuntime) -> None:
+    """The prediction log's ids travel in SageMaker's custom attributes."""
+    session = "c" * 64
+    context = SimpleNamespace(aws_request_id="lambda-req-1")
+    event = handler.proxy_event("/predict", f"session=view,add&session_id={session}")
+    assert handler.lambda_handler(event, context)["statusCode"] == 200
+    assert runtime.calls[0]["CustomAttributes"] == f"request_id=lambda-req-1;session_id={session}"
+    status, _ = call("session=view")  # no context: a request id is made; no session id
+    attributes = runtime.calls[1]["CustomAttributes"]
+    assert status == 200 and re.fullmatch(r"request_id=[0-9a-f]{32}", attributes)
+    status, body = call("session=view&session_id=not-a-hash")
+    assert status == 400 and "64-character" in body["message"] and len(runtime.calls) == 2
 
 
 def test_the_seeds_form_x_with_markers_asks_the_intent_model(runtime: FakeRuntime) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from collect_events import browsing_event, counts, landed, search_event, session_of
+from collect_events import browsing_event, counts, hash64, landed, search_event, session_of
 from skiff.config import CollectConfig, ValidationConfig
 from skiff.data import collector_log
 from skiff.data.collector import create_app
@@ -161,6 +161,42 @@ def test_search_events_by_their_fields_or_by_table(tmp_path: Path) -> None:
     assert counts(searches) == {session_of(0): 1, session_of(2): 1}
     assert searches[0]["query_vector"].startswith("[0.25, -0.5, 1e-05, 0.0, ")
     assert counts(landed(tmp_path / "landing")) == {session_of(1): 1}
+
+
+def test_prediction_events_are_checked_by_their_contract(tmp_path: Path) -> None:
+    """The model server's prediction log: accepted as the contract says, each bad event
+    refused with its field named, and landed under predictions/."""
+    now = int(time.time() * 1000)
+    good = {"request_id": "req-1", "session_index": 0, "served_at": now - 100, "model": "rec",
+            "model_version": "RecFlow/3", "endpoint": "skiff-rec",
+            "session_id_hash": session_of(0), "session_length": 2,
+            "input_tokens": [hash64("sku-1"), "new-sku"], "output_items": [hash64("sku-2")],
+            "status": 200, "latency_ms": 3.5, "fallback": 0, "ignored_count": 1,
+            "sender_id": "s1", "dropped_before": 0}
+    bad = [
+        {**good, "request_id": "req-2", "model": "ranker"},
+        {**good, "request_id": "req-3", "input_tokens": ["two words"]},
+        {**good, "request_id": "req-4", "output_probability": 0.4},  # a rec answers items
+        {**good, "request_id": "req-5", "served_at": (now + 3_600_000) * 1000},
+        {key: value for key, value in good.items() if key != "dropped_before"},
+    ]
+    with TestClient(create_app(_config(tmp_path))) as client:
+        answer = client.post("/collect?table=predictions", json=[good, *bad])
+        assert answer.status_code == 200
+        doc = answer.json()
+        assert doc["accepted"] == 1
+        reasons = [r["reason"] for r in doc["rejected"]]
+        assert reasons[0].startswith("model: 'ranker' is not one of intent, rec")
+        assert reasons[1].startswith("input_tokens: item 0 ('two words') is not a token")
+        assert reasons[2].startswith("output_probability: must be empty when model is rec")
+        assert reasons[3].startswith("served_at: ")
+        assert reasons[4] == "dropped_before: missing (required)"
+        # without ?table=, a request_id says it is a prediction
+        inferred = client.post("/collect", json={**good, "request_id": "req-6"})
+        assert inferred.json() == {"accepted": 1, "rejected": []}
+    rows = landed(tmp_path / "landing", "predictions")
+    assert sorted(r["request_id"] for r in rows) == ["req-1", "req-6"]
+    assert rows[0]["input_tokens"] == f"['{hash64('sku-1')}', 'new-sku']"
 
 
 def test_the_pixel(tmp_path: Path) -> None:

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from landing_files import browsing, catalogue, encode, landing_path, search, write_file
+from landing_files import (
+    browsing,
+    catalogue,
+    encode,
+    landing_path,
+    predictions,
+    search,
+    write_file,
+)
 from skiff.data import DuckDBWarehouse
 from skiff.data.ingest import arrival_state, ingest_arrivals, interval_batch_id
 from skiff.data.landing import LandingZone
@@ -289,3 +297,16 @@ def test_the_collector_moved_on_once_a_file_starts_at_or_after_the_end(tmp_path)
     write_file(root, "browsing_train", browsing(1, H_MS + 3_600_000 + 30_000), "c" * 16)
     assert arrival_state(zone, H + 50 * MINUTE, H + 55 * MINUTE) == {"files": 0,
                                                                      "moved_on": True}
+
+
+def test_landed_predictions_reach_raw_predictions(zone_root, duck) -> None:
+    """The model server's prediction log lands like the shoppers' events and is appended to
+    raw.predictions in the same interval's transaction; the shoppers' counts are unchanged."""
+    write_file(zone_root, "predictions", predictions(4, H_MS + 90_000), "p" * 16)
+    summary = ingest_arrivals(duck, LandingZone.from_uri(zone_root), H, H + HOUR)
+    assert summary.rows == {"browsing_train": 8, "search_train": 2, "sku_to_content": 3,
+                            "predictions": 4}
+    rows = _q(duck, "select request_id, model, output_items, latency_ms, batch_id, "
+                    "arrival_ts_ms - served_at from raw.predictions order by request_id")
+    assert [r[:4] for r in rows] == [(f"p-{i}", "rec", "['sku-c']", 4.5) for i in range(4)]
+    assert {r[4] for r in rows} == {summary.batch_id} and {r[5] for r in rows} == {500}

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from landing_files import browsing, catalogue, search, write_file
+from landing_files import browsing, catalogue, predictions, search, write_file
 from skiff.data import SnowflakeWarehouse
 from skiff.data.ingest import ingest_arrivals, interval_batch_id
 from skiff.data.landing import LandingZone
@@ -220,3 +220,19 @@ def test_ledger_and_raw_tables_on_fakesnow(zone) -> None:
         assert warehouse.ledger_files([]) == {} and warehouse.ledger_checksums([]) == {}
         cur.execute("show stages in schema raw")
         assert [r[1].lower() for r in cur.fetchall()] == ["skiff_landing"]
+
+
+def test_predictions_are_copied_into_raw_predictions(zone, tmp_path: Path) -> None:
+    """A landed prediction log file is one more COPY INTO of the same transaction."""
+    write_file(tmp_path / "landing", "predictions", predictions(3, H_MS + 90_000), "p" * 16)
+    rec = Recorder()
+    summary = ingest_arrivals(SnowflakeWarehouse(rec.connect), zone, H, H + HOUR)
+    assert summary.rows["predictions"] == 3
+    s = rec.statements
+    transaction = s[rec.index("begin") + 1:rec.index("commit")]
+    assert [t.split()[0].lower() for t in transaction] == ["copy"] * 4 + ["insert"]
+    copy = next(t for t in transaction if t.startswith("copy into raw.predictions"))
+    assert copy.startswith("copy into raw.predictions (request_id, session_index, served_at, "
+                           "model, model_version, endpoint, session_id_hash,")
+    assert "$1:latency_ms::double," in copy and "$1:served_at::bigint," in copy
+    assert rec.index("create table if not exists raw.predictions") < rec.index("begin")
