@@ -9,7 +9,6 @@ fills a champion registry with two promotions and a rejected challenger.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,42 +42,55 @@ class MonitorMarts:
                 cols = ", ".join(f"{c} {_TYPES.get(c, 'double')}" for c in mart.columns)
                 con.execute(f"create table if not exists {schema}.{mart.name} ({cols})")
 
-    def _insert(self, table: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    def _insert(self, rows: dict[str, list[tuple[Any, ...]]]) -> None:
+        """Insert rows by table, in one connection (DuckDB admits one writer)."""
         import duckdb
 
-        rows = list(rows)
-        if rows:
-            marks = ", ".join("?" * len(rows[0]))
-            with duckdb.connect(str(self.path)) as con:
-                con.executemany(f"insert into {self.schema}.{table} values ({marks})", rows)
+        with duckdb.connect(str(self.path)) as con:
+            for table, values in rows.items():
+                for row in values:
+                    marks = ", ".join("?" * len(row))
+                    con.execute(f"insert into {self.schema}.{table} values ({marks})", row)
 
-    def hour(self, start: datetime, *, model: str = "rec", version: str = "RecFlow/2",
+    @staticmethod
+    def rows(start: datetime, *, model: str = "rec", version: str = "RecFlow/2",
              requests: int = 200, error_rate: float = 0.0, p99_ms: float = 40.0,
              hit_rate: float = 0.3, calibration_error: float = 0.02, psi: float = 0.02,
-             drift_feature: str | None = None) -> None:
-        """One served hour of ``model``: serving, quality and drift rows.
+             drift_feature: str | None = None) -> dict[str, list[tuple[Any, ...]]]:
+        """The rows of one served hour of ``model``, by mart.
 
         :param psi: PSI of every feature, or only of ``drift_feature`` when given (the others
             stay calm at 0.02).
         """
         hour = start.astimezone(UTC).replace(tzinfo=None, minute=0, second=0, microsecond=0)
         errors = round(requests * error_rate)
-        self._insert(SERVING.name, [(hour, model, version, requests, errors, error_rate, 0.01,
-                                     0.02, p99_ms / 3, p99_ms, 0)])
         metric, value = (("hit_rate_at_20", hit_rate) if model == "rec"
                          else ("calibration_error", calibration_error))
-        self._insert(QUALITY.name, [(hour, model, version, metric, value, requests // 2,
-                                     0.3, 0.3 - (value if model == "intent" else 0))])
-        self._insert(DRIFT.name, [
-            (hour, model, version, f, psi if drift_feature in (None, f) else 0.02, requests)
-            for f in FEATURES])
+        return {
+            SERVING.name: [(hour, model, version, requests, errors, error_rate, 0.01, 0.02,
+                            p99_ms / 3, p99_ms, 0)],
+            QUALITY.name: [(hour, model, version, metric, value, requests // 2, 0.3,
+                            0.3 - (value if model == "intent" else 0))],
+            DRIFT.name: [(hour, model, version, f,
+                          psi if drift_feature in (None, f) else 0.02, requests)
+                         for f in FEATURES],
+        }
+
+    def hour(self, start: datetime, **kwargs: Any) -> None:
+        """Add one served hour (:meth:`rows`' arguments)."""
+        self._insert(self.rows(start, **kwargs))
 
     def calm(self, end: datetime, hours: int, **kwargs: Any) -> None:
-        """``hours`` calm hours of both models before ``end``."""
+        """Add ``hours`` calm hours of both models before ``end``."""
+        rows: dict[str, list[tuple[Any, ...]]] = {}
         for k in range(hours, 0, -1):
             start = end - timedelta(hours=k)
-            self.hour(start, model="rec", version="RecFlow/2", **kwargs)
-            self.hour(start, model="intent", version="IntentFlow/1", requests=150)
+            for part in (self.rows(start, model="rec", version="RecFlow/2", **kwargs),
+                         self.rows(start, model="intent", version="IntentFlow/1",
+                                   requests=150)):
+                for table, values in part.items():
+                    rows.setdefault(table, []).extend(values)
+        self._insert(rows)
 
 
 def registry_with_history(root: Path) -> Any:
