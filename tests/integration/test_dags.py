@@ -185,3 +185,48 @@ def test_prepare_mode_follows_the_configuration() -> None:
     with environ(SKIFF_DBT_EXECUTION_MODE="async"):
         bad = DagBag(dag_folder=str(REPO / "dags"))
     assert "SKIFF_DBT_EXECUTION_MODE" in "".join(bad.import_errors.values())
+
+
+def test_skiff_hourly_updates_the_assets_skiff_monitor_is_scheduled_on(dagbag) -> None:
+    """Airflow 3 assets, not Cosmos's URIs: ingest_events updates the raw tables (the prediction
+    log among them), each mart's dbt task its mart; skiff_monitor runs once the prediction log
+    and every monitoring mart were updated."""
+    from assets.tables import MART_TABLES, MONITOR_MARTS, table_asset
+
+    hourly, monitor = dagbag.dags["skiff_hourly"], dagbag.dags["skiff_monitor"]
+    cosmos = [t for t in hourly.tasks if t.task_id.startswith("prepare.")]
+    assert cosmos and not any(getattr(t, "emit_datasets", False) for t in cosmos)
+    outlets = {t.task_id: [a.uri for a in t.outlets] for t in hourly.tasks if t.outlets}
+    assert "x-skiff://warehouse/raw/predictions" in outlets.pop("ingest_events")
+    manifest = json.loads(DbtConfig().manifest_path.read_text())
+    models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    assert outlets == {f"prepare.{m}.run": [f"x-skiff://warehouse/marts/{m}"]
+                       for m in (*MART_TABLES, *MONITOR_MARTS) if m in models}
+    scheduled = {a.uri for a in monitor.timetable.asset_condition.objects}
+    assert scheduled == {table_asset("raw", "predictions").uri,
+                         *(table_asset("marts", m).uri for m in MONITOR_MARTS)}
+    assert type(monitor.timetable.asset_condition).__name__ == "AssetAll"
+
+
+def test_skiff_monitor_checks_then_asks_for_a_retrain(dagbag) -> None:
+    """snapshot, then the three checks; a quality or drift breach (not a serving one)
+    triggers skiff_hourly with every session trained on, at most once a day."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from environ import environ
+
+    dag = dagbag.dags["skiff_monitor"]
+    assert dag.get_task("snapshot").downstream_task_ids == {
+        "check_serving", "check_quality", "check_drift"}
+    retrain = dag.get_task("request_retrain")
+    assert retrain.upstream_task_ids == {"check_quality", "check_drift"}
+    assert retrain.trigger_rule == "one_failed" and retrain.skip_when_already_exists
+    assert (retrain.trigger_dag_id, retrain.conf) == ("skiff_hourly", {"train_sample_sessions": 0})
+    assert retrain.conf.keys() <= dagbag.dags["skiff_hourly"].params.keys()
+    assert dag.get_task("check_drift").suite == "mon_drift"
+    assert dag.max_active_tasks == 1 and dag.params["window_hours"] == 3
+    with environ(SKIFF_MONITOR_RETRAIN="off", SKIFF_MONITOR_WINDOW_HOURS="6"):
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    assert "request_retrain" not in bag.dags["skiff_monitor"].task_ids
+    assert bag.dags["skiff_monitor"].params["window_hours"] == 6
