@@ -20,12 +20,15 @@ tasks), i.e. after each hourly run that built them (`plugins/assets/tables.py`).
    triggers skiff_hourly with a full retrain (`train_sample_sessions=0`: every session), at
    most once a day (run id `monitor_retrain__<date>`). A serving breach only alerts: a new
    model would not fix errors or latency.
+4. **within_thresholds**: runs when every check passed; on a breach it is `upstream_failed`
+   and the run fails.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param, TriggerRule
 
@@ -86,7 +89,12 @@ with DAG(
                       "training."),
         )
     }
-    snapshot >> list(checks.values())
+    # a leaf after the checks: the run fails on a breach even when the retrain request (the
+    # checks' other downstream task) succeeds
+    snapshot >> list(checks.values()) >> EmptyOperator(
+        task_id="within_thresholds",
+        doc_md="Every check passed (upstream_failed, and the run failed, on a breach).",
+    )
 
     if CONFIG.monitor.retrain:
         # TriggerDagRunOperator, not an asset: a run asked for by an asset event gets no conf,

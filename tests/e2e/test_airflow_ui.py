@@ -166,11 +166,11 @@ def test_trigger_form_in_the_browser(airflow: LocalAirflow, page: Any) -> None:
     set_paused(airflow, True)
     dialog = open_trigger_form(page, airflow, DAG_ID)
     for label in ("Full refresh", "Session lookback (hours)", "Training sample (sessions)"):
-        assert dialog.get_by_text(label, exact=True).first.is_visible(), label
+        dialog.get_by_label(label).first.wait_for(state="attached")  # the form's fields
     dialog.get_by_label("Training sample (sessions)").fill("123")
-    unpause = dialog.get_by_role("checkbox", name=f"Unpause {DAG_ID} on trigger")
-    if unpause.count() and unpause.is_checked():
-        unpause.uncheck()  # created, not run
+    unpause = dialog.get_by_label(f"Unpause {DAG_ID} on trigger")
+    if unpause.is_checked():
+        unpause.uncheck(force=True)  # created, not run
     before = {r["dag_run_id"] for r in airflow.api("GET", f"{RUNS}?limit=100")["dag_runs"]}
     dialog.get_by_role("button", name="Trigger", exact=True).click()
     page.get_by_text("Dag Run Triggered").first.wait_for()
@@ -202,7 +202,7 @@ def test_skiff_page_from_the_navigation(airflow: LocalAirflow, page: Any, home: 
     write_snapshot(doc, home / "monitor")  # where the api-server's page reads it
 
     page.goto(airflow.url + "/")
-    page.get_by_role("link", name="Skiff").first.click()
+    page.get_by_text("Skiff", exact=True).click()  # the navigation's entry
     page.wait_for_url(f"{airflow.url}/plugin/skiff")
     frame = page.frame_locator("iframe[title='Skiff']")
     frame.get_by_text("Model: rec").wait_for()

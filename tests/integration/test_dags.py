@@ -218,6 +218,8 @@ def test_skiff_monitor_checks_then_asks_for_a_retrain(dagbag) -> None:
     dag = dagbag.dags["skiff_monitor"]
     assert dag.get_task("snapshot").downstream_task_ids == {
         "check_serving", "check_quality", "check_drift"}
+    assert dag.get_task("within_thresholds").upstream_task_ids == {
+        "check_serving", "check_quality", "check_drift"}
     retrain = dag.get_task("request_retrain")
     assert retrain.upstream_task_ids == {"check_quality", "check_drift"}
     assert retrain.trigger_rule == "one_failed" and retrain.skip_when_already_exists

@@ -244,6 +244,9 @@ def render_page(doc: Mapping[str, Any] | None, *, title: str = "Skiff") -> str:
     if doc.get("errors"):
         out.append('<div class="errors"><b>Not shown:</b><ul>' + "".join(
             f"<li>{escape(e)}</li>" for e in doc["errors"]) + "</ul></div>")
-    for name, part in (doc.get("models") or {}).items():
+    models = doc.get("models") or {}
+    order = {"rec": 0, "intent": 1}  # the recommendations first, as the pipeline lists them
+    for name in sorted(models, key=lambda m: (order.get(m, 2), m)):
+        part = models[name]
         out.append(_model(name, part, doc.get("thresholds") or {}, doc.get("window_hours", 0)))
     return "".join(out) + "</body></html>"
