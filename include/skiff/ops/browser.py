@@ -9,7 +9,6 @@ manager's login form; :func:`open_trigger_form` opens a DAG's trigger form;
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,15 +36,14 @@ class BrowserError(SkiffError):
 
 
 def chromium_path() -> Path:
-    """Debian's Chromium: ``$SKIFF_CHROMIUM``, else ``chromium`` on the PATH.
+    """Debian's Chromium: ``chromium`` on the PATH.
 
     :raises BrowserError: none found (``apt-get install chromium``).
     """
-    found = os.environ.get("SKIFF_CHROMIUM") or shutil.which("chromium") \
-        or shutil.which("chromium-browser")
-    if not found or not Path(found).exists():
-        raise BrowserError("No Chromium: apt-get install chromium (make test installs it), "
-                           "or set SKIFF_CHROMIUM to its executable.")
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        raise BrowserError("No Chromium on the PATH: apt-get install chromium (make test "
+                           "installs it).")
     return Path(found)
 
 
