@@ -1,4 +1,7 @@
-"""Validate one table's rows of the data interval with its Great Expectations suite."""
+"""Validate one table's rows of the data interval with its Great Expectations suite.
+
+:class:`MonitorValidateOperator` does the same for skiff_monitor, on the hours before its run.
+"""
 
 from __future__ import annotations
 

@@ -79,7 +79,7 @@ def _model_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 def _queries(schema: str, model: str, since: datetime) -> dict[str, str]:
     """The snapshot's SQL per mart: hourly, over the model's versions (literals only: the
-    model is one of :data:`MODELS`, ``since`` a datetime)."""
+    model is one of :data:`MODELS`, ``since`` a datetime). DuckDB and Snowflake alike."""
     if model not in MODELS:
         raise ValueError(f"model={model!r}: use one of {MODELS}")
     where = f"where model = '{model}' and hour_start >= '{since:%Y-%m-%d %H:%M:%S}'"
@@ -90,7 +90,7 @@ def _queries(schema: str, model: str, since: datetime) -> dict[str, str]:
                    sum(fallback_rate * requests) / nullif(sum(requests), 0),
                    sum(unknown_sku_share * requests) / nullif(sum(requests), 0),
                    max(latency_p50_ms), max(latency_p99_ms), sum(dropped_events),
-                   string_agg(distinct model_version, ',')
+                   listagg(distinct model_version, ',')
             from {schema}.{SERVING.name} {where}
             group by hour_start order by hour_start""",
         "quality": f"""
@@ -209,7 +209,10 @@ def breaches(part: Mapping[str, Any], config: MonitorConfig, now: datetime) -> l
         session_length 0.41 > 0.2"``.
     """
     start = now - timedelta(hours=config.window_hours)
-    recent = lambda rows: [r for r in rows if datetime.fromisoformat(r["hour"]) >= start]  # noqa: E731
+
+    def recent(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        return [r for r in rows if datetime.fromisoformat(r["hour"]) >= start]
+
     found = []
     for r in recent(part.get("serving", [])):
         if r["requests"] < config.min_requests:
