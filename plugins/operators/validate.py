@@ -265,6 +265,11 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
         return store.get(keys[0])
 
 
+#: The mart each of skiff_monitor's suites checks.
+_MONITOR_MARTS = {"mon_serving": "mon_serving_hourly", "mon_quality": "mon_quality_hourly",
+                  "mon_drift": "mon_drift_hourly"}
+
+
 class MonitorValidateOperator(GXValidateIntervalOperator):
     """Check one monitoring mart over the last hours with its Great Expectations suite.
 
@@ -273,6 +278,7 @@ class MonitorValidateOperator(GXValidateIntervalOperator):
     thresholds of ``MonitorConfig`` and the rec champion's offline hit rate@20 from the
     registry (the online quality's reference). A breach fails the task at once with the
     suite's message (which hours, models and features), so the failure alert carries it.
+    While the mart does not exist (no prediction log built yet) the task is skipped.
 
     :param suite: ``mon_serving``, ``mon_quality`` or ``mon_drift``.
     """
@@ -280,7 +286,7 @@ class MonitorValidateOperator(GXValidateIntervalOperator):
     template_fields: Sequence[str] = GXValidateIntervalOperator.template_fields
 
     def __init__(self, *, suite: str, **kwargs: Any) -> None:
-        if suite not in ("mon_serving", "mon_quality", "mon_drift"):
+        if suite not in _MONITOR_MARTS:
             raise ValueError(f"suite={suite!r}: use mon_serving, mon_quality or mon_drift")
         kwargs.setdefault("interval_start", WINDOW_START)
         kwargs.setdefault("interval_end", WINDOW_END)
@@ -291,6 +297,20 @@ class MonitorValidateOperator(GXValidateIntervalOperator):
         from hooks.model_registry import ModelRegistryHook
 
         return ModelRegistryHook(self.config.serving)
+
+    def execute(self, context: Context) -> None:
+        """Validate; skip (nothing to check) while the mart does not exist yet."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        schema, table = self.config.warehouse.marts_schema, _MONITOR_MARTS[self.suite]
+        ((found,),) = self.hook.records(
+            "select count(*) from information_schema.tables where lower(table_schema) = "
+            f"'{schema.lower()}' and lower(table_name) = '{table}'")
+        if not found:
+            raise AirflowSkipException(f"{schema}.{table} does not exist yet (the monitoring "
+                                       "marts are built from the prediction log): nothing to "
+                                       "check.")
+        super().execute(context)
 
     def more_parameters(self) -> dict[str, Any]:
         """The thresholds, with the rec champion's offline hit rate@20 and its floor."""
