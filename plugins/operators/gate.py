@@ -30,9 +30,10 @@ class ModelGateOperator(BaseOperator, SkipMixin):
     (:class:`~hooks.model_registry.ModelRegistryHook`); :func:`skiff.serve.registry.gate_decision`
     decides, and the decision (either way, with its reason and the run) is kept in the
     registry's ``<model>/decisions/`` for the Skiff page. A win returns the decision and lets
-    the deploy tasks run. A loss is a decision, not an error: the task succeeds with the reason in its log and XCom, and skips the tasks
-    directly downstream (and so everything after them), so the run ends green. Missing or
-    malformed metrics fail the task without retries.
+    the deploy tasks run. A loss is a decision, not an error: the task succeeds with the
+    reason in its log and XCom, and skips the tasks directly downstream (and so everything
+    after them), so the run ends green. Missing or malformed metrics fail the task without
+    retries.
 
     :param model: ``intent`` or ``rec``.
     :param candidate: the training task's result (templated): its XCom dict
