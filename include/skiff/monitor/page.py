@@ -19,7 +19,7 @@ __all__ = ["render_page", "line_chart"]
 
 _COLOURS = ("#1f6feb", "#d9480f", "#2f9e44", "#9c36b5", "#e8590c", "#0c8599")
 _STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:16px;color:#1b1f24}
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:16px;color:#1b1f24}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:24px 0 8px;border-bottom:1px solid #d0d7de}
 h3{font-size:14px;margin:14px 0 6px} .muted{color:#57606a;font-size:12px}
 table{border-collapse:collapse;font-size:12px;margin-bottom:8px}
@@ -143,7 +143,8 @@ def _series(rows: Sequence[Mapping[str, Any]], key: str, value: str
 
 
 def _charts(part: Mapping[str, Any], thresholds: Mapping[str, float]) -> str:
-    serving, quality, drift = part.get("serving", []), part.get("quality", []), part.get("drift", [])
+    serving, quality = part.get("serving", []), part.get("quality", [])
+    drift = part.get("drift", [])
     volume = {"requests": [(_hour(r["hour"]), float(r["requests"])) for r in serving]}
     latency = {"p50": [(_hour(r["hour"]), r["latency_p50_ms"]) for r in serving],
                "p99": [(_hour(r["hour"]), r["latency_p99_ms"]) for r in serving]}

@@ -1,4 +1,4 @@
-"""skiff_monitor's operators on a real DuckDB file: the snapshot, and a check before its mart exists.
+"""skiff_monitor's operators on a real DuckDB file: the snapshot, a check before its mart exists.
 
 The checks' Great Expectations runs, their breach and alert are the slow DAG test's
 (``tests/integration/test_monitor_dag.py``).
