@@ -20,7 +20,8 @@ __all__ = ["render_page", "line_chart"]
 _COLOURS = ("#1f6feb", "#d9480f", "#2f9e44", "#9c36b5", "#e8590c", "#0c8599")
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:16px;color:#1b1f24}
-h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:24px 0 8px;border-bottom:1px solid #d0d7de}
+h1{font-size:22px;margin:0 0 4px}
+h2{font-size:18px;margin:24px 0 8px;border-bottom:1px solid #d0d7de}
 h3{font-size:14px;margin:14px 0 6px} .muted{color:#57606a;font-size:12px}
 table{border-collapse:collapse;font-size:12px;margin-bottom:8px}
 td,th{border:1px solid #d0d7de;padding:3px 6px;text-align:left;vertical-align:top}
