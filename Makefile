@@ -32,7 +32,7 @@ MANIFEST  := $(DBT_DIR)/target/manifest.json
 INSTALLED := $(VENV)/.skiff-installed
 DBT_SRC   := $(shell find $(DBT_DIR) -type f \( -name '*.sql' -o -name '*.yml' \) -not -path '*/target/*' 2>/dev/null)
 
-.PHONY: help install run run-bad test test-all bench bench-full soak airflow screenshot status clean lambda serve docs contract diagram train-image
+.PHONY: help install chromium run run-bad test test-all bench bench-full soak airflow screenshot status clean lambda serve docs contract diagram train-image
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,12 +54,16 @@ $(MANIFEST): $(INSTALLED) $(DBT_SRC)
 # creates no deadline anyway: the duration alert is off for these two targets (docs/pipeline.md).
 run run-bad: export SKIFF_RUN_DURATION_ALERT_MINUTES := 0
 
-run: install  ## write the shoppers' history to the landing zone, ingest it, run skiff_hourly for its last hour
+# Without a scheduler nothing runs skiff_monitor on skiff_hourly's assets: `make run` runs it
+# after the hour (the Skiff page's snapshot; a breach is reported, not a failure of make run).
+run: install  ## write the shoppers' history to the landing zone, ingest it, run skiff_hourly for its last hour, then skiff_monitor
 	@mkdir -p $(SKIFF_HOME)
 	$(BIN)/airflow db migrate > $(SKIFF_HOME)/airflow-migrate.log 2>&1 \
 		|| { cat $(SKIFF_HOME)/airflow-migrate.log; exit 1; }
 	@read -r LOGICAL_DATE _ <<< "$$($(BIN)/skiff init | tail -n 1)"; \
-	$(BIN)/skiff -q run-hour "$$LOGICAL_DATE"
+	$(BIN)/skiff -q run-hour "$$LOGICAL_DATE"; \
+	$(BIN)/skiff -q run-hour --dag skiff_monitor "$$LOGICAL_DATE" \
+		|| echo "make run: skiff_monitor found a breach (its log above); the Skiff page shows it"
 	@$(BIN)/skiff status
 	@$(BIN)/skiff report
 
@@ -82,10 +86,18 @@ run-bad: install  ## run one hour on a bad batch: make run-bad DEFECT=future_tim
 status:  ## row counts of the raw log and the marts
 	@$(BIN)/skiff status
 
-test: install  ## run the tests (slow ones deselected)
+# The UI tests (tests/e2e/test_airflow_ui.py: login, trigger form, the Skiff page) and `make
+# screenshot` drive Debian's Chromium through Playwright; installed here when it is missing.
+chromium:
+	@command -v chromium > /dev/null || { \
+		echo "Installing Debian's chromium (the UI tests drive it)"; \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends chromium; }
+
+test: install chromium  ## run the tests (slow ones deselected)
 	$(BIN)/python -m pytest
 
-test-all: install  ## run every test, slow ones included
+test-all: install chromium  ## run every test, slow ones included
 	$(BIN)/python -m pytest -m ""
 
 # The image of the training steps on AWS Batch; its tag is SKIFF_BATCH_IMAGE's default. Push it
@@ -128,8 +140,7 @@ airflow: install  ## Airflow (SQLite, no Docker) on http://127.0.0.1:8090 (AIRFL
 	@read -r SAMPLE_END _ <<< "$$($(BIN)/skiff -q init | tail -n 1)"; \
 	$(BIN)/python -m skiff.ops.local_airflow --port $(AIRFLOW_PORT) --sample-end "$$SAMPLE_END" --live
 
-screenshot: install  ## the docs' pictures of the Airflow UI, docs/img/airflow-*.png (needs apt-get install chromium)
-	$(BIN)/pip install --quiet -r docs/requirements.txt
+screenshot: install chromium  ## the docs' pictures of the Airflow UI, docs/img/airflow-*.png
 	$(BIN)/python docs/screenshot.py --out-dir docs/img
 
 # The configuration page's table is generated from skiff.config first (docs/gen_config.py);

@@ -43,6 +43,10 @@ when the `slack_alerts` connection exists, a log line otherwise).
    or SageMaker) → `smoke_test_<m>` through the `/predict` Lambda handler → `promote_<m>`;
    `rollback_<m>` restores the previous model when deploy or smoke test fails.
 
+Its tasks update Airflow assets (`plugins/assets/tables.py`): `ingest_events` the raw tables
+(the prediction log `raw.predictions` among them), each mart's dbt task its mart; skiff_monitor
+runs once the prediction log and the monitoring marts were updated.
+
 Trigger it from the UI with **Trigger DAG w/ config** to set the params below.
 """
 
@@ -63,6 +67,7 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 from cosmos.profiles import SnowflakeUserPasswordProfileMapping
 
+from assets.tables import mart_assets, raw_assets
 from notifiers.skiff_alerts import (
     DAG_FAILURE_TEXT,
     RUN_DURATION_TEXT,
@@ -205,18 +210,24 @@ with DAG(
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
             test_behavior=TestBehavior.AFTER_EACH,
-            # the monitoring models (what the endpoints served) are the monitoring DAG's
-            exclude=["tag:monitoring"],
             # local: a test reading two models (int_session_events' relationships to
             # dim_products) runs after both, as its own task, not after the first of them.
             # watcher: `dbt build` runs it after both already, and it counts among the tests
             # of each of its models (a task of its own would find no result of its own).
             should_detach_multiple_parents_tests=not WATCHER,
+            # Skiff's tasks declare proper Airflow 3 assets (below), not Cosmos's OpenLineage
+            # URIs (rewritten for Airflow 3, with a warning in every dbt task's log)
+            emit_datasets=False,
         ),
         # task parameters (the producer's: full_refresh, as the local tasks'; dbt_vars and
         # env_vars above, templated, reach every dbt invocation, the build's and a retry's)
         operator_args={"full_refresh": "{{ params.full_refresh }}", **PREPARE_ARGS},
     )
+
+    # each mart's task updates its asset (the monitoring marts: skiff_monitor's schedule)
+    for model, asset in mart_assets(CONFIG.warehouse.marts_schema).items():
+        if (task := dag.task_dict.get(f"prepare.{model}.run")) is not None:
+            task.outlets = [asset]
 
     # Great Expectations suites of include/gx/suites, one task each. The raw checks run
     # before dbt, so a bad hour never reaches the marts; the mart checks after it.
@@ -331,6 +342,7 @@ with DAG(
             grace_minutes=CONFIG.ingest.grace_minutes,
             poll_interval=CONFIG.ingest.poll_seconds,
             deferrable=True,  # the grace period waits in the triggerer, not in a worker slot
+            outlets=raw_assets(CONFIG.warehouse.raw_schema),
             doc_md="Append the landing files that arrived in the interval (ledger: once each).",
         ) >> validate_raw
     elif CONFIG.replay.enabled:
@@ -339,6 +351,7 @@ with DAG(
             source_dir=str(CONFIG.replay.source_dir),
             since="{{ data_interval_start.isoformat() }}",
             until="{{ data_interval_end.isoformat() }}",
+            outlets=raw_assets(CONFIG.warehouse.raw_schema),
             doc_md="Append the interval's events of the replay source to the raw log.",
         )
         ingest >> validate_raw

@@ -1,14 +1,16 @@
 """Take the docs' pictures of the Airflow UI: ``docs/img/airflow-trigger.png`` (the trigger
-form with skiff_hourly's params) and ``docs/img/airflow-graph.png`` (the graph of a finished run).
+form with skiff_hourly's params), ``docs/img/airflow-graph.png`` (the graph of a finished run)
+and ``docs/img/airflow-skiff.png`` (the Skiff page after skiff_monitor ran).
 
 Starts Airflow as ``make airflow`` does (:class:`skiff.ops.local_airflow.LocalAirflow`), in a
 throwaway home on a free port, over a small generated sample. In headless Chromium (Playwright
 driving Debian's ``chromium``) it signs in through the login form and opens the trigger form;
 then it triggers the sample's last hour as that form does (with a small training sample),
-waits for the run to succeed and opens the run's graph with every task group expanded.
+waits for the run to succeed and opens the run's graph with every task group expanded; then
+runs skiff_monitor and opens the Skiff page. The browser steps are :mod:`skiff.ops.browser`'s,
+as the UI tests' (``tests/e2e/test_airflow_ui.py``).
 
-``make screenshot`` runs it; it needs ``apt-get install chromium`` and ``docs/requirements.txt``.
-Not part of the tests.
+``make screenshot`` runs it; it needs ``apt-get install chromium`` (``make test`` installs it).
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from skiff.ops import LocalAirflow, LocalAirflowError, free_port, sandbox_env
+from skiff.ops.browser import (
+    BrowserError,
+    chromium,
+    chromium_path,
+    expand_task_groups,
+    open_trigger_form,
+    sign_in,
+)
 from skiff.data import init_source
 from skiff.data import DuckDBWarehouse
 
@@ -30,9 +40,6 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 DAG_ID = "skiff_hourly"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"]
 
 
 def sample_run(airflow: LocalAirflow, home: Path, sessions: int, train_sessions: int) -> str:
@@ -57,23 +64,13 @@ def sample_run(airflow: LocalAirflow, home: Path, sessions: int, train_sessions:
     return run["dag_run_id"]
 
 
-def sign_in(page: Page, airflow: LocalAirflow) -> None:
-    """The simple auth manager's login form, as a person fills it."""
-    page.goto(airflow.url + "/")  # redirects to the login form
-    page.get_by_label("Username").fill(airflow.user)
-    page.get_by_label("Password").fill(airflow.password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(airflow.url + "/")
-
-
 def trigger_form(page: Page, airflow: LocalAirflow, train_sessions: int, out: Path) -> None:
     """The DAG's trigger form, its params filled in; closed without triggering."""
     size = page.viewport_size
     page.set_viewport_size({"width": 1300, "height": 1150})  # the whole form, unscrolled
-    page.goto(f"{airflow.url}/dags/{DAG_ID}")
-    page.get_by_role("button", name="Trigger Dag").click()
-    page.get_by_label("Training sample (sessions)").fill(str(train_sessions))
-    page.get_by_role("dialog").screenshot(path=str(out))
+    dialog = open_trigger_form(page, airflow, DAG_ID)
+    dialog.get_by_label("Training sample (sessions)").fill(str(train_sessions))
+    dialog.screenshot(path=str(out))
     page.keyboard.press("Escape")
     page.set_viewport_size(size)
 
@@ -85,7 +82,7 @@ def graph(page: Page, airflow: LocalAirflow, run_id: str, out: Path) -> None:
     page.goto(f"{airflow.url}/dags/{DAG_ID}/runs/{run_id}")
     page.wait_for_selector(".react-flow__node")
     page.get_by_role("button", name="Collapse Details Panel").click()
-    page.get_by_role("button", name="Expand all task groups").click()
+    expand_task_groups(page)  # disabled (all open already) with recent UIs: not clicked then
     page.wait_for_load_state("networkidle")
     page.add_style_tag(content=".react-flow__minimap { display: none; }")  # it covers tasks
     page.get_by_role("button", name="Fit View").click()
@@ -93,47 +90,63 @@ def graph(page: Page, airflow: LocalAirflow, run_id: str, out: Path) -> None:
     page.screenshot(path=str(out))
 
 
+def skiff_page(page: Page, airflow: LocalAirflow, out: Path) -> None:
+    """The Skiff page after skiff_monitor ran on what the sample run left (its champion, the
+    gate's decisions, and the monitoring marts' hours)."""
+    run = airflow.api("POST", "/api/v2/dags/skiff_monitor/dagRuns", {
+        "logical_date": None, "note": "docs/screenshot.py"})
+    airflow.api("PATCH", "/api/v2/dags/skiff_monitor", {"is_paused": False})
+    run = airflow.wait_for_run("skiff_monitor", run["dag_run_id"], timeout=600)
+    print(f"skiff_monitor ended {run['state']}", flush=True)  # a breach fails it: still shown
+    size = page.viewport_size
+    page.set_viewport_size({"width": 1300, "height": 1400})
+    page.goto(f"{airflow.url}/plugin/skiff")
+    page.frame_locator("iframe[title='Skiff']").get_by_text("Model: rec").wait_for()
+    page.screenshot(path=str(out))
+    page.set_viewport_size(size)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out-dir", type=Path, default=Path("docs/img"),
                         help="where airflow-trigger.png and airflow-graph.png go")
-    parser.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium executable")
+    parser.add_argument("--chromium", default=None,
+                        help="Chromium executable (default: chromium on the PATH)")
     parser.add_argument("--sessions", type=int, default=1500, help="sessions of the sample")
     parser.add_argument("--train-sessions", type=int, default=0,
                         help="the run's train_sample_sessions (0: all of the sample)")
     parser.add_argument("--size", default="1800x620", help="browser window, WIDTHxHEIGHT")
     args = parser.parse_args(argv)
-    if not Path(args.chromium).exists():
-        print(f"screenshot: no Chromium at {args.chromium}: apt-get install chromium "
-              "(or pass --chromium)", file=sys.stderr)
+    try:
+        executable = Path(args.chromium) if args.chromium else chromium_path()
+        if not executable.exists():
+            raise BrowserError(f"No Chromium at {executable}: apt-get install chromium")
+    except BrowserError as exc:
+        print(f"screenshot: {exc}", file=sys.stderr)
         return 2
     width, height = (int(v) for v in args.size.split("x"))
-
-    from playwright.sync_api import sync_playwright
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="skiff-screenshot-"))
     airflow = LocalAirflow(home / "airflow", port=free_port(), env=sandbox_env(home))
+    pictures = [args.out_dir / f"airflow-{name}.png" for name in ("trigger", "graph", "skiff")]
     try:
-        with airflow, sync_playwright() as playwright:
+        with airflow, chromium(home / "chromium", width=width, height=height, scale=1.5,
+                               executable=executable) as browser:
             print(f"Airflow on {airflow.url} (output in {airflow.log_path})", flush=True)
             airflow.wait_ready(DAG_ID)
-            browser = playwright.chromium.launch_persistent_context(
-                str(home / "chromium"), executable_path=args.chromium, headless=True,
-                args=CHROMIUM_FLAGS, viewport={"width": width, "height": height},
-                device_scale_factor=1.5)
             page = browser.new_page()
             sign_in(page, airflow)
-            trigger_form(page, airflow, args.train_sessions, args.out_dir / "airflow-trigger.png")
+            trigger_form(page, airflow, args.train_sessions, pictures[0])
             run_id = sample_run(airflow, home, args.sessions, args.train_sessions)
-            graph(page, airflow, run_id, args.out_dir / "airflow-graph.png")
-            browser.close()
-    except LocalAirflowError as exc:
+            graph(page, airflow, run_id, pictures[1])
+            skiff_page(page, airflow, pictures[2])
+    except (LocalAirflowError, BrowserError) as exc:
         print(f"screenshot: {exc}\n(kept {home})", file=sys.stderr)
         return 1
     shutil.rmtree(home, ignore_errors=True)
-    print(f"wrote {args.out_dir / 'airflow-trigger.png'} and {args.out_dir / 'airflow-graph.png'}")
+    print("wrote " + ", ".join(map(str, pictures)))
     return 0
 
 

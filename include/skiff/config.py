@@ -28,7 +28,8 @@ from skiff.exceptions import SkiffConfigError
 
 __all__ = ["REPO_ROOT", "skiff_home", "Setting", "settings", "markdown_table", "WarehouseConfig",
            "ReplayConfig", "DbtConfig", "ValidationConfig", "TrainingConfig", "ServingConfig",
-           "AlertsConfig", "EmitConfig", "CollectConfig", "IngestConfig", "SkiffConfig"]
+           "AlertsConfig", "EmitConfig", "CollectConfig", "IngestConfig", "MonitorConfig",
+           "SkiffConfig"]
 
 #: Root of the Skiff checkout (or of the image's /opt/airflow), found from this file.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -639,6 +640,38 @@ class CollectConfig(Section):
 
 
 @dataclass(frozen=True)
+class MonitorConfig(Section):
+    """What skiff_monitor checks on the monitoring marts, its thresholds, and the Skiff page."""
+
+    snapshot_dir: Path = setting("SKIFF_MONITOR_DIR", _Path("$SKIFF_HOME/monitor"),
+                                 "where skiff_monitor writes the snapshot the Skiff page shows "
+                                 "(`snapshot.json`: the marts' recent hours and the registry)")
+    window_hours: int = setting("SKIFF_MONITOR_WINDOW_HOURS", 3, "hours before a skiff_monitor "
+                                "run that its checks cover", minimum=1, maximum=168)
+    history_days: int = setting("SKIFF_MONITOR_HISTORY_DAYS", 7, "days of hourly metrics the "
+                                "snapshot keeps for the page's charts", minimum=1, maximum=90)
+    psi_max: float = setting("SKIFF_MONITOR_PSI_MAX", 0.2, "highest population stability index "
+                             "of a feature's served hour against training (`0.2`: a real shift)")
+    error_rate_max: float = setting("SKIFF_MONITOR_ERROR_RATE_MAX", 0.05, "highest share of "
+                                    "failed `/predict` requests in an hour", maximum=1)
+    latency_p99_ms_max: float = setting("SKIFF_MONITOR_LATENCY_P99_MS_MAX", 500.0, "highest "
+                                        "p99 latency of `/predict` in an hour, milliseconds")
+    quality_drop_max: float = setting("SKIFF_MONITOR_QUALITY_DROP_MAX", 0.5, "largest relative "
+                                      "drop of the online hit rate@20 below the champion's "
+                                      "offline one (`0.5`: half)", maximum=1)
+    calibration_error_max: float = setting("SKIFF_MONITOR_CALIBRATION_ERROR_MAX", 0.15,
+                                           "highest online calibration error of the intent model "
+                                           "(mean predicted minus observed add-to-cart rate, "
+                                           "absolute)", maximum=1)
+    min_requests: int = setting("SKIFF_MONITOR_MIN_REQUESTS", 20, "an hour with fewer requests "
+                                "(or scored or served sessions) is shown but not checked: too "
+                                "few to judge")
+    retrain: bool = setting("SKIFF_MONITOR_RETRAIN", True, "on a drift or online-quality breach, "
+                            "skiff_monitor triggers skiff_hourly with a full retrain (all "
+                            "sessions; at most one a day)")
+
+
+@dataclass(frozen=True)
 class SkiffConfig:
     """Every concern's config together; ``SkiffConfig.from_env()`` is the usual entry point."""
 
@@ -652,6 +685,7 @@ class SkiffConfig:
     emit: EmitConfig = field(default_factory=EmitConfig)
     collect: CollectConfig = field(default_factory=CollectConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     @classmethod
     def from_env(cls) -> SkiffConfig:

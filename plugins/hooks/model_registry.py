@@ -52,6 +52,13 @@ class ModelRegistryHook(BaseHook):
         """The champion of ``model`` (``intent`` or ``rec``), None before the first deploy."""
         return self.registry.champion(model)
 
+    def record_decision(self, model: str, decision: dict) -> dict:
+        """Keep a gate decision; see :meth:`skiff.serve.registry.ModelRegistry.record_decision`."""
+        written = self.registry.record_decision(model, decision)
+        self.log.info("Recorded the %s gate decision on %s (promote=%s) in %s.", model,
+                      written["pathspec"], written["promote"], self.registry.storage.uri)
+        return written
+
     def promote(self, record: ChampionRecord, expected_previous: str | None | bool = False
                 ) -> ChampionRecord:
         """Record a new champion; see :meth:`skiff.serve.registry.ModelRegistry.promote`."""

@@ -28,10 +28,12 @@ class ModelGateOperator(BaseOperator, SkipMixin):
     (:class:`~hooks.metaflow_runner.MetaflowHook`, unless the training task's XCom already
     carries them), the champion's from the registry
     (:class:`~hooks.model_registry.ModelRegistryHook`); :func:`skiff.serve.registry.gate_decision`
-    decides. A win returns the decision and lets the deploy tasks run. A loss is a decision,
-    not an error: the task succeeds with the reason in its log and XCom, and skips the tasks
-    directly downstream (and so everything after them), so the run ends green. Missing or
-    malformed metrics fail the task without retries.
+    decides, and the decision (either way, with its reason and the run) is kept in the
+    registry's ``<model>/decisions/`` for the Skiff page. A win returns the decision and lets
+    the deploy tasks run. A loss is a decision, not an error: the task succeeds with the
+    reason in its log and XCom, and skips the tasks directly downstream (and so everything
+    after them), so the run ends green. Missing or malformed metrics fail the task without
+    retries.
 
     :param model: ``intent`` or ``rec``.
     :param candidate: the training task's result (templated): its XCom dict
@@ -98,6 +100,9 @@ class ModelGateOperator(BaseOperator, SkipMixin):
         bundle = self.candidate.get("bundle") if isinstance(self.candidate, dict) else None
         result = {**outcome.to_dict(), "model": self.model, "pathspec": pathspec,
                   "metrics": metrics, "bundle": bundle}
+        self.registry_hook.record_decision(self.model, {
+            **outcome.to_dict(), "pathspec": pathspec, "run_id": context.get("run_id"),
+            "dag_id": getattr(context.get("dag"), "dag_id", None)})
         if outcome.promote:
             self.log.info("Gate passed for %s: %s", pathspec, outcome.reason)
             return result

@@ -1,4 +1,7 @@
-"""Validate one table's rows of the data interval with its Great Expectations suite."""
+"""Validate one table's rows of the data interval with its Great Expectations suite.
+
+:class:`MonitorValidateOperator` does the same for skiff_monitor, on the hours before its run.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +28,17 @@ if TYPE_CHECKING:
     from skiff.validate import RenderedSuite, SuiteSpec, ValidationWindow
     from skiff.validate.reports import Report
 
-__all__ = ["GXValidateIntervalOperator", "GXIntervalValidationFailed"]
+    from hooks.model_registry import ModelRegistryHook
+
+__all__ = ["GXValidateIntervalOperator", "GXIntervalValidationFailed", "MonitorValidateOperator",
+           "WINDOW_START", "WINDOW_END"]
+
+#: The checks' window: the ``SKIFF_MONITOR_WINDOW_HOURS`` before the run (an asset-triggered
+#: run has no data interval of its own).
+WINDOW_START = ("{{ (dag_run.run_after - macros.timedelta(hours=params.window_hours))"
+                ".isoformat() }}")
+WINDOW_END = "{{ dag_run.run_after.isoformat() }}"
+
 
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 
@@ -168,7 +181,8 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
         if window is not interval and self.hook.backend == "duckdb":
             self._validate_in_warehouse(context, spec, window, interval.label)
             return
-        parameters = fetch_parameters(spec, self.config, window, self.hook.warehouse)
+        parameters = {**fetch_parameters(spec, self.config, window, self.hook.warehouse),
+                      **self.more_parameters()}
         if "duplicate_mostly" in spec.parameters:  # a share, with a floor for small batches
             sql = spec.render(parameters).sql
             ((rows,),) = self.hook.records(f"select count(*) from ({sql}) as batch")
@@ -187,6 +201,10 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
         report = write_report(result, self.rendered, window, self.config.validation.reports_dir,
                               data_docs=self.data_docs, label=interval.label)
         self._conclude(result, window, report, failure)
+
+    def more_parameters(self) -> dict[str, Any]:
+        """Parameters a subclass adds to the suite's (e.g. from the registry); none here."""
+        return {}
 
     def _whole_log(self, interval: ValidationWindow) -> ValidationWindow:
         """The range from the log's first hour to the interval's end."""
@@ -245,3 +263,60 @@ class GXValidateIntervalOperator(GXValidateBatchOperator):
             raise RuntimeError(
                 f"expected one validation result in the GX context, found {len(keys)}")
         return store.get(keys[0])
+
+
+#: The mart each of skiff_monitor's suites checks.
+_MONITOR_MARTS = {"mon_serving": "mon_serving_hourly", "mon_quality": "mon_quality_hourly",
+                  "mon_drift": "mon_drift_hourly"}
+
+
+class MonitorValidateOperator(GXValidateIntervalOperator):
+    """Check one monitoring mart over the last hours with its Great Expectations suite.
+
+    :class:`~operators.validate.GXValidateIntervalOperator` on a window ending at the run
+    (``SKIFF_MONITOR_WINDOW_HOURS`` long, from the DAG's ``window_hours`` param), with the
+    thresholds of ``MonitorConfig`` and the rec champion's offline hit rate@20 from the
+    registry (the online quality's reference). A breach fails the task at once with the
+    suite's message (which hours, models and features), so the failure alert carries it.
+    While the mart does not exist (no prediction log built yet) the task is skipped.
+
+    :param suite: ``mon_serving``, ``mon_quality`` or ``mon_drift``.
+    """
+
+    template_fields: Sequence[str] = GXValidateIntervalOperator.template_fields
+
+    def __init__(self, *, suite: str, **kwargs: Any) -> None:
+        if suite not in _MONITOR_MARTS:
+            raise ValueError(f"suite={suite!r}: use mon_serving, mon_quality or mon_drift")
+        kwargs.setdefault("interval_start", WINDOW_START)
+        kwargs.setdefault("interval_end", WINDOW_END)
+        super().__init__(suite=suite, **kwargs)
+
+    @cached_property
+    def registry_hook(self) -> ModelRegistryHook:
+        from hooks.model_registry import ModelRegistryHook
+
+        return ModelRegistryHook(self.config.serving)
+
+    def execute(self, context: Context) -> None:
+        """Validate; skip (nothing to check) while the mart does not exist yet."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        schema, table = self.config.warehouse.marts_schema, _MONITOR_MARTS[self.suite]
+        ((found,),) = self.hook.records(
+            "select count(*) from information_schema.tables where lower(table_schema) = "
+            f"'{schema.lower()}' and lower(table_name) = '{table}'")
+        if not found:
+            raise AirflowSkipException(f"{schema}.{table} does not exist yet (the monitoring "
+                                       "marts are built from the prediction log): nothing to "
+                                       "check.")
+        super().execute(context)
+
+    def more_parameters(self) -> dict[str, Any]:
+        """The thresholds, with the rec champion's offline hit rate@20 and its floor."""
+        from skiff.monitor.snapshot import offline_value
+        from skiff.validate.parameters import monitor_parameters
+
+        champion = self.registry_hook.champion("rec")
+        offline = offline_value(champion.to_dict() if champion else None, "hit_rate_at_20")
+        return monitor_parameters(self.config, offline)

@@ -3,10 +3,15 @@
 ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer; SQLite, LocalExecutor)
 runs on a free port of 127.0.0.1 with its own AIRFLOW_HOME and SKIFF_HOME, over a small
 generated sample whose history is loaded up to ``HISTORY_END``. The tests talk to it through
-the REST API the UI uses (``skiff.ops.local_airflow``):
+the REST API the UI uses (``skiff.ops.local_airflow``), and through the UI itself in headless
+Chromium (``skiff.ops.browser``; ``make test`` installs Debian's ``chromium`` when missing):
 
 - the trigger form's params: their JSON schemas are valid, the defaults validate, a bad value
   is refused by name, and the form's request creates the run it asked for;
+- in the browser: the login form; the trigger form shows the params, and what a person types
+  in it is the conf of the run it creates; the "Skiff" entry of the navigation opens the Skiff
+  page (champion, history, gate decisions, charts, breaches), which refuses requests without
+  Airflow's login;
 - (slow) a run triggered that way succeeds, and its conf reached dbt and the training flow;
 - (slow) ``airflow backfill create`` over three hours runs them one by one, oldest first;
   clearing an hour's ingest and dbt tasks (a re-run) changes nothing; and the marts equal
@@ -35,6 +40,7 @@ from dbt_models import Dbt, assert_same, query
 from skiff.data import generate
 from skiff.data import load_dir
 from skiff.ops import LocalAirflow, free_port, sandbox_env
+from skiff.ops.browser import chromium, open_trigger_form, sign_in
 from skiff.data import DuckDBWarehouse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -75,6 +81,16 @@ def airflow(home: Path) -> Iterator[LocalAirflow]:
     with LocalAirflow(home / "airflow", port=free_port(), env=env) as airflow:
         airflow.wait_ready(DAG_ID)
         yield airflow
+
+
+@pytest.fixture(scope="module")
+def page(airflow: LocalAirflow, home: Path) -> Iterator[Any]:
+    """A headless Chromium tab signed in through the login form (about 3 s)."""
+    with chromium(home / "chromium") as browser:
+        tab = browser.new_page()
+        tab.set_default_timeout(20_000)
+        sign_in(tab, airflow)  # ends on the home page, signed in
+        yield tab
 
 
 def _ms(ts: datetime) -> int:
@@ -142,6 +158,66 @@ def test_trigger_form_params_and_request(airflow: LocalAirflow) -> None:
         assert interval == tuple(map(_iso, TRIGGERED))
     finally:
         airflow.api("DELETE", f"{RUNS}/{run['dag_run_id']}")
+
+
+def test_trigger_form_in_the_browser(airflow: LocalAirflow, page: Any) -> None:
+    """The trigger form, as a person fills it: the params' fields with their labels, and the
+    run it creates carries what was typed (the DAG stays paused: the run is not started)."""
+    set_paused(airflow, True)
+    dialog = open_trigger_form(page, airflow, DAG_ID)
+    for label in ("Full refresh", "Session lookback (hours)", "Training sample (sessions)"):
+        dialog.get_by_label(label).first.wait_for(state="attached")  # the form's fields
+    dialog.get_by_label("Training sample (sessions)").fill("123")
+    unpause = dialog.get_by_label(f"Unpause {DAG_ID} on trigger")
+    if unpause.is_checked():
+        unpause.uncheck(force=True)  # created, not run
+    before = {r["dag_run_id"] for r in airflow.api("GET", f"{RUNS}?limit=100")["dag_runs"]}
+    dialog.get_by_role("button", name="Trigger", exact=True).click()
+    page.get_by_text("Dag Run Triggered").first.wait_for()
+    (run,) = [r for r in airflow.api("GET", f"{RUNS}?limit=100")["dag_runs"]
+              if r["dag_run_id"] not in before]
+    try:
+        assert run["conf"]["train_sample_sessions"] == 123, run["conf"]
+        assert run["conf"]["full_refresh"] is False and run["run_type"] == "manual"
+        assert airflow.api("GET", f"/api/v2/dags/{DAG_ID}")["is_paused"] is True
+    finally:
+        airflow.api("DELETE", f"{RUNS}/{run['dag_run_id']}")
+
+
+def test_skiff_page_from_the_navigation(airflow: LocalAirflow, page: Any, home: Path,
+                                        tmp_path: Path) -> None:
+    """The "Skiff" entry of the UI's navigation shows the page (in the UI's frame) with what
+    skiff_monitor's snapshot holds; without Airflow's login the page is refused."""
+    from monitor_marts import MonitorMarts, registry_with_history
+    from skiff.config import MonitorConfig
+    from skiff.monitor import build_snapshot, write_snapshot
+
+    now = datetime.now(UTC)
+    marts = MonitorMarts(tmp_path / "warehouse.duckdb")
+    marts.calm(now.replace(minute=0) - HOUR, hours=30)
+    marts.hour(now - HOUR, psi=0.6, drift_feature="session_length")
+    doc = build_snapshot(DuckDBWarehouse(marts.path).records,
+                         registry_with_history(tmp_path / "registry"),
+                         MonitorConfig(snapshot_dir=home / "monitor"), schema="marts")
+    write_snapshot(doc, home / "monitor")  # where the api-server's page reads it
+
+    page.goto(airflow.url + "/")
+    page.get_by_text("Skiff", exact=True).click()  # the navigation's entry
+    page.wait_for_url(f"{airflow.url}/plugin/skiff")
+    frame = page.frame_locator("iframe[title='Skiff']")
+    frame.get_by_text("Model: rec").wait_for()
+    text = frame.locator("body").inner_text()
+    for part in ("Model: intent", "RecFlow/2", "RecFlow/1", "IntentFlow/1", "keep champion",
+                 "not above margin", "drift: PSI of session_length 0.60 > 0.2",
+                 "Requests per hour", "Drift (PSI)"):
+        assert part in text, part
+    assert frame.locator("svg polyline").count() >= 8  # the charts have lines to show
+    page.screenshot(path=str(tmp_path / "skiff-page.png"))
+
+    status, answer = airflow.request("GET", "/skiff/", auth=False)
+    assert status == 401, (status, answer)
+    status, answer = airflow.request("GET", "/skiff/snapshot.json")  # bearer token
+    assert status == 200 and answer["models"]["rec"]["champion"]["pathspec"] == "RecFlow/2"
 
 
 @pytest.mark.slow

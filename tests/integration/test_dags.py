@@ -85,15 +85,13 @@ def test_schedule_and_ingest_follow_the_configuration() -> None:
 def test_one_cosmos_task_per_dbt_model(dagbag) -> None:
     manifest = json.loads(DbtConfig().manifest_path.read_text())
     nodes = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
-    models = {n["name"] for n in nodes if "monitoring" not in n["tags"]}
-    monitoring = {n["name"] for n in nodes} - models
-    assert {"stg_browsing_events", "fct_sessions", "fct_session_sequences", "dim_products"} <= models
+    models = {n["name"] for n in nodes}
+    assert {"stg_browsing_events", "fct_sessions", "fct_session_sequences", "dim_products",
+            "stg_predictions", "mon_serving_hourly", "mon_quality_hourly",
+            "mon_drift_hourly"} <= models  # the monitoring marts are built every hour too
     task_ids = set(dagbag.dags["skiff_hourly"].task_ids)
     for model in models:
         assert any(t.startswith(f"prepare.{model}") for t in task_ids), (model, sorted(task_ids))
-    # what the endpoints served is the monitoring DAG's (tag:monitoring), not this one's
-    assert "mon_serving_hourly" in monitoring
-    assert not [t for t in task_ids for m in monitoring if t.startswith(f"prepare.{m}")]
     # each model's tests run right after it
     assert "prepare.fct_sessions.test" in task_ids
 
@@ -147,7 +145,7 @@ def test_prepare_runs_one_dbt_build_watched_by_the_model_tasks(dagbag) -> None:
     producer = dag.get_task("prepare.dbt_producer_watcher")
     assert type(producer).__name__ == "DbtProducerWatcherOperator"
     assert producer.base_cmd == ["build"]
-    assert "tag:monitoring" in str(producer.exclude)  # the monitoring DAG's models
+    assert not producer.exclude  # every model, the monitoring marts' too
     assert producer.full_refresh == "{{ params.full_refresh }}"
     # the interval in the environment, not in --vars (new vars every hour: a full dbt parse)
     assert producer.env["SKIFF_DBT_INTERVAL_START"] == "{{ data_interval_start.isoformat() }}"
@@ -194,3 +192,50 @@ def test_prepare_mode_follows_the_configuration() -> None:
     with environ(SKIFF_DBT_EXECUTION_MODE="async"):
         bad = DagBag(dag_folder=str(REPO / "dags"))
     assert "SKIFF_DBT_EXECUTION_MODE" in "".join(bad.import_errors.values())
+
+
+def test_skiff_hourly_updates_the_assets_skiff_monitor_is_scheduled_on(dagbag) -> None:
+    """Airflow 3 assets, not Cosmos's URIs: ingest_events updates the raw tables (the prediction
+    log among them), each mart's dbt task its mart; skiff_monitor runs once the prediction log
+    and every monitoring mart were updated."""
+    from assets.tables import MART_TABLES, MONITOR_MARTS, table_asset
+
+    hourly, monitor = dagbag.dags["skiff_hourly"], dagbag.dags["skiff_monitor"]
+    cosmos = [t for t in hourly.tasks if t.task_id.startswith("prepare.")]
+    assert cosmos and not any(getattr(t, "emit_datasets", False) for t in cosmos)
+    outlets = {t.task_id: [a.uri for a in t.outlets] for t in hourly.tasks if t.outlets}
+    assert "x-skiff://warehouse/raw/predictions" in outlets.pop("ingest_events")
+    manifest = json.loads(DbtConfig().manifest_path.read_text())
+    models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    assert outlets == {f"prepare.{m}.run": [f"x-skiff://warehouse/marts/{m}"]
+                       for m in (*MART_TABLES, *MONITOR_MARTS) if m in models}
+    scheduled = {a.uri for a in monitor.timetable.asset_condition.objects}
+    assert scheduled == {table_asset("raw", "predictions").uri,
+                         *(table_asset("marts", m).uri for m in MONITOR_MARTS)}
+    assert type(monitor.timetable.asset_condition).__name__ == "AssetAll"
+
+
+def test_skiff_monitor_checks_then_asks_for_a_retrain(dagbag) -> None:
+    """snapshot, then the three checks; a quality or drift breach (not a serving one)
+    triggers skiff_hourly with every session trained on, at most once a day."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from environ import environ
+
+    dag = dagbag.dags["skiff_monitor"]
+    assert dag.get_task("snapshot").downstream_task_ids == {
+        "check_serving", "check_quality", "check_drift"}
+    assert dag.get_task("within_thresholds").upstream_task_ids == {
+        "check_serving", "check_quality", "check_drift"}
+    retrain = dag.get_task("request_retrain")
+    assert retrain.upstream_task_ids == {"check_quality", "check_drift"}
+    assert retrain.trigger_rule == "one_failed" and retrain.skip_when_already_exists
+    assert (retrain.trigger_dag_id, retrain.conf) == ("skiff_hourly", {"train_sample_sessions": 0})
+    assert retrain.conf.keys() <= dagbag.dags["skiff_hourly"].params.keys()
+    assert dag.get_task("check_drift").suite == "mon_drift"
+    assert dag.max_active_tasks == 1 and dag.params["window_hours"] == 3
+    with environ(SKIFF_MONITOR_RETRAIN="off", SKIFF_MONITOR_WINDOW_HOURS="6"):
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    assert "request_retrain" not in bag.dags["skiff_monitor"].task_ids
+    assert bag.dags["skiff_monitor"].params["window_hours"] == 6

@@ -301,10 +301,13 @@ def test_an_update_ships_the_runs_tarball_and_promotes(moto: SimpleNamespace,
     assert record["backend"] == "sagemaker" and record["artifact_uri"].startswith("s3://")
     assert record["bundle"] == {"pathspec": "RecFlow/2", "folder": str(moto.bundles[2]),
                                 "tarball": record["artifact_uri"]}
-    # no run after it promoted anything: the champion and two history records
+    # no run after it promoted anything: the champion and two history records, and beside
+    # them every gate decision, promoted or not (the Skiff page lists them)
     listing = moto.s3.list_objects_v2(Bucket=BUCKET, Prefix="skiff/registry/")["Contents"]
-    keys = [o["Key"] for o in listing]
+    keys = [o["Key"] for o in listing if "/decisions/" not in o["Key"]]
     assert "skiff/registry/rec/champion.json" in keys and len(keys) == 3
+    decisions = [o["Key"] for o in listing if "/decisions/" in o["Key"]]
+    assert any(k.endswith("-RecFlow-2.json") for k in decisions), decisions
 
 
 def test_a_rejected_challenger_ends_green_and_touches_nothing(releases: SimpleNamespace) -> None:

@@ -6,6 +6,7 @@ by default, behind the two-method :class:`Storage` interface. Per model (``inten
 
     <model>/champion.json                    the model serving now (a ChampionRecord)
     <model>/history/<time>-<pathspec>.json   every promotion, append-only
+    <model>/decisions/<time>-<pathspec>.json every gate decision (promote or not, and why)
 
 A champion is identified by its Metaflow run pathspec and carries its metrics, its bundle as
 the endpoint serves it (a :class:`~skiff.serve.bundle.BundleRef`, what the flows' champion
@@ -300,6 +301,40 @@ class ModelRegistry:
             if text:
                 records.append(ChampionRecord.from_dict(json.loads(text)))
         return records
+
+
+    def record_decision(self, model: str, decision: Mapping[str, Any], *,
+                        at: str | None = None) -> dict[str, Any]:
+        """Keep one gate decision (promoted or not) of ``model``, append-only.
+
+        :param model: ``intent`` or ``rec``.
+        :param decision: the gate's result: :meth:`GateOutcome.to_dict` plus ``pathspec``
+            (the candidate); other JSON-ready fields are kept as they are.
+        :param at: when it was decided (ISO 8601, UTC); default now.
+        :return: the document written (``decided_at`` added).
+        :raises RegistryError: no ``pathspec`` or ``promote`` in ``decision``.
+        """
+        self._check_model(model)
+        missing = [k for k in ("pathspec", "promote") if k not in decision]
+        if missing:
+            raise RegistryError(f"A gate decision of {model} needs {missing}; got "
+                                f"{sorted(decision)}.")
+        doc = {**decision, "model": model, "decided_at": at or _now()}
+        stamp = doc["decided_at"].replace(":", "").replace("-", "").replace("+0000", "Z")
+        pathspec = str(doc["pathspec"]).replace("/", "-")
+        self.storage.write_text(f"{model}/decisions/{stamp}-{pathspec}.json",
+                                json.dumps(doc, indent=2, sort_keys=True, default=str))
+        return doc
+
+    def decisions(self, model: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The last ``limit`` gate decisions of ``model``, newest first."""
+        self._check_model(model)
+        docs = []
+        for key in reversed(self.storage.list(f"{model}/decisions")[-limit:]):
+            text = self.storage.read_text(key)
+            if text:
+                docs.append(json.loads(text))
+        return docs
 
 
 # --------------------------------------------------------------------------- the gate

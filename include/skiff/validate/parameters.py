@@ -39,6 +39,13 @@ Parameters a suite can use (in ``kwargs`` as ``{$PARAMETER: name}``, in ``batch`
                             (e.g. ``unknown_sku_share_max``) from the recent hours' baseline,
                             and ``<share>_median``, ``baseline_hours`` (none without enough
                             history: :func:`skiff.validate.baseline.share_bounds`)
+``monitor_<threshold>``     skiff_monitor's thresholds (``MonitorConfig``): ``_min_requests``,
+                            ``_error_rate_max``, ``_latency_p99_ms_max``, ``_psi_max``,
+                            ``_calibration_error_max``, ``_quality_drop_max``
+``monitor_hit_rate_floor``  the online hit rate@20 the rec model must keep: the champion's
+                            offline one (``monitor_offline_hit_rate``) less the allowed drop;
+                            none without a champion (:func:`quality_floor`; skiff_monitor's
+                            operator fills both in from the registry)
 =========================== ===========================================================
 """
 
@@ -70,6 +77,8 @@ __all__ = [
     "suite_parameters",
     "raw_contract_columns",
     "fetch_parameters",
+    "monitor_parameters",
+    "quality_floor",
 ]
 
 #: Schema of the dbt intermediate models (fixed in ``include/dbt/dbt_project.yml``).
@@ -246,8 +255,35 @@ def suite_parameters(
         "volume_min_events": _floor_above_one(cfg.volume_min_ratio, median),
         "volume_max_events": None if median is None else math.floor(cfg.volume_max_ratio * median),
         "raw_contract_columns": raw_contract_columns(),
+        **monitor_parameters(config),
         **(baseline if baseline is not None else baseline_parameters({})),
     }
+
+
+def monitor_parameters(config: SkiffConfig, offline_hit_rate: float | None = None
+                       ) -> dict[str, Any]:
+    """skiff_monitor's thresholds as suite parameters, and the rec model's quality floor.
+
+    :param config: Skiff's configuration (``MonitorConfig``).
+    :param offline_hit_rate: the rec champion's offline hit rate@20; None without a champion.
+    """
+    mon = config.monitor
+    return {
+        "monitor_min_requests": mon.min_requests,
+        "monitor_error_rate_max": mon.error_rate_max,
+        "monitor_latency_p99_ms_max": mon.latency_p99_ms_max,
+        "monitor_psi_max": mon.psi_max,
+        "monitor_calibration_error_max": mon.calibration_error_max,
+        "monitor_quality_drop_max": mon.quality_drop_max,
+        "monitor_offline_hit_rate": offline_hit_rate,
+        "monitor_hit_rate_floor": quality_floor(offline_hit_rate, mon.quality_drop_max),
+    }
+
+
+def quality_floor(offline: float | None, drop_max: float) -> float | None:
+    """The lowest online value allowed: ``offline`` less the relative ``drop_max``; None
+    without an offline value."""
+    return None if offline is None else round(offline * (1 - drop_max), 6)
 
 
 def _floor_above_one(ratio: float, median: float | None) -> int | None:

@@ -47,6 +47,10 @@ SUITES = (
     "int_session_events",
     "fct_sessions",
     "dim_products",
+    # skiff_monitor's, on the monitoring marts
+    "mon_serving",
+    "mon_quality",
+    "mon_drift",
 )
 #: GX result format: counts and up to 20 unexpected values per expectation.
 RESULT_FORMAT = "SUMMARY"

@@ -121,6 +121,14 @@ def test_gate_rejects_green_and_skips_the_deploy(cfg: ServingConfig, bundles: Si
     assert ti.xcom["return_value"]["promote"] is False
     assert "gain 0.0000 is not above margin" in ti.xcom["return_value"]["reason"]
     assert gate.retries == 0
+    # both decisions are kept in the registry, newest first, with their reasons (the page's)
+    from skiff.serve import ModelRegistry, open_storage
+
+    decisions = ModelRegistry(open_storage(cfg.registry)).decisions("rec")
+    assert [(d["pathspec"], d["promote"]) for d in decisions] == [("RecFlow/5", False),
+                                                                  ("RecFlow/1", True)]
+    assert decisions[0]["reason"] == ti.xcom["return_value"]["reason"]
+    assert decisions[0]["run_id"] == "manual__1" and decisions[0]["against"] == "champion-recorded"
 
 
 def test_gate_reads_metrics_from_metaflow_when_given_a_pathspec(cfg: ServingConfig) -> None:

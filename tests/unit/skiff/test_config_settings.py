@@ -123,7 +123,8 @@ def test_settings_cover_every_field_of_every_config_class() -> None:
     records = config.settings()
     assert {cls.__name__ for cls in SECTIONS} == {
         "WarehouseConfig", "ReplayConfig", "DbtConfig", "TrainingConfig", "ValidationConfig",
-        "ServingConfig", "AlertsConfig", "EmitConfig", "CollectConfig", "IngestConfig"}
+        "ServingConfig", "AlertsConfig", "EmitConfig", "CollectConfig", "IngestConfig",
+        "MonitorConfig"}
     expected = {(cls.__name__, f.name) for cls in SECTIONS for f in fields(cls)}
     assert {(r.section, r.name) for r in records} == expected | {("skiff_home", "skiff_home")}
     envs = [r.env for r in records]
