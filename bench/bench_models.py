@@ -78,7 +78,10 @@ def bench_next_item(marts: datasets.Marts, cutoff: np.datetime64, args: argparse
     results["co-occurrence"]["fit_s"] = time.perf_counter() - t  # both baselines together
     variants = [(REC_MODEL, True)] + ([("keras gru (no copy)", False)] if args.ablations else [])
     for name, copy in variants:  # the ablation shows what the copy head adds
-        fitted = next_item.train(data, epochs=args.rec_epochs, seed=args.seed, copy=copy)
+        fit = {"head": args.rec_head}
+        if args.rec_batch:
+            fit["batch_size"] = args.rec_batch
+        fitted = next_item.train(data, epochs=args.rec_epochs, seed=args.seed, copy=copy, **fit)
         results[name] = next_item.score(next_item.model_top_k(fitted.model, data, K), data, K)
         results[name]["fit_s"] = fitted.seconds
     return results, info
@@ -121,6 +124,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--min-count", type=int, default=1, help="SKU vocabulary min count")
     p.add_argument("--max-len", type=int, default=64, help="intent tokens kept")
     p.add_argument("--rec-epochs", type=int, default=6)
+    p.add_argument("--rec-head", choices=("sampled", "full"), default="sampled",
+                   help="next-item training loss (evaluation is always the full softmax)")
+    p.add_argument("--rec-batch", type=int, help="next-item batch size (default: the model's)")
     p.add_argument("--intent-epochs", type=int, default=8)
     p.add_argument("--no-ablations", dest="ablations", action="store_false",
                    help="skip the reference rows (no-copy model, logistic+session)")
