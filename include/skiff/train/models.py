@@ -66,6 +66,9 @@ CELLS = ("gru", "lstm")
 #: session's items and :data:`NUM_SAMPLED` popularity draws, logQ-corrected) or the ``full``
 #: softmax over the catalogue. Either way the fitted model scores the whole catalogue.
 HEADS = ("sampled", "full")
+#: Batches per length-sorted chunk of the training pipeline (:func:`skiff.train.pipeline.batches`):
+#: a batch of short sessions steps the recurrent layer through its longest row, not the set's.
+BUCKET = 50
 #: Catalogue draws per batch of the sampled softmax.
 NUM_SAMPLED = 2048
 #: Draws follow ``(target count + 1) ** SAMPLE_POWER`` (word2vec's smoothed unigram).
@@ -294,7 +297,7 @@ def _fit(model: Any, inputs: Mapping[str, np.ndarray], y: np.ndarray, *, loss: A
         if validation:
             validation = ({**validation[0], "target": validation[1]}, validation[1])
     fitting = trainer if trainer is not None else model
-    train = pipeline.batches(inputs, y, batch_size=batch_size, seed=seed)
+    train = pipeline.batches(inputs, y, batch_size=batch_size, seed=seed, bucket=BUCKET)
     held = pipeline.batches(validation[0], np.asarray(validation[1], dtype=y.dtype),
                             batch_size=batch_size, shuffle=False) if validation else None
     # jit_compile=False: XLA's compile time outweighs its gain for these small models on CPU
