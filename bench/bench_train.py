@@ -47,8 +47,8 @@ WINDOW = 10  # RecFlow's default
 EPOCH_LIMIT_S = 30.0
 #: The fits as they were before issue 18 (full softmax; intent in batches of 128), measured in
 #: the same worker as today's defaults so a before/after pair shares the machine's load.
-BEFORE = {"intent": {"batch_size": 128},
-          "rec": {"head": "full", "batch_size": 512}}
+BEFORE = {"intent": {"batch_size": 128, "bucket": 0},
+          "rec": {"head": "full", "batch_size": 512, "bucket": 0}}
 #: Values of ``--device``.
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -165,7 +165,7 @@ def worker(request: str) -> None:
 def _figures(result: dict[str, Any], log_name: str) -> list[Figure]:
     names = {"intent": "intent (GRU over event tokens)",
              "rec": "next item (GRU + copy head, sampled softmax)",
-             "intent_before": "BEFORE intent (batch 128)",
+             "intent_before": "BEFORE intent (no length buckets)",
              "rec_before": "BEFORE next item (full softmax)"}
     device = "CPU" if result["device"] == "CPU" else "GPU"
     on = f"on {result['device']}, {result['policy']}"

@@ -275,7 +275,8 @@ def _check_dropout(dropout: float) -> None:
 def _fit(model: Any, inputs: Mapping[str, np.ndarray], y: np.ndarray, *, loss: Any,
          metrics: list[Any], epochs: int, batch_size: int, learning_rate: float,
          validation: tuple[Mapping[str, np.ndarray], np.ndarray] | None, seed: int | None,
-         verbose: int, callbacks: list[Any] | None, trainer: Any = None) -> TrainResult:
+         verbose: int, callbacks: list[Any] | None, trainer: Any = None,
+         bucket: int = BUCKET) -> TrainResult:
     """Fit ``trainer`` (default: ``model``; else a model around ``model``'s layers with its own
     loss, taking ``y`` as the extra input ``target`` too) and return ``model`` fitted."""
     import keras
@@ -297,7 +298,7 @@ def _fit(model: Any, inputs: Mapping[str, np.ndarray], y: np.ndarray, *, loss: A
         if validation:
             validation = ({**validation[0], "target": validation[1]}, validation[1])
     fitting = trainer if trainer is not None else model
-    train = pipeline.batches(inputs, y, batch_size=batch_size, seed=seed, bucket=BUCKET)
+    train = pipeline.batches(inputs, y, batch_size=batch_size, seed=seed, bucket=bucket)
     held = pipeline.batches(validation[0], np.asarray(validation[1], dtype=y.dtype),
                             batch_size=batch_size, shuffle=False) if validation else None
     # jit_compile=False: XLA's compile time outweighs its gain for these small models on CPU
@@ -312,7 +313,7 @@ def _fit(model: Any, inputs: Mapping[str, np.ndarray], y: np.ndarray, *, loss: A
     log.info("Trained %s on %s examples in %.1f s: %s", model.name, n, seconds,
              {k: round(v[-1], 4) for k, v in history.items()})
     params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-              "seed": seed}
+              "seed": seed, "bucket": bucket}
     return TrainResult(model, history, seconds, params)
 
 
@@ -328,6 +329,7 @@ def train_intent(
     seed: int | None = 42,
     verbose: int = 0,
     callbacks: list[Any] | None = None,
+    bucket: int = BUCKET,
 ) -> TrainResult:
     """Compile (Adam, binary cross-entropy, AUC) and fit the intent model.
 
@@ -342,6 +344,8 @@ def train_intent(
         (:func:`skiff.train.pipeline.batches`) for repeatable runs; None: don't.
     :param verbose: Keras verbosity (0 silent).
     :param callbacks: extra Keras callbacks (e.g. a W&B logger).
+    :param bucket: batches per length-sorted chunk (:func:`skiff.train.pipeline.batches`;
+        0: batches of random lengths, padded to the longest row of the set).
     :return: the fitted model, its history and timing.
     :raises SkiffConfigError: a training parameter is out of range.
     :raises DataContractError: inputs and labels disagree in length, there are none, or the
@@ -353,7 +357,7 @@ def train_intent(
     return _fit(model, inputs, y, loss="binary_crossentropy",
                 metrics=[keras.metrics.AUC(name="auc")], epochs=epochs, batch_size=batch_size,
                 learning_rate=learning_rate, validation=validation, seed=seed, verbose=verbose,
-                callbacks=callbacks)
+                callbacks=callbacks, bucket=bucket)
 
 
 def train_next_item(
@@ -370,6 +374,7 @@ def train_next_item(
     seed: int | None = 42,
     verbose: int = 0,
     callbacks: list[Any] | None = None,
+    bucket: int = BUCKET,
 ) -> TrainResult:
     """Compile (Adam, softmax cross-entropy) and fit the next-item model.
 
@@ -393,6 +398,7 @@ def train_next_item(
     :param seed: seeds Python, numpy and TensorFlow (global) and the batch shuffling; None: don't.
     :param verbose: Keras verbosity (0 silent).
     :param callbacks: extra Keras callbacks.
+    :param bucket: batches per length-sorted chunk (0: none), as :func:`train_intent`'s.
     :return: the fitted model, its history and timing (the full head also tracks hit_rate@20).
     :raises SkiffConfigError: a training parameter is out of range, or ``head`` is unknown.
     :raises DataContractError: inputs and targets disagree in length, there are none, the
@@ -410,7 +416,8 @@ def train_next_item(
                     metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=20,
                                                                          name="hit_rate@20")],
                     epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                    validation=validation, seed=seed, verbose=verbose, callbacks=callbacks)
+                    validation=validation, seed=seed, verbose=verbose, callbacks=callbacks,
+                    bucket=bucket)
     from skiff.train.layers import positive_first_loss
 
     _check_sizes(num_sampled=num_sampled)
@@ -420,7 +427,7 @@ def train_next_item(
                                 f"[{y.min()}, {y.max()}].")
     fitted = _fit(model, inputs, y, loss=positive_first_loss, metrics=[], epochs=epochs,
                   batch_size=batch_size, learning_rate=learning_rate, validation=validation,
-                  seed=seed, verbose=verbose, callbacks=callbacks,
+                  seed=seed, verbose=verbose, callbacks=callbacks, bucket=bucket,
                   trainer=lambda: _sampled_trainer(model, y, num_sampled))
     fitted.params.update(head=head, num_sampled=num_sampled)
     return fitted
