@@ -173,16 +173,16 @@ class SampledCatalogueLogits(keras.layers.Layer):
     :func:`skiff.train.models.train_next_item`). Output: ``(batch, 1 + window + 1 + drawn)`` logits, the target first (column 0, the
     label :func:`positive_first_loss` uses), masked candidates at a large negative value.
 
-    :param kernel_and_bias: returns the catalogue layer's ``(kernel, bias)`` (a function, so
-        this layer does not track, and the optimizer does not see twice, the shared weights).
+    :param catalogue: the full model's catalogue ``Dense`` layer: its kernel and bias are the
+        ones trained (tracked here, so a fit of the sampled model updates them).
     :param log_q: ``(n_items,)`` log sampling probabilities (``-inf`` for never-drawn ids).
     :param num_sampled: draws per batch, shared by the batch's rows.
     """
 
-    def __init__(self, kernel_and_bias: Any, log_q: Any, num_sampled: int,
+    def __init__(self, catalogue: keras.layers.Layer, log_q: Any, num_sampled: int,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._kernel_and_bias = kernel_and_bias
+        self.catalogue = catalogue
         q = tf.exp(tf.constant(log_q, tf.float32))
         self._cdf = tf.math.cumsum(q / tf.reduce_sum(q))
         self._log_q = tf.constant(log_q, tf.float32)
@@ -202,7 +202,7 @@ class SampledCatalogueLogits(keras.layers.Layer):
 
     def call(self, session: tf.Tensor, target: tf.Tensor, ids: tf.Tensor | None = None,
              copy_scores: tf.Tensor | None = None) -> tf.Tensor:
-        kernel, bias = self._kernel_and_bias()
+        kernel, bias = self.catalogue.kernel, self.catalogue.bias
         kernel, bias = tf.cast(kernel, tf.float32), tf.cast(bias, tf.float32)
         session = tf.cast(session, tf.float32)
         target = tf.reshape(tf.cast(target, tf.int32), [-1])

@@ -461,9 +461,8 @@ def _sampled_trainer(model: Any, targets: np.ndarray, num_sampled: int) -> Any:
     if any(layer.name == "copy_candidates" for layer in model.layers):
         parts += [model.get_layer("copy_candidates").output[0],
                   model.get_layer("copy_scores").output]
-    logits = SampledCatalogueLogits(lambda: (catalogue.kernel, catalogue.bias),
-                                    sampling_log_q(targets, catalogue.units), num_sampled,
-                                    name="sampled_logits", dtype="float32")(*parts)
+    logits = SampledCatalogueLogits(catalogue, sampling_log_q(targets, catalogue.units),
+                                    num_sampled, name="sampled_logits", dtype="float32")(*parts)
     return keras.Model({**model.input, "target": target}, logits, name=f"{model.name}_sampled")
 
 

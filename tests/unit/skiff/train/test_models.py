@@ -97,6 +97,17 @@ def test_sampled_logits_are_the_full_logits_of_their_candidates(models, rec_data
                 assert got == pytest.approx(full[b, item] + correction[j], abs=1e-5)
 
 
+def test_a_sampled_fit_trains_every_weight_of_the_full_model(models, rec_data) -> None:  # noqa: ANN001
+    """The catalogue's kernel and bias are trained though the full head never runs."""
+    model = models.build_next_item_model(N_ITEMS, embedding_dim=8, units=8, max_position=4)
+    before = {w.path: w.numpy().copy() for w in model.trainable_weights}
+    models.train_next_item(model, rec_data.inputs(), rec_data.target, epochs=1, batch_size=16,
+                           num_sampled=8)
+    unchanged = [w.path for w in model.trainable_weights
+                 if np.array_equal(before[w.path], w.numpy())]
+    assert unchanged == []
+
+
 def test_sampling_distribution_follows_target_counts(models) -> None:  # noqa: ANN001
     log_q = models.sampling_log_q(np.array([2, 2, 2, 3], np.int32), 5, power=1.0)
     assert np.isneginf(log_q[:2]).all()
