@@ -374,7 +374,7 @@ def train_next_item(
     seed: int | None = 42,
     verbose: int = 0,
     callbacks: list[Any] | None = None,
-    bucket: int = BUCKET,
+    bucket: int = 0,
 ) -> TrainResult:
     """Compile (Adam, softmax cross-entropy) and fit the next-item model.
 
@@ -398,7 +398,10 @@ def train_next_item(
     :param seed: seeds Python, numpy and TensorFlow (global) and the batch shuffling; None: don't.
     :param verbose: Keras verbosity (0 silent).
     :param callbacks: extra Keras callbacks.
-    :param bucket: batches per length-sorted chunk (0: none), as :func:`train_intent`'s.
+    :param bucket: batches per length-sorted chunk, as :func:`train_intent`'s; 0 (default)
+        here: windows are at most ``window`` items, and like-length batches cost MRR@20
+        (0.345 -> 0.336 on the 100k-session bench, seed 42; 0.347 -> 0.340 with the full
+        softmax) for little speed.
     :return: the fitted model, its history and timing (the full head also tracks hit_rate@20).
     :raises SkiffConfigError: a training parameter is out of range, or ``head`` is unknown.
     :raises DataContractError: inputs and targets disagree in length, there are none, the
