@@ -5,7 +5,8 @@
 - **Next item** (:func:`build_next_item_model`): the session's last ``max_len`` item ids
   and its first item -> GRU/LSTM session vector -> logits over the catalogue, plus a
   *copy* score for each item already in the session (returns to the first product, steps
-  back), like pointer/repeat-aware session recommenders.
+  back), like pointer/repeat-aware session recommenders. :func:`train_next_item` fits it on a
+  sampled softmax by default (:data:`HEADS`); the fitted model scores the whole catalogue.
 
 Both take right-padded int32 ids of any length (:func:`skiff.train.features.pad`; 0 is padding).
 GPU-ready: the recurrent encoders meet Keras 3's cuDNN conditions and the fit loops refuse
@@ -20,8 +21,9 @@ SageMaker TensorFlow container and the local server load; :func:`predict_intent`
 ``tf.function`` (no ``model.predict`` per request).
 """
 
-# Longer than ~400 lines: both models' build, fit, traced predict and SavedModel export share
-# the private helpers here; splitting by model would copy them (issue 18 reworks training).
+# Longer than ~400 lines: both models' build, fit (the sampled-softmax trainer included),
+# traced predict and SavedModel export share the private helpers here; splitting by model
+# would copy them.
 
 from __future__ import annotations
 
