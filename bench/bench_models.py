@@ -35,7 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "include"))
 
-from skiff.train import datasets, intent, next_item  # noqa: E402
+from skiff.train import confidence, datasets, intent, next_item  # noqa: E402
 
 REC_MODEL = next_item.MODEL
 INTENT_MODEL = intent.MODEL
@@ -69,29 +69,54 @@ def build_warehouse(workdir: Path, sessions: int, seed: int, end: datetime) -> P
 
 def bench_next_item(marts: datasets.Marts, cutoff: np.datetime64, args: argparse.Namespace
                     ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Score the baselines and the model; ``info["ci"]``: the model's MRR@K over
+    co-occurrence's with its bootstrap interval over held-out sessions."""
     data = next_item.prepare(marts.sequences, cutoff, window=args.window, min_count=args.min_count)
     info = data.info
     results: dict[str, dict[str, Any]] = {}
+    rr: dict[str, np.ndarray] = {}
     t = time.perf_counter()
     for name, top in next_item.baseline_top_k(data, K).items():
         results[name] = next_item.score(top, data, K)
+        rr[name] = confidence.reciprocal_ranks(top, data.eval_examples.target, K)
     results["co-occurrence"]["fit_s"] = time.perf_counter() - t  # both baselines together
     variants = [(REC_MODEL, True)] + ([("keras gru (no copy)", False)] if args.ablations else [])
     for name, copy in variants:  # the ablation shows what the copy head adds
-        fitted = next_item.train(data, epochs=args.rec_epochs, seed=args.seed, copy=copy)
-        results[name] = next_item.score(next_item.model_top_k(fitted.model, data, K), data, K)
+        fit = {"head": args.rec_head}
+        if args.rec_batch:
+            fit["batch_size"] = args.rec_batch
+        fitted = next_item.train(data, epochs=args.rec_epochs, seed=args.seed, copy=copy, **fit)
+        top = next_item.model_top_k(fitted.model, data, K)
+        results[name] = next_item.score(top, data, K)
         results[name]["fit_s"] = fitted.seconds
+        rr[name] = confidence.reciprocal_ranks(top, data.eval_examples.target, K)
+    info["ci"] = {f"mrr@{K} ratio vs co-occurrence": confidence.mrr_ratio(
+        rr[REC_MODEL], rr["co-occurrence"], rounds=args.rounds, seed=args.seed).as_dict()}
     return results, info
 
 
 def bench_intent(marts: datasets.Marts, cutoff: np.datetime64, args: argparse.Namespace
                  ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Score the baselines and the model; ``info["ci"]``: the model's ROC-AUC minus the
+    logistic baseline's (at the add, and pooled) with bootstrap intervals over sessions."""
     data = intent.prepare(marts, cutoff, max_len=args.max_len)
-    results = {name: intent.score(data, *scores) for name, scores in intent.baseline_scores(data).items()}
+    baselines = intent.baseline_scores(data)
+    results = {name: intent.score(data, *scores) for name, scores in baselines.items()}
     fitted = intent.train(data, epochs=args.intent_epochs, seed=args.seed)
-    results[INTENT_MODEL] = intent.score(data, *intent.model_scores(fitted.model, data))
+    scores = intent.model_scores(fitted.model, data)
+    results[INTENT_MODEL] = intent.score(data, *scores)
     results[INTENT_MODEL]["fit_s"] = fitted.seconds
-    return results, data.info
+    held, model_p, logistic_p = data.held, scores[1], baselines["logistic (counts)"][1]
+    at = held.after_add == 0
+    info = data.info
+    info["ci"] = {
+        "roc_auc@add difference vs logistic": confidence.auc_difference(
+            held.labels[at], model_p[at], logistic_p[at], held.session[at],
+            rounds=args.rounds, seed=args.seed).as_dict(),
+        "roc_auc difference vs logistic": confidence.auc_difference(
+            held.labels, model_p, logistic_p, held.session, rounds=args.rounds // 4,
+            seed=args.seed).as_dict()}
+    return results, info
 
 
 def print_table(title: str, results: dict[str, dict[str, Any]], first: str) -> None:
@@ -121,9 +146,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--min-count", type=int, default=1, help="SKU vocabulary min count")
     p.add_argument("--max-len", type=int, default=64, help="intent tokens kept")
     p.add_argument("--rec-epochs", type=int, default=6)
+    p.add_argument("--rec-head", choices=("sampled", "full"), default="sampled",
+                   help="next-item training loss (evaluation is always the full softmax)")
+    p.add_argument("--rec-batch", type=int, help="next-item batch size (default: the model's)")
     p.add_argument("--intent-epochs", type=int, default=8)
     p.add_argument("--no-ablations", dest="ablations", action="store_false",
                    help="skip the reference rows (no-copy model, logistic+session)")
+    p.add_argument("--rounds", type=int, default=1000,
+                   help="bootstrap resamples of the held-out sessions (95%% intervals)")
     p.add_argument("--out", type=Path, help="also write the figures as JSON here")
     return p
 
@@ -160,6 +190,9 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
           f"{'PASS' if out['rec_pass'] else 'FAIL'}")
     print(f"intent: keras ROC-AUC {model_auc:.4f} vs logistic {base_auc:.4f} -> "
           f"{'PASS' if out['intent_pass'] else 'FAIL'}")
+    for name, ci in {**rec_info["ci"], **intent_info["ci"]}.items():
+        print(f"{name}: {ci['value']:.4f}, 95% CI [{ci['low']:.4f}, {ci['high']:.4f}] "
+              f"({ci['rounds']} resamples of {ci['groups']:,} sessions)")
     print(f"total {out['seconds']:.0f} s")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -190,7 +223,19 @@ def run(scale: str) -> list[Any]:
                "", f"> {intent_rows['logistic (counts)']['roc_auc@add']:.3f}", "logistic on counts"),
         Figure("models", "intent: keras training time", intent_rows[INTENT_MODEL]["fit_s"], "s",
                "< 60 s", "CPU"),
+        _ci_figure(f"next item: keras MRR@{K} / co-occurrence's",
+                   out["next_item_info"]["ci"][f"mrr@{K} ratio vs co-occurrence"], ">= 1.2"),
+        _ci_figure("intent: keras ROC-AUC at the add - logistic's",
+                   out["intent_info"]["ci"]["roc_auc@add difference vs logistic"], ">= 0.05"),
     ]
+
+
+def _ci_figure(name: str, ci: dict[str, Any], target: str) -> Any:
+    from bench.common import Figure
+
+    return Figure("models", name, ci["value"], "", target,
+                  f"95% CI [{ci['low']:.3f}, {ci['high']:.3f}], bootstrap over "
+                  f"{ci['groups']:,} held-out sessions ({ci['rounds']} resamples)")
 
 
 def main(argv: list[str] | None = None) -> int:

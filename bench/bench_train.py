@@ -45,15 +45,23 @@ HOLDOUT = 0.2  # the flows' default
 WINDOW = 10  # RecFlow's default
 #: One epoch over every example is run (not projected) when the rate says it takes at most this.
 EPOCH_LIMIT_S = 30.0
+#: The fits as they were before issue 18 (full softmax; intent in batches of 128), measured in
+#: the same worker as today's defaults so a before/after pair shares the machine's load.
+BEFORE = {"intent": {"batch_size": 128, "bucket": 0},
+          "rec": {"head": "full", "batch_size": 512, "bucket": 0}}
 #: Values of ``--device``.
 DEVICES = ("auto", "cpu", "gpu")
 
 
 def _throughput(build: Any, fit: Any, inputs: dict[str, Any], labels: Any, *, warmup: int,
-                steps: int, seed: int = 42) -> dict[str, Any]:
+                steps: int, seed: int = 42, options: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
     """Fit a fresh model on a sample of ``warmup + steps`` batches: examples/s of the timed
     steps, and one epoch over every example (measured when it takes at most
-    :data:`EPOCH_LIMIT_S` by that rate, else projected)."""
+    :data:`EPOCH_LIMIT_S` by that rate, else projected).
+
+    :param options: arguments of ``fit`` other than its defaults (e.g. the :data:`BEFORE` ones).
+    """
     import keras
     import numpy as np
 
@@ -69,21 +77,24 @@ def _throughput(build: Any, fit: Any, inputs: dict[str, Any], labels: Any, *, wa
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
             self.ends.append(time.perf_counter())
 
-    batch_size = inspect.signature(fit).parameters["batch_size"].default
+    options = options or {}
+    batch_size = options.get("batch_size",
+                             inspect.signature(fit).parameters["batch_size"].default)
     n = len(labels)
     rows = np.random.default_rng(seed).permutation(n)[:(warmup + steps) * batch_size]
     epochs = -(-(warmup + steps) * batch_size // len(rows))  # more than one when data is short
     clock = StepClock()
-    fit(build(), {k: v[rows] for k, v in inputs.items()}, labels[rows], epochs=epochs,
-        seed=seed, callbacks=[clock])
+    fitted = fit(build(), {k: v[rows] for k, v in inputs.items()}, labels[rows], epochs=epochs,
+                 seed=seed, callbacks=[clock], **options)
     timed = clock.ends[warmup - 1:warmup + steps]  # ends of batches warmup .. warmup+steps-1
     rate = (len(timed) - 1) * batch_size / (timed[-1] - timed[0])
     startup = clock.ends[0] - clock.began - batch_size / rate  # tracing, first allocations
     result = {"examples_per_s": rate, "train_examples": n, "batch_size": batch_size,
+              "num_sampled": fitted.params.get("num_sampled"),
               "timed_steps": len(timed) - 1, "startup_s": startup,
               "epoch_s": startup + n / rate, "epoch_measured": False}
     if result["epoch_s"] <= EPOCH_LIMIT_S:
-        result["epoch_s"] = fit(build(), inputs, labels, epochs=1, seed=seed).seconds
+        result["epoch_s"] = fit(build(), inputs, labels, epochs=1, seed=seed, **options).seconds
         result["epoch_measured"] = True
     return result
 
@@ -126,19 +137,21 @@ def worker(request: str) -> None:
     steps = {"warmup": spec["warmup"], "steps": spec["steps"]}
     load = os.getloadavg()[0]
     with device.training_precision() as policy:  # as intent.train / next_item.train fit
-        results = {
-            "intent": _throughput(lambda: models.build_intent_model(len(intent_data.vocab)),
-                                  models.train_intent, intent_data.tokens("train"),
-                                  intent_data.train.labels, **steps),
-            "rec": _throughput(build_rec, models.train_next_item,
-                               rec_data.train_examples.inputs(), rec_data.train_examples.target,
-                               **steps),
-        }
+        results = {}
+        for when, options in (("before", BEFORE), ("now", {})):
+            suffix = "_before" if when == "before" else ""
+            results["intent" + suffix] = _throughput(
+                lambda: models.build_intent_model(len(intent_data.vocab)), models.train_intent,
+                intent_data.tokens("train"), intent_data.train.labels,
+                options=options.get("intent"), **steps)
+            results["rec" + suffix] = _throughput(
+                build_rec, models.train_next_item, rec_data.train_examples.inputs(),
+                rec_data.train_examples.target, options=options.get("rec"), **steps)
         blockers = [device.cudnn_blockers(build().get_layer("encoder"))
                     for build in (lambda: models.build_intent_model(len(intent_data.vocab)),
                                   build_rec)]
     results["intent"]["prepare_s"], results["rec"]["prepare_s"] = intent_prep_s, rec_prep_s
-    results["rec"]["items"] = len(rec_data.vocab)
+    results["rec"]["items"] = results["rec_before"]["items"] = len(rec_data.vocab)
     Path(spec["out"]).write_text(json.dumps({
         "gpus": gpus, "device": device.device_name(), "policy": policy,
         "cudnn_eligible": not any(blockers), "load": load, "sessions": sessions,
@@ -150,7 +163,10 @@ def worker(request: str) -> None:
 
 
 def _figures(result: dict[str, Any], log_name: str) -> list[Figure]:
-    names = {"intent": "intent (GRU over event tokens)", "rec": "next item (GRU + copy head)"}
+    names = {"intent": "intent (GRU over event tokens)",
+             "rec": "next item (GRU + copy head, sampled softmax)",
+             "intent_before": "BEFORE intent (no length buckets)",
+             "rec_before": "BEFORE next item (full softmax)"}
     device = "CPU" if result["device"] == "CPU" else "GPU"
     on = f"on {result['device']}, {result['policy']}"
     if device == "GPU":
@@ -161,6 +177,9 @@ def _figures(result: dict[str, Any], log_name: str) -> list[Figure]:
         detail = (f"{on}; batch {r['batch_size']}, {r['timed_steps']} steps timed after "
                   f"warm-up; load {result['load']:.1f} on {os.cpu_count()} cores before")
         if key == "rec":
+            detail += (f"; sampled softmax ({r['num_sampled']:,} draws) over {r['items']:,} "
+                       "items, evaluated on the full one")
+        elif key == "rec_before":
             detail += f"; {r['items']:,}-item softmax"
         examples = f"{r['train_examples']:,} training examples of the {log_name} log"
         if r["epoch_measured"]:
@@ -174,6 +193,12 @@ def _figures(result: dict[str, Any], log_name: str) -> list[Figure]:
                    "", detail),
             Figure("train", f"{name}: {epoch} ({device})", r["epoch_s"], "s", "", epoch_note),
         ]
+    for key, target in (("rec", ">= 5x"), ("intent", ">= 2x")):
+        now, before = result["models"][key], result["models"][f"{key}_before"]
+        figures.append(Figure(
+            "train", f"{names[key]}: speed-up over BEFORE ({device})",
+            now["examples_per_s"] / before["examples_per_s"], "x", target,
+            f"examples/s, both fits in one worker (load {result['load']:.1f} before)"))
     return figures
 
 

@@ -41,7 +41,8 @@ class IntentFlow(TrainingFlow):
         """Fit the Keras model, score train and held-out prefixes, write the bundle."""
         from skiff.train import intent
 
-        fitted = intent.train(self.data, epochs=self.epochs, seed=self.seed)
+        fitted = intent.train(self.data, epochs=self.epochs, seed=self.seed,
+                              start_from=self.warm_start("intent"))
         self.outputs = {intent.MODEL: intent.model_scores(fitted.model, self.data)}
         self.keep_model(fitted, kind="intent", vocabulary=self.data.vocab, max_len=self.data.max_len)
         self.next(self.evaluate)

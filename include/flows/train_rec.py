@@ -42,7 +42,8 @@ class RecFlow(TrainingFlow):
         """Fit the Keras model, rank the held-out sessions' next items, write the bundle."""
         from skiff.train import next_item
 
-        fitted = next_item.train(self.data, epochs=self.epochs, seed=self.seed)
+        fitted = next_item.train(self.data, epochs=self.epochs, seed=self.seed,
+                                 start_from=self.warm_start("rec"))
         self.outputs = {next_item.MODEL: next_item.model_top_k(fitted.model, self.data)}
         self.keep_model(fitted, kind="rec", vocabulary=self.data.vocab, max_len=self.data.window,
                         k=next_item.K, popular=next_item.popular_items(self.data, next_item.K))

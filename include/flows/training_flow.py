@@ -63,6 +63,8 @@ class TrainingFlow(FlowSpec):
     max_sessions = Parameter("max_sessions", help="latest sessions to use (0 = all)", default=0, type=int)
     holdout = Parameter("holdout", help="share of the latest sessions held out", default=0.2, type=float)
     seed = Parameter("seed", help="training seed", default=42, type=int)
+    full_retrain = Parameter("full_retrain", help="train from scratch even when "
+                             "SKIFF_TRAIN_WARM_START=on", default=False, type=bool)
 
     def read_marts(self) -> tuple[Any, Any]:
         """The marts up to the interval and the held-out cutoff; sets ``data_version``."""
@@ -108,6 +110,24 @@ class TrainingFlow(FlowSpec):
         if champion:
             print(f"champion {champion.record.pathspec} read from {champion.source}")
         return champion
+
+    def warm_start(self, model: str) -> Any:
+        """The champion to fine-tune (:class:`skiff.train.warm.StartFrom`), or None to train
+        from scratch: ``SKIFF_TRAIN_WARM_START`` off, ``full_retrain``, the daily retrain (the
+        interval ending at 00:00 UTC), or no champion. Read here, not in the champion branch:
+        the branches run in parallel (each reads the registry once)."""
+        from skiff.config import ServingConfig, TrainingConfig
+        from skiff.train import load_champion, warm
+
+        config = TrainingConfig.from_env()
+        if not warm.should_warm_start(config.warm_start, full_retrain=self.full_retrain,
+                                      interval_end=self.interval_end or None):
+            return None
+        start = warm.from_champion(load_champion(model, ServingConfig.from_env()),
+                                   config.warm_epochs)
+        if start:
+            print(f"warm start from the champion {start.pathspec} ({start.epochs} epochs)")
+        return start
 
     def collect(self, inputs: Any, name: str, metric: str, score: Callable[[Any], dict[str, float]],
                 show: tuple[str, ...]) -> dict[str, Any]:

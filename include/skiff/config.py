@@ -163,6 +163,15 @@ class TrainingConfig(Section):
                                  "(optional: without it, W&B runs as `WANDB_MODE` says)")
     max_sessions: int = setting("SKIFF_TRAIN_MAX_SESSIONS", 0, "latest sessions a run trains and "
                                 "evaluates on (`0`: all); default of `train_sample_sessions`")
+    warm_start: str = setting("SKIFF_TRAIN_WARM_START", "off", "`on`: a run fine-tunes the "
+                              "serving champion's weights on its window for "
+                              "`SKIFF_TRAIN_WARM_EPOCHS` epochs (SKUs the champion lacks start "
+                              "fresh); the run whose interval ends at 00:00 UTC, and a run with "
+                              "the flows' `full_retrain` parameter, train from scratch; `off`: "
+                              "every run trains from scratch", choices=("off", "on"),
+                              clean=str.lower)
+    warm_epochs: int = setting("SKIFF_TRAIN_WARM_EPOCHS", 2, "epochs of a warm-started run",
+                               minimum=1)
     timeout_s: int = setting("SKIFF_TRAIN_TIMEOUT_S", 7200,
                              "seconds a flow may run before its task fails", minimum=60)
     poll_interval_s: int = setting("SKIFF_TRAIN_POLL_S", 30,

@@ -80,22 +80,28 @@ def baseline_scores(data: IntentData) -> dict[str, tuple[np.ndarray, np.ndarray,
     }
 
 
-def train(data: IntentData, *, epochs: int = 8, seed: int = 42) -> Any:
+def train(data: IntentData, *, epochs: int = 8, seed: int = 42, start_from: Any = None,
+          **fit: Any) -> Any:
     """Build and fit the Keras sequence model on event tokens, in mixed precision when
     ``SKIFF_TRAIN_MIXED_PRECISION`` says so (by default on a GPU).
 
+    :param start_from: a :class:`skiff.train.warm.StartFrom`: fine-tune the champion's weights
+        for its epochs (from scratch, for ``epochs``, when its architecture differs).
+    :param fit: more arguments of :func:`skiff.train.models.train_intent` (``batch_size``,
+        ``learning_rate``, ``callbacks``).
     :return: :class:`skiff.train.models.TrainResult`; its model computes in float32
         (:func:`skiff.train.device.float32_copy`), its params name the training policy
         and device.
     """
-    from skiff.train import device, models
+    from skiff.train import device, models, warm
 
     with device.training_precision() as policy:
         model = models.build_intent_model(len(data.vocab))
+        epochs, warmed = warm.start(model, start_from, data.vocab.tokens, epochs)
         fitted = models.train_intent(model, data.tokens("train"), data.train.labels,
-                                     epochs=epochs, seed=seed)
+                                     epochs=epochs, seed=seed, **fit)
     fitted.model = device.float32_copy(fitted.model)
-    fitted.params.update(dtype_policy=policy, device=device.device_name())
+    fitted.params.update(dtype_policy=policy, device=device.device_name(), **warmed)
     return fitted
 
 

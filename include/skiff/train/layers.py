@@ -12,7 +12,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-__all__ = ["TokenCounts", "FirstStep", "CopyCandidates", "CatalogueLogits", "relative_positions"]
+__all__ = ["TokenCounts", "FirstStep", "CopyCandidates", "CatalogueLogits", "SampledCatalogueLogits",
+           "positive_first_loss", "relative_positions"]
 
 _NEG = -1e9  # logit of ids that are never recommended (PAD, OOV)
 
@@ -152,3 +153,103 @@ class CatalogueLogits(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "n_items": self.n_items}
+
+
+class SampledCatalogueLogits(keras.layers.Layer):
+    """Training-only logits of a sampled softmax: the target, the session's items, and a
+    popularity sample of the catalogue, with the logQ correction on the sampled ones.
+
+    The full softmax's normaliser is a sum over the whole catalogue; here it is split into
+    the items that are always candidates (the target and, with the copy head, every item of
+    the session, scored as :class:`CatalogueLogits` scores them: catalogue logit plus the sum
+    of its copy scores) and the rest, estimated from ``num_sampled`` draws (with
+    replacement) from ``q``: a drawn item's logit gets ``- log(num_sampled * q)`` (its
+    expected count: the popularity, logQ, correction) ``+ log(times drawn)``, and a draw
+    that is already a candidate (an accidental hit) is masked out. So the expected
+    normaliser is the full one, and the gradient of a batch costs ``num_sampled`` catalogue
+    columns instead of all of them.
+
+    Not saved with a model (a fit builds it around the full model's layers, see
+    :func:`skiff.train.models.train_next_item`). Output: ``(batch, 1 + window + 1 + drawn)`` logits, the target first (column 0, the
+    label :func:`positive_first_loss` uses), masked candidates at a large negative value.
+
+    :param catalogue: the full model's catalogue ``Dense`` layer: its kernel and bias are the
+        ones trained (tracked here, so a fit of the sampled model updates them).
+    :param log_q: ``(n_items,)`` log sampling probabilities (``-inf`` for never-drawn ids).
+    :param num_sampled: draws per batch, shared by the batch's rows.
+    """
+
+    def __init__(self, catalogue: keras.layers.Layer, log_q: Any, num_sampled: int,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.catalogue = catalogue
+        q = tf.exp(tf.constant(log_q, tf.float32))
+        self._cdf = tf.math.cumsum(q / tf.reduce_sum(q))
+        self._log_q = tf.constant(log_q, tf.float32)
+        self.n_items = int(self._log_q.shape[0])
+        self.num_sampled = num_sampled
+
+    def _draw(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """Distinct drawn ids and their correction ``log(count) - log(num_sampled * q)``."""
+        u = tf.random.uniform([self.num_sampled], 0.0, 1.0)
+        draws = tf.minimum(tf.searchsorted(self._cdf, u, side="right"), self.n_items - 1)
+        drawn, where = tf.unique(tf.cast(draws, tf.int32))
+        count = tf.math.unsorted_segment_sum(tf.ones_like(where, tf.float32), where,
+                                             tf.shape(drawn)[0])
+        correction = tf.math.log(count) - tf.math.log(float(self.num_sampled)) \
+            - tf.gather(self._log_q, drawn)
+        return drawn, correction
+
+    def call(self, session: tf.Tensor, target: tf.Tensor, ids: tf.Tensor | None = None,
+             copy_scores: tf.Tensor | None = None) -> tf.Tensor:
+        kernel, bias = self.catalogue.kernel, self.catalogue.bias
+        kernel, bias = tf.cast(kernel, tf.float32), tf.cast(bias, tf.float32)
+        session = tf.cast(session, tf.float32)
+        target = tf.reshape(tf.cast(target, tf.int32), [-1])
+        rows = tf.shape(session)[0]
+
+        def generated(items: tf.Tensor) -> tf.Tensor:  # (batch, m) ids -> their logits
+            w = tf.gather(kernel, items, axis=1)  # (d, batch, m)
+            return tf.einsum("bd,dbm->bm", session, w) + tf.gather(bias, items)
+
+        drawn, correction = self._draw()
+        sampled = tf.matmul(session, tf.gather(kernel, drawn, axis=1)) \
+            + tf.gather(bias, drawn) + correction
+        if ids is None or copy_scores is None:
+            known = target[:, tf.newaxis]
+            parts, masks = [generated(known)], [tf.zeros_like(known, tf.bool)]
+        else:
+            ids = tf.cast(ids, tf.int32)
+            scores = tf.cast(copy_scores, tf.float32)
+            same = tf.equal(ids[:, :, tf.newaxis], ids[:, tf.newaxis, :])  # (b, m, m)
+            copy = tf.reduce_sum(tf.where(same, scores[:, tf.newaxis, :], 0.0), axis=2)
+            earlier = tf.linalg.band_part(tf.ones_like(same[0], tf.int32), 0, -1) \
+                - tf.eye(tf.shape(ids)[1], dtype=tf.int32)  # earlier[k, j] = k < j
+            repeat = tf.reduce_any(same & tf.cast(earlier, tf.bool)[tf.newaxis], axis=1)
+            hit = tf.equal(ids, target[:, tf.newaxis])
+            target_copy = tf.reduce_sum(tf.where(hit, scores, 0.0), axis=1, keepdims=True)
+            known = tf.concat([target[:, tf.newaxis], ids], axis=1)
+            parts = [generated(known[:, :1]) + target_copy, generated(ids) + copy]
+            masks = [tf.zeros([rows, 1], tf.bool), repeat | hit | (ids < 2)]
+        # drawn ids already among a row's candidates are masked (accidental hits)
+        column = tf.tensor_scatter_nd_update(
+            tf.fill([self.n_items], -1), drawn[:, tf.newaxis], tf.range(tf.shape(drawn)[0]))
+        cols = tf.gather(column, known)
+        row_ids = tf.broadcast_to(tf.range(rows)[:, tf.newaxis], tf.shape(cols))
+        found = tf.boolean_mask(tf.stack([row_ids, cols], axis=2), cols >= 0)
+        accidental = tf.scatter_nd(found, tf.ones(tf.shape(found)[:1], tf.int32),
+                                   tf.stack([rows, tf.shape(drawn)[0]])) > 0
+        logits = tf.concat([*parts, sampled], axis=1)
+        mask = tf.concat([*masks, accidental], axis=1)
+        return tf.where(mask, _NEG, logits)
+
+    def compute_output_spec(self, session: Any, target: Any, ids: Any = None,
+                            copy_scores: Any = None) -> Any:
+        return keras.KerasTensor((session.shape[0], None), dtype="float32")
+
+
+def positive_first_loss(y_true: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Softmax cross-entropy of logits whose column 0 is the target
+    (:class:`SampledCatalogueLogits`); ``y_true`` only gives the batch size."""
+    labels = tf.zeros(tf.shape(y_true)[:1], tf.int32)
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)

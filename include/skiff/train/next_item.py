@@ -98,25 +98,33 @@ def popular_items(data: NextItemData, k: int = K) -> dict[str, list]:
             "scores": [round(float(popular.counts_[i]) / total, 6) for i in ids]}
 
 
-def train(data: NextItemData, *, epochs: int = 6, seed: int = 42, copy: bool = True) -> Any:
+def train(data: NextItemData, *, epochs: int = 6, seed: int = 42, copy: bool = True,
+          start_from: Any = None, **fit: Any) -> Any:
     """Build and fit the Keras model (SKU embeddings + GRU, with the copy head by default), in
     mixed precision when ``SKIFF_TRAIN_MIXED_PRECISION`` says so (by default on a GPU).
+
+    :param start_from: a :class:`skiff.train.warm.StartFrom`: fine-tune the champion's weights
+        for its epochs (from scratch, for ``epochs``, when its architecture differs).
+    :param fit: more arguments of :func:`skiff.train.models.train_next_item` (``head``,
+        ``batch_size``, ``num_sampled``, ``learning_rate``, ``callbacks``).
 
     :return: :class:`skiff.train.models.TrainResult`; its model computes in float32
         (:func:`skiff.train.device.float32_copy`), its params name the training policy
         and device.
     """
-    from skiff.train import device, models
+    from skiff.train import device, models, warm
 
     prior = np.log(data.counts + 1.0)
     prior -= prior.mean()
     with device.training_precision() as policy:
         model = models.build_next_item_model(len(data.vocab), max_position=data.window,
                                              item_log_prior=prior, copy=copy)
+        epochs, warmed = warm.start(model, start_from, data.vocab.tokens, epochs)
         fitted = models.train_next_item(model, data.train_examples.inputs(),
-                                        data.train_examples.target, epochs=epochs, seed=seed)
+                                        data.train_examples.target, epochs=epochs, seed=seed,
+                                        **fit)
     fitted.model = device.float32_copy(fitted.model)
-    fitted.params.update(dtype_policy=policy, device=device.device_name())
+    fitted.params.update(dtype_policy=policy, device=device.device_name(), **warmed)
     return fitted
 
 

@@ -136,7 +136,12 @@ def test_mixed_precision_forced_on_a_cpu_trains_and_serves_float32() -> None:
         rec_model = models.build_next_item_model(N_ITEMS, embedding_dim=8, units=8,
                                                  max_position=4, item_log_prior=np.zeros(N_ITEMS))
         intent_model = models.build_intent_model(N_TOKENS, embedding_dim=4, units=4)
-        models.train_next_item(rec_model, rec.inputs(), rec.target, epochs=1, batch_size=32)
+        models.train_next_item(rec_model, rec.inputs(), rec.target, epochs=1, batch_size=32,
+                               head="full")
+        sampled = models.build_next_item_model(N_ITEMS, embedding_dim=8, units=8, max_position=4)
+        fitted = models.train_next_item(sampled, rec.inputs(), rec.target, epochs=1,
+                                        batch_size=32, num_sampled=8)
+        assert np.isfinite(fitted.history["loss"]).all()
     assert keras.mixed_precision.global_policy().name == "float32"  # restored
     assert rec_model.get_layer("encoder").compute_dtype == "float16"
     assert rec_model.get_layer("encoder").cell.kernel.dtype == "float32"

@@ -43,10 +43,75 @@ def rec_model(models, rec_data: F.NextItemExamples):  # noqa: ANN001, ANN201
     model = models.build_next_item_model(N_ITEMS, embedding_dim=8, units=8, max_position=4,
                                          item_log_prior=np.zeros(N_ITEMS))
     result = models.train_next_item(model, rec_data.inputs(), rec_data.target, epochs=1,
-                                    batch_size=64)
-    assert set(result.history) >= {"loss", "hit_rate@20"} and len(result.history["loss"]) == 1
+                                    batch_size=64, num_sampled=16)
+    assert set(result.history) >= {"loss"} and len(result.history["loss"]) == 1
     assert result.params["epochs"] == 1 and result.seconds > 0
+    assert result.params["head"] == "sampled" and result.model is model
     return model
+
+
+def test_full_softmax_head_still_trains(models, rec_data) -> None:  # noqa: ANN001
+    model = models.build_next_item_model(N_ITEMS, embedding_dim=8, units=8, max_position=4)
+    result = models.train_next_item(model, rec_data.inputs(), rec_data.target, epochs=2,
+                                    batch_size=64, head="full")
+    assert set(result.history) >= {"loss", "hit_rate@20"}
+    assert result.history["loss"][1] < result.history["loss"][0]
+
+
+@pytest.mark.parametrize("copy", [True, False])
+def test_sampled_logits_are_the_full_logits_of_their_candidates(models, rec_data,  # noqa: ANN001
+                                                                copy: bool) -> None:
+    """Column 0 is the target's full logit, then each session item's (copy score included),
+    then the drawn items' plus their logQ correction; candidates met twice are masked."""
+    import tensorflow as tf
+
+    model = models.build_next_item_model(N_ITEMS, embedding_dim=8, units=8, max_position=4,
+                                         copy=copy)
+    trainer = models._sampled_trainer(model, rec_data.target, num_sampled=8)
+    layer = trainer.get_layer("sampled_logits")
+    drawn = np.array([2, 3, 5, 7, 11, 13], np.int32)
+    correction = np.linspace(-1.0, 1.0, len(drawn)).astype(np.float32)
+    layer._draw = lambda: (tf.constant(drawn), tf.constant(correction))
+    inputs = rec_data.inputs()
+    out = np.asarray(trainer({**inputs, "target": rec_data.target}, training=False))
+    full = np.asarray(model(inputs, training=False))
+    rows = np.arange(len(rec_data.target))
+    np.testing.assert_allclose(out[:, 0], full[rows, rec_data.target], rtol=1e-5, atol=1e-5)
+    session = np.concatenate([inputs["items"], inputs["first"][:, None]], axis=1) if copy \
+        else np.zeros((len(rows), 0), np.int32)
+    width = session.shape[1]
+    for b in rows:
+        seen = {int(rec_data.target[b])}
+        for j, item in enumerate(session[b]):
+            got = out[b, 1 + j]
+            if item < 2 or item in seen:
+                assert got < -1e8, (b, j, item)
+            else:
+                assert got == pytest.approx(full[b, item], abs=1e-5)
+            seen.add(int(item))
+        for j, item in enumerate(drawn):
+            got = out[b, 1 + width + j]
+            if item in seen:
+                assert got < -1e8, (b, j, item)
+            else:
+                assert got == pytest.approx(full[b, item] + correction[j], abs=1e-5)
+
+
+def test_a_sampled_fit_trains_every_weight_of_the_full_model(models, rec_data) -> None:  # noqa: ANN001
+    """The catalogue's kernel and bias are trained though the full head never runs."""
+    model = models.build_next_item_model(N_ITEMS, embedding_dim=8, units=8, max_position=4)
+    before = {w.path: w.numpy().copy() for w in model.trainable_weights}
+    models.train_next_item(model, rec_data.inputs(), rec_data.target, epochs=1, batch_size=16,
+                           num_sampled=8)
+    unchanged = [w.path for w in model.trainable_weights
+                 if np.array_equal(before[w.path], w.numpy())]
+    assert unchanged == []
+
+
+def test_sampling_distribution_follows_target_counts(models) -> None:  # noqa: ANN001
+    log_q = models.sampling_log_q(np.array([2, 2, 2, 3], np.int32), 5, power=1.0)
+    assert np.isneginf(log_q[:2]).all()
+    np.testing.assert_allclose(np.exp(log_q[2:]), [4 / 7, 2 / 7, 1 / 7])
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +213,6 @@ def test_saved_model_and_keras_file_reload_to_the_same_predictions(
 def test_builder_and_training_errors_name_the_problem(models, rec_data) -> None:  # noqa: ANN001
     with pytest.raises(SkiffConfigError, match="cell='rnn'"):
         models.build_intent_model(N_TOKENS, cell="rnn")
-    with pytest.raises(SkiffConfigError, match="head='sampled'"):
-        models.build_next_item_model(N_ITEMS, head="sampled")
     with pytest.raises(SkiffConfigError, match="units=0"):
         models.build_next_item_model(N_ITEMS, units=0)
     with pytest.raises(DataContractError, match="item_log_prior"):
@@ -160,6 +223,10 @@ def test_builder_and_training_errors_name_the_problem(models, rec_data) -> None:
                                rec_data.target)
     with pytest.raises(SkiffConfigError, match="learning_rate"):
         models.train_next_item(model, rec_data.inputs(), rec_data.target, learning_rate=0)
+    with pytest.raises(SkiffConfigError, match="head='nope'"):
+        models.train_next_item(model, rec_data.inputs(), rec_data.target, head="nope")
+    with pytest.raises(DataContractError, match="item ids in"):
+        models.train_next_item(model, rec_data.inputs(), rec_data.target + N_ITEMS)
     with pytest.raises(DataContractError, match=r"lack \['first'\]"):
         models.predict_next_item(model, {"items": rec_data.items})
 

@@ -74,3 +74,35 @@ def test_fit_repeats_with_the_seed() -> None:
         weights.append(model.get_weights())
     for a, b in zip(*weights, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_length_buckets_trim_each_batch_to_its_longest_row() -> None:
+    """Rows of every length 1..8: each row once per epoch, batches of like lengths trimmed
+    to their longest row, a new order each epoch that repeats with the seed."""
+    n, width = 200, 8
+    lengths = np.arange(n) % width + 1
+    ids = np.where(np.arange(width)[None] < lengths[:, None], 5, 0).astype(np.int32)
+    ids[:, 0] = np.arange(n) + 10  # the row, to check alignment
+    inputs, labels = {"items": ids, "first": np.arange(n, dtype=np.int32)}, np.arange(n)
+    dataset = batches(inputs, labels, batch_size=16, seed=3, bucket=4)
+    assert int(dataset.cardinality()) == 13
+
+    def epoch() -> tuple[list[int], list[int]]:
+        rows, spreads = [], []
+        for x, y in dataset:
+            got, first = x["items"].numpy(), x["first"].numpy()
+            np.testing.assert_array_equal(got[:, 0], first + 10)
+            np.testing.assert_array_equal(y.numpy(), first)
+            assert got.shape[1] == lengths[first].max()  # trimmed to the longest row
+            np.testing.assert_array_equal(np.count_nonzero(got, axis=1), lengths[first])
+            spreads.append(int(np.ptp(lengths[first])))
+            rows.extend(first.tolist())
+        return rows, spreads
+
+    (one, spreads), (two, _) = epoch(), epoch()
+    assert sorted(one) == sorted(two) == list(range(n)) and one != two
+    assert np.mean(spreads) < 4  # like lengths together (a random batch spans 1..8)
+    again = batches(inputs, labels, batch_size=16, seed=3, bucket=4)
+    assert [r for x, _ in again for r in x["first"].numpy().tolist()] == one
+    with pytest.raises(SkiffConfigError, match="bucket=-1"):
+        batches(inputs, labels, batch_size=16, bucket=-1)
