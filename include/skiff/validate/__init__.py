@@ -13,7 +13,8 @@
 from skiff._exports import lazy_exports
 
 _EXPORTS = {
-    "SUITES": "suites", "SuiteSpec": "suites", "RenderedSuite": "suites",
+    "SUITES": "suites", "MONITOR_SUITES": "suites", "SuiteSpec": "suites",
+    "RenderedSuite": "suites",
     "ValidationWindow": "parameters", "fetch_parameters": "parameters",
     "allow_duplicates": "parameters",
     "METRICS": "baseline", "mix_suite": "baseline", "mix_suite_yaml": "baseline",

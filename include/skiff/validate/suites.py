@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SUITES",
+    "MONITOR_SUITES",
     "RESULT_FORMAT",
     "ExpectationSpec",
     "SuiteSpec",
@@ -47,11 +48,9 @@ SUITES = (
     "int_session_events",
     "fct_sessions",
     "dim_products",
-    # skiff_monitor's, on the monitoring marts
-    "mon_serving",
-    "mon_quality",
-    "mon_drift",
 )
+#: skiff_monitor's suites, on the monitoring marts (not part of a whole-log validation).
+MONITOR_SUITES = ("mon_serving", "mon_quality", "mon_drift")
 #: GX result format: counts and up to 20 unexpected values per expectation.
 RESULT_FORMAT = "SUMMARY"
 

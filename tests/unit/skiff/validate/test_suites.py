@@ -10,7 +10,13 @@ from bad_batches import TASK_SUITES
 from skiff.data import DEFECTS
 from skiff.exceptions import SkiffConfigError
 from skiff.validate.parameters import VolumeReference
-from skiff.validate.suites import SUITES, ExpectationSpec, SuiteSpec, render_suite
+from skiff.validate.suites import (
+    MONITOR_SUITES,
+    SUITES,
+    ExpectationSpec,
+    SuiteSpec,
+    render_suite,
+)
 
 #: Every defect the issue lists, by the name the suites give it.
 ISSUE_DEFECTS = {
@@ -24,8 +30,9 @@ ISSUE_DEFECTS = {
 
 def test_one_suite_file_per_guarded_table(config, specs, params) -> None:
     files = {p.stem for p in config.validation.suites_dir.glob("*.yml")}
-    assert files == set(SUITES)
-    for name, spec in specs.items():
+    assert files == set(SUITES) | set(MONITOR_SUITES)
+    monitor = {name: SuiteSpec.load(name, config.validation.suites_dir) for name in MONITOR_SUITES}
+    for name, spec in {**specs, **monitor}.items():
         assert spec.expectations, name
         assert all(e.defect and e.problem for e in spec.expectations), name
         assert spec.parameters <= set(params()), name
