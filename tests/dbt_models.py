@@ -16,11 +16,12 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-
-from environ import environ
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DBT_DIR = REPO / "include" / "dbt"
+#: The data interval as the DAG hands it to dbt (dags/skiff_hourly.py, macros/skiff_window.sql).
+INTERVAL_ENV = ("SKIFF_DBT_INTERVAL_START", "SKIFF_DBT_INTERVAL_END")
 
 #: Models compared, by schema.
 MODELS = {
@@ -52,7 +53,13 @@ class Dbt:
         ]
         if vars:
             cmd += ["--vars", json.dumps(vars)]
-        with environ(SKIFF_DUCKDB_PATH=str(self.db_path), **(env or {})):
+        with pytest.MonkeyPatch.context() as mp:
+            # only the interval this call names: Cosmos's in-process runs (dag.test) leave
+            # their env in os.environ (cosmos.operators.local, for OpenLineage)
+            for name in INTERVAL_ENV:
+                mp.delenv(name, raising=False)
+            for name, value in {"SKIFF_DUCKDB_PATH": str(self.db_path), **(env or {})}.items():
+                mp.setenv(name, value)
             result = dbtRunner().invoke(cmd)
         failed = [
             f"{r.node.unique_id}: {r.status} {r.message}"
