@@ -43,7 +43,8 @@ def failing_project(tmp_path_factory) -> Path:
     return project
 
 
-@pytest.mark.parametrize("mode", ["watcher", "local"])
+# watcher (the default) in `make test`, local (the other mode) with -m slow
+@pytest.mark.parametrize("mode", ["watcher", pytest.param("local", marks=pytest.mark.slow)])
 def test_a_failing_dbt_test_fails_its_model_task_and_the_run(
     mode, failing_project, source, alerts, tmp_path, monkeypatch
 ) -> None:
