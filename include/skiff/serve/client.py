@@ -17,14 +17,20 @@ _JSON = "application/json"
 
 
 class LocalModelError(Exception):
-    """Raised by :class:`LocalRuntimeClient` like botocore's ``ModelError``.
+    """Raised by :class:`LocalRuntimeClient` like botocore's ``ModelError``, or its
+    ``ValidationError`` for an endpoint that does not exist.
 
-    ``response`` has the same keys a ``ClientError`` carries (``Error.Code``,
-    ``OriginalStatusCode``, ``OriginalMessage``), so callers handle both alike.
+    ``response`` has the same keys a ``ClientError`` carries (``Error.Code``, and for a
+    model's error ``OriginalStatusCode``, ``OriginalMessage``), so callers handle both alike.
     """
 
-    def __init__(self, status: int, body: bytes) -> None:
+    def __init__(self, status: int, body: bytes, endpoint: str = "") -> None:
         message = body.decode(errors="replace")
+        if status == 404:  # no such endpoint: the runtime's ValidationError, not the model's
+            message = f"Endpoint {endpoint} not found."
+            super().__init__(message)
+            self.response = {"Error": {"Code": "ValidationError", "Message": message}}
+            return
         super().__init__(f"Received client error ({status}) from the model: {message}")
         self.response = {"Error": {"Code": "ModelError", "Message": message},
                          "OriginalStatusCode": status, "OriginalMessage": message}
@@ -59,5 +65,5 @@ class LocalRuntimeClient:
         body = Body.encode() if isinstance(Body, str) else Body
         status, answer = self.server.invoke(EndpointName, body, ContentType, CustomAttributes)
         if status != 200:
-            raise LocalModelError(status, answer)
+            raise LocalModelError(status, answer, EndpointName)
         return {"Body": _Body(answer), "ContentType": _JSON, "InvokedProductionVariant": "local"}
