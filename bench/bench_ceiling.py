@@ -264,14 +264,16 @@ def main(argv: list[str] | None = None) -> int:
 
     it = intent_oracles(lat, marts, cutoff)
     held, at = it["held"], it["held"].after_add == 0
-    base = it["p"]["logistic (counts)"]
     out["intent"] = {}
     for name, p_held in it["p"].items():
         auc_add = metrics.roc_auc(held.labels[at], p_held[at])
-        ci = confidence.auc_difference(held.labels[at], p_held[at], base[at], held.session[at],
-                                       rounds=args.rounds, seed=args.seed)
-        out["intent"][name] = {"roc_auc@add": auc_add, "difference vs logistic": ci.as_dict()}
-        print(f"  {name:<48} ROC-AUC at the add {auc_add:.4f}  - logistic {ci}")
+        row: dict[str, Any] = {"roc_auc@add": auc_add}
+        for base in ("logistic (counts)", "logistic (counts + session features)"):
+            ci = confidence.auc_difference(held.labels[at], p_held[at], it["p"][base][at],
+                                           held.session[at], rounds=args.rounds, seed=args.seed)
+            row[f"difference vs {base}"] = ci.as_dict()
+            print(f"  {name:<48} ROC-AUC at the add {auc_add:.4f}  - {base}: {ci}")
+        out["intent"][name] = row
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=2, default=str))
