@@ -30,7 +30,7 @@ import numpy as np
 
 from skiff.exceptions import SkiffConfigError
 
-__all__ = ["WARM_START", "VOCAB_AXES", "FRESH", "StartFrom", "WarmStart", "should_warm_start",
+__all__ = ["WARM_START", "VOCAB_AXES", "StartFrom", "WarmStart", "should_warm_start",
            "champion_weights", "from_champion", "warm_start", "start"]
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,6 @@ WARM_START = ("off", "on")
 #: Weights indexed by vocabulary id, by Keras path: the axis of the ids.
 VOCAB_AXES = {"item_embedding/embeddings": 0, "catalogue/kernel": 1, "catalogue/bias": 0,
               "token_embedding/embeddings": 0}
-#: Weights a run builds from its own data and never takes from the champion, by Keras path
-#: (the next-item successor table: item ids of this run's vocabulary, counted on its window).
-FRESH = ("successors/table",)
 _PAD, _OOV = 0, 1
 
 
@@ -161,7 +158,7 @@ def warm_start(model: Any, weights: Mapping[str, np.ndarray], *, tokens: Sequenc
     plan = []
     for variable in model.weights:
         path = variable.path
-        if "seed_generator" in path or path in FRESH:
+        if "seed_generator" in path:
             continue
         theirs = weights.get(path)
         if theirs is None:

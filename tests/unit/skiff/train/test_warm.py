@@ -129,23 +129,3 @@ def test_another_architecture_is_not_warm_started(champion) -> None:  # noqa: AN
 
 def test_no_champion_means_no_start(tmp_path: Path) -> None:
     assert warm.from_champion(None, 2) is None
-
-
-def test_the_successor_table_is_the_runs_own() -> None:
-    """The champion's successor table holds its vocabulary's ids: a warm start keeps the
-    table the run built from its own data, and copies the rest."""
-    from skiff.train import models
-
-    theirs_table = np.tile(np.arange(2, 5, dtype=np.int32), (N_ITEMS, 1))
-    ours_table = np.tile(np.arange(7, 10, dtype=np.int32), (N_ITEMS, 1))
-    champion = models.build_next_item_model(N_ITEMS, embedding_dim=8, units=8, max_position=4,
-                                            successors=theirs_table)
-    weights = {w.path: w.numpy() for w in champion.weights if "seed_generator" not in w.path}
-    assert "successors/table" in weights and "successors/table" in warm.FRESH
-    tokens = ["[PAD]", "[OOV]"] + [f"sku{i}" for i in range(2, N_ITEMS)]
-    fresh = models.build_next_item_model(N_ITEMS, embedding_dim=8, units=8, max_position=4,
-                                         successors=ours_table)
-    assert warm.warm_start(fresh, weights, tokens=tokens, champion_tokens=tokens) is not None
-    np.testing.assert_array_equal(fresh.get_layer("successors").table.numpy(), ours_table)
-    np.testing.assert_array_equal(fresh.get_layer("catalogue").kernel.numpy(),
-                                  weights["catalogue/kernel"])
