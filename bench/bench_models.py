@@ -86,8 +86,7 @@ def bench_next_item(marts: datasets.Marts, cutoff: np.datetime64, args: argparse
         fit = {"head": args.rec_head}
         if args.rec_batch:
             fit["batch_size"] = args.rec_batch
-        fitted = next_item.train(data, epochs=args.rec_epochs, seed=args.seed, copy=copy,
-                                 successors=args.rec_successors if copy else 0, **fit)
+        fitted = next_item.train(data, epochs=args.rec_epochs, seed=args.seed, copy=copy, **fit)
         top = next_item.model_top_k(fitted.model, data, K)
         results[name] = next_item.score(top, data, K)
         results[name]["fit_s"] = fitted.seconds
@@ -157,9 +156,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rec-head", choices=("sampled", "full"), default="sampled",
                    help="next-item training loss (evaluation is always the full softmax)")
     p.add_argument("--rec-batch", type=int, help="next-item batch size (default: the model's)")
-    p.add_argument("--rec-successors", type=int, default=0,
-                   help="next-item copy candidates from the last item's training successors "
-                        "(how many; 0: none)")
     p.add_argument("--intent-epochs", type=int, default=8)
     p.add_argument("--intent-features", action="store_true",
                    help="give the intent model and the logistic baseline the session features "

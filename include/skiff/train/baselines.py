@@ -16,8 +16,7 @@ import numpy as np
 from skiff.exceptions import DataContractError, SkiffConfigError
 from skiff.train.features import OOV, PAD, NextItemExamples, Ragged
 
-__all__ = ["MajorityClass", "LogisticRegression", "MostPopular", "CoOccurrence",
-           "transition_table"]
+__all__ = ["MajorityClass", "LogisticRegression", "MostPopular", "CoOccurrence"]
 
 
 def _labels(y: np.ndarray, n: int) -> np.ndarray:
@@ -202,7 +201,20 @@ class CoOccurrence:
         """
         self.popular_ = MostPopular(self.n_items).fit(sequences)
         k = max(1, min(self.k_max, self.n_items - 3))  # every list excludes its own item
-        table = transition_table(sequences, self.n_items, k)
+        v, off = sequences.values.astype(np.int64), sequences.offsets
+        is_last = np.zeros(len(v), bool)
+        is_last[off[1:][off[1:] > off[:-1]] - 1] = True
+        prev, nxt = v[:-1][~is_last[:-1]], v[1:][~is_last[:-1]]
+        keep = (nxt > OOV) & (prev != nxt)
+        pair = prev[keep] * self.n_items + nxt[keep]
+        uniq, counts = np.unique(pair, return_counts=True)
+        src, dst = uniq // self.n_items, uniq % self.n_items
+        order = np.lexsort((dst, -counts, src))
+        src, dst = src[order], dst[order]
+        rank = np.arange(len(src)) - np.searchsorted(src, src, side="left")
+        top = rank < k
+        table = np.full((self.n_items, k), -1, np.int64)
+        table[src[top], rank[top]] = dst[top]
         self.table_ = _top_up(table, self.popular_.ranking()).astype(np.int32)
         return self
 
@@ -220,36 +232,6 @@ class CoOccurrence:
         seen = np.minimum(examples.length, examples.items.shape[1])
         last = examples.items[np.arange(len(examples)), np.maximum(seen - 1, 0)]
         return self.table_[last, :k].copy()
-
-
-def transition_table(sequences: Ragged, n_items: int, k: int) -> np.ndarray:
-    """Each item's ``k`` most frequent next items in ``sequences`` (ties by id), -1 padded.
-
-    Transitions to OOV and to the item itself are not counted.
-
-    :param sequences: item sequences.
-    :param n_items: vocabulary size.
-    :param k: successors kept per item (>= 1).
-    :return: int64 ``(n_items, k)``.
-    :raises SkiffConfigError: ``k < 1``.
-    """
-    if k < 1:
-        raise SkiffConfigError(f"k={k} must be >= 1.")
-    v, off = sequences.values.astype(np.int64), sequences.offsets
-    is_last = np.zeros(len(v), bool)
-    is_last[off[1:][off[1:] > off[:-1]] - 1] = True
-    prev, nxt = v[:-1][~is_last[:-1]], v[1:][~is_last[:-1]]
-    keep = (nxt > OOV) & (prev != nxt)
-    pair = prev[keep] * n_items + nxt[keep]
-    uniq, counts = np.unique(pair, return_counts=True)
-    src, dst = uniq // n_items, uniq % n_items
-    order = np.lexsort((dst, -counts, src))
-    src, dst = src[order], dst[order]
-    rank = np.arange(len(src)) - np.searchsorted(src, src, side="left")
-    top = rank < k
-    table = np.full((n_items, k), -1, np.int64)
-    table[src[top], rank[top]] = dst[top]
-    return table
 
 
 def _top_up(table: np.ndarray, popular: np.ndarray) -> np.ndarray:

@@ -12,8 +12,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-__all__ = ["TokenCounts", "FirstStep", "CopyCandidates", "SuccessorCandidates", "CatalogueLogits",
-           "SampledCatalogueLogits",
+__all__ = ["TokenCounts", "FirstStep", "CopyCandidates", "CatalogueLogits", "SampledCatalogueLogits",
            "positive_first_loss", "relative_positions"]
 
 _NEG = -1e9  # logit of ids that are never recommended (PAD, OOV)
@@ -86,34 +85,23 @@ class CopyCandidates(keras.layers.Layer):
     :param position_dim: size of the position embedding.
     """
 
-    def __init__(self, max_position: int, position_dim: int = 16, n_extra: int = 0,
-                 **kwargs: Any) -> None:
+    def __init__(self, max_position: int, position_dim: int = 16, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.max_position = max_position
         self.position_dim = position_dim
-        self.n_extra = n_extra
 
     def build(self, *input_shapes: Any) -> None:
-        self.positions = self.add_weight(
-            shape=(self.max_position + 2 + self.n_extra, self.position_dim),
-            initializer="uniform", name="position_embedding")
+        self.positions = self.add_weight(shape=(self.max_position + 2, self.position_dim),
+                                         initializer="uniform", name="position_embedding")
 
     def call(self, items: tf.Tensor, first: tf.Tensor, item_vectors: tf.Tensor,
-             first_vector: tf.Tensor, session: tf.Tensor, extra_ids: tf.Tensor | None = None,
-             extra_vectors: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+             first_vector: tf.Tensor, session: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         items = tf.cast(items, tf.int32)
         first = tf.cast(first, tf.int32)[:, tf.newaxis]
         ids = tf.concat([items, first], axis=1)
         positions = tf.concat([relative_positions(items, self.max_position),
                                tf.fill(tf.shape(first), self.max_position + 1)], axis=1)
         vectors = tf.concat([item_vectors, first_vector[:, tf.newaxis, :]], axis=1)
-        if self.n_extra:  # the extra candidates' "position" is their rank
-            extra_ids = tf.cast(extra_ids, tf.int32)
-            ranks = self.max_position + 2 + tf.range(self.n_extra)
-            ids = tf.concat([ids, extra_ids], axis=1)
-            positions = tf.concat(
-                [positions, tf.broadcast_to(ranks[tf.newaxis, :], tf.shape(extra_ids))], axis=1)
-            vectors = tf.concat([vectors, tf.cast(extra_vectors, vectors.dtype)], axis=1)
         shape = tf.concat([tf.shape(ids), tf.shape(session)[1:]], axis=0)
         per_candidate = tf.broadcast_to(session[:, tf.newaxis, :], shape)
         features = tf.concat([vectors, tf.gather(self.positions, positions), per_candidate],
@@ -121,9 +109,8 @@ class CopyCandidates(keras.layers.Layer):
         return ids, features
 
     def compute_output_spec(self, items: Any, first: Any, item_vectors: Any, first_vector: Any,
-                            session: Any, extra_ids: Any = None,
-                            extra_vectors: Any = None) -> tuple[Any, Any]:
-        n = None if items.shape[1] is None else items.shape[1] + 1 + self.n_extra
+                            session: Any) -> tuple[Any, Any]:
+        n = None if items.shape[1] is None else items.shape[1] + 1
         width = item_vectors.shape[2] + self.position_dim + session.shape[1]
         return (keras.KerasTensor((items.shape[0], n), dtype="int32"),
                 keras.KerasTensor((items.shape[0], n, width), dtype=self.compute_dtype))
@@ -133,52 +120,7 @@ class CopyCandidates(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "max_position": self.max_position,
-                "position_dim": self.position_dim, "n_extra": self.n_extra}
-
-
-@keras.saving.register_keras_serializable(package="skiff")
-class SuccessorCandidates(keras.layers.Layer):
-    """The items that most often followed the session's last item in training (0: none).
-
-    A fixed ``(n_items, m)`` table (a non-trainable weight, so it is saved and served with the
-    model) looked up by the last id of each right-padded row: extra copy candidates, so the
-    model scores each item's observed successors in the session's context instead of having
-    to rebuild them from its low-rank catalogue layer.
-
-    :param table: ``(n_items, m)`` successor ids by count, padded with 0; or None with
-        ``table_shape`` when loading (the weights bring the values).
-    :param table_shape: the table's shape, when ``table`` is None.
-    """
-
-    def __init__(self, table: Any = None, table_shape: tuple[int, int] | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._initial = None if table is None else tf.constant(table, tf.int32)
-        shape = tuple(table.shape) if table is not None else tuple(table_shape or ())
-        if len(shape) != 2:
-            raise ValueError(f"SuccessorCandidates needs a 2-d table; got shape {shape}.")
-        self.table_shape = (int(shape[0]), int(shape[1]))
-
-    def build(self, input_shape: Any) -> None:
-        self.table = self.add_weight(shape=self.table_shape, dtype="int32", trainable=False,
-                                     initializer="zeros", name="table")
-        if self._initial is not None:
-            self.table.assign(self._initial)
-
-    def call(self, items: tf.Tensor) -> tf.Tensor:
-        items = tf.cast(items, tf.int32)
-        length = tf.reduce_sum(tf.cast(tf.not_equal(items, 0), tf.int32), axis=1)
-        last = tf.gather(items, tf.maximum(length - 1, 0), batch_dims=1)
-        return tf.gather(self.table, last)
-
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, int]:
-        return (input_shape[0], self.table_shape[1])
-
-    def compute_output_spec(self, items: Any) -> Any:
-        return keras.KerasTensor((items.shape[0], self.table_shape[1]), dtype="int32")
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "table_shape": list(self.table_shape)}
+                "position_dim": self.position_dim}
 
 
 @keras.saving.register_keras_serializable(package="skiff")

@@ -174,7 +174,6 @@ def build_next_item_model(
     copy: bool = True,
     max_position: int = 10,
     item_log_prior: np.ndarray | None = None,
-    successors: np.ndarray | None = None,
 ) -> keras.Model:
     """Next item: item embeddings -> recurrent session vector -> logits over the catalogue.
 
@@ -195,17 +194,13 @@ def build_next_item_model(
     :param copy: add the copy scores of in-session items.
     :param max_position: positions from the end that get their own copy embedding.
     :param item_log_prior: ``(n_items,)`` initial output bias, e.g. log training popularity.
-    :param successors: ``(n_items, m)`` each item's most frequent training successors (0:
-        none; :func:`skiff.train.baselines.transition_table`): with ``copy``, the last item's
-        are copy candidates too, each with its rank as its position
-        (:class:`skiff.train.layers.SuccessorCandidates`). Default: none.
     :return: an uncompiled model (``train_next_item`` compiles it, or the sampled-softmax
         model it builds around it).
     :raises SkiffConfigError: a size is not positive, or ``cell`` is unknown.
     """
     import keras
 
-    from skiff.train.layers import CatalogueLogits, CopyCandidates, FirstStep, SuccessorCandidates
+    from skiff.train.layers import CatalogueLogits, CopyCandidates, FirstStep
 
     _check_cell(cell)
     _check_sizes(n_items=n_items, embedding_dim=embedding_dim, units=units,
@@ -232,16 +227,8 @@ def build_next_item_model(
                                        name="skiff_next_item"), item_log_prior)
     # copy scores: each item of the window, then the first item, scored from its embedding,
     # its position from the end and the session vector
-    if successors is not None and np.shape(successors)[0] != n_items:
-        raise DataContractError(f"successors has shape {np.shape(successors)}; expected "
-                                f"({n_items}, m).")
-    extra: list[Any] = []
-    if successors is not None:
-        succ_ids = SuccessorCandidates(np.asarray(successors, np.int32), name="successors")(items)
-        extra = [succ_ids, embed(succ_ids)]
-    n_extra = 0 if successors is None else int(np.shape(successors)[1])
-    cand_ids, cand = CopyCandidates(max_position, n_extra=n_extra, name="copy_candidates")(
-        items, first, e_items, e_first, session, *extra)
+    cand_ids, cand = CopyCandidates(max_position, name="copy_candidates")(
+        items, first, e_items, e_first, session)
     c = keras.layers.Dense(units // 2, activation="tanh", name="copy_hidden")(cand)
     scores = keras.layers.Dense(1, name="copy_score")(c)
     scores = keras.layers.Reshape((-1,), name="copy_scores")(scores)

@@ -99,13 +99,10 @@ def popular_items(data: NextItemData, k: int = K) -> dict[str, list]:
 
 
 def train(data: NextItemData, *, epochs: int = 6, seed: int = 42, copy: bool = True,
-          successors: int = 0, start_from: Any = None, **fit: Any) -> Any:
+          start_from: Any = None, **fit: Any) -> Any:
     """Build and fit the Keras model (SKU embeddings + GRU, with the copy head by default), in
     mixed precision when ``SKIFF_TRAIN_MIXED_PRECISION`` says so (by default on a GPU).
 
-    :param successors: with ``copy``, also offer the last item's ``successors`` most frequent
-        training successors as copy candidates (0: none; see
-        :func:`skiff.train.models.build_next_item_model`).
     :param start_from: a :class:`skiff.train.warm.StartFrom`: fine-tune the champion's weights
         for its epochs (from scratch, for ``epochs``, when its architecture differs).
     :param fit: more arguments of :func:`skiff.train.models.train_next_item` (``head``,
@@ -120,12 +117,8 @@ def train(data: NextItemData, *, epochs: int = 6, seed: int = 42, copy: bool = T
     prior = np.log(data.counts + 1.0)
     prior -= prior.mean()
     with device.training_precision() as policy:
-        table = None
-        if copy and successors:
-            table = np.maximum(baselines.transition_table(data.train_seqs, len(data.vocab),
-                                                          successors), 0)  # -1 (none) -> PAD
         model = models.build_next_item_model(len(data.vocab), max_position=data.window,
-                                             item_log_prior=prior, copy=copy, successors=table)
+                                             item_log_prior=prior, copy=copy)
         epochs, warmed = warm.start(model, start_from, data.vocab.tokens, epochs)
         fitted = models.train_next_item(model, data.train_examples.inputs(),
                                         data.train_examples.target, epochs=epochs, seed=seed,

@@ -70,15 +70,6 @@ def test_co_occurrence_uses_the_last_item_then_tops_up_with_popular() -> None:
     assert m.recommend(_examples([5]), k=1).tolist() == [[4]]
 
 
-def test_transition_table_ranks_each_items_successors_by_count() -> None:
-    table = B.transition_table(TRAIN, 7, 2)
-    assert table.shape == (7, 2)
-    assert table[2].tolist() == [3, 4]  # after 2: 3 (twice), then 4
-    assert table[6].tolist() == [-1, -1]  # never followed by anything
-    with pytest.raises(SkiffConfigError, match="k=0"):
-        B.transition_table(TRAIN, 7, 0)
-
-
 def test_popular_items_of_a_bundle_are_the_most_popular_baseline_with_shares() -> None:
     """What a next-item bundle answers a session with no known SKU (skiff.serve.codec)."""
     import pyarrow as pa

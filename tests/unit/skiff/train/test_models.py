@@ -97,39 +97,6 @@ def test_sampled_logits_are_the_full_logits_of_their_candidates(models, rec_data
                 assert got == pytest.approx(full[b, item] + correction[j], abs=1e-5)
 
 
-def test_successor_candidates_are_copy_candidates_of_the_last_item(models, rec_data,  # noqa: ANN001
-                                                                   tmp_path: Path) -> None:
-    """The table's row of each session's last item joins the copy candidates; the sampled
-    head scores them as the full one does; the table is saved with the model."""
-    import tensorflow as tf
-
-    from skiff.train import baselines
-
-    table = np.maximum(baselines.transition_table(
-        F.Ragged.from_lists(rec_data.items.tolist()), N_ITEMS, 3), 0)
-    model = models.build_next_item_model(N_ITEMS, embedding_dim=8, units=8, max_position=4,
-                                         successors=table)
-    inputs = rec_data.inputs()
-    ids = np.asarray(model.get_layer("successors")(inputs["items"]))
-    last = inputs["items"][np.arange(len(ids)), (inputs["items"] > 0).sum(axis=1) - 1]
-    np.testing.assert_array_equal(ids, table[last])
-    trainer = models._sampled_trainer(model, rec_data.target, num_sampled=8)
-    drawn = np.array([2, 3], np.int32)
-    trainer.get_layer("sampled_logits")._draw = lambda: (tf.constant(drawn), tf.zeros(2))
-    out = np.asarray(trainer({**inputs, "target": rec_data.target}, training=False))
-    full = np.asarray(model(inputs, training=False))
-    rows = np.arange(len(rec_data.target))
-    np.testing.assert_allclose(out[:, 0], full[rows, rec_data.target], rtol=1e-5, atol=1e-5)
-    models.train_next_item(model, inputs, rec_data.target, epochs=1, batch_size=64,
-                           num_sampled=8)
-    reloaded = models.load_keras(models.save_keras(model, tmp_path / "m.keras"))
-    np.testing.assert_array_equal(reloaded.get_layer("successors").table.numpy(), table)
-    np.testing.assert_allclose(np.asarray(reloaded(inputs, training=False)),
-                               np.asarray(model(inputs, training=False)), rtol=1e-5, atol=1e-5)
-    with pytest.raises(DataContractError, match="successors has shape"):
-        models.build_next_item_model(N_ITEMS, successors=table[:3])
-
-
 def test_a_sampled_fit_trains_every_weight_of_the_full_model(models, rec_data) -> None:  # noqa: ANN001
     """The catalogue's kernel and bias are trained though the full head never runs."""
     model = models.build_next_item_model(N_ITEMS, embedding_dim=8, units=8, max_position=4)
