@@ -23,6 +23,10 @@ held-out examples, next to the baselines, with the same bootstrap intervals over
   its price, the dwell so far, the views so far): the buy logit is linear in these and in
   the future browsing, so this is about the best any model at the add can do.
 
+It reads the generator's private parts (``skiff.data.shoppers._views`` and its constants):
+a change to how :func:`skiff.data.shoppers.simulate` draws must be mirrored here
+(``tests/unit/test_bench_ceiling.py`` checks the redrawn sessions are the written ones).
+
 Run: ``python -m bench.bench_ceiling --duckdb WAREHOUSE`` (a warehouse ``bench_models``
 built with the same ``--sessions`` and ``--seed``), or without ``--duckdb`` to build one.
 """
@@ -76,8 +80,8 @@ def latents(sessions: int, seed: int) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- next item
 
-def _step_probabilities(cat: S.Catalogue, w: np.ndarray, product: np.ndarray, first: int,
-                        i: int, direction: int, p_anchor: float) -> dict[int, float]:
+def _step_probabilities(cat: S.Catalogue, product: np.ndarray, first: int, i: int,
+                        direction: int, p_anchor: float) -> dict[int, float]:
     """The sparse part of P(view i = x): anchor, step back, successors (popularity apart)."""
     t = i - first
     rest = 1.0 - p_anchor - S._P_BACK
@@ -147,7 +151,7 @@ def next_item_oracles(lat: dict[str, Any], marts: datasets.Marts, cutoff: np.dat
         by_dir = []
         for d in range(S._DIRECTIONS):
             dist = dense.copy()
-            for x, q in _step_probabilities(cat, w, product, first, i, d, p_anchor).items():
+            for x, q in _step_probabilities(cat, product, first, i, d, p_anchor).items():
                 dist[x] += q
             by_dir.append(dist)
         # posterior of the direction from the session's transitions before view i
@@ -155,7 +159,7 @@ def next_item_oracles(lat: dict[str, Any], marts: datasets.Marts, cutoff: np.dat
         for h in range(first + 1, i):
             d_h = _dense(cat, w, cat_w, int(product[h - 1]), p_anchor)[product[h]]
             for d in range(S._DIRECTIONS):
-                sparse = _step_probabilities(cat, w, product, first, h, d, p_anchor)
+                sparse = _step_probabilities(cat, product, first, h, d, p_anchor)
                 loglik[d] += math.log(d_h + sparse.get(int(product[h]), 0.0))
         post = np.exp(loglik - loglik.max())
         post /= post.sum()
