@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 import pyarrow as pa
 import pyarrow.compute as pc
 
