@@ -9,7 +9,8 @@ What it does (the steps IntentFlow and RecFlow will run, without Metaflow):
    item of every held-out session (MRR@20, HitRate@20, coverage@20, slices);
 4. intent: prefixes at the first add and 2/4/6/8/10 events after it; fit majority class and
    logistic regression on counts, train the Keras model on event tokens, score ROC-AUC (pooled and per offset), F1/precision/recall at the threshold
-   chosen on training data, and the Coveo weighted micro-F1;
+   chosen on training data, and the Coveo weighted micro-F1 (``--intent-features``: the
+   model and the logistic regression both also see the session features known at the add);
 5. print the figures side by side (and write them as JSON with ``--out``).
 
 Run: ``.venv/bin/python bench/bench_models.py --sessions 20000`` (exit 1 if a model loses),
@@ -99,7 +100,8 @@ def bench_intent(marts: datasets.Marts, cutoff: np.datetime64, args: argparse.Na
                  ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Score the baselines and the model; ``info["ci"]``: the model's ROC-AUC minus the
     logistic baseline's (at the add, and pooled) with bootstrap intervals over sessions."""
-    data = intent.prepare(marts, cutoff, max_len=args.max_len)
+    data = intent.prepare(marts, cutoff, max_len=args.max_len,
+                          session_features=args.intent_features)
     baselines = intent.baseline_scores(data)
     results = {name: intent.score(data, *scores) for name, scores in baselines.items()}
     fitted = intent.train(data, epochs=args.intent_epochs, seed=args.seed)
@@ -116,6 +118,11 @@ def bench_intent(marts: datasets.Marts, cutoff: np.datetime64, args: argparse.Na
         "roc_auc difference vs logistic": confidence.auc_difference(
             held.labels, model_p, logistic_p, held.session, rounds=args.rounds // 4,
             seed=args.seed).as_dict()}
+    if "logistic (counts only)" in baselines:  # the same features as the model: also vs tokens
+        only_p = baselines["logistic (counts only)"][1]
+        info["ci"]["roc_auc@add difference vs logistic on counts only"] = confidence.auc_difference(
+            held.labels[at], model_p[at], only_p[at], held.session[at], rounds=args.rounds,
+            seed=args.seed).as_dict()
     return results, info
 
 
@@ -150,6 +157,9 @@ def parser() -> argparse.ArgumentParser:
                    help="next-item training loss (evaluation is always the full softmax)")
     p.add_argument("--rec-batch", type=int, help="next-item batch size (default: the model's)")
     p.add_argument("--intent-epochs", type=int, default=8)
+    p.add_argument("--intent-features", action="store_true",
+                   help="give the intent model and the logistic baseline the session features "
+                        "known at the add (skiff.train.features.SESSION_FEATURES)")
     p.add_argument("--no-ablations", dest="ablations", action="store_false",
                    help="skip the reference rows (no-copy model, logistic+session)")
     p.add_argument("--rounds", type=int, default=1000,

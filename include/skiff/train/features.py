@@ -47,6 +47,7 @@ __all__ = [
     "count_features",
     "SESSION_FEATURES",
     "intent_session_features",
+    "first_item_views",
     "next_item_examples",
     "item_counts",
 ]
@@ -457,35 +458,64 @@ def count_features(sequences: Ragged, vocab_size: int) -> np.ndarray:
 
 #: Names of the columns of :func:`intent_session_features`.
 SESSION_FEATURES = ("log_seconds_to_add", "log_seconds_per_detail", "first_item_price",
-                    "first_item_price_missing")
+                    "first_item_price_missing", "first_item_views_before_add")
 
 
 def intent_session_features(
     seconds_to_first_add: np.ndarray,
     details_before_add: np.ndarray,
     first_item_price: np.ndarray,
+    first_item_views: np.ndarray,
 ) -> np.ndarray:
     """Session features known at the first add (see :data:`SESSION_FEATURES`).
 
     All are known when the add happens, so they are safe for every prefix at or after it:
-    the time from the session's start to the add, that time per product detail view, and
-    the price bucket of the session's first product (often the one added).
+    the time from the session's start to the add (the dwell), that time per product detail
+    view, the price bucket of the session's first product (the one most often added) and
+    how many times that product was viewed before the add (repeat views: the engaged
+    shopper's signature). Event tokens carry none of them.
 
     :param seconds_to_first_add: ``(n,)`` seconds from session start to the first add.
     :param details_before_add: ``(n,)`` detail events up to the add.
     :param first_item_price: ``(n,)`` price bucket of the first product, NaN if unknown.
-    :return: float32 ``(n, 4)``; a missing price is 0 with the missing flag 1.
+    :param first_item_views: ``(n,)`` views of the first product before the add
+        (:func:`first_item_views`).
+    :return: float32 ``(n, 5)``; a missing price is 0 with the missing flag 1.
     :raises DataContractError: the inputs differ in length.
     """
     secs = np.maximum(np.asarray(seconds_to_first_add, np.float64), 0.0)
     details = np.maximum(np.asarray(details_before_add, np.float64), 1.0)
     price = np.asarray(first_item_price, np.float64)
-    if not len(secs) == len(details) == len(price):
+    views = np.maximum(np.asarray(first_item_views, np.float64), 0.0)
+    if not len(secs) == len(details) == len(price) == len(views):
         raise DataContractError(f"Session feature inputs differ in length: {len(secs)}, "
-                                f"{len(details)}, {len(price)}.")
+                                f"{len(details)}, {len(price)}, {len(views)}.")
     missing = ~np.isfinite(price)
     return np.c_[np.log1p(secs), np.log1p(secs / details), np.where(missing, 0.0, price),
-                 missing].astype(np.float32)
+                 missing, views].astype(np.float32)
+
+
+def first_item_views(items: Ragged, within: np.ndarray) -> np.ndarray:
+    """How often each row's first id occurs among its first ``within`` ids.
+
+    For intent: ``items`` are a session's SKUs in view order and ``within`` its detail
+    events before the add, so this counts the views of the first product before the add
+    (an upper bound on the SKUs viewed before it when the mart collapsed repeats).
+
+    :param items: ids of each row.
+    :param within: ``(n,)`` ids of each row to look at (clipped to the row's length).
+    :return: int64 ``(n,)``; 0 for an empty row or ``within <= 0``.
+    :raises DataContractError: ``within`` has the wrong length.
+    """
+    within = np.asarray(within, np.int64)
+    if within.shape != (len(items),):
+        raise DataContractError(f"within has shape {within.shape}; expected ({len(items)},).")
+    head = items.head(within)
+    rows = np.repeat(np.arange(len(head)), head.lengths)
+    if not len(rows):
+        return np.zeros(len(items), np.int64)
+    firsts = head.values[head.offsets[:-1][rows]]
+    return np.bincount(rows[head.values == firsts], minlength=len(items)).astype(np.int64)
 
 
 @dataclass(frozen=True)

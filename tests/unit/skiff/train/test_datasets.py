@@ -113,6 +113,28 @@ def test_intent_table_joins_labels_and_time_to_add(warehouse: DuckDBWarehouse) -
     assert prices[0] == 3.0 and np.isnan(prices[1])  # p9 is not in dim_products
 
 
+def test_intent_session_features_reach_the_model_and_the_baseline(
+        warehouse: DuckDBWarehouse) -> None:
+    from skiff.train import features as F
+    from skiff.train import intent
+
+    marts = D.read_marts(warehouse)
+    cutoff = np.datetime64("2024-05-01T11:30:00")  # s2 trains, s3 is held out
+    plain = intent.prepare(marts, cutoff)
+    assert plain.n_features == 0 and set(plain.tokens("held")) == {"tokens"}
+    data = intent.prepare(marts, cutoff, session_features=True)
+    assert data.n_features == len(F.SESSION_FEATURES)
+    # s2: 10 s to the add, 2 details, first product p1 (price 3) seen once before the add
+    np.testing.assert_allclose(data.train_features[0], [np.log1p(10), np.log1p(5), 3, 0, 1],
+                               rtol=1e-6)
+    # s3: 90 s, 1 detail, p9 has no price
+    np.testing.assert_allclose(data.held_features[0], [np.log1p(90), np.log1p(90), 0, 1, 1],
+                               rtol=1e-6)
+    assert data.tokens("held")["features"].shape == (1, len(F.SESSION_FEATURES))
+    assert data.counts("held").shape[1] == plain.counts("held").shape[1] + data.n_features
+    assert data.counts("held", with_features=False).shape == plain.counts("held").shape
+
+
 def test_intent_table_rejects_an_add_index_past_the_tokens(
         warehouse: DuckDBWarehouse) -> None:
     with warehouse.connect() as con:

@@ -127,10 +127,20 @@ def test_intent_examples_stack_offsets_with_labels() -> None:
 
 def test_intent_session_features() -> None:
     out = F.intent_session_features(np.array([99.0, 0.0]), np.array([3, 0]),
-                                    np.array([4.0, np.nan]))
+                                    np.array([4.0, np.nan]), np.array([2, 0]))
     assert out.dtype == np.float32 and out.shape == (2, len(F.SESSION_FEATURES))
-    np.testing.assert_allclose(out[0], [np.log(100), np.log1p(33), 4, 0], rtol=1e-6)
-    np.testing.assert_allclose(out[1], [0, 0, 0, 1])
+    np.testing.assert_allclose(out[0], [np.log(100), np.log1p(33), 4, 0, 2], rtol=1e-6)
+    np.testing.assert_allclose(out[1], [0, 0, 0, 1, 0])
+    with pytest.raises(DataContractError, match="differ in length"):
+        F.intent_session_features(np.zeros(2), np.zeros(2), np.zeros(2), np.zeros(1))
+
+
+def test_first_item_views_counts_the_first_id_within_the_limit() -> None:
+    items = F.Ragged.from_lists([[5, 6, 5, 7, 5], [8], [], [9, 9]])
+    assert F.first_item_views(items, np.array([4, 3, 2, 0])).tolist() == [2, 1, 0, 0]
+    assert F.first_item_views(items, np.array([9, 1, 0, 2])).tolist() == [3, 1, 0, 2]
+    with pytest.raises(DataContractError, match="within"):
+        F.first_item_views(items, np.array([1]))
 
 
 # ------------------------------------------------------------------ padding and counts
