@@ -111,8 +111,8 @@ class DbtConfig(Section):
     # unlimited, DuckDB takes up to 80% of RAM: a full refresh at 36M events peaked at 19 GiB
     # (docs/performance.md); past the limit its sorts spill to `<warehouse>.tmp`
     duckdb_memory_limit: str = setting(
-        "SKIFF_DUCKDB_MEMORY_LIMIT", "6GiB",
-        "memory limit of dbt's DuckDB (its `memory_limit`: `6GiB`, `4GB`, `50%` of RAM); past "
+        "SKIFF_DUCKDB_MEMORY_LIMIT", "10GiB",
+        "memory limit of dbt's DuckDB (its `memory_limit`: `10GiB`, `4GB`, `50%` of RAM); past "
         "it a full refresh's sorts spill to disk next to the warehouse file",
         clean=lambda value: value.strip().replace(" ", ""))
 
@@ -122,7 +122,7 @@ class DbtConfig(Section):
             raise SkiffConfigError(
                 f"{self.env('duckdb_memory_limit')}={self.duckdb_memory_limit!r} is not a memory "
                 "size: a number and a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB) or a percent "
-                "of RAM, e.g. 6GiB or 50%.")
+                "of RAM, e.g. 10GiB or 50%.")
 
     @property
     def manifest_path(self) -> Path:
