@@ -192,6 +192,7 @@ with DAG(
             env_vars={
                 "SKIFF_DUCKDB_PATH": str(CONFIG.warehouse.duckdb_path),
                 "SKIFF_DBT_TARGET": CONFIG.dbt.target,
+                "SKIFF_DUCKDB_MEMORY_LIMIT": CONFIG.dbt.duckdb_memory_limit,
                 "SKIFF_DBT_INTERVAL_START": "{{ data_interval_start.isoformat() }}",
                 "SKIFF_DBT_INTERVAL_END": "{{ data_interval_end.isoformat() }}",
             },

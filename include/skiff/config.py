@@ -108,6 +108,21 @@ class DbtConfig(Section):
         "each model and its tests keep a task that reports it and re-runs it on retry) or "
         "`local` (one dbt invocation per model and per test)",
         choices=("watcher", "local"), clean=str.lower)
+    # unlimited, DuckDB takes up to 80% of RAM: a full refresh at 36M events peaked at 19 GiB
+    # (docs/performance.md); past the limit its sorts spill to `<warehouse>.tmp`
+    duckdb_memory_limit: str = setting(
+        "SKIFF_DUCKDB_MEMORY_LIMIT", "10GiB",
+        "memory limit of dbt's DuckDB (its `memory_limit`: `10GiB`, `4GB`, `50%` of RAM); past "
+        "it a full refresh's sorts spill to disk next to the warehouse file",
+        clean=lambda value: value.strip().replace(" ", ""))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not re.fullmatch(r"\d+(\.\d+)?([KMGT]i?B|B|%)", self.duckdb_memory_limit, re.I):
+            raise SkiffConfigError(
+                f"{self.env('duckdb_memory_limit')}={self.duckdb_memory_limit!r} is not a memory "
+                "size: a number and a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB) or a percent "
+                "of RAM, e.g. 10GiB or 50%.")
 
     @property
     def manifest_path(self) -> Path:

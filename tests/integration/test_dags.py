@@ -151,7 +151,10 @@ def test_prepare_runs_one_dbt_build_watched_by_the_model_tasks(dagbag) -> None:
     assert producer.env["SKIFF_DBT_INTERVAL_START"] == "{{ data_interval_start.isoformat() }}"
     assert producer.env["SKIFF_DBT_INTERVAL_END"] == "{{ data_interval_end.isoformat() }}"
     assert set(producer.env) == {"SKIFF_DUCKDB_PATH", "SKIFF_DBT_TARGET",
-                                 "SKIFF_DBT_INTERVAL_START", "SKIFF_DBT_INTERVAL_END"}
+                                 "SKIFF_DBT_INTERVAL_START", "SKIFF_DBT_INTERVAL_END",
+                                 "SKIFF_DUCKDB_MEMORY_LIMIT"}
+    # the profile's duckdb target reads it (include/dbt/profiles.yml)
+    assert producer.env["SKIFF_DUCKDB_MEMORY_LIMIT"] == DbtConfig.from_env().duckdb_memory_limit
     assert set(producer.vars) == {"session_lookback_hours", "raw_schema"}
     assert {t.task_id for t in producer.upstream_list} >= {"validate_raw_events", "validate_volume"}
     run, test = dag.get_task("prepare.fct_sessions.run"), dag.get_task("prepare.fct_sessions.test")

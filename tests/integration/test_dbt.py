@@ -208,7 +208,7 @@ def test_full_refresh_builds_with_every_test(full_refresh) -> None:
     # only the catalogue relationship may warn: the data has SKUs missing from the catalogue
     warned = [n for n, s in status.items() if s == "warn"]
     assert warned and all("relationships_int_session_events_product_sku_hash" in n for n in warned)
-    assert sum(n.startswith("unit_test.") for n in status) == 5
+    assert sum(n.startswith("unit_test.") for n in status) == 6
     assert sum(n.startswith("model.") for n in status) == 8 + 4  # + the monitoring models
     (sessions, abandoned, sequences), = query(dbt.db_path, """
         select count(*), count_if(is_cart_abandoned),

@@ -96,6 +96,24 @@
 {%- endmacro %}
 
 
+{#
+    Window function: the previous non-null value of `expression` (the caller
+    adds `over (...)`). DuckDB writes IGNORE NULLS inside the call, Snowflake
+    after it.
+#}
+{% macro lag_ignore_nulls(expression) -%}
+    {{ return(adapter.dispatch('lag_ignore_nulls')(expression)) }}
+{%- endmacro %}
+
+{% macro default__lag_ignore_nulls(expression) -%}
+    lag({{ expression }}) ignore nulls
+{%- endmacro %}
+
+{% macro duckdb__lag_ignore_nulls(expression) -%}
+    lag({{ expression }} ignore nulls)
+{%- endmacro %}
+
+
 {# An empty list, of the type ordered_list returns #}
 {% macro empty_list() -%}
     {{ return(adapter.dispatch('empty_list')()) }}

@@ -46,6 +46,9 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         pytest.param("SKIFF_RAW_SCHEMA", "raw; drop", "SKIFF_RAW_SCHEMA", id="bad-schema"),
         pytest.param("SKIFF_TRAIN_MIXED_PRECISION", "sometimes", "SKIFF_TRAIN_MIXED_PRECISION",
                      id="unknown-precision"),
+        pytest.param("SKIFF_DUCKDB_MEMORY_LIMIT", "lots", "SKIFF_DUCKDB_MEMORY_LIMIT",
+                     id="not-a-memory-size"),
+        pytest.param("SKIFF_DUCKDB_MEMORY_LIMIT", "6", "a number and a unit", id="no-unit"),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -54,6 +57,19 @@ def test_bad_values_name_the_variable(
     monkeypatch.setenv(var, value)
     with pytest.raises(SkiffConfigError, match=match):
         SkiffConfig.from_env()
+
+
+@pytest.mark.parametrize("value", ["6GiB", "4 GB", "512MiB", "50%"])
+def test_duckdb_memory_limit_takes_duckdb_sizes(monkeypatch: pytest.MonkeyPatch,
+                                                value: str) -> None:
+    monkeypatch.setenv("SKIFF_DUCKDB_MEMORY_LIMIT", value)
+    assert DbtConfig.from_env().duckdb_memory_limit == value.replace(" ", "")
+
+
+def test_profile_memory_limit_default_is_the_config_default() -> None:
+    """dbt run by hand (no SKIFF_DUCKDB_MEMORY_LIMIT) gets the limit the DAG passes by default."""
+    profiles = (DbtConfig().project_dir / "profiles.yml").read_text()
+    assert f"env_var('SKIFF_DUCKDB_MEMORY_LIMIT', '{DbtConfig().duckdb_memory_limit}')" in profiles
 
 
 def test_config_error_is_a_value_error() -> None:

@@ -38,7 +38,9 @@ tokenized as (
 
 -- One window pass (one sort) over each session, in event order (the integer
 -- event_id breaks the last ties: a 64-bit compare, not a 32-character text): the index,
--- the gap to the previous event, and the copies a re-loaded batch appended.
+-- the gap to the previous event, the SKU of the previous detail event (so
+-- int_sessions builds the SKU sequences without sorting the events again), and
+-- the copies a re-loaded batch appended.
 -- Copies agree on every column but their lineage (batch_id, ingested_at),
 -- which this model does not keep, so any one of them can stay. dense_rank
 -- gives copies one index, so the indexes of the rows kept run 1, 2, 3 ...
@@ -56,7 +58,13 @@ ordered as (
                 order by event_ms asc, same_ms_rank asc, event_id asc
             )
             as double
-        ) / 1000 as seconds_since_prev
+        ) / 1000 as seconds_since_prev,
+        {{ lag_ignore_nulls(
+            "case when event_token = 'detail' then product_sku_hash end"
+        ) }} over (
+            partition by session_id
+            order by event_ms asc, same_ms_rank asc, event_id asc
+        ) as prev_detail_sku
 
     from tokenized
     qualify
@@ -84,6 +92,14 @@ final as (
 
         ---------- numerics
         seconds_since_prev,
+
+        ---------- flags
+        -- a detail event whose SKU is not the previous detail event's: its SKU
+        -- enters the session's sku_sequence (consecutive repeats collapse)
+        event_token = 'detail'
+            and product_sku_hash is not null
+            and product_sku_hash is distinct from prev_detail_sku
+            as is_new_item,
 
         ---------- timestamps
         event_ms,

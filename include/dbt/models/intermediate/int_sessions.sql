@@ -26,24 +26,8 @@ session_events as (
 
 ),
 
--- a SKU enters the sequence on a detail event, unless it is the SKU of the
--- session's previous detail event (consecutive repeats collapse)
-item_events as (
-
-    select
-        session_id,
-        event_index,
-        product_sku_hash,
-        product_sku_hash is distinct from lag(product_sku_hash) over (
-            partition by session_id
-            order by event_index
-        ) as is_new_item
-
-    from session_events
-    where event_token = 'detail' and product_sku_hash is not null
-
-),
-
+-- the SKUs of sku_sequence: int_session_events flags them (is_new_item) in
+-- its window pass, so no second window sorts the detail events here
 item_sequences as (
 
     select
@@ -51,7 +35,7 @@ item_sequences as (
         {{ ordered_list('product_sku_hash', 'event_index') }} as sku_sequence,
         count(*) as count_items
 
-    from item_events
+    from session_events
     where is_new_item
     group by 1
 
