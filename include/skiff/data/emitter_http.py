@@ -343,6 +343,8 @@ def run_live(emitter: Emitter, client: CollectorClient, *,
             logged_hour = sim_ms // HOUR_MS
             log.info("Emitted %s events up to %s (%s rejected).", summary.events,
                      from_epoch_ms(sim_ms).isoformat(), summary.rejected)
+            if predictions is not None:
+                log.info("Asked %s: %s.", predictions.url, predictions.stats())
         if until_ms is not None and sim_ms >= until_ms:
             break
         next_tick = max(next_tick + tick_s, clock())
