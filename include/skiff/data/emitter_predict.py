@@ -11,9 +11,10 @@ plays those pages for the live emitter (:func:`skiff.data.emitter_http.run_live`
 - a session asks when its id falls in the sampled share (``SKIFF_EMIT_PREDICT_SHARE``: the
   first 60 bits of the session hash, so the same sessions ask in every run of a seed):
   after each event the intent model with its event types so far, and after a product view
-  also the next-item model with the SKUs viewed so far (``k`` 20), each with the session's
-  id so the quality marts can join what the shopper did next; at most the last
-  :data:`MAX_TOKENS` tokens of a session are sent;
+  also the next-item model with the SKUs viewed so far (the API's default ``k``,
+  ``SKIFF_PREDICT_TOP_K``), each with the session's id so the quality marts can join what
+  the shopper did next; at most the last :data:`MAX_TOKENS` tokens of a session are sent
+  (100 SKUs keep the query under the API's 8,192 characters);
 - the requests go through a bounded queue to one background thread with httpx, each
   bounded by ``SKIFF_EMIT_PREDICT_TIMEOUT_S``: a slow or missing server never slows the
   emitter. A request that finds the queue full is dropped, one that fails (transport error,
@@ -32,12 +33,14 @@ from typing import Any
 
 import httpx
 
-__all__ = ["MAX_TOKENS", "ShopperPredictions", "event_token", "session_asks"]
+__all__ = ["MAX_TOKENS", "MODELS", "ShopperPredictions", "event_token", "session_asks"]
 
 log = logging.getLogger(__name__)
 
-#: Most tokens of a session sent in one request (``/predict`` takes up to 200).
-MAX_TOKENS = 200
+#: Most tokens of a session sent in one request (the prediction log keeps as many).
+MAX_TOKENS = 100
+#: The models a shopper asks.
+MODELS = ("intent", "rec")
 _FORGET_MS = 3_600_000  # a session idle this long (event time) is forgotten
 _SAMPLE_BITS = 60
 
@@ -76,13 +79,19 @@ class ShopperPredictions:
     :param share: share of the sessions that ask, 0..1.
     :param timeout_s: seconds one request may take.
     :param queue_size: requests waiting at most; more are dropped.
+    :param models: the models asked, of :data:`MODELS` (a server of one model only).
     :param client: an httpx client to use (tests); default one made here.
+    :raises ValueError: ``share`` is out of range or a model unknown.
     """
 
     def __init__(self, url: str, *, share: float, timeout_s: float = 2.0,
-                 queue_size: int = 1_000, client: httpx.Client | None = None) -> None:
+                 queue_size: int = 1_000, models: tuple[str, ...] = MODELS,
+                 client: httpx.Client | None = None) -> None:
         if not 0 <= share <= 1:
             raise ValueError(f"share={share} must be within [0, 1].")
+        if not models or set(models) - set(MODELS):
+            raise ValueError(f"models={models!r}: use some of {', '.join(MODELS)}.")
+        self.models = frozenset(models)
         self.url = url
         self.share = share
         self._client = client or httpx.Client(timeout=timeout_s,
@@ -115,10 +124,12 @@ class ShopperPredictions:
                 session.skus.append(row["product_sku_hash"])
             if not ask:
                 continue
-            self._put({"session": ",".join(session.tokens[-MAX_TOKENS:]), "session_id": sid})
-            if token == "detail" and session.skus:
+            if "intent" in self.models:
+                self._put({"session": ",".join(session.tokens[-MAX_TOKENS:]),
+                           "session_id": sid})
+            if token == "detail" and session.skus and "rec" in self.models:
                 self._put({"session": ",".join(session.skus[-MAX_TOKENS:]), "model": "rec",
-                           "k": 20, "session_id": sid})
+                           "session_id": sid})
             self._forget(ts)
 
     def _forget(self, now_ms: int) -> None:
@@ -145,6 +156,10 @@ class ShopperPredictions:
             except httpx.HTTPError as exc:
                 self._count("failed")
                 log.debug("GET %s failed: %s", self.url, exc)
+                continue
+            except Exception:  # noqa: BLE001  (the sender outlives any request)
+                self._count("failed")
+                log.exception("GET %s failed unexpectedly.", self.url)
                 continue
             if answer.is_success:
                 self._count("answered")
