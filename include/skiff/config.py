@@ -617,10 +617,12 @@ class EmitConfig(Section):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name, url in (("url", self.url), ("predict_url", self.predict_url)):
+        for name, url, example in (("url", self.url, "http://127.0.0.1:8070/collect"),
+                                   ("predict_url", self.predict_url,
+                                    "http://127.0.0.1:8000/predict")):
             if (url or name == "url") and not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", url):
                 raise SkiffConfigError(f"{self.env(name)}={url!r} is not an http(s) URL, e.g. "
-                                       f"{'http://127.0.0.1:8070/collect' if name == 'url' else 'http://127.0.0.1:8000/predict'}.")
+                                       f"{example}.")
         if self.drift_from:
             try:
                 parse_time(self.drift_from)

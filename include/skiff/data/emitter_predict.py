@@ -1,4 +1,4 @@
-"""The live shoppers asking the served model as they browse: ``GET /predict`` off the emitter's path.
+"""The live shoppers asking the served model as they browse: ``GET /predict``, off the emitter.
 
 A shop's pages ask the recommender (and the intent model) while a shopper browses; the
 answers the endpoint gives are logged by the model server (:mod:`skiff.serve.predlog`) and

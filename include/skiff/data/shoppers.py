@@ -54,7 +54,8 @@ import pyarrow.compute as pc
 from skiff.data.contract import BROWSING, CATALOGUE, SEARCH
 
 __all__ = [
-    "BLOCK", "DRIFTS", "HOUR_MS", "KEY_CATALOGUE", "KEY_DELIVERY", "KEY_HOUR_SESSIONS", "KEY_HOUR_STARTS",
+    "BLOCK", "DRIFTS",
+    "HOUR_MS", "KEY_CATALOGUE", "KEY_DELIVERY", "KEY_HOUR_SESSIONS", "KEY_HOUR_STARTS",
     "KEY_SPAN_SESSIONS", "KEY_SPAN_STARTS", "PEAK_TRAFFIC", "Catalogue", "Streams",
     "build_catalogue", "hour_starts", "simulate", "span_starts", "stream", "traffic",
 ]
