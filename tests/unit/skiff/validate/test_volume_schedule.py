@@ -1,7 +1,7 @@
 """validate_volume on a 5-minute schedule at night: no false drop, and a real one still fails.
 
 The emitter's shoppers (seed 42, `make run`'s traffic) on 2026-11-29: the interval
-00:35-00:40 holds 24 events (two sessions), under 0.2x a twelfth of the day's median hour;
+00:35-00:40 holds 24 events (of 9 sessions), under 0.2x a twelfth of the day's median hour;
 the check used to fail it as a ``volume_drop`` (as the first interval of a night demo did).
 It now counts the hour ending with the interval.
 """
