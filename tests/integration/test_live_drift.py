@@ -22,7 +22,7 @@ Slack alert naming ``sku_popularity`` (a local webhook receiver). Both runs' onl
 The model is untrained (tiny, like the serving tests'): the test is about the loop, not the
 model's quality, and only the next-item model is served and asked (an untrained intent
 model's calibration would fail ``check_quality``).
-About 8 minutes on a busy 2-core machine (two live runs of ~2 minutes, dbt twice, the DAG).
+About 4 minutes on a busy 2-core machine (two live runs of ~1.5 minutes, dbt twice, the DAG).
 """
 
 from __future__ import annotations
