@@ -329,7 +329,7 @@ def run_live(emitter: Emitter, client: CollectorClient, *,
         sim_ms = min(start_ms + int((now - began) * 1000 * speed), int(now * 1000))
         if until_ms is not None:
             sim_ms = min(sim_ms, until_ms)
-        if browsing is not None:
+        if browsing is not None and predictions is not None:
             predictions.observe(browsing.due(sim_ms))
         try:
             for chunk in _chunks(schedule.due(sim_ms), batch_size):
