@@ -55,7 +55,11 @@ def _cmd_emit(args: argparse.Namespace, cfg: SkiffConfig) -> int:
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per POST
     emit = replace(cfg.emit, **{k: v for k, v in (("url", args.url), ("seed", args.seed),
-                                                  ("sessions_per_hour", args.sessions_per_hour))
+                                                  ("sessions_per_hour", args.sessions_per_hour),
+                                                  ("drift", args.drift),
+                                                  ("drift_from", args.drift_from),
+                                                  ("predict_url", args.predict_url),
+                                                  ("predict_share", args.predict_share))
                                 if v is not None})
     emitter = Emitter.from_config(emit)
     if args.catalogue:
@@ -84,6 +88,15 @@ def _cmd_emit(args: argparse.Namespace, cfg: SkiffConfig) -> int:
         print(f"{events:,} events in {len(files) - 1} landing files under {args.to_files} "
               f"(catalogue: {files[-1].name})")
         return 0
+    predictions = None
+    if emit.predict_url and fast_forward:
+        log.warning("SKIFF_EMIT_PREDICT_URL is set, but a fast-forward asks nothing: the "
+                    "answers are judged against what the shoppers do next, live.")
+    elif emit.predict_url:
+        from skiff.data.emitter_predict import ShopperPredictions
+
+        predictions = ShopperPredictions(emit.predict_url, share=emit.predict_share,
+                                         timeout_s=emit.predict_timeout_s)
     stop = threading.Event()  # SIGINT / SIGTERM (docker stop): finish the batch in flight, exit
     handlers = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -96,10 +109,14 @@ def _cmd_emit(args: argparse.Namespace, cfg: SkiffConfig) -> int:
             else:
                 summary = run_live(emitter, client, start=args.since, until=args.to,
                                    speed=emit.speed if args.speed is None else args.speed,
-                                   batch_size=emit.batch_size)
+                                   batch_size=emit.batch_size, predictions=predictions)
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+        if predictions is not None:
+            asked = predictions.close()
+            print("asked {url}: {asked:,} requests, {answered:,} answered, {refused:,} refused, "
+                  "{failed:,} failed, {dropped:,} dropped".format(url=emit.predict_url, **asked))
     if history_file is not None and summary.until_ms:  # a restart goes on from here
         from skiff.times import from_epoch_ms
 
@@ -378,6 +395,18 @@ def build_parser() -> argparse.ArgumentParser:
     emit.add_argument("--sessions-per-hour", type=float,
                       help="mean sessions starting in an hour at the daily peak "
                            f"(SKIFF_EMIT_SESSIONS_PER_HOUR, {cfg.emit.sessions_per_hour:g})")
+    emit.add_argument("--drift", choices=("short", "tail"),
+                      help="the shoppers change behaviour (SKIFF_EMIT_DRIFT): shorter sessions, "
+                           "or products others ignore")
+    emit.add_argument("--drift-from", metavar="TIME",
+                      help="when the drift starts, ISO 8601 (SKIFF_EMIT_DRIFT_FROM; default: "
+                           "every session)")
+    emit.add_argument("--predict-url", metavar="URL",
+                      help="live: the sampled shoppers ask this GET /predict as they browse "
+                           f"(SKIFF_EMIT_PREDICT_URL, {cfg.emit.predict_url or 'none'})")
+    emit.add_argument("--predict-share", type=float, metavar="SHARE",
+                      help="share of the sessions that ask (SKIFF_EMIT_PREDICT_SHARE, "
+                           f"{cfg.emit.predict_share:g})")
     emit.set_defaults(func=_cmd_emit)
 
     collect = sub.add_parser("collect", help="the /collect collector: events in over HTTP, "

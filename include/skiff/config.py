@@ -25,6 +25,7 @@ from typing import Any, Self
 
 from skiff._settings import Section, Setting, document, field_types, markdown, records, setting
 from skiff.exceptions import SkiffConfigError
+from skiff.times import parse_time
 
 __all__ = ["REPO_ROOT", "skiff_home", "Setting", "settings", "markdown_table", "WarehouseConfig",
            "ReplayConfig", "DbtConfig", "ValidationConfig", "TrainingConfig", "ServingConfig",
@@ -612,12 +613,37 @@ class EmitConfig(Section):
     give_up_s: float = setting("SKIFF_EMIT_GIVE_UP_S", 120.0, "seconds a fast-forward keeps "
                                "retrying a batch while the collector is down (live never gives "
                                "up)", maximum=1e6)
+    drift: str = setting("SKIFF_EMIT_DRIFT", "", "a behaviour change of the shoppers, for the "
+                         "drift checks: `short` (sessions a quarter as long) or `tail` (they "
+                         "view what others ignore); empty: none", choices=("", "short", "tail"),
+                         clean=str.lower)
+    drift_from: str = setting("SKIFF_EMIT_DRIFT_FROM", "", "when the drift starts (ISO 8601; "
+                              "the sessions starting then or later drift); empty: every session")
+    predict_url: str = setting("SKIFF_EMIT_PREDICT_URL", "", "the `GET /predict` URL the live "
+                               "shoppers ask as they browse (`http://127.0.0.1:8000/predict` "
+                               "for `skiff serve`); empty: they ask nothing")
+    predict_share: float = setting("SKIFF_EMIT_PREDICT_SHARE", 0.2, "share of the sessions "
+                                   "that ask `/predict` after each of their events (the intent "
+                                   "model; after a product view also the recommendations)",
+                                   maximum=1.0)
+    predict_timeout_s: float = setting("SKIFF_EMIT_PREDICT_TIMEOUT_S", 2.0, "seconds a "
+                                       "shopper's `/predict` may take (then counted failed)",
+                                       minimum=0.01, maximum=60.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", self.url):
-            raise SkiffConfigError(f"{self.env('url')}={self.url!r} is not an http(s) URL, e.g. "
-                                   "http://127.0.0.1:8070/collect.")
+        for name, url, example in (("url", self.url, "http://127.0.0.1:8070/collect"),
+                                   ("predict_url", self.predict_url,
+                                    "http://127.0.0.1:8000/predict")):
+            if (url or name == "url") and not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", url):
+                raise SkiffConfigError(f"{self.env(name)}={url!r} is not an http(s) URL, e.g. "
+                                       f"{example}.")
+        if self.drift_from:
+            try:
+                parse_time(self.drift_from)
+            except (ValueError, SkiffConfigError) as exc:
+                raise SkiffConfigError(f"{self.env('drift_from')}={self.drift_from!r} is not a "
+                                       "time (ISO 8601, e.g. 2026-11-28T03:00:00Z).") from exc
 
 
 def _landing() -> str:

@@ -16,6 +16,10 @@ time, and every hour is a pure function of the seed and the hour:
   retry 1-30 s later. :meth:`Emitter.delivered` of hour ``H`` gathers the events arriving
   in ``H`` from every event hour that can reach it, in arrival order.
 
+With ``drift``, the sessions starting from ``drift_from`` on browse differently
+(:data:`skiff.data.shoppers.DRIFTS`: shorter sessions, or other products), for the
+monitoring's drift checks; the sessions before are as without it.
+
 Delivered rows carry ``arrival_ts_ms``, the simulated time the collector receives them.
 :mod:`skiff.data.emitter_http` posts them to the collector; :mod:`skiff.data.emitter_files`
 writes them as its landing files would be, for tests, the soak and ``skiff emit --to-files``.
@@ -36,6 +40,7 @@ import pyarrow as pa
 from skiff.config import EmitConfig
 from skiff.data.contract import BROWSING, SEARCH
 from skiff.data.shoppers import (
+    DRIFTS,
     HOUR_MS,
     KEY_CATALOGUE,
     KEY_DELIVERY,
@@ -127,12 +132,23 @@ class Emitter:
     :param duplicate_share: share of the events posted twice.
     :param late_share: share of the events posted 2 minutes to ``max_lateness_minutes`` late.
     :param max_lateness_minutes: the latest a late event is posted.
+    :param drift: one of :data:`~skiff.data.shoppers.DRIFTS`: how the shoppers change from
+        ``drift_from`` on; None: they do not.
+    :param drift_from: when the drift starts (sessions starting then or later), epoch ms or
+        a time; None: at the epoch (every session).
     :raises SkiffConfigError: an argument is out of range.
     """
 
     def __init__(self, *, seed: int = 42, sessions_per_hour: float = 450.0,
                  products: int = 5_000, duplicate_share: float = 0.002,
-                 late_share: float = 0.01, max_lateness_minutes: int = 90) -> None:
+                 late_share: float = 0.01, max_lateness_minutes: int = 90,
+                 drift: str | None = None,
+                 drift_from: int | datetime | str | None = None) -> None:
+        if drift is not None and drift not in DRIFTS:
+            raise SkiffConfigError(f"drift={drift!r} is not one of {', '.join(DRIFTS)} "
+                                   "(SKIFF_EMIT_DRIFT, skiff emit --drift).")
+        self.drift = drift
+        self.drift_from_ms = 0 if drift_from is None else _ms(drift_from)
         for name, value, low, high in (
                 ("seed", seed, 0, 2**63), ("sessions_per_hour", sessions_per_hour, 1e-3, 1e6),
                 ("products", products, 20, 10**6), ("duplicate_share", duplicate_share, 0, 0.5),
@@ -156,7 +172,8 @@ class Emitter:
         """An emitter of :class:`skiff.config.EmitConfig`'s shoppers."""
         return cls(seed=config.seed, sessions_per_hour=config.sessions_per_hour,
                    products=config.products, duplicate_share=config.duplicate_share,
-                   late_share=config.late_share, max_lateness_minutes=config.max_lateness_minutes)
+                   late_share=config.late_share, max_lateness_minutes=config.max_lateness_minutes,
+                   drift=config.drift or None, drift_from=config.drift_from or None)
 
     @property
     def catalogue_table(self) -> pa.Table:
@@ -242,7 +259,8 @@ class Emitter:
             return Events(BROWSING.schema.empty_table(), SEARCH.schema.empty_table())
         streams = Streams(self.seed, (KEY_HOUR_SESSIONS, s), 0, len(starts))
         return Events(*simulate(self.catalogue, streams, starts, s * HOUR_MS,
-                                (s + 1 + LOOKBACK_HOURS) * HOUR_MS))
+                                (s + 1 + LOOKBACK_HOURS) * HOUR_MS, drift=self.drift,
+                                drift_from_ms=self.drift_from_ms))
 
     def _gather(self, e: int) -> Events:
         parts = [self._sessions(s) for s in range(max(0, e - LOOKBACK_HOURS), e + 1)]

@@ -15,7 +15,9 @@ like the simulated ones.
 - :func:`run_live` (``skiff emit``): each delivery posted around its arrival time on a
   clock running ``speed`` times faster than real time (never ahead of it: the collector
   rejects events from the future), the due ones batched every ``tick_s``; never gives up:
-  what comes due while the collector is down is posted, in order, once it is back.
+  what comes due while the collector is down is posted, in order, once it is back. With
+  a :class:`~skiff.data.emitter_predict.ShopperPredictions`, it is also handed each browsing
+  event at its event time, and the sampled shoppers ask ``/predict`` as they browse.
 """
 
 from __future__ import annotations
@@ -27,15 +29,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
 
-from skiff.data.emitter import ARRIVAL, Emitter
+from skiff.data.contract import BROWSING
+from skiff.data.emitter import ARRIVAL, LOOKBACK_HOURS, Emitter
 from skiff.data.shoppers import HOUR_MS
 from skiff.exceptions import DeliveryError, SkiffConfigError
 from skiff.times import from_epoch_ms, to_epoch_ms
+
+if TYPE_CHECKING:
+    from skiff.data.emitter_predict import ShopperPredictions
 
 __all__ = ["Answer", "CollectorClient", "EmitSummary", "post_range", "run_live"]
 
@@ -230,11 +236,32 @@ def post_range(emitter: Emitter, client: CollectorClient, since: int | datetime 
     return summary
 
 
-class _Schedule:
-    """The deliveries from ``start_ms`` on, handed out as their arrival times come due."""
+def _arrivals(emitter: Emitter, hour: int) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The deliveries arriving in ``hour`` and their arrival times."""
+    rows = emitter.delivered(hour).rows(arrival=True)
+    return rows, np.array([r.pop(ARRIVAL) for r in rows], np.int64)
 
-    def __init__(self, emitter: Emitter, start_ms: int) -> None:
+
+def _browsing(emitter: Emitter, hour: int) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The browsing events happening in ``hour`` and their times (what the shoppers do)."""
+    table = emitter.events(hour).browsing
+    return table.to_pylist(), table[BROWSING.time_column].to_numpy().astype(np.int64)
+
+
+class _Schedule:
+    """The rows from ``start_ms`` on, handed out as their times come due.
+
+    :param emitter: the shoppers.
+    :param start_ms: rows before it are skipped.
+    :param source: an hour's rows and their times, sorted (default: the deliveries, by
+        arrival).
+    """
+
+    def __init__(self, emitter: Emitter, start_ms: int,
+                 source: Callable[[Emitter, int], tuple[list[dict[str, Any]], np.ndarray]]
+                 = _arrivals) -> None:
         self._emitter = emitter
+        self._source = source
         self._hour = start_ms // HOUR_MS - 1
         self._rows: list[dict[str, Any]] = []
         self._arrival = np.empty(0, np.int64)
@@ -251,16 +278,15 @@ class _Schedule:
             if until_ms <= (self._hour + 1) * HOUR_MS:
                 return out
             self._hour += 1
-            rows = self._emitter.delivered(self._hour).rows(arrival=True)
-            self._arrival = np.array([r.pop(ARRIVAL) for r in rows], np.int64)
-            self._rows = rows
+            self._rows, self._arrival = self._source(self._emitter, self._hour)
             self._next = int(np.searchsorted(self._arrival, self._start_ms, side="left"))
 
 
 def run_live(emitter: Emitter, client: CollectorClient, *,
              start: int | datetime | str | None = None, speed: float = 1.0,
              until: int | datetime | str | None = None, batch_size: int = 500,
-             tick_s: float = 1.0, clock: Callable[[], float] = time.time) -> EmitSummary:
+             tick_s: float = 1.0, clock: Callable[[], float] = time.time,
+             predictions: ShopperPredictions | None = None) -> EmitSummary:
     """Live: post each delivery around its arrival time, batched every ``tick_s``, until stopped.
 
     The simulated clock starts at ``start`` and runs ``speed`` times faster than ``clock``,
@@ -275,6 +301,9 @@ def run_live(emitter: Emitter, client: CollectorClient, *,
     :param batch_size: most events in one ``POST``.
     :param tick_s: real seconds between two batches.
     :param clock: real time in seconds (tests).
+    :param predictions: the shoppers asking ``/predict``: handed each browsing event as its
+        event time comes due (the sessions' events before ``start`` teach it their tokens
+        so far); None: nobody asks.
     :return: what was posted; ``until_ms`` is the simulated time reached.
     :raises DeliveryError: the collector refused a batch (a 4xx other than 408, 413, 429).
     :raises SkiffConfigError: ``speed`` is not positive.
@@ -286,6 +315,12 @@ def run_live(emitter: Emitter, client: CollectorClient, *,
         start if isinstance(start, int) else to_epoch_ms(start))
     until_ms = None if until is None else (until if isinstance(until, int) else to_epoch_ms(until))
     schedule, summary = _Schedule(emitter, start_ms), EmitSummary()
+    browsing = None
+    if predictions is not None:
+        browsing = _Schedule(emitter, start_ms, _browsing)
+        for hour in range(max(0, start_ms // HOUR_MS - LOOKBACK_HOURS), start_ms // HOUR_MS + 1):
+            rows, times = _browsing(emitter, hour)
+            predictions.observe(rows[:int(np.searchsorted(times, start_ms))], ask=False)
     log.info("Emitting from %s at %gx to %s.", from_epoch_ms(start_ms).isoformat(), speed,
              client.url)
     logged_hour, next_tick = start_ms // HOUR_MS, began
@@ -294,6 +329,8 @@ def run_live(emitter: Emitter, client: CollectorClient, *,
         sim_ms = min(start_ms + int((now - began) * 1000 * speed), int(now * 1000))
         if until_ms is not None:
             sim_ms = min(sim_ms, until_ms)
+        if browsing is not None and predictions is not None:
+            predictions.observe(browsing.due(sim_ms))
         try:
             for chunk in _chunks(schedule.due(sim_ms), batch_size):
                 summary.add(client.post(chunk))
@@ -306,6 +343,8 @@ def run_live(emitter: Emitter, client: CollectorClient, *,
             logged_hour = sim_ms // HOUR_MS
             log.info("Emitted %s events up to %s (%s rejected).", summary.events,
                      from_epoch_ms(sim_ms).isoformat(), summary.rejected)
+            if predictions is not None:
+                log.info("Asked %s: %s.", predictions.url, predictions.stats())
         if until_ms is not None and sim_ms >= until_ms:
             break
         next_tick = max(next_tick + tick_s, clock())

@@ -25,6 +25,15 @@ What there is to learn:
 - **Traffic**: sessions start on a daily cycle peaking at 14:00 UTC (1.6x the day's mean)
   with its trough at 02:00 (0.4x).
 
+**Drift** (:data:`DRIFTS`; ``skiff emit --drift``): from a given time, the shoppers change
+behaviour, for the monitoring's drift checks to see. ``short``: the shopper leaves at the
+view after the first quarter of the session's views (most view one or two products; fewer
+carts, as the add comes at the anchor's last view); ``tail``: shoppers favour what others
+ignore (each product viewed is swapped for the one of opposite popularity rank: the most
+popular for the least, and so on; the successions, carts and searches follow the swapped
+products). The same draws are used either way, so a drifted session is the same session
+changed, and every hour stays a pure function of the seed.
+
 Randomness is keyed, never sequential: every draw comes from a numpy stream named by
 ``(seed, *key)`` (:func:`stream`), the keys below telling apart what each stream is for, so
 any part (a block of sessions, an hour of the emitter) can be drawn alone.
@@ -45,7 +54,8 @@ import pyarrow.compute as pc
 from skiff.data.contract import BROWSING, CATALOGUE, SEARCH
 
 __all__ = [
-    "BLOCK", "HOUR_MS", "KEY_CATALOGUE", "KEY_DELIVERY", "KEY_HOUR_SESSIONS", "KEY_HOUR_STARTS",
+    "BLOCK", "DRIFTS",
+    "HOUR_MS", "KEY_CATALOGUE", "KEY_DELIVERY", "KEY_HOUR_SESSIONS", "KEY_HOUR_STARTS",
     "KEY_SPAN_SESSIONS", "KEY_SPAN_STARTS", "PEAK_TRAFFIC", "Catalogue", "Streams",
     "build_catalogue", "hour_starts", "simulate", "span_starts", "stream", "traffic",
 ]
@@ -71,6 +81,8 @@ _DETAIL, _ADD, _REMOVE, _PURCHASE, _PAGEVIEW = range(5)  # event kinds, in same-
 _HEX = np.array([f"{i:02x}".encode() for i in range(256)]).view(np.uint16)
 #: Highest value of :func:`traffic` (at 14:00 UTC).
 PEAK_TRAFFIC = 1.6
+#: The shoppers' behaviour changes :func:`simulate` can plant (module docstring, **Drift**).
+DRIFTS = ("short", "tail")
 
 
 def stream(seed: int, *key: int) -> np.random.Generator:
@@ -303,7 +315,8 @@ class _Views:
 
 
 def simulate(cat: Catalogue, streams: Streams, starts: np.ndarray, start_ms: int,
-              end_ms: int) -> tuple[pa.Table, pa.Table]:
+              end_ms: int, *, drift: str | None = None,
+              drift_from_ms: int = 0) -> tuple[pa.Table, pa.Table]:
     """Browsing and search rows of sessions starting at ``starts``, session by session.
 
     :param cat: the catalogue.
@@ -311,16 +324,28 @@ def simulate(cat: Catalogue, streams: Streams, starts: np.ndarray, start_ms: int
     :param starts: start time of each session, epoch ms, sorted.
     :param start_ms: no search is placed before this time (the span's start).
     :param end_ms: events at or after this time are cut (sessions still running then).
+    :param drift: one of :data:`DRIFTS`: the behaviour change of the sessions starting at or
+        after ``drift_from_ms``; None: none.
+    :param drift_from_ms: epoch ms from which sessions drift.
     :return: the ``browsing_train`` and ``search_train`` rows, each session's contiguous.
+    :raises ValueError: ``drift`` is not one of :data:`DRIFTS`.
     """
+    if drift is not None and drift not in DRIFTS:
+        raise ValueError(f"drift={drift!r} is not one of {', '.join(DRIFTS)}.")
+    drifted = (starts >= drift_from_ms) if drift else np.zeros(len(starts), bool)
     ids = streams.hashes()
     u = streams.uniform(8)  # per session, one column per use
     intent = streams.normal()
-    views = _views(cat, streams, starts, u, intent)
+    views = _views(cat, streams, starts, u, intent, drift, drifted)
     parts = zip(_view_events(cat, streams, views), _cart_events(cat, views, u))
     sess, ts, kind, sku, url = (np.concatenate(p) for p in parts)
+    cut = np.full(len(starts), end_ms, np.int64)  # per session: its events end before
+    if drift == "short":  # the shopper leaves at the view after a quarter of them
+        keep = np.maximum(1, views.n_views // 4)
+        leaves = drifted & (keep < views.n_views)
+        cut[leaves] = np.minimum(end_ms, views.time[views.first[leaves] + keep[leaves]])
     order = np.lexsort((kind, ts, sess))
-    order = order[ts[order] < end_ms]
+    order = order[ts[order] < cut[sess[order]]]
     sess, ts, kind, sku, url = sess[order], ts[order], kind[order], sku[order], url[order]
     browsing = pa.Table.from_arrays([
         ids.take(pa.array(sess)),
@@ -331,12 +356,15 @@ def simulate(cat: Catalogue, streams: Streams, starts: np.ndarray, start_ms: int
         pa.array(ts),
         cat.urls.take(pa.array(url)),
     ], schema=BROWSING.schema)
-    return browsing, _searches(cat, streams, views, ids, u, start_ms, end_ms)
+    return browsing, _searches(cat, streams, views, ids, u, start_ms, cut)
 
 
 def _views(cat: Catalogue, streams: Streams, starts: np.ndarray, u: np.ndarray,
-           intent: np.ndarray) -> _Views:
-    """Markov-like product views: successors (by direction), anchor returns, popular, jumps."""
+           intent: np.ndarray, drift: str | None, drifted: np.ndarray) -> _Views:
+    """Markov-like product views: successors (by direction), anchor returns, popular, jumps.
+
+    ``drifted`` sessions are changed by ``drift`` (module docstring, **Drift**).
+    """
     n_views = np.clip(np.exp(0.9 + 0.85 * streams.normal() + 0.2 * intent), 1, 50).astype(np.int64)
     first = np.cumsum(n_views) - n_views
     session = np.repeat(np.arange(len(starts)), n_views)
@@ -360,6 +388,9 @@ def _views(cat: Catalogue, streams: Streams, starts: np.ndarray, u: np.ndarray,
             [anchor[s], product[np.maximum(i - 2, first[s])],
              cat.successors[cur, direction[s], _pick(_SUCC_CDF, choice)]],
             pop.in_category(cats, choice))
+    if drift == "tail":
+        swapped = _opposite_popularity(pop)[product]
+        product = np.where(drifted[session], swapped, product)
 
     dwell_ms = 25_000 * np.exp(0.35 * intent)  # engaged sessions dwell longer
     gap = np.clip(dwell_ms[session] * np.exp(0.9 * streams.normal(n_views)),
@@ -368,6 +399,15 @@ def _views(cat: Catalogue, streams: Streams, starts: np.ndarray, u: np.ndarray,
     since_first -= since_first[first][session]
     time = starts[session] + since_first
     return _Views(n_views, first, session, step, product, time, gap)
+
+
+def _opposite_popularity(pop: _Popularity) -> np.ndarray:
+    """For each product, the product of opposite popularity rank (the most popular's is the
+    least popular)."""
+    order = np.argsort(-np.diff(pop.edges), kind="stable")  # most popular first
+    opposite = np.empty_like(order)
+    opposite[order] = order[::-1]
+    return opposite
 
 
 def _view_events(cat: Catalogue, streams: Streams, v: _Views) -> tuple[np.ndarray, ...]:
@@ -431,8 +471,9 @@ def _cart_events(cat: Catalogue, v: _Views, u: np.ndarray) -> tuple[np.ndarray, 
 
 
 def _searches(cat: Catalogue, streams: Streams, v: _Views, ids: pa.StringArray,
-              u: np.ndarray, start_ms: int, end_ms: int) -> pa.Table:
-    """1-3 searches in ~15% of sessions, each just before a view of a product it shows."""
+              u: np.ndarray, start_ms: int, cut: np.ndarray) -> pa.Table:
+    """1-3 searches in ~15% of sessions, each just before a view of a product it shows;
+    those at or after their session's ``cut`` (epoch ms) are dropped."""
     n_search = np.where(u[:, 6] < 0.15, 1 + (u[:, 7] > 0.6) + (u[:, 7] > 0.9), 0)
     us = streams.uniform(6, n_search)  # per search: view, time, query, shown, slot, click
     sess = np.repeat(np.arange(len(n_search)), n_search)
@@ -458,5 +499,5 @@ def _searches(cat: Catalogue, streams: Streams, v: _Views, ids: pa.StringArray,
         _sku_lists(cat.skus, results[listed], n_shown),
         pa.array(ts),
     ], schema=SEARCH.schema)
-    return table.filter(pa.array(ts < end_ms))
+    return table.filter(pa.array(ts < cut[sess]))
 

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from skiff.config import REPO_ROOT, CollectConfig
+from skiff.config import REPO_ROOT, CollectConfig, ServingConfig
 from skiff.exceptions import SkiffError
 from skiff.ops.shoppers import LiveShoppers, LiveShoppersError
 
@@ -298,6 +298,8 @@ def banner(airflow: LocalAirflow, dag_id: str, sample_end: str | None = None,
         lines += [
             f"collector    {shoppers.url}/collect   (skiff collect; log {shoppers.logs}/collect.log)",
             f"shoppers     skiff emit, live, posting to it   (log {shoppers.logs}/emit.log)",
+            f"             asking {shoppers.env.get('SKIFF_EMIT_PREDICT_URL') or 'no model'} as "
+            "they browse (SKIFF_EMIT_PREDICT_URL)",
             f"             Unpause {dag_id}: each interval of SKIFF_SCHEDULE ingests what landed",
         ]
     if sample_end:
@@ -338,8 +340,11 @@ def main(argv: list[str] | None = None) -> int:
           f"output in {airflow.log_path}", flush=True)
     shoppers = None
     if args.live:
+        # the shoppers ask the local /predict (skiff serve's, the deploy's) unless told otherwise
+        predict = os.environ.get("SKIFF_EMIT_PREDICT_URL", "http://127.0.0.1:%d/predict"
+                                 % ServingConfig.from_env().api_port)
         shoppers = LiveShoppers(os.environ.get("SKIFF_HOME", ".skiff"),
-                                port=CollectConfig.from_env().port)
+                                port=CollectConfig.from_env().port, predict_url=predict)
     try:
         if shoppers is not None:
             shoppers.start()

@@ -6,7 +6,9 @@ file every ``SKIFF_COLLECT_ROLL_SECONDS`` and every scheduled interval of ``skif
 fresh events. ``make airflow`` runs them beside Airflow, the soak drives them (and kills and
 restarts the collector on purpose). Each process runs in its own session, its output in
 ``<SKIFF_HOME>/logs/``; :meth:`LiveShoppers.stop` ends them gracefully (SIGTERM: the
-collector rolls what its log holds into landing files).
+collector rolls what its log holds into landing files). With a ``predict_url`` the sampled
+shoppers also ask the served model as they browse (:mod:`skiff.data.emitter_predict`); a
+server that is not up yet only counts failed requests in ``emit.log``.
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ class LiveShoppers:
     :param env: environment of both processes (the collector's settings, the emitter's);
         default this process's.
     :param speed: the emitter's speed (``SKIFF_EMIT_SPEED`` when None).
+    :param predict_url: the ``GET /predict`` the shoppers ask (``SKIFF_EMIT_PREDICT_URL``
+        when None; empty: they ask nothing).
     """
 
     def __init__(self, home: str | Path, *, port: int, env: Mapping[str, str] | None = None,
-                 speed: float | None = None) -> None:
+                 speed: float | None = None, predict_url: str | None = None) -> None:
         self.home = Path(home)
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -50,6 +54,8 @@ class LiveShoppers:
                     "SKIFF_COLLECT_HOST": "127.0.0.1", "SKIFF_COLLECT_PORT": str(port),
                     "SKIFF_COLLECT_URL": f"{self.url}/collect"}
         self.speed = speed
+        if predict_url is not None:
+            self.env["SKIFF_EMIT_PREDICT_URL"] = predict_url
         self.collector: subprocess.Popen[bytes] | None = None
         self.emitter: subprocess.Popen[bytes] | None = None
 

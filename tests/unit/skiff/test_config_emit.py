@@ -46,9 +46,26 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.param("SKIFF_EMIT_MAX_LATENESS_MINUTES", "2", id="lateness-below-the-minimum"),
     pytest.param("SKIFF_EMIT_SPEED", "0", id="stopped-clock"),
     pytest.param("SKIFF_EMIT_BATCH_SIZE", "0", id="empty-batches"),
+    pytest.param("SKIFF_EMIT_DRIFT", "longer", id="unknown-drift"),
+    pytest.param("SKIFF_EMIT_DRIFT_FROM", "yesterday", id="drift-from-not-a-time"),
+    pytest.param("SKIFF_EMIT_PREDICT_URL", "ftp://127.0.0.1/predict", id="predict-not-http"),
+    pytest.param("SKIFF_EMIT_PREDICT_SHARE", "1.5", id="share-over-one"),
+    pytest.param("SKIFF_EMIT_PREDICT_TIMEOUT_S", "0", id="no-time-to-answer"),
 ])
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, var: str,
                                       value: str) -> None:
     monkeypatch.setenv(var, value)
     with pytest.raises(SkiffConfigError, match=var):
         EmitConfig.from_env()
+
+
+def test_drift_and_predict_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (EmitConfig().drift, EmitConfig().predict_url, EmitConfig().predict_share) == (
+        "", "", 0.2)
+    monkeypatch.setenv("SKIFF_EMIT_DRIFT", "Tail")
+    monkeypatch.setenv("SKIFF_EMIT_DRIFT_FROM", "2026-11-28T03:00:00Z")
+    monkeypatch.setenv("SKIFF_EMIT_PREDICT_URL", "http://127.0.0.1:8000/predict")
+    cfg = EmitConfig.from_env()
+    assert (cfg.drift, cfg.predict_url) == ("tail", "http://127.0.0.1:8000/predict")
+    emitter = Emitter.from_config(cfg)
+    assert (emitter.drift, emitter.drift_from_ms) == ("tail", 1795834800000)

@@ -261,3 +261,50 @@ def test_bad_hours_and_ranges_name_the_problem(emitter: Emitter) -> None:
         emitter.events(-1)
     with pytest.raises(SkiffConfigError, match="empty"):
         next(emitter.deliveries(DAY, DAY))
+
+
+# ---------------------------------------------------------------- drift
+
+
+def _popularity_rank(emitter: Emitter) -> dict[str, int]:
+    """Each SKU's popularity rank in the catalogue (0: the most popular)."""
+    weight = np.diff(emitter.catalogue.pop.edges)
+    skus = emitter.catalogue.skus.to_pylist()
+    return {skus[p]: rank for rank, p in enumerate(np.argsort(-weight, kind="stable"))}
+
+
+def _details(events: Events) -> pa.Table:
+    return events.browsing.filter(pc.equal(events.browsing["product_action"], "detail"))
+
+
+def test_drift_changes_the_sessions_from_its_time_on_deterministically() -> None:
+    plain = Emitter(seed=7, sessions_per_hour=2_000, products=1_000)
+    start = _hour_ms(H14) + 30 * 60_000  # the sessions of the hour's second half drift
+    short = Emitter(seed=7, sessions_per_hour=2_000, products=1_000, drift="short",
+                    drift_from=start)
+    before, after = plain.sessions(H14).browsing, short.sessions(H14).browsing
+    ts = "server_timestamp_epoch_ms"
+    ids_before = pc.unique(before.filter(pc.less(before[ts], start))["session_id_hash"])
+    first_half = pc.is_in(after["session_id_hash"], ids_before)
+    # sessions started before the drift are untouched
+    assert after.filter(first_half).equals(before.filter(
+        pc.is_in(before["session_id_hash"], ids_before)))
+    # the later ones are about a quarter as long (same ids: the same sessions, changed)
+    late_before = before.filter(pc.invert(pc.is_in(before["session_id_hash"], ids_before)))
+    late_after = after.filter(pc.invert(first_half))
+    assert 0 < late_after.num_rows < 0.45 * late_before.num_rows
+    assert short.sessions(H14).browsing.equals(after)  # a pure function of seed and hour
+
+    tail = Emitter(seed=7, sessions_per_hour=2_000, products=1_000, drift="tail")
+    rank = _popularity_rank(plain)
+    plain_ranks = np.array([rank[s] for s in _details(plain.events(H14))["product_sku_hash"]
+                            .to_pylist()])
+    tail_ranks = np.array([rank[s] for s in _details(tail.events(H14))["product_sku_hash"]
+                           .to_pylist()])
+    assert np.median(plain_ranks) < 100 and np.median(tail_ranks) > 900  # of 1,000
+    assert (tail_ranks < 10).mean() < 0.01 < (plain_ranks < 10).mean()
+
+
+def test_an_unknown_drift_is_refused() -> None:
+    with pytest.raises(SkiffConfigError, match="drift='longer' is not one of short, tail"):
+        Emitter(drift="longer")

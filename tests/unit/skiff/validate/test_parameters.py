@@ -20,6 +20,7 @@ from skiff.validate.parameters import (
     allow_duplicates,
     suite_parameters,
     volume_reference,
+    volume_span,
 )
 
 HOUR = 3_600_000
@@ -63,15 +64,17 @@ def test_volume_reference_counts_empty_hours_but_not_the_time_before_the_log(win
     assert volume_reference({}, window) == VolumeReference(0, None)
 
 
-def test_volume_reference_scales_to_the_interval_length(window) -> None:
-    """A 5-minute interval (SKIFF_SCHEDULE='*/5 * * * *') expects a twelfth of the median
-    hour, a two-hour one twice it; the unfinished hour a sub-hour interval starts in (10:05's
-    hour 10) is not history."""
+def test_volume_reference_scales_to_the_counted_span(window) -> None:
+    """A 5-minute interval (SKIFF_SCHEDULE='*/5 * * * *') is counted over the hour ending with
+    it, so it expects the median hour; a two-hour one twice it; the unfinished hour a sub-hour
+    interval starts in (10:05's hour 10) is not history."""
     start_hour = window.start_ms // HOUR
     counts = {start_hour - 2: 1200, start_hour - 1: 1200, start_hour: 40}
     five = ValidationWindow(window.start + timedelta(minutes=5),
                             window.start + timedelta(minutes=10), now=window.now)
-    assert volume_reference(counts, five) == VolumeReference(hours=2, median=100.0)
+    assert volume_reference(counts, five) == VolumeReference(hours=2, median=1200.0)
+    assert volume_span(five) == (five.end_ms - HOUR, five.end_ms)
+    assert volume_span(window) == (window.start_ms, window.end_ms)
     two = ValidationWindow(window.start, window.start + timedelta(hours=2), now=window.now)
     assert volume_reference(counts, two) == VolumeReference(hours=2, median=2400.0)
     assert volume_reference({start_hour: 40}, five) == VolumeReference(0, None)
