@@ -112,14 +112,15 @@ def _tokens(values: Any, keep: int | None = None) -> list[str] | None:
     """The contract-shaped tokens of a list (others left out), the latest ``keep``."""
     if not isinstance(values, list):
         return None
-    values = values[-keep:] if keep else values
     try:  # the usual case, every token well formed: one match over the whole list
         joined = "\x00".join(values) + "\x00"
-        if joined.count("\x00") == len(values) and _TOKENS.fullmatch(joined):
-            return values or None
+        tokens = values if joined.count("\x00") == len(values) and _TOKENS.fullmatch(joined) \
+            else None
     except TypeError:  # a token that is not a string
-        pass
-    tokens = [t for t in values if isinstance(t, str) and _TOKEN.fullmatch(t)]
+        tokens = None
+    if tokens is None:
+        tokens = [t for t in values if isinstance(t, str) and _TOKEN.fullmatch(t)]
+    tokens = tokens[-keep:] if keep else tokens
     return tokens or None
 
 

@@ -232,4 +232,5 @@ def test_token_lists_keep_only_contract_shaped_tokens() -> None:
     assert _tokens(good) == good and _tokens(good, 2) == good[1:]
     assert _tokens(["a\x00b", "ok"]) == ["ok"] and _tokens(["a\x00"]) is None
     assert _tokens(["a b", 3, None, "x" * 129, "y"]) == ["y"]
+    assert _tokens(["a", "b", "c d"], 2) == ["a", "b"]  # the latest 2 of the good ones
     assert _tokens([]) is None and _tokens("view") is None
