@@ -15,7 +15,12 @@ latency. Measured side by side:
 - ``/predict`` with the prediction log on (``SKIFF_PREDLOG_URL``: every answer sent to a
   ``skiff collect`` in a third process), and with it on while the collector is down (a port
   nothing listens on: every post fails, events are dropped and counted), against the same
-  run without it, back to back: the log must leave the p99 as it is.
+  run without it, in interleaved rounds: the log must leave the p99 as it is. In production
+  the collector is another host; here it shares the 2 cores with the server and the load
+  generator, and its CPU (parsing, checking and fsync'ing every event, about 80 us an event)
+  lands on the measured latency. So the log's figure runs the collector under
+  ``nice -n 19`` (it gets the CPU the server and the clients leave: the other host's model),
+  and a second figure runs it at the server's priority (the same-machine cost).
 
 The model is an untrained next-item model of the training library's default size (random
 weights cost the same as trained ones): 2,000 SKUs at ``small`` scale, 50,000 (the real
@@ -124,15 +129,19 @@ def _drive(port: int, skus: list[str], clients: int, seconds: float, env: dict) 
 
 
 @contextmanager
-def _collector(home: Path, env: dict):
-    """``skiff collect`` in its own process and home; yields its ``/collect`` URL."""
+def _collector(home: Path, env: dict, nice: int = 0):
+    """``skiff collect`` in its own process and home; yields its ``/collect`` URL.
+
+    :param nice: the collector's niceness (19: it runs on what the other processes leave).
+    """
     import httpx
 
     from skiff.ops.local_airflow import free_port
 
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "skiff.cli", "collect"],
+    prefix = ["nice", "-n", str(nice)] if nice else []
+    proc = subprocess.Popen([*prefix, sys.executable, "-m", "skiff.cli", "collect"],
                             env={**env, "SKIFF_HOME": str(home), "SKIFF_COLLECT_PORT": str(port)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -223,15 +232,18 @@ def run(scale: str) -> list[Figure]:
         # (the machine's noise hits the three alike); each mode's median round is reported
         from skiff.ops.local_airflow import free_port
 
-        modes: dict[str, list[dict]] = {"off": [], "on": [], "down": []}
-        with _collector(Path(home) / "collector", env) as url:
+        modes: dict[str, list[dict]] = {"off": [], "on": [], "same": [], "down": []}
+        with _collector(Path(home) / "collector", env, nice=19) as url, \
+                _collector(Path(home) / "collector-same", env) as same_url:
             dead = f"http://127.0.0.1:{free_port()}/collect"
-            for _ in range(3):
-                for mode, target in (("off", ""), ("on", url), ("down", dead)):
+            for _ in range(5):
+                for mode, target in (("off", ""), ("on", url), ("same", same_url),
+                                     ("down", dead)):
                     modes[mode].append(_serve_and_drive(
                         bundle, skus, max_batch=64, clients=4, seconds=seconds / 2, env=env,
                         predlog_url=target))
-        unlogged, logged, down = (_median_round(modes[m]) for m in ("off", "on", "down"))
+        unlogged, logged, same, down = (_median_round(modes[m])
+                                        for m in ("off", "on", "same", "down"))
     ms = 1000.0
     lat, thr = runs[64, 4], runs[64, 16]
     one_lat, one_thr = runs[1, 4], runs[1, 16]
@@ -257,12 +269,17 @@ def run(scale: str) -> list[Figure]:
         Figure("serve", "via boto3 runtime client: p50 / 4 clients", boto["p50"] * ms, "ms", "",
                f"adapter -> boto3 sagemaker-runtime -> model server; {boto['rps']:.0f} req/s"),
         Figure("serve", "prediction log off: p99 / 4 clients", unlogged["p99"] * ms, "ms", "",
-               f"median of 3 rounds interleaved with the two below ({_ms_list(unlogged)}); "
+               f"median of 5 rounds interleaved with the three below ({_ms_list(unlogged)}); "
                f"p50 {unlogged['p50'] * ms:.1f} ms, {unlogged['rps']:.0f} req/s"),
         Figure("serve", "prediction log on: p99 / 4 clients", logged["p99"] * ms, "ms",
-               "= log off", f"every answer to skiff collect (3rd process; {_ms_list(logged)}): "
-               f"{logged['predlog']['sent']:,} events sent, {logged['predlog']['dropped']} "
-               f"dropped; p50 {logged['p50'] * ms:.1f} ms, {logged['rps']:.0f} req/s"),
+               "= log off", f"every answer to skiff collect (3rd process, nice 19: the other "
+               f"host's model; {_ms_list(logged)}): {logged['predlog']['sent']:,} events sent, "
+               f"{logged['predlog']['dropped']} dropped; p50 {logged['p50'] * ms:.1f} ms, "
+               f"{logged['rps']:.0f} req/s"),
+        Figure("serve", "prediction log on, collector at the server's priority: p99 / 4 clients",
+               same["p99"] * ms, "ms", "", f"the collector's CPU competes for the same 2 cores "
+               f"({_ms_list(same)}); {same['predlog']['sent']:,} events sent; p50 "
+               f"{same['p50'] * ms:.1f} ms, {same['rps']:.0f} req/s"),
         Figure("serve", "prediction log on, collector down: p99 / 4 clients", down["p99"] * ms,
                "ms", "= log off", f"{_ms_list(down)}; {down['predlog']['dropped']:,} events "
                f"dropped (counted), {down['predlog']['posts_failed']} posts failed; p50 "

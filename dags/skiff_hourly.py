@@ -174,6 +174,13 @@ with DAG(
             title="Training sample (sessions)",
             description="Train and evaluate on the latest this many sessions (0 = all).",
         ),
+        "full_retrain": Param(
+            False,
+            type="boolean",
+            title="Full retrain",
+            description="Train from scratch, not warm-started from the champion (when "
+                        "SKIFF_TRAIN_WARM_START=on); the flows' full_retrain parameter.",
+        ),
     },
     render_template_as_native_obj=False,
     tags=["skiff", "ml", "dbt"],
@@ -301,6 +308,8 @@ with DAG(
         "interval_start": "{{ data_interval_start.isoformat() }}",
         "interval_end": "{{ data_interval_end.isoformat() }}",
         "max_sessions": "{{ params.train_sample_sessions }}",
+        # "true"/"false": the launch reads it back as a boolean (JSON), the flows' bool Parameter
+        "full_retrain": "{{ params.full_retrain | lower }}",
     }
     run_tags = ["skiff_hourly", "interval:{{ data_interval_start.isoformat() }}", "run:{{ run_id }}"]
     # on AWS Batch a run takes GPU-hours: it waits in the triggerer, not in a worker slot

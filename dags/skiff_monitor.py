@@ -40,8 +40,9 @@ from skiff.config import SkiffConfig
 
 CONFIG = SkiffConfig.from_env()
 DUCKDB = CONFIG.warehouse.backend == "duckdb"
-#: skiff_hourly's conf for a full retrain: train and evaluate on every session.
-RETRAIN_CONF = {"train_sample_sessions": 0}
+#: skiff_hourly's conf for a full retrain: train and evaluate on every session, from scratch
+#: (not warm-started from the champion the breach is about).
+RETRAIN_CONF = {"train_sample_sessions": 0, "full_retrain": True}
 
 with DAG(
     dag_id="skiff_monitor",
@@ -108,5 +109,6 @@ with DAG(
             note="Asked for by skiff_monitor: online quality or drift over its threshold.",
             trigger_rule=TriggerRule.ONE_FAILED,
             retries=0,
-            doc_md="On a quality or drift breach: skiff_hourly with every session trained on.",
+            doc_md="On a quality or drift breach: skiff_hourly with every session trained on, "
+                   "from scratch (full_retrain).",
         )

@@ -22,6 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 DBT_DIR = REPO / "include" / "dbt"
 #: The data interval as the DAG hands it to dbt (dags/skiff_hourly.py, macros/skiff_window.sql).
 INTERVAL_ENV = ("SKIFF_DBT_INTERVAL_START", "SKIFF_DBT_INTERVAL_END")
+#: The snowflake target's credentials when fakesnow stands in for the account.
+SNOWFLAKE_ENV = {
+    "SNOWFLAKE_ACCOUNT": "skiff-test",
+    "SNOWFLAKE_USER": "skiff",
+    "SNOWFLAKE_PASSWORD": "not-a-secret",
+}
 
 #: Models compared, by schema.
 MODELS = {

@@ -139,7 +139,8 @@ def test_trigger_form_params_and_request(airflow: LocalAirflow) -> None:
     request is validated against them and creates a run of the chosen interval and conf."""
     set_paused(airflow, True)  # the run is created, not started
     params = airflow.api("GET", f"/api/v2/dags/{DAG_ID}/details")["params"]
-    assert set(params) == {"full_refresh", "session_lookback_hours", "train_sample_sessions"}
+    assert set(params) == {"full_refresh", "session_lookback_hours", "train_sample_sessions",
+                           "full_retrain"}
     for name, param in params.items():
         schema = param["schema"]
         validator = validator_for(schema)

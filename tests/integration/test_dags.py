@@ -45,7 +45,7 @@ def test_schedule_and_run_limits(dagbag) -> None:
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"  # hour-long data intervals
     assert dag.timetable.expression == "0 * * * *"
     schema = dag.params.dump()
-    assert schema["full_refresh"] is False
+    assert schema["full_refresh"] is False and schema["full_retrain"] is False
 
 
 def test_schedule_and_ingest_follow_the_configuration() -> None:
@@ -134,6 +134,24 @@ def test_training_on_batch_defers(dagbag) -> None:
         bag = DagBag(dag_folder=str(REPO / "dags"))
     assert not bag.import_errors, bag.import_errors
     assert all(bag.dags["skiff_hourly"].get_task(t).deferrable for t in ("train_intent", "train_rec"))
+
+
+def test_full_retrain_param_reaches_both_flows_as_a_boolean(dagbag) -> None:
+    """skiff_hourly's full_retrain param renders into each train task's flow parameters and
+    the launch reads it back as the boolean the flows' ``full_retrain`` Parameter takes."""
+    import jinja2
+
+    from skiff.config import TrainingConfig
+    from skiff.train.launch import flow_launch
+
+    dag = dagbag.dags["skiff_hourly"]
+    for task_id in ("train_intent", "train_rec"):
+        template = dag.get_task(task_id).flow_params["full_retrain"]
+        for value in (True, False):
+            rendered = jinja2.Template(template).render(params={"full_retrain": value})
+            launch = flow_launch("flow.py", {"full_retrain": rendered}, TrainingConfig())
+            assert launch.run_args["full_retrain"] is value, (task_id, rendered)
+            assert launch.argv()[-2:] == ["--full_retrain", str(value)]
 
 
 def test_prepare_runs_one_dbt_build_watched_by_the_model_tasks(dagbag) -> None:
@@ -233,7 +251,8 @@ def test_skiff_monitor_checks_then_asks_for_a_retrain(dagbag) -> None:
     retrain = dag.get_task("request_retrain")
     assert retrain.upstream_task_ids == {"check_quality", "check_drift"}
     assert retrain.trigger_rule == "one_failed" and retrain.skip_when_already_exists
-    assert (retrain.trigger_dag_id, retrain.conf) == ("skiff_hourly", {"train_sample_sessions": 0})
+    assert (retrain.trigger_dag_id, retrain.conf) == (
+        "skiff_hourly", {"train_sample_sessions": 0, "full_retrain": True})
     assert retrain.conf.keys() <= dagbag.dags["skiff_hourly"].params.keys()
     assert dag.get_task("check_drift").suite == "mon_drift"
     assert dag.max_active_tasks == 1 and dag.params["window_hours"] == 3

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from dbt_models import MODELS, Dbt, assert_same, query, statuses, table
+from dbt_models import MODELS, SNOWFLAKE_ENV, Dbt, assert_same, query, statuses, table
 from landing_files import HOUR_MS, land_events, with_arrivals
 from skiff.data import DuckDBWarehouse
 from skiff.data.contract import BROWSING, SEARCH
@@ -333,12 +333,6 @@ def test_run_without_vars_catches_up(hourly, landing) -> None:
 
 
 # --------------------------------------------------------------------------- snowflake
-
-SNOWFLAKE_ENV = {
-    "SNOWFLAKE_ACCOUNT": "skiff-test",
-    "SNOWFLAKE_USER": "skiff",
-    "SNOWFLAKE_PASSWORD": "not-a-secret",
-}
 
 
 def test_snowflake_target_parses_offline(tmp_path) -> None:

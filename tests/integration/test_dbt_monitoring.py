@@ -19,8 +19,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from dbt_models import Dbt, connect, query
-from skiff.data import DuckDBWarehouse
+from dbt_models import SNOWFLAKE_ENV, Dbt, connect, query
+from skiff.data import DuckDBWarehouse, SnowflakeWarehouse
 from skiff.data.contract import BROWSING, CATALOGUE, PREDICTIONS, SEARCH
 
 pytestmark = pytest.mark.integration
@@ -45,10 +45,7 @@ POPULAR = [h(f"sku-{i}") for i in range(3)]
 def _append(con: Any, contract: Any, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    stamp = datetime(2026, 11, 26, tzinfo=UTC).replace(tzinfo=None)
-    full = [{**{c: r.get(c) for c in contract.columns}, "batch_id": "fixture",
-             "ingested_at": stamp, "arrival_ts_ms": r.get("arrival_ts_ms")} for r in rows]
-    con.register("fixture_rows", pa.Table.from_pylist(full, schema=contract.log_schema))
+    con.register("fixture_rows", _reader(contract, rows).read_all())
     con.execute(f"insert into raw.{contract.name} by name select * from fixture_rows")
     con.unregister("fixture_rows")
 
@@ -102,6 +99,14 @@ def planted() -> tuple[list[dict], list[dict]]:
             input_tokens=str(["purchase", "purchase"]), output_probability=0.8,
             sender_id="sender-b"))
     return events, predictions
+
+
+def _late_prediction() -> dict[str, Any]:
+    """A next-item answer of the served hour's last minute that arrived in the next hour."""
+    return _prediction("rec-req-late", "rec", ms(HOUR) + 59 * MINUTE_MS,
+                       arrival_ts_ms=ms(HOUR) + 61 * MINUTE_MS, latency_ms=2.0,
+                       dropped_before=5, session_length=3, input_tokens=str(POPULAR),
+                       output_items=str(POPULAR))
 
 
 def psi(current: dict[str, float], reference: dict[str, float]) -> float:
@@ -189,12 +194,8 @@ def test_an_hourly_run_rebuilds_the_hours_of_late_arrivals(built: Dbt) -> None:
     """A prediction of the served hour arriving in the next one is counted in its hour by
     that hour's run; the quality of the served hour is rebuilt by the run after it."""
     dbt = built.copy("late")
-    late = _prediction("rec-req-late", "rec", ms(HOUR) + 59 * MINUTE_MS,
-                       arrival_ts_ms=ms(HOUR) + 61 * MINUTE_MS, latency_ms=2.0,
-                       dropped_before=5, session_length=3, input_tokens=str(POPULAR),
-                       output_items=str(POPULAR))
     with connect(dbt.db_path) as con:
-        _append(con, PREDICTIONS, [late])
+        _append(con, PREDICTIONS, [_late_prediction()])
     nxt = HOUR + timedelta(hours=1)
     dbt("build", "--select", "tag:monitoring",
         vars={"interval_start": nxt.isoformat(), "interval_end": (nxt + timedelta(hours=1))
@@ -205,3 +206,75 @@ def test_an_hourly_run_rebuilds_the_hours_of_late_arrivals(built: Dbt) -> None:
     # quality lags an hour: the run of [H+1, H+2) rebuilt the served hour, same values
     assert query(dbt.db_path, "select count(*), sum(scored) from marts.mon_quality_hourly") \
         == [(2, 18)]
+
+
+#: The marts' columns compared across the warehouses, by mart, with the columns of a row's key.
+_SAME_ON = {"mon_serving_hourly": ("model",), "mon_quality_hourly": ("metric",),
+            "mon_drift_hourly": ("model", "feature")}
+
+
+@pytest.mark.filterwarnings("ignore:::fakesnow")
+def test_the_snowflake_sql_gives_the_same_figures_on_fakesnow(built: Dbt, tmp_path: Path) -> None:
+    """The monitoring models' Snowflake SQL (the snowflake__ macros: percentiles, arrays,
+    time arithmetic) over the same planted raw log, on fakesnow (Snowflake SQL run on
+    DuckDB, no account needed): every column of every mart equals the DuckDB build's.
+
+    fakesnow cannot run dbt-snowflake's incremental merge (its ``create temporary table``
+    names a database and schema, which DuckDB refuses), so the next hour's incremental
+    branch is compiled and its SQL checked: the serving hours of what arrived in the
+    interval, the quality hours an hour behind, Snowflake's ``dateadd``
+    (:func:`test_an_hourly_run_rebuilds_the_hours_of_late_arrivals` runs it on DuckDB)."""
+    fakesnow = pytest.importorskip("fakesnow")
+    import snowflake.connector
+
+    def connect_snowflake() -> Any:
+        return snowflake.connector.connect(database="SKIFF", schema="ANALYTICS")
+
+    dbt = Dbt(tmp_path / "unused.duckdb", tmp_path)
+    events, predictions = planted()
+    rows = {CATALOGUE: [{"product_sku_hash": sku, "price_bucket": 3.0, "arrival_ts_ms": ms(T0)}
+                        for sku in POPULAR],
+            BROWSING: events, SEARCH: [], PREDICTIONS: predictions}
+    marts: dict[str, list[dict[str, Any]]] = {}
+    with fakesnow.patch():
+        warehouse = SnowflakeWarehouse(connect_snowflake)
+        warehouse.ensure_raw_tables()
+        warehouse.append((contract, _reader(contract, table)) for contract, table in rows.items())
+        # fakesnow's in-memory database does not take concurrent DDL: one thread
+        dbt("run", "--threads", "1", target="snowflake", env=SNOWFLAKE_ENV)
+        cur = connect_snowflake().cursor()
+        for mart in _SAME_ON:
+            cur.execute(f"select * from marts.{mart}")
+            names = [d[0].lower() for d in cur.description]
+            marts[mart] = [dict(zip(names, row)) for row in cur.fetchall()]
+        nxt = HOUR + timedelta(hours=1)
+        dbt("compile", "--threads", "1", "--select", "tag:monitoring", target="snowflake",
+            env=SNOWFLAKE_ENV, vars={"interval_start": nxt.isoformat(),
+                                     "interval_end": (nxt + timedelta(hours=1)).isoformat()})
+    compiled = (tmp_path / "target" / "compiled" / "skiff" / "models" / "monitoring")
+    serving = (compiled / "mon_serving_hourly.sql").read_text()
+    start = ms(HOUR + timedelta(hours=1))
+    assert "percentile_cont(0.99) within group (order by latency_ms)" in serving
+    assert f"arrival_ts_ms >= {start} - 0" in serving and "dateadd(" in serving
+    quality = (compiled / "mon_quality_hourly.sql").read_text()
+    assert f"arrival_ts_ms >= {start} - 3600000" in quality
+    for mart, key in _SAME_ON.items():
+        expected = {tuple(r[k] for k in key): r for r in _rows(built, f"select * from marts.{mart}")}
+        got = {tuple(r[k] for k in key): r for r in marts[mart]}
+        assert expected and got.keys() == expected.keys(), mart
+        for k, row in expected.items():
+            for column, value in row.items():
+                other = got[k][column]
+                if isinstance(value, float) or isinstance(other, float):
+                    assert other == pytest.approx(value, abs=1e-9), (mart, k, column)
+                else:
+                    assert other == value, (mart, k, column, other, value)
+
+
+def _reader(contract: Any, rows: list[dict[str, Any]]) -> pa.RecordBatchReader:
+    """``rows`` as the raw log's batch (:func:`_append`'s columns) for a warehouse's append."""
+    stamp = datetime(2026, 11, 26, tzinfo=UTC).replace(tzinfo=None)
+    full = [{**{c: r.get(c) for c in contract.columns}, "batch_id": "fixture",
+             "ingested_at": stamp, "arrival_ts_ms": r.get("arrival_ts_ms")} for r in rows]
+    table = pa.Table.from_pylist(full, schema=contract.log_schema)
+    return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())

@@ -81,7 +81,7 @@ def test_planted_drift_fails_the_check_alerts_and_asks_for_a_retrain(
     # a full retrain was asked of skiff_hourly, once for the day
     (retrain,) = result["hourly"]
     assert retrain[0] == f"monitor_retrain__{now:%Y-%m-%d}"
-    assert retrain[1] == {"train_sample_sessions": 0} and retrain[2] == "operator_triggered"
+    assert retrain[1] == {"train_sample_sessions": 0, "full_retrain": True} and retrain[2] == "operator_triggered"
     # the page's snapshot shows the breach
     snapshot = read_snapshot(tmp_path / "monitor")
     (breach,) = snapshot["models"]["rec"]["breaches"]

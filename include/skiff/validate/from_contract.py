@@ -11,7 +11,9 @@
 - the ``event_mix`` suite of :mod:`skiff.validate.baseline` (the shares the contract's value
   sets and optional fields give);
 - the contract's table in ``docs/validation.md`` (linked from the README), between
-  ``<!-- contract:start -->`` and ``<!-- contract:end -->``.
+  ``<!-- contract:start -->`` and ``<!-- contract:end -->``: every table the landing zone
+  holds, the ``predictions`` too (no raw suite: the collector checks each prediction event
+  and rejects, counted, what breaks the contract).
 
 :func:`write_generated` (``skiff contract --write``, ``make contract``) writes them;
 :func:`stale_files` tells which differ from what the contract gives (a test fails on any).
@@ -26,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from skiff.data.contract import FORMATS, TABLES, Column, TableContract
+from skiff.data.contract import FORMATS, LANDING_TABLES, TABLES, Column, TableContract
 
 __all__ = ["raw_suite", "suite_text", "yaml_text", "contract_table", "generated_files", "write_generated",
            "stale_files", "condition_sql", "key_sql", "sql_text", "GENERATED_HEADER"]
@@ -245,20 +247,31 @@ def _value(f: Column) -> str:
         return f.format_means.replace("|", "\\|")
     if f.time:
         return "epoch ms; not before `SKIFF_EARLIEST_EVENT_TIME`, not in the future"
+    kind = "whole number" if f.integral else "number"
     if f.min is not None and f.max is not None:
-        return f"{'whole number' if f.integral else 'number'} {f.min:g}-{f.max:g}"
+        return f"{kind} {f.min:g}-{f.max:g}"
+    if f.min is not None:
+        return f"{kind}, at least {f.min:g}"
     return f.type
 
 
 def contract_table() -> str:
-    """The contract as a Markdown table: every field, its rule and the defects that check it."""
+    """The contract as a Markdown table: every field, its rule and the defects that check it.
+
+    Every table of the landing zone (:data:`~skiff.data.contract.LANDING_TABLES`); a table
+    without a raw suite (``predictions``) says that the collector checks it instead.
+    """
     lines = ["| table | field | type | a row carries it | value | defects (raw suite) |",
              "|---|---|---|---|---|---|"]
-    for table in TABLES:
+    for table in LANDING_TABLES:
         for f in table.fields:
-            defects = sorted({e["meta"]["defect"] for e in _field_expectations(table, f)})
+            if table in TABLES:
+                defects = ", ".join(f"`{d}`" for d in sorted(
+                    {e["meta"]["defect"] for e in _field_expectations(table, f)}))
+            else:
+                defects = "no raw suite: the collector rejects the event (counted)"
             lines.append(f"| `{table.name}` | `{f.name}` | {f.type} | {_rule(f)} | {_value(f)} | "
-                         + ", ".join(f"`{d}`" for d in defects) + " |")
+                         f"{defects} |")
     return "\n".join(lines) + "\n"
 
 

@@ -221,3 +221,16 @@ def test_a_refused_post_keeps_the_events_for_the_next_one(bundles: SimpleNamespa
         finally:
             server.close()
     assert len(collector.landed()) == 3
+
+
+def test_token_lists_keep_only_contract_shaped_tokens() -> None:
+    """The one-match fast path and the token-by-token check agree: a NUL inside a token, a
+    space, a number or an over-long token is left out; ``keep`` keeps the latest."""
+    from skiff.serve.predlog import _tokens
+
+    good = [SKUS[1], "view", "add_to-cart"]
+    assert _tokens(good) == good and _tokens(good, 2) == good[1:]
+    assert _tokens(["a\x00b", "ok"]) == ["ok"] and _tokens(["a\x00"]) is None
+    assert _tokens(["a b", 3, None, "x" * 129, "y"]) == ["y"]
+    assert _tokens(["a", "b", "c d"], 2) == ["a", "b"]  # the latest 2 of the good ones
+    assert _tokens([]) is None and _tokens("view") is None

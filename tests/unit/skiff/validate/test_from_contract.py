@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from skiff.data.contract import TABLES
+from skiff.data.contract import LANDING_TABLES, TABLES
 from skiff.validate.from_contract import (
     contract_table,
     generated_files,
@@ -68,6 +68,11 @@ def test_the_generated_suite_loads_and_renders(config, params) -> None:
 
 def test_the_table_lists_every_field_once() -> None:
     rows = [line for line in contract_table().splitlines() if line.startswith("| `")]
-    assert len(rows) == sum(len(t.fields) for t in TABLES)
+    assert len(rows) == sum(len(t.fields) for t in LANDING_TABLES)
+    assert any(t.name == "predictions" for t in LANDING_TABLES)
+    assert any(re.search(r"`predictions` \| `output_items` .* empty when model is intent .*"
+                         r"no raw suite: the collector rejects", row) for row in rows)
+    assert any(re.search(r"`predictions` \| `dropped_before` .* whole number, at least 0", row)
+               for row in rows)
     assert any(re.search(r"`product_action` .* when event_type is event_product; empty when "
                          r"event_type is pageview", row) for row in rows)
