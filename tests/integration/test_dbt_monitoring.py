@@ -177,16 +177,18 @@ def test_planted_drift_against_the_training_sessions(built: Dbt) -> None:
             _rows(built, "select * from marts.mon_drift_hourly")}
     assert set(rows) == {("rec", "session_length"), ("rec", "sku_popularity"),
                          ("intent", "session_length"), ("intent", "event_type_mix")}
-    # next-item: same lengths as the training sessions (3 SKUs): no drift
-    assert rows["rec", "session_length"]["psi"] == pytest.approx(0.0, abs=1e-9)
+    # the reference counts the prefixes shoppers are asked about: each training session of
+    # 3 SKUs stands for sessions so far of 1, 2 and 3; every answer here was at the third
+    prefixes = {"1": 1 / 3, "2": 1 / 3, "3-4": 1 / 3}
+    assert rows["rec", "session_length"]["psi"] == pytest.approx(psi({"3-4": 1.0}, prefixes))
     # half the asked SKUs were never seen in training: 15 top_10, 15 unseen
     expected = psi({"top_10": 0.5, "unseen": 0.5}, {"top_10": 1.0})
     assert rows["rec", "sku_popularity"]["psi"] == pytest.approx(expected)
     assert rows["rec", "sku_popularity"]["psi"] > 0.25
     # intent: purchase-only sessions of 2 events against detail-only ones of 3
-    moved = psi({"2": 1.0}, {"3-4": 1.0})
-    assert rows["intent", "session_length"]["psi"] == pytest.approx(moved)
-    assert rows["intent", "event_type_mix"]["psi"] == pytest.approx(moved)
+    assert rows["intent", "session_length"]["psi"] == pytest.approx(psi({"2": 1.0}, prefixes))
+    assert rows["intent", "event_type_mix"]["psi"] == pytest.approx(
+        psi({"purchase": 1.0}, {"detail": 1.0}))
     assert rows["rec", "sku_popularity"]["served_sessions"] == 10
 
 

@@ -3,7 +3,9 @@
     the model was asked about have moved from its training data, as a
     population stability index (macros/monitoring.sql: psi_sql) per feature:
 
-    - session_length: sessions by length (1, 2, 3-4, 5-8, 9-16, 17+ tokens);
+    - session_length: sessions by length (1, 2, 3-4, 5-8, 9-16, 17+ tokens),
+      the reference's sessions counted as the prefixes a shopper is asked
+      about, one per event;
     - event_type_mix (intent): the event tokens' shares;
     - sku_popularity (rec): the asked SKUs by their rank in the reference
       (top_10, top_100, top_1000, tail) or unseen there.
@@ -109,11 +111,25 @@ current_length as (
 
 ),
 
+-- the model is asked about sessions so far, once per event (a page view asks): a reference
+-- session of length L stands for its L prefixes, of lengths 1..L, so each bucket [lo, hi]
+-- counts min(L, hi) - lo + 1 of them
+length_buckets as (
+
+    select * from (values
+        ('1', 1, 1), ('2', 2, 2), ('3-4', 3, 4), ('5-8', 5, 8), ('9-16', 9, 16),
+        ('17+', 17, null)
+    ) as b (bucket, lo, hi)
+
+),
+
 reference_length as (
 
-    select model, model_version, {{ _length_bucket('length') }} as bucket, count(*) as n
-    from reference_sessions
-    group by model, model_version, {{ _length_bucket('length') }}
+    select r.model, r.model_version, b.bucket,
+        sum(least(r.length, coalesce(b.hi, r.length)) - b.lo + 1) as n
+    from reference_sessions as r
+    inner join length_buckets as b on r.length >= b.lo
+    group by r.model, r.model_version, b.bucket
 
 ),
 
