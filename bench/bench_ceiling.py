@@ -73,7 +73,8 @@ def latents(sessions: int, seed: int) -> dict[str, Any]:
         ids = streams.hashes()
         u = streams.uniform(8)
         latent_intent = streams.normal()
-        views = S._views(cat, streams, starts[lo:hi], u, latent_intent)
+        views = S._views(cat, streams, starts[lo:hi], u, latent_intent, None,
+                         np.zeros(hi - lo, bool))  # the generator's, undrifted
         parts.append({"ids": ids.to_pylist(), "u": u, "intent": latent_intent, "views": views})
     return {"cat": cat, "parts": parts, "end_ms": end_ms}
 
@@ -128,7 +129,7 @@ def next_item_oracles(lat: dict[str, Any], marts: datasets.Marts, cutoff: np.dat
     for n, (sid, seq) in enumerate(zip(held_ids, held_seq)):
         p, s = where[sid]
         part = lat["parts"][p]
-        v, u = part["views"], part["u"]
+        v = part["views"]
         first, n_views = int(v.first[s]), int(v.n_views[s])
         idx = np.arange(first, first + n_views)
         idx = idx[v.time[idx] < lat["end_ms"]]
@@ -182,7 +183,7 @@ def _cart_state(lat: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per session id: the true purchase probability and what is known of it at the add."""
     cat, out = lat["cat"], {}
     for part in lat["parts"]:
-        v, u = part["views"], part["u"]
+        v = part["views"]
         anchor = v.product[v.first]
         is_anchor = v.product == anchor[v.session]
         repeats = np.minimum(np.add.reduceat(is_anchor, v.first) - 1, 3)
