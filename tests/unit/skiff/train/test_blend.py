@@ -137,3 +137,23 @@ def test_a_warm_start_takes_the_champions_weights_not_its_table(fitted) -> None:
     table = run.get_layer("transition_blend").successors.numpy()
     assert table[2, 0] == 9 and table[9, 0] == 2 and (table[3] == -1).all()
     assert next_item.with_blend(fresh, data, 0.0, 5.0) is fresh
+
+
+def test_the_server_ranks_with_the_blend(fitted, tmp_path) -> None:  # noqa: ANN001
+    """A blended model's bundle loads in the model server, whose lists are the blend's."""
+    from skiff.serve import LoadedModel, write_bundle
+    from skiff.train import models
+
+    model, examples, transitions, _ = fitted
+    blended = _blended(model, transitions)
+    vocab = F.Vocabulary(("[PAD]", "[OOV]", *(f"sku{i}" for i in range(2, 30))))
+    bundle = write_bundle(blended, tmp_path / "rec", kind="rec", vocabulary=vocab,
+                          version="RecFlow/1", max_len=4, k=5)
+    loaded = LoadedModel.load(bundle)
+    sessions = [["sku3", "sku4", "sku5"], ["sku9"]]
+    items = np.array([[3, 4, 5, 0], [9, 0, 0, 0]], np.int32)
+    expected = models.predict_next_item(blended, {"items": items, "first": np.array([3, 9])}, 5)
+    np.testing.assert_array_equal(loaded.predict(loaded.codec.encode(sessions))["items"],
+                                  expected[0])
+    alone = models.predict_next_item(model, {"items": items, "first": np.array([3, 9])}, 5)
+    assert not np.array_equal(alone[0], expected[0])
