@@ -7,6 +7,8 @@
   *copy* score for each item already in the session (returns to the first product, steps
   back), like pointer/repeat-aware session recommenders. :func:`train_next_item` fits it on a
   sampled softmax by default (:data:`HEADS`); the fitted model scores the whole catalogue.
+  :func:`with_transition_blend` wraps a fitted one to rank by the mixture with the last
+  item's transitions (:mod:`skiff.train.blend`), the table carried as weights.
 
 Both take right-padded int32 ids of any length (:func:`skiff.train.features.pad`; 0 is padding).
 GPU-ready: the recurrent encoders meet Keras 3's cuDNN conditions and the fit loops refuse
