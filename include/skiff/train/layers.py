@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 __all__ = ["TokenCounts", "FirstStep", "CopyCandidates", "CatalogueLogits", "SampledCatalogueLogits",
-           "positive_first_loss", "relative_positions"]
+           "TransitionBlend", "positive_first_loss", "relative_positions"]
 
 _NEG = -1e9  # logit of ids that are never recommended (PAD, OOV)
 
@@ -153,6 +153,61 @@ class CatalogueLogits(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "n_items": self.n_items}
+
+
+@keras.saving.register_keras_serializable(package="skiff")
+class TransitionBlend(keras.layers.Layer):
+    """Mix the model's next-item distribution with the last item's smoothed transition one.
+
+    ``out[b, j] = log((1 - weight) * softmax(logits)[b, j] + weight * p(j | last[b]))`` with
+    ``p(j | i) = (count(i, j) + alpha * share(j)) / (total(i) + alpha)``
+    (:mod:`skiff.train.blend`); ``softmax(out)`` is the mixture itself. The counts are a fixed
+    ``(n_items, m)`` table of each item's ``m`` most frequent training successors (ids, -1
+    where fewer, and counts), with each item's total transitions and the items' popularity
+    shares: non-trainable weights, so they are saved, exported and served with the model.
+    The last item is the last non-PAD id of each right-padded row of ``items``.
+
+    :param n_items: catalogue size.
+    :param m: successors kept per item.
+    :param weight: the transitions' share of the mixture, in ``[0, 1]``.
+    :param alpha: pseudo-count of the popularity prior (> 0).
+    """
+
+    def __init__(self, n_items: int, m: int, weight: float, alpha: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.n_items, self.m = int(n_items), int(m)
+        self.weight, self.alpha = float(weight), float(alpha)
+
+    def build(self, *input_shapes: Any) -> None:
+        self.successors = self.add_weight(shape=(self.n_items, self.m), dtype="int32",
+                                          trainable=False, initializer="zeros", name="successors")
+        self.counts = self.add_weight(shape=(self.n_items, self.m), dtype="float32",
+                                      trainable=False, initializer="zeros", name="counts")
+        self.totals = self.add_weight(shape=(self.n_items,), dtype="float32", trainable=False,
+                                      initializer="zeros", name="totals")
+        self.share = self.add_weight(shape=(self.n_items,), dtype="float32", trainable=False,
+                                     initializer="zeros", name="share")
+
+    def call(self, logits: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
+        items = tf.cast(items, tf.int32)
+        length = tf.reduce_sum(tf.cast(tf.not_equal(items, 0), tf.int32), axis=1)
+        last = tf.gather(items, tf.maximum(length - 1, 0), batch_dims=1)
+        ids, counts = tf.gather(self.successors, last), tf.gather(self.counts, last)
+        batch = tf.broadcast_to(tf.range(tf.shape(ids)[0])[:, tf.newaxis], tf.shape(ids))
+        where = tf.stack([tf.reshape(batch, [-1]), tf.reshape(tf.maximum(ids, 0), [-1])], axis=1)
+        dense = tf.scatter_nd(where, tf.reshape(counts, [-1]),  # -1 ids: count 0 onto PAD
+                              tf.stack([tf.shape(ids)[0], self.n_items]))
+        p = (dense + self.alpha * self.share[tf.newaxis, :]) / (
+            tf.gather(self.totals, last)[:, tf.newaxis] + self.alpha)
+        mixed = (1.0 - self.weight) * tf.nn.softmax(tf.cast(logits, tf.float32)) + self.weight * p
+        return tf.math.log(tf.maximum(mixed, 1e-30))
+
+    def compute_output_shape(self, *input_shapes: Any) -> tuple[int | None, int]:
+        return (None, self.n_items)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n_items": self.n_items, "m": self.m,
+                "weight": self.weight, "alpha": self.alpha}
 
 
 class SampledCatalogueLogits(keras.layers.Layer):

@@ -7,6 +7,8 @@
   *copy* score for each item already in the session (returns to the first product, steps
   back), like pointer/repeat-aware session recommenders. :func:`train_next_item` fits it on a
   sampled softmax by default (:data:`HEADS`); the fitted model scores the whole catalogue.
+  :func:`with_transition_blend` wraps a fitted one to rank by the mixture with the last
+  item's transitions (:mod:`skiff.train.blend`), the table carried as weights.
 
 Both take right-padded int32 ids of any length (:func:`skiff.train.features.pad`; 0 is padding).
 GPU-ready: the recurrent encoders meet Keras 3's cuDNN conditions and the fit loops refuse
@@ -54,6 +56,7 @@ __all__ = [
     "sampling_log_q",
     "predict_intent",
     "predict_next_item",
+    "with_transition_blend",
     "save_keras",
     "load_keras",
     "export_saved_model",
@@ -236,6 +239,50 @@ def build_next_item_model(
         generated, cand_ids, scores)
     return _with_prior(keras.Model({"items": items, "first": first}, logits,
                                    name="skiff_next_item"), item_log_prior)
+
+
+def with_transition_blend(model: keras.Model, successors: np.ndarray, counts: np.ndarray,
+                          totals: np.ndarray, share: np.ndarray, *, weight: float,
+                          alpha: float) -> keras.Model:
+    """The fitted next-item ``model``'s distribution mixed with the last item's smoothed
+    transition probabilities (:class:`skiff.train.layers.TransitionBlend`), for ranking only.
+
+    The result shares ``model``'s layers and adds the transition table as non-trainable
+    weights (saved, exported and served with it); its output is the log of the mixture (so
+    its softmax is the mixture). Train ``model``, not the result.
+
+    :param model: a next-item model (inputs ``items`` and ``first``).
+    :param successors: ``(n_items, m)`` each item's most frequent training successors
+        (-1: none); ``counts`` their counts.
+    :param totals: ``(n_items,)`` each item's training transitions.
+    :param share: ``(n_items,)`` each item's share of the training items.
+    :param weight: the transitions' share of the mixture, in ``[0, 1]`` (0: the model's own
+        ranking).
+    :param alpha: pseudo-count of the popularity prior, > 0.
+    :return: the blended model.
+    :raises DataContractError: the arrays do not match the model's catalogue.
+    :raises SkiffConfigError: ``weight`` outside ``[0, 1]`` or ``alpha <= 0``.
+    """
+    import keras
+
+    from skiff.train.layers import TransitionBlend
+
+    n_items = int(model.output.shape[-1])
+    if np.shape(successors) != np.shape(counts) or np.ndim(successors) != 2 or \
+            np.shape(successors)[0] != n_items or np.shape(totals) != (n_items,) or \
+            np.shape(share) != (n_items,):
+        raise DataContractError(
+            f"transition table shapes {np.shape(successors)}, {np.shape(counts)}, "
+            f"{np.shape(totals)}, {np.shape(share)} do not match a catalogue of {n_items}.")
+    if not 0 <= weight <= 1 or alpha <= 0:
+        raise SkiffConfigError(f"blend weight={weight} must be in [0, 1] and alpha={alpha} > 0.")
+    layer = TransitionBlend(n_items, int(np.shape(successors)[1]), weight, alpha,
+                            name="transition_blend", dtype="float32")
+    out = layer(model.output, model.input["items"])
+    for variable, value in ((layer.successors, successors), (layer.counts, counts),
+                            (layer.totals, totals), (layer.share, share)):
+        variable.assign(np.asarray(value, variable.dtype))
+    return keras.Model(model.input, out, name=model.name)
 
 
 def _catalogue_head(session: Any, n_items: int) -> Any:

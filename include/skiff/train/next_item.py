@@ -15,13 +15,19 @@ import pyarrow as pa
 
 from skiff.train import baselines, datasets, features, metrics
 
-__all__ = ["K", "MODEL", "NextItemData", "prepare", "baseline_top_k", "popular_items", "train",
-           "model_top_k", "score"]
+__all__ = ["K", "MODEL", "BLEND", "BLEND_SUCCESSORS", "NextItemData", "prepare", "baseline_top_k",
+           "popular_items", "train", "with_blend", "model_top_k", "score"]
 
 #: Cut-off of the ranked lists (MRR@K, HitRate@K).
 K = 20
 #: The served model's name in metric tables.
 MODEL = "keras gru+copy"
+#: ``(weight, alpha)`` of the mixture with the last item's transitions
+#: (:mod:`skiff.train.blend`), chosen on a validation split of the 100k-session bench's
+#: training sessions (docs/training.md); ``(0, ...)``: the model alone.
+BLEND = (0.5, 5.0)
+#: Successors per item in the table a blended model carries (the rest count as unseen).
+BLEND_SUCCESSORS = 64
 
 
 @dataclass
@@ -99,10 +105,14 @@ def popular_items(data: NextItemData, k: int = K) -> dict[str, list]:
 
 
 def train(data: NextItemData, *, epochs: int = 6, seed: int = 42, copy: bool = True,
-          start_from: Any = None, **fit: Any) -> Any:
+          blend: tuple[float, float] = BLEND, start_from: Any = None, **fit: Any) -> Any:
     """Build and fit the Keras model (SKU embeddings + GRU, with the copy head by default), in
-    mixed precision when ``SKIFF_TRAIN_MIXED_PRECISION`` says so (by default on a GPU).
+    mixed precision when ``SKIFF_TRAIN_MIXED_PRECISION`` says so (by default on a GPU), then
+    mix its scores with the last item's transitions counted on ``data``'s training sessions
+    (:func:`with_blend`; a warm start fine-tunes the champion's weights, never its table).
 
+    :param blend: ``(weight, alpha)`` of the mixture (:data:`BLEND`); weight 0: the model
+        alone.
     :param start_from: a :class:`skiff.train.warm.StartFrom`: fine-tune the champion's weights
         for its epochs (from scratch, for ``epochs``, when its architecture differs).
     :param fit: more arguments of :func:`skiff.train.models.train_next_item` (``head``,
@@ -123,9 +133,31 @@ def train(data: NextItemData, *, epochs: int = 6, seed: int = 42, copy: bool = T
         fitted = models.train_next_item(model, data.train_examples.inputs(),
                                         data.train_examples.target, epochs=epochs, seed=seed,
                                         **fit)
-    fitted.model = device.float32_copy(fitted.model)
-    fitted.params.update(dtype_policy=policy, device=device.device_name(), **warmed)
+    fitted.model = with_blend(device.float32_copy(fitted.model), data, *blend)
+    fitted.params.update(dtype_policy=policy, device=device.device_name(), blend_weight=blend[0],
+                         blend_alpha=blend[1], **warmed)
     return fitted
+
+
+def with_blend(model: Any, data: NextItemData, weight: float, alpha: float) -> Any:
+    """``model`` ranking by the mixture with the last item's smoothed transitions, the table
+    (:data:`BLEND_SUCCESSORS` per item) counted on ``data``'s training sessions and carried
+    by the returned model (:func:`skiff.train.models.with_transition_blend`).
+
+    :param model: a fitted next-item model, not blended.
+    :param weight: the transitions' share, in ``[0, 1]``; 0 returns ``model`` as is.
+    :param alpha: pseudo-count of the popularity prior, > 0.
+    :return: the model to score, save and serve.
+    """
+    from skiff.train import blend as mixing
+    from skiff.train import models
+
+    if weight == 0:
+        return model
+    transitions = mixing.Transitions(len(data.vocab), alpha).fit(data.train_seqs)
+    successors, counts = transitions.table(BLEND_SUCCESSORS)
+    return models.with_transition_blend(model, successors, counts, transitions.totals(),
+                                        transitions.share_, weight=weight, alpha=alpha)
 
 
 def model_top_k(model: Any, data: NextItemData, k: int = K) -> np.ndarray:
