@@ -131,8 +131,12 @@ def dbt_fingerprint() -> str:
 
 def build_marts(log: Log) -> float:
     """``dbt run --full-refresh`` of the whole log, recorded for :func:`ensure_marts`; seconds."""
+    from skiff.data import DuckDBWarehouse
+
     marker = log.root / "marts.json"
     marker.unlink(missing_ok=True)
+    # a log kept from an older version may lack a raw table added since (raw.predictions)
+    DuckDBWarehouse(log.db).ensure_raw_tables()
     seconds = dbt(log, "run", "--full-refresh")
     marker.write_text(json.dumps({"dbt": dbt_fingerprint(), "seconds": seconds}))
     return seconds
