@@ -26,26 +26,19 @@ About 4 minutes on a busy 2-core machine (two live runs of ~1.5 minutes, dbt twi
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
-import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from webhook_receiver import WebhookReceiver
-
+from collector_server import running_collector
 from dbt_models import Dbt, query
 from hooks.warehouse import SkiffWarehouseHook
-from skiff.config import CollectConfig, ServingConfig
+from monitor_dag_run import run_skiff_monitor
+from skiff.config import ServingConfig
 from skiff.data import DuckDBWarehouse, Emitter, LandingZone, init_history
-from skiff.data.collector import make_server
 from skiff.data.emitter_http import CollectorClient, run_live
 from skiff.data.emitter_predict import ShopperPredictions
 from skiff.data.ingest import ingest_arrivals
@@ -54,7 +47,6 @@ from skiff.serve import EndpointStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 SEED, PRODUCTS = 19, 1_000
 #: Sessions starting per hour of real time during the live runs, whatever the time of day.
 LIVE_SESSIONS_PER_HOUR = 2_000
@@ -62,18 +54,6 @@ LIVE_SESSIONS_PER_HOUR = 2_000
 CATCH_UP_MINUTES = 5
 #: Real seconds each live run goes on once caught up.
 LIVE_SECONDS = 75
-
-_RUN = """
-import json, sys
-from airflow.dag_processing.dagbag import DagBag
-
-dag = DagBag(dag_folder=sys.argv[1]).dags["skiff_monitor"]
-run = dag.test()
-print("RESULT " + json.dumps({
-    "state": run.state, "tasks": {ti.task_id: ti.state for ti in run.get_task_instances()}},
-    default=str), flush=True)
-"""
-
 
 @dataclass
 class _Shop:
@@ -97,7 +77,6 @@ def _rec_bundle(path: Path, emitter: Emitter, trained_until: datetime) -> Path:
     """An untrained next-item bundle over the shoppers' catalogue, its data ending at
     ``trained_until`` (the drift marts' reference window ends there)."""
     import keras
-
     from skiff.serve import write_bundle
     from skiff.train import features, models
 
@@ -140,16 +119,8 @@ def _live_run(shop: _Shop, name: str, emitter: Emitter) -> _Run:
 
     work = shop.root / name
     work.mkdir()
-    collect = CollectConfig(landing_uri=str(work / "landing"), log_dir=work / "log", port=0,
-                            roll_seconds=3600)
-    server, sock = make_server(collect)
-    collect_url = "http://127.0.0.1:%d/collect" % sock.getsockname()[1]
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    began = datetime.now(UTC)
-    try:
+    with running_collector(work) as collect_url:
+        began = datetime.now(UTC)
         config = ServingConfig(token_file=work / "token", predlog_url=collect_url,
                                predlog_flush_s=0.2)
         stack = LocalStack.build(config, bundles={"skiff-rec": shop.rec_bundle},
@@ -169,14 +140,11 @@ def _live_run(shop: _Shop, name: str, emitter: Emitter) -> _Run:
         finally:
             stack.close()  # the prediction log posts what it holds
         sent = stack.models.predlog.stats()["sent"]
-    finally:
-        server.should_exit = True
-        thread.join(30)
     ended = datetime.now(UTC)
 
     db = work / "warehouse.duckdb"
     shutil.copy(shop.history_db, db)
-    warehouse, zone = DuckDBWarehouse(db), LandingZone.from_uri(collect.landing_uri)
+    warehouse, zone = DuckDBWarehouse(db), LandingZone.from_uri(str(work / "landing"))
     first = began.replace(minute=0, second=0, microsecond=0)  # the hours the run touched
     ingest_arrivals(warehouse, zone, first - timedelta(hours=1), ended + timedelta(hours=1))
     dbt = Dbt(db, work)
@@ -219,21 +187,10 @@ def test_planted_drift_of_live_shoppers_raises_the_drift_alert(shop: _Shop,
     assert busiest[2] >= 20 and busiest[1] > 0.25, _psi(drift, "sku_popularity")
     assert _judged(drift)
 
-    with WebhookReceiver() as receiver:
-        env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-               "SKIFF_HOME": str(shop.root / "drift"), "PYTHONUNBUFFERED": "1",
-               "SKIFF_DUCKDB_PATH": str(drift.dbt.db_path),
-               # the test is about drift: a busy machine's latency is not a breach here
-               "SKIFF_MONITOR_LATENCY_P99_MS_MAX": "60000",
-               "AIRFLOW_CONN_SLACK_ALERTS": json.dumps({"conn_type": "slackwebhook",
-                                                        "password": receiver.url()})}
-        proc = subprocess.run([sys.executable, "-c", _RUN, str(REPO / "dags")], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=600, check=False)
-        posts = [post.body["text"] for post in receiver.posts]
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert lines, proc.stdout[-5000:]
-    result = json.loads(lines[-1][len("RESULT "):])
+    result, posts, _ = run_skiff_monitor({
+        "SKIFF_HOME": str(shop.root / "drift"), "SKIFF_DUCKDB_PATH": str(drift.dbt.db_path),
+        # the test is about drift: a busy machine's latency is not a breach here
+        "SKIFF_MONITOR_LATENCY_P99_MS_MAX": "60000"})
     tasks = result["tasks"]
     assert tasks["check_drift"] == "failed", result
     assert tasks["check_serving"] == "success" and tasks["check_quality"] == "success", result

@@ -12,38 +12,15 @@ target, among them).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from webhook_receiver import WebhookReceiver
-
+from monitor_dag_run import run_skiff_monitor
 from monitor_marts import MonitorMarts, registry_with_history
 from skiff.monitor import read_snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[2]
-
-_RUN = """
-import json, sys
-from airflow.dag_processing.dagbag import DagBag
-from airflow.models.dagrun import DagRun
-from airflow.utils.session import create_session
-
-dag = DagBag(dag_folder=sys.argv[1]).dags["skiff_monitor"]
-run = dag.test()
-with create_session() as session:
-    hourly = [(r.run_id, r.conf, r.run_type) for r in
-              session.query(DagRun).filter(DagRun.dag_id == "skiff_hourly")]
-print("RESULT " + json.dumps({
-    "state": run.state, "tasks": {ti.task_id: ti.state for ti in run.get_task_instances()},
-    "hourly": hourly}, default=str), flush=True)
-"""
 
 
 def test_planted_drift_fails_the_check_alerts_and_asks_for_a_retrain(
@@ -55,18 +32,7 @@ def test_planted_drift_fails_the_check_alerts_and_asks_for_a_retrain(
     marts.hour(now - timedelta(hours=1), psi=0.6, drift_feature="session_length")
     registry_with_history(tmp_path / "registry")
 
-    with WebhookReceiver() as receiver:
-        env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-               "SKIFF_HOME": str(tmp_path), "PYTHONUNBUFFERED": "1",
-               "AIRFLOW_CONN_SLACK_ALERTS": json.dumps({"conn_type": "slackwebhook",
-                                                        "password": receiver.url()})}
-        proc = subprocess.run([sys.executable, "-c", _RUN, str(REPO / "dags")], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=600, check=False)
-        posts = [post.body["text"] for post in receiver.posts]
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert lines, proc.stdout[-5000:]
-    result = json.loads(lines[-1][len("RESULT "):])
+    result, posts, output = run_skiff_monitor({"SKIFF_HOME": str(tmp_path)})
 
     assert result["tasks"] == {"snapshot": "success", "check_serving": "success",
                                "check_quality": "success", "check_drift": "failed",
@@ -74,7 +40,7 @@ def test_planted_drift_fails_the_check_alerts_and_asks_for_a_retrain(
                                "within_thresholds": "upstream_failed"}, result
     assert result["state"] == "failed"
     # the failure says which mart, hour and feature drifted
-    assert "mon_drift_hourly" in proc.stdout and "session_length" in proc.stdout
+    assert "mon_drift_hourly" in output and "session_length" in output
     (alert,) = posts
     assert "task check_drift of skiff_monitor failed" in alert, alert
     assert "mon_drift_hourly" in alert and "session_length" in alert, alert

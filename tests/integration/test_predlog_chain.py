@@ -10,19 +10,17 @@ recommended SKU).
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-
+from collector_server import running_collector
 from dbt_models import Dbt, query
 from serving_models import intent_bundle
-from skiff.config import CollectConfig, ServingConfig
+from skiff.config import ServingConfig
 from skiff.data import DuckDBWarehouse
-from skiff.data.collector import make_server
 from skiff.data.ingest import ingest_arrivals
 from skiff.data.landing import LandingZone
 from skiff.serve import EndpointStore
@@ -38,7 +36,6 @@ SKUS = [hashlib.sha256(f"chain-sku-{i}".encode()).hexdigest() for i in range(12)
 def rec_bundle(path: Path) -> Path:
     """An untrained next-item bundle over :data:`SKUS` (window 4, top 5)."""
     import keras
-
     from skiff.serve import write_bundle
     from skiff.train import features, models
 
@@ -50,16 +47,8 @@ def rec_bundle(path: Path) -> Path:
 
 
 def test_served_answers_reach_the_monitoring_marts(tmp_path: Path) -> None:
-    collect = CollectConfig(landing_uri=str(tmp_path / "landing"), log_dir=tmp_path / "log",
-                            port=0, roll_seconds=3600)
-    server, sock = make_server(collect)
-    collect_url = "http://127.0.0.1:%d/collect" % sock.getsockname()[1]
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    started = datetime.now(UTC)
-    try:
+    with running_collector(tmp_path) as collect_url:
+        started = datetime.now(UTC)
         config = ServingConfig(token_file=tmp_path / "token", predlog_url=collect_url,
                                predlog_flush_s=0.1)
         bundles = {"skiff-rec": rec_bundle(tmp_path / "rec"),
@@ -90,13 +79,10 @@ def test_served_answers_reach_the_monitoring_marts(tmp_path: Path) -> None:
                  "product_action": "detail", "product_sku_hash": first,
                  "server_timestamp_epoch_ms": int(time.time() * 1000) + 1000}
         assert httpx.post(collect_url, json=event).json()["accepted"] == 1
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
     hour = started.replace(minute=0, second=0, microsecond=0)
     dbt = Dbt(tmp_path / "warehouse.duckdb", tmp_path)
-    zone = LandingZone.from_uri(collect.landing_uri)
+    zone = LandingZone.from_uri(str(tmp_path / "landing"))
     rows = {}
     for start in (hour, hour + timedelta(hours=1)):  # the test may straddle an hour
         summary = ingest_arrivals(DuckDBWarehouse(dbt.db_path), zone, start,
