@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-
 from skiff.data.contract import BROWSING, CATALOGUE, EVENT_TYPES, PRODUCT_ACTIONS, SEARCH
 from skiff.data.emitter import ARRIVAL, LOOKBACK_HOURS, Emitter, Events
 from skiff.data.generator import generate

@@ -11,7 +11,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from skiff.cli import main
 from skiff.data.contract import BROWSING, CATALOGUE, SEARCH
 from skiff.data.emitter import ARRIVAL, Emitter, Events

@@ -7,24 +7,21 @@ events, so the client's retries, splits and reports are checked for real.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-
 from skiff.cli import main
 from skiff.data.emitter import Emitter
 from skiff.data.emitter_http import CollectorClient, post_range, run_live
 from skiff.exceptions import DeliveryError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 DAY = datetime(2025, 3, 1, tzinfo=UTC)
 HOUR_MS = 3_600_000
@@ -77,29 +74,9 @@ class Receiver:
 
 
 @pytest.fixture
-def serve() -> Iterator:
+def serve(serve_app: Callable[[object], str]) -> Callable[[Receiver], str]:
     """Serve a :class:`Receiver` with uvicorn on 127.0.0.1; returns its ``/collect`` URL."""
-    servers = []
-
-    def start(receiver: Receiver) -> str:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        server = uvicorn.Server(uvicorn.Config(receiver.app, log_level="warning",
-                                               lifespan="off"))
-        thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
-                                  daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert server.started, "the receiver did not start"
-        return f"http://127.0.0.1:{sock.getsockname()[1]}/collect"
-
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(5)
+    return lambda receiver: serve_app(receiver.app) + "/collect"
 
 
 @pytest.fixture(scope="module")

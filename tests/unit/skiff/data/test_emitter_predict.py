@@ -7,24 +7,20 @@ emitter runs live at high speed on an injected clock.
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
 import pytest
-import uvicorn
+from skiff.data.emitter import Emitter
+from skiff.data.emitter_http import CollectorClient, run_live
+from skiff.data.emitter_predict import ShopperPredictions, event_token, session_asks
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-from skiff.data.emitter import Emitter
-from skiff.data.emitter_http import CollectorClient, run_live
-from skiff.data.emitter_predict import ShopperPredictions, event_token, session_asks
 
 HOUR_MS = 3_600_000
 H14 = int(datetime(2025, 3, 1, 14, tzinfo=UTC).timestamp()) // 3600
@@ -51,25 +47,9 @@ class Shop:
 
 
 @pytest.fixture
-def serve() -> Iterator:
-    servers = []
-
-    def start(shop: Shop) -> str:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        server = uvicorn.Server(uvicorn.Config(shop.app, log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
-                                  daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        while not server.started:
-            time.sleep(0.01)
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(5)
+def serve(serve_app: Callable[[object], str]) -> Callable[[Shop], str]:
+    """Serve a :class:`Shop` with uvicorn on 127.0.0.1; returns its base URL."""
+    return lambda shop: serve_app(shop.app)
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-
-from skiff.exceptions import SkiffConfigError
-from skiff.data.generator import GenerateSummary, generate
 from skiff.data.contract import BROWSING, CATALOGUE, SEARCH, TableContract
+from skiff.data.generator import GenerateSummary, generate
+from skiff.exceptions import SkiffConfigError
 
 END = datetime(2025, 3, 1, 12, tzinfo=UTC)
 CONTRACTS = (BROWSING, SEARCH, CATALOGUE)

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from skiff.data import DuckDBWarehouse, Emitter, LandingZone
 from skiff.data.history import META_FILE, History, init_history, last_interval
 from skiff.data.landing import first_arrival_ms

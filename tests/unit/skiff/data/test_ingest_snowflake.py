@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from landing_files import browsing, catalogue, predictions, search, write_file
 from skiff.data import SnowflakeWarehouse
 from skiff.data.ingest import ingest_arrivals, interval_batch_id

@@ -9,11 +9,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-
-from skiff.exceptions import DataContractError, MissingInputError
-from skiff.data.loader import EVENT_TABLES, load_dir
-from skiff.data.contract import BROWSING, CATALOGUE, SEARCH, TableContract
 from skiff.data import DuckDBWarehouse, SnowflakeWarehouse
+from skiff.data.contract import BROWSING, CATALOGUE, SEARCH, TableContract
+from skiff.data.loader import EVENT_TABLES, load_dir
+from skiff.exceptions import DataContractError, MissingInputError
 
 RAW = ("browsing_train", "search_train", "sku_to_content")
 T0 = 1_764_000_000_000  # epoch ms

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
+from skiff.config import WarehouseConfig
 from skiff.data import (
     SNOWFLAKE_CONNECT_ENV,
     DuckDBWarehouse,
@@ -20,7 +20,6 @@ from skiff.data import (
     snowflake_params_from_env,
     warehouse_from_config,
 )
-from skiff.config import WarehouseConfig
 from skiff.exceptions import DataContractError, MissingInputError, SkiffConfigError
 
 pytestmark = pytest.mark.filterwarnings("ignore:::fakesnow")
