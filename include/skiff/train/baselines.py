@@ -16,7 +16,7 @@ import numpy as np
 from skiff.exceptions import DataContractError, SkiffConfigError
 from skiff.train.features import OOV, PAD, NextItemExamples, Ragged
 
-__all__ = ["MajorityClass", "LogisticRegression", "MostPopular", "CoOccurrence"]
+__all__ = ["MajorityClass", "LogisticRegression", "MostPopular", "CoOccurrence", "transition_pairs"]
 
 
 def _labels(y: np.ndarray, n: int) -> np.ndarray:
@@ -201,12 +201,8 @@ class CoOccurrence:
         """
         self.popular_ = MostPopular(self.n_items).fit(sequences)
         k = max(1, min(self.k_max, self.n_items - 3))  # every list excludes its own item
-        v, off = sequences.values.astype(np.int64), sequences.offsets
-        is_last = np.zeros(len(v), bool)
-        is_last[off[1:][off[1:] > off[:-1]] - 1] = True
-        prev, nxt = v[:-1][~is_last[:-1]], v[1:][~is_last[:-1]]
-        keep = (nxt > OOV) & (prev != nxt)
-        pair = prev[keep] * self.n_items + nxt[keep]
+        prev, nxt = transition_pairs(sequences)
+        pair = prev * self.n_items + nxt
         uniq, counts = np.unique(pair, return_counts=True)
         src, dst = uniq // self.n_items, uniq % self.n_items
         order = np.lexsort((dst, -counts, src))
@@ -232,6 +228,22 @@ class CoOccurrence:
         seen = np.minimum(examples.length, examples.items.shape[1])
         last = examples.items[np.arange(len(examples)), np.maximum(seen - 1, 0)]
         return self.table_[last, :k].copy()
+
+
+def transition_pairs(sequences: Ragged) -> tuple[np.ndarray, np.ndarray]:
+    """Every (item -> next item) step within the sessions: ``(prev, next)`` int64 arrays.
+
+    A step into PAD or OOV is left out, and so is an item repeated in place (sessions do
+    not repeat an item twice in a row as a transition).
+
+    :param sequences: item sequences.
+    """
+    v, off = sequences.values.astype(np.int64), sequences.offsets
+    is_last = np.zeros(len(v), bool)
+    is_last[off[1:][off[1:] > off[:-1]] - 1] = True
+    prev, nxt = v[:-1][~is_last[:-1]], v[1:][~is_last[:-1]]
+    keep = (nxt > OOV) & (prev != nxt)
+    return prev[keep], nxt[keep]
 
 
 def _top_up(table: np.ndarray, popular: np.ndarray) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 The Keras model ranks returns and steps back well but holds each product's successors less
 sharply than a count table does (docs/training.md, "How good can they get"). The blend ranks
-by ``log p_model(j) + weight * log p_trans(j | last)``, where ``p_trans`` is the training
-sessions' (item -> next item) counts smoothed towards popularity::
+by the mixture ``(1 - weight) * p_model(j) + weight * p_trans(j | last)``, where ``p_trans``
+is the training sessions' (item -> next item) counts smoothed towards popularity::
 
     p_trans(j | i) = (count(i, j) + alpha * share(j)) / (count(i) + alpha)
 
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from skiff.exceptions import DataContractError, SkiffConfigError
+from skiff.train.baselines import transition_pairs
 from skiff.train.features import OOV, PAD, NextItemExamples, Ragged
 
 __all__ = ["Transitions", "last_items", "blended_top_k", "choose"]
@@ -41,25 +42,21 @@ class Transitions:
     share_: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
 
     def fit(self, sequences: Ragged) -> Transitions:
-        """Count consecutive pairs within each session (an item repeated in place is not a
-        transition, as in :class:`skiff.train.baselines.CoOccurrence`).
+        """Count consecutive pairs within each session
+        (:func:`skiff.train.baselines.transition_pairs`, as co-occurrence counts them).
 
         :param sequences: training item sequences.
         :return: self.
         """
         from scipy import sparse
 
-        v, off = sequences.values.astype(np.int64), sequences.offsets
+        v = sequences.values.astype(np.int64)
         if len(v) and v.max() >= self.n_items:
             raise DataContractError(f"item id {int(v.max())} is outside the vocabulary of "
                                     f"{self.n_items}.")
-        is_last = np.zeros(len(v), bool)
-        is_last[off[1:][off[1:] > off[:-1]] - 1] = True
-        prev, nxt = v[:-1][~is_last[:-1]], v[1:][~is_last[:-1]]
-        keep = (nxt > OOV) & (prev != nxt)
-        self.counts_ = sparse.csr_matrix(
-            (np.ones(int(keep.sum()), np.float32), (prev[keep], nxt[keep])),
-            shape=(self.n_items, self.n_items))
+        prev, nxt = transition_pairs(sequences)
+        self.counts_ = sparse.csr_matrix((np.ones(len(prev), np.float32), (prev, nxt)),
+                                         shape=(self.n_items, self.n_items))
         self.counts_.sum_duplicates()
         pop = np.bincount(v, minlength=self.n_items)[:self.n_items].astype(np.float64)
         pop[[PAD, OOV]] = 0.0
