@@ -140,7 +140,7 @@ airflow: install  ## Airflow (SQLite, no Docker) on http://127.0.0.1:8090 (AIRFL
 	@read -r SAMPLE_END _ <<< "$$($(BIN)/skiff -q init | tail -n 1)"; \
 	$(BIN)/python -m skiff.ops.local_airflow --port $(AIRFLOW_PORT) --sample-end "$$SAMPLE_END" --live
 
-screenshot: install chromium  ## the docs' pictures of the Airflow UI, docs/img/airflow-*.png
+screenshot: install chromium  ## the docs' pictures of the Airflow UI on a live run (~25 min), docs/img/airflow-*.png
 	$(BIN)/python docs/screenshot.py --out-dir docs/img
 
 # The configuration page's table is generated from skiff.config first (docs/gen_config.py);

@@ -58,26 +58,12 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _environment(home: Path, minutes: int, slack_url: str) -> dict[str, str]:
-    from skiff.ops.local_airflow import free_port, sandbox_env
+    from skiff.ops.local_airflow import scheduled_env
 
     env = skiff_env(home)
-    sandbox = sandbox_env(home)  # what it sets wins (its DB, not one a test runner exported)
-    env.update({k: v for k, v in sandbox.items() if os.environ.get(k) != v})
+    scheduled = scheduled_env(home, minutes)  # what it sets wins (its DB, not one a test runner exported)
+    env.update({k: v for k, v in scheduled.items() if os.environ.get(k) != v})
     env.update({
-        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "True",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "SKIFF_SCHEDULE": f"*/{minutes} * * * *",
-        "SKIFF_INGEST_SOURCE": "landing",
-        "SKIFF_INGEST_GRACE_MINUTES": "2",
-        "SKIFF_INGEST_POLL_S": "10",
-        "SKIFF_COLLECT_ROLL_SECONDS": "20",
-        "SKIFF_COLLECT_LOG_DIR": str(home / "collector"),
-        "SKIFF_COLLECT_PORT": str(free_port()),
-        # an hour's traffic in each interval, so that each holds as many events as an hourly
-        # one (shares such as duplicates are checked on a sample that size), and a history
-        # of about make run's size
-        "SKIFF_EMIT_SESSIONS_PER_HOUR": str(450 * 60 / minutes),
-        "SKIFF_SAMPLE_SPAN_HOURS": str(max(2, 72 * minutes // 60)),
         "SKIFF_RUN_DURATION_ALERT_MINUTES": "0",
         "AIRFLOW_CONN_SLACK_ALERTS": json.dumps({"conn_type": "slackwebhook",
                                                  "password": slack_url}),

@@ -622,7 +622,7 @@ class EmitConfig(Section):
     predict_url: str = setting("SKIFF_EMIT_PREDICT_URL", "", "the `GET /predict` URL the live "
                                "shoppers ask as they browse (`http://127.0.0.1:8000/predict` "
                                "for `skiff serve`); empty: they ask nothing")
-    predict_share: float = setting("SKIFF_EMIT_PREDICT_SHARE", 0.2, "share of the sessions "
+    predict_share: float = setting("SKIFF_EMIT_PREDICT_SHARE", 0.5, "share of the sessions "
                                    "that ask `/predict` after each of their events (the intent "
                                    "model; after a product view also the recommendations)",
                                    maximum=1.0)
@@ -714,8 +714,11 @@ class MonitorConfig(Section):
                                            "(mean predicted minus observed add-to-cart rate, "
                                            "absolute)", maximum=1)
     min_requests: int = setting("SKIFF_MONITOR_MIN_REQUESTS", 20, "an hour with fewer requests "
-                                "(or scored or served sessions) is shown but not checked: too "
-                                "few to judge")
+                                "(or scored predictions) is shown but not checked: too few to "
+                                "judge")
+    min_drift_sessions: int = setting(
+        "SKIFF_MONITOR_MIN_DRIFT_SESSIONS", 150, "an hour with fewer served sessions is shown "
+        "but its drift not checked: the PSI of a few sessions is large by chance alone")
     retrain: bool = setting("SKIFF_MONITOR_RETRAIN", True, "on a drift or online-quality breach, "
                             "skiff_monitor triggers skiff_hourly with a full retrain (all "
                             "sessions; at most one a day)")

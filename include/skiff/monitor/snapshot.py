@@ -196,13 +196,15 @@ def thresholds(config: MonitorConfig) -> dict[str, float]:
             "latency_p99_ms_max": config.latency_p99_ms_max,
             "quality_drop_max": config.quality_drop_max,
             "calibration_error_max": config.calibration_error_max,
-            "min_requests": config.min_requests}
+            "min_requests": config.min_requests,
+            "min_drift_sessions": config.min_drift_sessions}
 
 
 def breaches(part: Mapping[str, Any], config: MonitorConfig, now: datetime) -> list[str]:
     """What is over a threshold in the last ``window_hours`` of one model's part.
 
-    Hours with fewer than ``min_requests`` requests (scored, served sessions) are not judged.
+    Hours with fewer than ``min_requests`` requests (or scored predictions), or for drift
+    ``min_drift_sessions`` served sessions, are not judged.
     The same rules as skiff_monitor's suites (``include/gx/suites/mon_*.yml``).
 
     :return: one sentence per breach, e.g. ``"2026-11-27T10:00:00+00:00 drift: PSI of
@@ -235,7 +237,7 @@ def breaches(part: Mapping[str, Any], config: MonitorConfig, now: datetime) -> l
             found.append(f"{r['hour']} quality: online {r['metric']} {value:.3f} < "
                          f"{1 - config.quality_drop_max:.2f} x offline {offline:.3f}")
     for r in recent(part.get("drift", [])):
-        if r["served_sessions"] >= config.min_requests and (r["psi"] or 0) > config.psi_max:
+        if r["served_sessions"] >= config.min_drift_sessions and (r["psi"] or 0) > config.psi_max:
             found.append(f"{r['hour']} drift: PSI of {r['feature']} {r['psi']:.2f} > "
                          f"{config.psi_max}")
     return found

@@ -9,6 +9,7 @@ from skiff._exports import lazy_exports
 _EXPORTS = {
     "LocalAirflow": "local_airflow", "LocalAirflowError": "local_airflow",
     "free_port": "local_airflow", "sandbox_env": "local_airflow",
+    "scheduled_env": "local_airflow",
     "chromium": "browser", "sign_in": "browser", "open_trigger_form": "browser",
     "expand_task_groups": "browser", "BrowserError": "browser",
 }

@@ -32,7 +32,8 @@ from skiff.config import REPO_ROOT, CollectConfig, ServingConfig
 from skiff.exceptions import SkiffError
 from skiff.ops.shoppers import LiveShoppers, LiveShoppersError
 
-__all__ = ["LocalAirflow", "LocalAirflowError", "banner", "free_port", "sandbox_env", "main"]
+__all__ = ["LocalAirflow", "LocalAirflowError", "banner", "free_port", "sandbox_env",
+           "scheduled_env", "main"]
 
 #: What ``/api/v2/monitor/health`` reports on, all of which must be healthy.
 COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
@@ -70,7 +71,34 @@ def sandbox_env(skiff_home: str | Path) -> dict[str, str]:
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "SKIFF_SERVE_PORT": str(free_port()),
+        "SKIFF_SERVE_CONTROL_PORT": str(free_port()),
         "SKIFF_API_PORT": str(free_port()),
+    }
+
+
+def scheduled_env(skiff_home: str | Path, minutes: int) -> dict[str, str]:
+    """:func:`sandbox_env` with the scheduler on, on live shoppers, every ``minutes``.
+
+    ``SKIFF_SCHEDULE`` fires every ``minutes``, each interval ingests what the collector
+    (on a free port) landed, and the shoppers post an hour's traffic in each interval, so
+    that every interval holds as many events as an hourly one (the suites' shares are checked
+    on samples that size), over a history of about ``make run``'s size. ``make soak`` and
+    ``docs/screenshot.py`` run on it; skiff_hourly starts paused.
+    """
+    skiff_home = Path(skiff_home)
+    return {
+        **sandbox_env(skiff_home),
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "True",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "SKIFF_SCHEDULE": f"*/{minutes} * * * *",
+        "SKIFF_INGEST_SOURCE": "landing",
+        "SKIFF_INGEST_GRACE_MINUTES": "2",
+        "SKIFF_INGEST_POLL_S": "10",
+        "SKIFF_COLLECT_ROLL_SECONDS": "20",
+        "SKIFF_COLLECT_LOG_DIR": str(skiff_home / "collector"),
+        "SKIFF_COLLECT_PORT": str(free_port()),
+        "SKIFF_EMIT_SESSIONS_PER_HOUR": str(450 * 60 / minutes),
+        "SKIFF_SAMPLE_SPAN_HOURS": str(max(2, 72 * minutes // 60)),
     }
 
 

@@ -43,7 +43,7 @@ Parameters a suite can use (in ``kwargs`` as ``{$PARAMETER: name}``, in ``batch`
                             and ``<share>_median``, ``baseline_hours`` (none without enough
                             history: :func:`skiff.validate.baseline.share_bounds`)
 ``monitor_<threshold>``     skiff_monitor's thresholds (``MonitorConfig``): ``_min_requests``,
-                            ``_error_rate_max``, ``_latency_p99_ms_max``, ``_psi_max``,
+                            ``_min_drift_sessions``, ``_error_rate_max``, ``_latency_p99_ms_max``, ``_psi_max``,
                             ``_calibration_error_max``, ``_quality_drop_max``
 ``monitor_hit_rate_floor``  the online hit rate@20 the rec model must keep: the champion's
                             offline one (``monitor_offline_hit_rate``) less the allowed drop;
@@ -293,6 +293,7 @@ def monitor_parameters(config: SkiffConfig, offline_hit_rate: float | None = Non
     mon = config.monitor
     return {
         "monitor_min_requests": mon.min_requests,
+        "monitor_min_drift_sessions": mon.min_drift_sessions,
         "monitor_error_rate_max": mon.error_rate_max,
         "monitor_latency_p99_ms_max": mon.latency_p99_ms_max,
         "monitor_psi_max": mon.psi_max,

@@ -61,7 +61,7 @@ def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, var: str,
 
 def test_drift_and_predict_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (EmitConfig().drift, EmitConfig().predict_url, EmitConfig().predict_share) == (
-        "", "", 0.2)
+        "", "", 0.5)
     monkeypatch.setenv("SKIFF_EMIT_DRIFT", "Tail")
     monkeypatch.setenv("SKIFF_EMIT_DRIFT_FROM", "2026-11-28T03:00:00Z")
     monkeypatch.setenv("SKIFF_EMIT_PREDICT_URL", "http://127.0.0.1:8000/predict")
