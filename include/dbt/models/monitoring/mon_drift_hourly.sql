@@ -243,9 +243,17 @@ psi_popularity as (
 
 -- together ----------------------------------------------------------------------------
 
+-- the shoppers asked about, each once however often it asked (a session asks after each
+-- event, and its prefixes are not independent draws): how much the hour's PSI can be trusted
 served_counts as (
 
-    select hour_start, model, model_version, count(*) as served_sessions
+    select
+        hour_start,
+        model,
+        model_version,
+        count(distinct coalesce(
+            session_id, request_id || ':' || cast(session_index as varchar)
+        )) as served_sessions
     from served
     group by hour_start, model, model_version
 
