@@ -37,7 +37,7 @@ from collector_server import running_collector
 from dbt_models import Dbt, query
 from hooks.warehouse import SkiffWarehouseHook
 from monitor_dag_run import run_skiff_monitor
-from skiff.config import ServingConfig
+from skiff.config import MonitorConfig, ServingConfig
 from skiff.data import DuckDBWarehouse, Emitter, LandingZone, init_history
 from skiff.data.emitter_http import CollectorClient, run_live
 from skiff.data.emitter_predict import ShopperPredictions
@@ -174,9 +174,11 @@ def test_planted_drift_of_live_shoppers_raises_the_drift_alert(shop: _Shop,
     assert control.asked["refused"] == control.asked["failed"] == 0, control.asked
     busiest = max(_psi(control, "sku_popularity"), key=lambda row: row[2])
     assert busiest[2] >= 20 and busiest[1] < 0.1, _psi(control, "sku_popularity")
-    # asked once per view, about the session so far: the reference counts prefixes too
+    # asked once per view, about the session so far: the reference counts prefixes too (it
+    # counted whole sessions once, and the control's PSI was 0.18). Under the alert line: a
+    # hundred-odd sessions' prefixes, a few minutes of them, gave up to 0.11 by chance here
     length = max(_psi(control, "session_length"), key=lambda row: row[2])
-    assert length[1] < 0.1, _psi(control, "session_length")
+    assert length[1] < MonitorConfig().psi_max, _psi(control, "session_length")
     assert _judged(control), "online quality judged from the shoppers' next views"
 
     # drift: the shoppers favour what others ignore, all of them (with the drift from the
