@@ -319,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s "
                         "[sender %(process)d]: %(message)s")
+    for chatty in ("httpx", "httpcore"):  # one INFO line per post otherwise
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C stops the server, which ends us
     settings = json.loads(args[2])
     if settings["nice"]:
