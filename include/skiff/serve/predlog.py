@@ -258,9 +258,11 @@ class PredictionLog:
 
     def stats(self) -> dict[str, Any]:
         """The counters, for ``GET /health`` (``dropped``: the server's and the sender's)."""
-        status = self._status
-        sent, dropped, rejected, queued, failed = \
-            STATUS.unpack_from(status) if status is not None else self._last
+        try:
+            counters = STATUS.unpack_from(self._status) if self._status is not None else self._last
+        except ValueError:  # closed by a concurrent close(): its last counters are kept
+            counters = self._last
+        sent, dropped, rejected, queued, failed = counters
         child = self._child
         return {"url": self.url, "sample": self.sample, "sent": sent,
                 "dropped": self.dropped + dropped, "rejected": rejected, "queued": queued,
