@@ -12,8 +12,9 @@ latency. Measured side by side:
   16 / throughput by Little's law, whatever the server does);
 - ``/predict`` through boto3's ``sagemaker-runtime`` client to the model server (two HTTP hops,
   the path a Lambda takes to SageMaker), fewer clients;
-- ``/predict`` with the prediction log on (``SKIFF_PREDLOG_URL``: every answer sent to a
-  ``skiff collect`` in a third process), and with it on while the collector is down (a port
+- ``/predict`` with the prediction log on (``SKIFF_PREDLOG_URL``: every answer handed to the
+  log's sender process, at ``SKIFF_PREDLOG_NICE``, which posts it to a ``skiff collect`` in
+  a third process), and with it on while the collector is down (a port
   nothing listens on: every post fails, events are dropped and counted), against the same
   run without it, in interleaved rounds: the log must leave the p99 as it is. In production
   the collector is another host; here it shares the 2 cores with the server and the load

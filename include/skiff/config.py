@@ -405,6 +405,10 @@ class ServingConfig(Section):
                                      minimum=0.01)
     predlog_timeout_s: float = setting("SKIFF_PREDLOG_TIMEOUT_S", 2.0, "seconds one post of "
                                        "the prediction log may take", minimum=0.01)
+    # 10: the sender gets what serving leaves, yet is not starved on a busy host (19 would be)
+    predlog_nice: int = setting("SKIFF_PREDLOG_NICE", 10, "niceness the prediction log's "
+                                "sender process adds to the model server's (`0`..`19`)",
+                                minimum=0, maximum=19)
     max_tokens: int = setting("SKIFF_PREDICT_MAX_TOKENS", 200, "most tokens of a `session`",
                               minimum=1)
     top_k: int = setting("SKIFF_PREDICT_TOP_K", 10, "SKUs a recommendation returns (at most the "

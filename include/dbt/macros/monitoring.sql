@@ -123,19 +123,6 @@
 {%- endmacro %}
 
 
-{# A session length's bucket (tokens): 1, 2, 3-4, 5-8, 9-16, 17+ #}
-{% macro _length_bucket(column_name) -%}
-    case
-        when {{ column_name }} <= 1 then '1'
-        when {{ column_name }} = 2 then '2'
-        when {{ column_name }} <= 4 then '3-4'
-        when {{ column_name }} <= 8 then '5-8'
-        when {{ column_name }} <= 16 then '9-16'
-        else '17+'
-    end
-{%- endmacro %}
-
-
 {# A SKU's popularity bucket from its rank (1 = most viewed); null for no rank #}
 {% macro _rank_bucket(column_name) -%}
     case

@@ -12,8 +12,8 @@
 - :mod:`~skiff.serve.store`: the local control plane's endpoint configs and endpoints.
 - :mod:`~skiff.serve.client`: an in-process ``sagemaker-runtime`` client.
 - :mod:`~skiff.serve.codec`: the endpoints' JSON contract (also the SageMaker container's code).
-- :mod:`~skiff.serve.predlog`: the prediction log, every answer sent to the collector off
-  the request's path.
+- :mod:`~skiff.serve.predlog`: the prediction log, every answer handed off the request's
+  path to :mod:`~skiff.serve.predlog_sender`, the process that posts them to the collector.
 - :mod:`~skiff.serve.registry`: the champion registry and the gate's decision.
 
 ``skiff serve`` (the model server's two planes with the ``/predict`` adapter beside) is

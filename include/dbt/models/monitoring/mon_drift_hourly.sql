@@ -102,18 +102,7 @@ reference_intent as (
 
 -- session_length ----------------------------------------------------------------------
 
-current_length as (
-
-    select hour_start, model, model_version, {{ _length_bucket('session_length') }} as bucket,
-        count(*) as n
-    from served
-    group by hour_start, model, model_version, {{ _length_bucket('session_length') }}
-
-),
-
--- the model is asked about sessions so far, once per event (a page view asks): a reference
--- session of length L stands for its L prefixes, of lengths 1..L, so each bucket [lo, hi]
--- counts min(L, hi) - lo + 1 of them
+-- the buckets' bounds, [lo, hi] (hi null: no end), for both sides
 length_buckets as (
 
     select * from (values
@@ -123,6 +112,19 @@ length_buckets as (
 
 ),
 
+current_length as (
+
+    select s.hour_start, s.model, s.model_version, b.bucket, count(*) as n
+    from served as s
+    inner join length_buckets as b
+        on s.session_length >= b.lo and s.session_length <= coalesce(b.hi, s.session_length)
+    group by s.hour_start, s.model, s.model_version, b.bucket
+
+),
+
+-- the model is asked about sessions so far, once per event (a page view asks): a reference
+-- session of length L stands for its L prefixes, of lengths 1..L, so each bucket [lo, hi]
+-- counts min(L, hi) - lo + 1 of them
 reference_length as (
 
     select r.model, r.model_version, b.bucket,
