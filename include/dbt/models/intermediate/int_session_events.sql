@@ -2,6 +2,9 @@
     Incremental (folder config: session_rebuild by session_id): a run rebuilds
     the sessions whose browsing events arrived in its data interval, from all
     their events (macros/skiff_window.sql).
+    The 36M-row table of the full log: it keeps the columns its readers use
+    (int_sessions, the GX suites), the session and SKU keys as integers next
+    to their texts, and not the page URL hash, which nothing reads.
 #}
 
 with
