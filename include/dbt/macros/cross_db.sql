@@ -47,7 +47,11 @@
     at 36M events that was most of the cost of the keys. 63 bits make a
     collision between two events of the same session, the only place the key
     is compared, negligible (about 1 in 10^16 for a 300-event session); the
-    tests check the key is unique within each session.
+    tests check the key is unique within each session. Sessions and SKUs get
+    one too (session_key, sku_key in stg_browsing_events), so the window and
+    the aggregates sort and group integers: there a collision would merge two
+    sessions (about 1e-6 likely at 5M sessions), which int_session_events'
+    one_value_per_key tests catch on a whole-table test.
     The hash is the warehouse's own (DuckDB hash(), Snowflake HASH()): the same
     row gets the same key on one warehouse, not across warehouses or DuckDB
     versions; a model rebuilt after a DuckDB upgrade gets new keys, which only

@@ -2,6 +2,9 @@
     Incremental (folder config: session_rebuild by session_id): a run rebuilds
     the sessions whose browsing events arrived in its data interval, from all
     their events (macros/skiff_window.sql).
+    The 36M-row table of the full log: it keeps the columns its readers use
+    (int_sessions, the GX suites), the session and SKU keys as integers next
+    to their texts, and not the page URL hash, which nothing reads.
 #}
 
 with
@@ -36,11 +39,12 @@ tokenized as (
 
 ),
 
--- One window pass (one sort) over each session, in event order (the integer
--- event_id breaks the last ties: a 64-bit compare, not a 32-character text): the index,
--- the gap to the previous event, the SKU of the previous detail event (so
--- int_sessions builds the SKU sequences without sorting the events again), and
--- the copies a re-loaded batch appended.
+-- One window pass (one sort) over each session, in event order, on integer
+-- keys only: the session's 63-bit session_key partitions (not its
+-- 64-character text) and the integer event_id breaks the last ties. It gives
+-- the index, the gap to the previous event, the SKU key of the previous detail
+-- event (so int_sessions builds the SKU sequences without sorting the events
+-- again), and drops the copies a re-loaded batch appended.
 -- Copies agree on every column but their lineage (batch_id, ingested_at),
 -- which this model does not keep, so any one of them can stay. dense_rank
 -- gives copies one index, so the indexes of the rows kept run 1, 2, 3 ...
@@ -49,27 +53,27 @@ ordered as (
     select
         *,
         dense_rank() over (
-            partition by session_id
+            partition by session_key
             order by event_ms asc, same_ms_rank asc, event_id asc
         ) as event_index,
         cast(
             event_ms - lag(event_ms) over (
-                partition by session_id
+                partition by session_key
                 order by event_ms asc, same_ms_rank asc, event_id asc
             )
             as double
         ) / 1000 as seconds_since_prev,
         {{ lag_ignore_nulls(
-            "case when event_token = 'detail' then product_sku_hash end"
+            "case when event_token = 'detail' then sku_key end"
         ) }} over (
-            partition by session_id
+            partition by session_key
             order by event_ms asc, same_ms_rank asc, event_id asc
-        ) as prev_detail_sku
+        ) as prev_detail_sku_key
 
     from tokenized
     qualify
         event_id is distinct from lag(event_id) over (
-            partition by session_id
+            partition by session_key
             order by event_ms asc, same_ms_rank asc, event_id asc
         )
 
@@ -80,10 +84,11 @@ final as (
     select
         ---------- ids
         session_id,
+        session_key,
         event_index,
         event_id,
         product_sku_hash,
-        url_hash,
+        sku_key,
 
         ---------- text
         event_type,
@@ -97,8 +102,8 @@ final as (
         -- a detail event whose SKU is not the previous detail event's: its SKU
         -- enters the session's sku_sequence (consecutive repeats collapse)
         event_token = 'detail'
-            and product_sku_hash is not null
-            and product_sku_hash is distinct from prev_detail_sku
+            and sku_key is not null
+            and sku_key is distinct from prev_detail_sku_key
             as is_new_item,
 
         ---------- timestamps

@@ -31,7 +31,7 @@ session_events as (
 item_sequences as (
 
     select
-        session_id,
+        session_key,
         {{ ordered_list('product_sku_hash', 'event_index') }} as sku_sequence,
         count(*) as count_items
 
@@ -41,10 +41,14 @@ item_sequences as (
 
 ),
 
+-- grouped by the 63-bit session_key, not the 64-character session_id (an
+-- integer hashes and compares in a fraction of the time); the text rides
+-- along as an aggregate, the same in every row of a session
 session_summary as (
 
     select
-        session_id,
+        session_key,
+        any_value(session_id) as session_id,
 
         ---------- timestamps
         min(event_ms) as first_event_ms,
@@ -60,7 +64,7 @@ session_summary as (
             as count_purchases,
         count(case when event_type = 'event_product' then 1 end)
             as count_product_events,
-        count(distinct product_sku_hash) as count_distinct_skus,
+        count(distinct sku_key) as count_distinct_skus,
 
         ---------- first add / purchase
         min(case when event_token = 'add' then event_ms end) as first_add_ms,
@@ -87,7 +91,7 @@ joined as (
 
     from session_summary
     left join item_sequences
-        on session_summary.session_id = item_sequences.session_id
+        on session_summary.session_key = item_sequences.session_key
 
 ),
 

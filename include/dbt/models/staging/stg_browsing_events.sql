@@ -48,7 +48,15 @@ renamed as (
             'hashed_url',
         ]) }} as event_id,
         session_id_hash as session_id,
+        -- 63-bit integer keys of the session and the SKU: the window and the
+        -- aggregates of the intermediate models group and compare these, not
+        -- the 64-character hashes (macros/cross_db.sql, hash_key)
+        {{ hash_key(['session_id_hash']) }} as session_key,
         product_sku_hash,
+        case
+            when product_sku_hash is not null
+                then {{ hash_key(['product_sku_hash']) }}
+        end as sku_key,
         hashed_url as url_hash,
 
         ---------- text
