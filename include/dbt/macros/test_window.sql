@@ -54,8 +54,14 @@
     {%- set touched_by = [] -%}
     {%- for name in ['stg_browsing_events', 'stg_search_events'] -%}
         {%- set node = graph.nodes['model.' ~ project_name ~ '.' ~ name] -%}
-        {%- do touched_by.append(api.Relation.create(
-            database=node.database, schema=node.schema, identifier=node.alias)) -%}
+        {%- set relation = adapter.get_relation(
+            database=node.database, schema=node.schema, identifier=node.alias) -%}
+        {#- a first build: the other staging view may not exist yet (the test waits for its
+            own model only), and the whole table is the run's rows -#}
+        {%- if relation is none -%}
+            {{ return('true') }}
+        {%- endif -%}
+        {%- do touched_by.append(relation) -%}
     {%- endfor -%}
     {#- the bound as a literal, queried once per test: DuckDB prunes a table's row groups on a
         literal, while the subquery became a nested-loop join over the whole table (a test on
