@@ -202,6 +202,9 @@ with DAG(
                 "SKIFF_DUCKDB_MEMORY_LIMIT": CONFIG.dbt.duckdb_memory_limit,
                 "SKIFF_DBT_INTERVAL_START": "{{ data_interval_start.isoformat() }}",
                 "SKIFF_DBT_INTERVAL_END": "{{ data_interval_end.isoformat() }}",
+                # dbt's unit tests check the models' SQL on fixed rows, not the data: they
+                # run in CI (tests/integration/test_dbt.py), not every hour; the data tests do
+                "DBT_EXCLUDE_RESOURCE_TYPES": "unit_test",
             },
             dbt_vars={
                 "session_lookback_hours": "{{ params.session_lookback_hours }}",

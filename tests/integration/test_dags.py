@@ -170,7 +170,9 @@ def test_prepare_runs_one_dbt_build_watched_by_the_model_tasks(dagbag) -> None:
     assert producer.env["SKIFF_DBT_INTERVAL_END"] == "{{ data_interval_end.isoformat() }}"
     assert set(producer.env) == {"SKIFF_DUCKDB_PATH", "SKIFF_DBT_TARGET",
                                  "SKIFF_DBT_INTERVAL_START", "SKIFF_DBT_INTERVAL_END",
-                                 "SKIFF_DUCKDB_MEMORY_LIMIT"}
+                                 "SKIFF_DUCKDB_MEMORY_LIMIT", "DBT_EXCLUDE_RESOURCE_TYPES"}
+    # the dbt unit tests test SQL, in CI (test_dbt.py), not each hour's data
+    assert producer.env["DBT_EXCLUDE_RESOURCE_TYPES"] == "unit_test"
     # the profile's duckdb target reads it (include/dbt/profiles.yml)
     assert producer.env["SKIFF_DUCKDB_MEMORY_LIMIT"] == DbtConfig.from_env().duckdb_memory_limit
     assert set(producer.vars) == {"session_lookback_hours", "raw_schema"}

@@ -54,14 +54,23 @@
     {%- set touched_by = [] -%}
     {%- for name in ['stg_browsing_events', 'stg_search_events'] -%}
         {%- set node = graph.nodes['model.' ~ project_name ~ '.' ~ name] -%}
-        {%- do touched_by.append(api.Relation.create(
-            database=node.database, schema=node.schema, identifier=node.alias)) -%}
+        {%- set relation = adapter.get_relation(
+            database=node.database, schema=node.schema, identifier=node.alias) -%}
+        {#- a first build: the other staging view may not exist yet (the test waits for its
+            own model only), and the whole table is the run's rows -#}
+        {%- if relation is none -%}
+            {{ return('true') }}
+        {%- endif -%}
+        {%- do touched_by.append(relation) -%}
     {%- endfor -%}
+    {#- the bound as a literal, queried once per test: DuckDB prunes a table's row groups on a
+        literal, while the subquery became a nested-loop join over the whole table (a test on
+        int_session_events read its 292 row groups, 1.5 s at 36M events, instead of 2) -#}
+    {%- set since_ms = run_query('select ' ~ rebuild_since(touched_by, window)).columns[0].values()[0] | int -%}
     {%- if meta.session_time_ms -%}
-        {%- set since = meta.session_time_ms ~ ' >= ' ~ rebuild_since(touched_by, window) -%}
+        {%- set since = meta.session_time_ms ~ ' >= ' ~ since_ms -%}
     {%- else -%}
-        {%- set since = meta.session_time_at ~ ' >= '
-            ~ epoch_ms_to_timestamp(rebuild_since(touched_by, window)) -%}
+        {%- set since = meta.session_time_at ~ ' >= ' ~ epoch_ms_to_timestamp(since_ms) -%}
     {%- endif -%}
     {%- set filter -%}
         {{ since }} and session_id in ({{ touched_sessions(touched_by, window) }}
