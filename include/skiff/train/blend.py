@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from skiff.exceptions import DataContractError, SkiffConfigError
-from skiff.train.baselines import transition_pairs
+from skiff.train.baselines import last_items, transition_pairs
 from skiff.train.features import OOV, PAD, NextItemExamples, Ragged
 
 __all__ = ["Transitions", "last_items", "blended_top_k", "choose"]
@@ -111,16 +111,6 @@ class Transitions:
         if self.counts_ is None:
             raise DataContractError("Transitions are not fitted.")
         return self.counts_
-
-
-def last_items(examples: NextItemExamples) -> np.ndarray:
-    """Each example's last seen item (its window's last non-padding id).
-
-    :param examples: next-item examples.
-    :return: ``(n,)`` int64 ids.
-    """
-    seen = np.minimum(examples.length, examples.items.shape[1])
-    return examples.items[np.arange(len(examples)), np.maximum(seen - 1, 0)].astype(np.int64)
 
 
 def model_log_probs(model: Any, examples: NextItemExamples, *, batch_size: int = 1024
