@@ -88,7 +88,7 @@ def test_the_served_layer_ranks_as_the_numpy_mixture(fitted, tmp_path) -> None: 
     blended = _blended(model, transitions, returns=0.3)
     top, scores = models.predict_next_item(blended, examples.inputs(), 5)
     np.testing.assert_array_equal(top, lists[(0.5, 5.0, 0.3)])
-    assert not np.array_equal(lists[(0.0, 5.0, 0.0)], lists[(0.5, 5.0, 0.0)])  # the blend moves items
+    assert not np.array_equal(lists[(0.0, 5.0, 0.0)], lists[(0.5, 5.0, 0.0)])  # the blend moves
     assert not np.array_equal(lists[(0.5, 5.0, 0.0)], lists[(0.5, 5.0, 0.3)])  # so do returns
     np.testing.assert_array_equal(lists[(0.0, 5.0, 0.0)],
                                   models.predict_next_item(model, examples.inputs(), 5)[0])
