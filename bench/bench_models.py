@@ -7,8 +7,9 @@ What it does (the steps IntentFlow and RecFlow will run, without Metaflow):
 2. split by ``session_start_at``: the latest ``--holdout`` share of sessions is held out;
 3. next item: fit most-popular and co-occurrence, train the Keras model, score the last
    item of every held-out session (MRR@20, HitRate@20, coverage@20, slices), blended with
-   the last item's transitions as served and alone (``--choose-blend``: the blend chosen on
-   a validation split of the training sessions);
+   the last item's transitions and the session's earlier items as served, with the
+   transitions only (the blend before the returns component) and alone
+   (``--choose-blend``: the blend chosen on a validation split of the training sessions);
 4. intent: prefixes at the first add and 2/4/6/8/10 events after it; fit majority class and
    logistic regression on counts, train the Keras model on event tokens, score ROC-AUC (pooled and per offset), F1/precision/recall at the threshold
    chosen on training data, and the Coveo weighted micro-F1 (``--intent-features``: the
@@ -42,9 +43,11 @@ from skiff.train import blend, confidence, datasets, intent, next_item  # noqa: 
 
 REC_MODEL = next_item.MODEL
 UNBLENDED = f"{REC_MODEL} (no blend)"
-#: The mixtures ``--choose-blend`` tries: transition shares and pseudo-counts.
+NO_RETURNS = f"{REC_MODEL} (transitions only)"
+#: The mixtures ``--choose-blend`` tries: transition shares, pseudo-counts, returns' shares.
 BLEND_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 BLEND_ALPHAS = (0.1, 1.0, 5.0, 20.0)
+BLEND_RETURNS = (0.0, 0.1, 0.2, 0.3)
 INTENT_MODEL = intent.MODEL
 K = next_item.K
 
@@ -87,8 +90,9 @@ def bench_next_item(marts: datasets.Marts, cutoff: np.datetime64, args: argparse
         results[name] = next_item.score(top, data, K)
         rr[name] = confidence.reciprocal_ranks(top, data.eval_examples.target, K)
     results["co-occurrence"]["fit_s"] = time.perf_counter() - t  # both baselines together
-    weight, alpha = choose_blend(marts, cutoff, args) if args.choose_blend else args.blend
-    info["blend"] = {"weight": weight, "alpha": alpha, "chosen": bool(args.choose_blend)}
+    weight, alpha, returns = choose_blend(marts, cutoff, args) if args.choose_blend else args.blend
+    info["blend"] = {"weight": weight, "alpha": alpha, "returns": returns,
+                     "chosen": bool(args.choose_blend)}
     variants = [(REC_MODEL, True)] + ([("keras gru (no copy)", False)] if args.ablations else [])
     for name, copy in variants:  # the ablation shows what the copy head adds
         fit = {"head": args.rec_head}
@@ -96,25 +100,28 @@ def bench_next_item(marts: datasets.Marts, cutoff: np.datetime64, args: argparse
             fit["batch_size"] = args.rec_batch
         fitted = next_item.train(data, epochs=args.rec_epochs, seed=args.seed, copy=copy,
                                  blend=(0.0, alpha), **fit)
-        for row, model in ((name, next_item.with_blend(fitted.model, data, weight, alpha)),
-                           (f"{name} (no blend)", fitted.model)):
-            if row != name and (weight == 0 or name != REC_MODEL):
-                continue  # the unblended row: the served model's only
+        rows = [(name, next_item.with_blend(fitted.model, data, weight, alpha, returns))]
+        if name == REC_MODEL and returns > 0:  # the reference rows: the served model's only
+            rows.append((NO_RETURNS, next_item.with_blend(fitted.model, data, weight, alpha)))
+        if name == REC_MODEL and (weight > 0 or returns > 0):
+            rows.append((UNBLENDED, fitted.model))
+        for row, model in rows:
             top = next_item.model_top_k(model, data, K)
             results[row] = next_item.score(top, data, K)
             results[row]["fit_s"] = fitted.seconds
             rr[row] = confidence.reciprocal_ranks(top, data.eval_examples.target, K)
     info["ci"] = {f"mrr@{K} ratio vs co-occurrence": confidence.mrr_ratio(
         rr[REC_MODEL], rr["co-occurrence"], rounds=args.rounds, seed=args.seed).as_dict()}
-    if UNBLENDED in rr:
-        info["ci"][f"mrr@{K} ratio vs co-occurrence, no blend"] = confidence.mrr_ratio(
-            rr[UNBLENDED], rr["co-occurrence"], rounds=args.rounds, seed=args.seed).as_dict()
+    for row, label in ((NO_RETURNS, "transitions only"), (UNBLENDED, "no blend")):
+        if row in rr:
+            info["ci"][f"mrr@{K} ratio vs co-occurrence, {label}"] = confidence.mrr_ratio(
+                rr[row], rr["co-occurrence"], rounds=args.rounds, seed=args.seed).as_dict()
     return results, info
 
 
 def choose_blend(marts: datasets.Marts, cutoff: np.datetime64, args: argparse.Namespace
-                 ) -> tuple[float, float]:
-    """The mixture's ``(weight, alpha)`` with the best MRR@K on a validation split carved
+                 ) -> tuple[float, float, float]:
+    """The mixture's ``(weight, alpha, returns)`` with the best MRR@K on a validation split carved
     from the *training* sessions (their latest ``--holdout`` share), a model fitted on the
     rest: the held-out sessions play no part."""
     import pyarrow as pa
@@ -127,14 +134,15 @@ def choose_blend(marts: datasets.Marts, cutoff: np.datetime64, args: argparse.Na
     val_cutoff = datasets.time_cutoff(train["session_start_at"], args.holdout)
     data = next_item.prepare(train, val_cutoff, window=args.window, min_count=args.min_count)
     fitted = next_item.train(data, epochs=args.rec_epochs, seed=args.seed, head=args.rec_head,
-                             blend=(0.0, 1.0))
+                             blend=(0.0, 1.0, 0.0))
     transitions = blend.Transitions(len(data.vocab)).fit(data.train_seqs)
     lists = blend.blended_top_k(fitted.model, data.eval_examples, transitions,
-                                weights=BLEND_WEIGHTS, alphas=BLEND_ALPHAS, k=K)
+                                weights=BLEND_WEIGHTS, alphas=BLEND_ALPHAS,
+                                returns=BLEND_RETURNS, k=K)
     best, mrr = blend.choose(lists, data.eval_examples.target, K)
-    print(f"blend chosen on {len(data.eval_examples):,} validation sessions: weight, alpha = "
-          f"{best} (MRR@{K} {mrr[best]:.4f}; model alone {mrr[(0.0, BLEND_ALPHAS[0])]:.4f})",
-          flush=True)
+    print(f"blend chosen on {len(data.eval_examples):,} validation sessions: weight, alpha, "
+          f"returns = {best} (MRR@{K} {mrr[best]:.4f}; model alone "
+          f"{mrr[(0.0, BLEND_ALPHAS[0], 0.0)]:.4f})", flush=True)
     return best
 
 
@@ -198,9 +206,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rec-head", choices=("sampled", "full"), default="sampled",
                    help="next-item training loss (evaluation is always the full softmax)")
     p.add_argument("--rec-batch", type=int, help="next-item batch size (default: the model's)")
-    p.add_argument("--blend", type=float, nargs=2, metavar=("WEIGHT", "ALPHA"),
+    p.add_argument("--blend", type=float, nargs=3, metavar=("WEIGHT", "ALPHA", "RETURNS"),
                    default=next_item.BLEND, help="the served model's mixture with the last "
-                   "item's transitions (skiff.train.blend; weight 0: the model alone)")
+                   "item's transitions and the session's earlier items (skiff.train.blend; "
+                   "weight and returns 0: the model alone)")
     p.add_argument("--choose-blend", action="store_true",
                    help="choose --blend on a validation split of the training sessions (one "
                         "more fit)")

@@ -16,7 +16,8 @@ import numpy as np
 from skiff.exceptions import DataContractError, SkiffConfigError
 from skiff.train.features import OOV, PAD, NextItemExamples, Ragged
 
-__all__ = ["MajorityClass", "LogisticRegression", "MostPopular", "CoOccurrence", "transition_pairs"]
+__all__ = ["MajorityClass", "LogisticRegression", "MostPopular", "CoOccurrence", "last_items",
+           "transition_pairs"]
 
 
 def _labels(y: np.ndarray, n: int) -> np.ndarray:
@@ -225,9 +226,18 @@ class CoOccurrence:
         if k > self.table_.shape[1]:
             raise SkiffConfigError(f"k={k} exceeds k_max={self.table_.shape[1]}; refit with a "
                                    "larger k_max.")
-        seen = np.minimum(examples.length, examples.items.shape[1])
-        last = examples.items[np.arange(len(examples)), np.maximum(seen - 1, 0)]
-        return self.table_[last, :k].copy()
+        return self.table_[last_items(examples), :k].copy()
+
+
+def last_items(examples: NextItemExamples) -> np.ndarray:
+    """Each example's last seen item (its window's last non-padding id): what co-occurrence
+    and the blend (:mod:`skiff.train.blend`) look up.
+
+    :param examples: next-item examples.
+    :return: ``(n,)`` int64 ids.
+    """
+    seen = np.minimum(examples.length, examples.items.shape[1])
+    return examples.items[np.arange(len(examples)), np.maximum(seen - 1, 0)].astype(np.int64)
 
 
 def transition_pairs(sequences: Ragged) -> tuple[np.ndarray, np.ndarray]:

@@ -1,14 +1,21 @@
-"""Blend the next-item model's scores with the last item's smoothed transition probabilities.
+"""Blend the next-item model's scores with the last item's smoothed transition probabilities
+and the session's own earlier items.
 
-The Keras model ranks returns and steps back well but holds each product's successors less
-sharply than a count table does (docs/training.md, "How good can they get"). The blend ranks
-by the mixture ``(1 - weight) * p_model(j) + weight * p_trans(j | last)``, where ``p_trans``
-is the training sessions' (item -> next item) counts smoothed towards popularity::
+The Keras model holds each product's successors less sharply than a count table does, and
+gives returns to earlier products less mass than they get (docs/training.md, "How good can
+they get"). The blend ranks by the mixture
+``(1 - weight - returns) * p_model(j) + weight * p_trans(j | last) + returns * p_back(j)``,
+where ``p_trans`` is the training sessions' (item -> next item) counts smoothed towards
+popularity::
 
     p_trans(j | i) = (count(i, j) + alpha * share(j)) / (count(i) + alpha)
 
-``weight`` and ``alpha`` are chosen on a validation split carved from the *training*
-sessions (:func:`choose`), never on the held-out ones. Pure numpy / scipy.
+and ``p_back`` the session's earlier items (:func:`session_returns`): :data:`ANCHOR` of it on
+the session's first item, :data:`STEP_BACK` on the item before the last, the rest spread
+evenly over the window's items before the last (popularity when there is none).
+
+``weight``, ``alpha`` and ``returns`` are chosen on a validation split carved from the
+*training* sessions (:func:`choose`), never on the held-out ones. Pure numpy / scipy.
 """
 
 from __future__ import annotations
@@ -20,12 +27,17 @@ from typing import Any
 import numpy as np
 
 from skiff.exceptions import DataContractError, SkiffConfigError
-from skiff.train.baselines import transition_pairs
+from skiff.train.baselines import last_items, transition_pairs
 from skiff.train.features import OOV, PAD, NextItemExamples, Ragged
 
-__all__ = ["Transitions", "last_items", "blended_top_k", "choose"]
+__all__ = ["ANCHOR", "STEP_BACK", "Transitions", "last_items", "session_returns", "blended_top_k",
+           "choose"]
 
 _FLOOR = 1e-12  # log floor: PAD / OOV get log(1e-12), never -inf
+#: Share of the returns component on the session's first item (the shoppers' anchor).
+ANCHOR = 0.3
+#: Share of the returns component on the item before the last (a step back).
+STEP_BACK = 0.3
 
 
 @dataclass
@@ -113,14 +125,40 @@ class Transitions:
         return self.counts_
 
 
-def last_items(examples: NextItemExamples) -> np.ndarray:
-    """Each example's last seen item (its window's last non-padding id).
+def session_returns(examples: NextItemExamples, share: np.ndarray, *, anchor: float = ANCHOR,
+                    step_back: float = STEP_BACK) -> np.ndarray:
+    """``p_back``: each example's distribution over the session's earlier items.
+
+    ``anchor`` on the session's first item, ``step_back`` on the window's item before the
+    last, the rest evenly over the window's items before the last (an item seen twice
+    counts twice; PAD and OOV get nothing); an example with one item so far gets ``share``
+    (popularity) instead.
 
     :param examples: next-item examples.
-    :return: ``(n,)`` int64 ids.
+    :param share: ``(n_items,)`` the items' popularity shares.
+    :param anchor: share on the first item, in ``[0, 1]``.
+    :param step_back: share on the item before the last, ``anchor + step_back <= 1``.
+    :return: ``(n, n_items)`` float64.
+    :raises SkiffConfigError: shares outside ``[0, 1]`` or summing past 1.
     """
-    seen = np.minimum(examples.length, examples.items.shape[1])
-    return examples.items[np.arange(len(examples)), np.maximum(seen - 1, 0)].astype(np.int64)
+    if not (0 <= anchor <= 1 and 0 <= step_back <= 1 and anchor + step_back <= 1):
+        raise SkiffConfigError(f"anchor={anchor} and step_back={step_back} must be in [0, 1] "
+                               "and sum to at most 1.")
+    n, window = examples.items.shape
+    seen = np.minimum(examples.length, window)
+    rows = np.arange(n)
+    out = np.zeros((n, len(share)))
+    before = np.arange(window)[None, :] < (seen - 1)[:, None]  # the window's items before the last
+    r, c = np.nonzero(before)
+    spread = (1.0 - anchor - step_back) / np.maximum(seen - 1, 1)
+    np.add.at(out, (r, examples.items[r, c].astype(np.int64)), spread[r])
+    has = seen >= 2
+    np.add.at(out, (rows[has], examples.first[has].astype(np.int64)), anchor)
+    np.add.at(out, (rows[has], examples.items[rows, np.maximum(seen - 2, 0)][has].astype(np.int64)),
+              step_back)
+    out[:, [PAD, OOV]] = 0.0  # never recommended (an unknown earlier item is no return)
+    out[~has] = share
+    return out
 
 
 def model_log_probs(model: Any, examples: NextItemExamples, *, batch_size: int = 1024
@@ -152,36 +190,48 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def blended_top_k(model: Any, examples: NextItemExamples, transitions: Transitions, *,
-                  weights: Iterable[float], alphas: Iterable[float], k: int = 20,
-                  batch_size: int = 1024) -> dict[tuple[float, float], np.ndarray]:
-    """Top-``k`` lists of every (weight, alpha) mixture, the model run once.
+                  weights: Iterable[float], alphas: Iterable[float],
+                  returns: Iterable[float] = (0.0,), k: int = 20, batch_size: int = 1024
+                  ) -> dict[tuple[float, float, float], np.ndarray]:
+    """Top-``k`` lists of every (weight, alpha, returns) mixture, the model run once.
 
     :param model: a Keras next-item model (not blended).
     :param examples: what to rank for.
     :param transitions: fitted on the model's training sessions.
     :param weights: the transitions' shares of the mixture, in ``[0, 1]`` (0: the model alone).
     :param alphas: pseudo-counts.
+    :param returns: the session's earlier items' shares (:func:`session_returns`); a
+        combination whose shares sum past 1 is left out.
     :param k: list length.
-    :return: ``{(weight, alpha): (n, k) int64 ids}``.
-    :raises SkiffConfigError: a weight outside ``[0, 1]``.
+    :return: ``{(weight, alpha, returns): (n, k) int64 ids}``.
+    :raises SkiffConfigError: a share outside ``[0, 1]``.
     """
-    weights, alphas = list(weights), list(alphas)
-    if any(not 0 <= w <= 1 for w in weights):
-        raise SkiffConfigError(f"blend weights {weights} must be in [0, 1].")
+    weights, alphas, returns = list(weights), list(alphas), list(returns)
+    if any(not 0 <= w <= 1 for w in weights + returns):
+        raise SkiffConfigError(f"blend weights {weights} and returns {returns} must be in [0, 1].")
     last = last_items(examples)
-    out = {(w, a): np.zeros((len(examples), k), np.int64) for w in weights for a in alphas}
+    keys = [(w, a, u) for w in weights for a in alphas for u in returns if w + u <= 1]
+    out = {key: np.zeros((len(examples), k), np.int64) for key in keys}
+    back = None
     for rows, logp in model_log_probs(model, examples, batch_size=batch_size):
         p_model = np.exp(logp.astype(np.float64))
+        if any(u > 0 for u in returns):
+            back = session_returns(examples.take(np.arange(rows.start, rows.stop)),
+                                   transitions.share_)
         for a in alphas:
             p_trans = np.exp(transitions.log_probs(last[rows], a).astype(np.float64))
-            for w in weights:
-                out[(w, a)][rows] = _top_k((1 - w) * p_model + w * p_trans, k)
+            for w, _, u in (key for key in keys if key[1] == a):
+                mixed = (1 - w - u) * p_model + w * p_trans
+                if u > 0:
+                    mixed += u * back
+                out[(w, a, u)][rows] = _top_k(mixed, k)
     return out
 
 
-def choose(lists: dict[tuple[float, float], np.ndarray], targets: np.ndarray, k: int = 20
-           ) -> tuple[tuple[float, float], dict[tuple[float, float], float]]:
-    """The (weight, alpha) with the best MRR@k on validation examples.
+def choose(lists: dict[tuple[float, ...], np.ndarray], targets: np.ndarray, k: int = 20
+           ) -> tuple[tuple[float, ...], dict[tuple[float, ...], float]]:
+    """The (weight, alpha, returns) with the best MRR@k on validation examples (ties: the
+    smallest shares).
 
     :param lists: :func:`blended_top_k`'s output on the validation examples.
     :param targets: their true next items.
@@ -190,4 +240,4 @@ def choose(lists: dict[tuple[float, float], np.ndarray], targets: np.ndarray, k:
     from skiff.train.confidence import reciprocal_ranks
 
     mrr = {key: float(reciprocal_ranks(top, targets, k).mean()) for key, top in lists.items()}
-    return max(mrr, key=lambda key: (mrr[key], -key[0])), mrr
+    return max(mrr, key=lambda key: (mrr[key], -key[0], -key[-1])), mrr

@@ -157,26 +157,35 @@ class CatalogueLogits(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="skiff")
 class TransitionBlend(keras.layers.Layer):
-    """Mix the model's next-item distribution with the last item's smoothed transition one.
+    """Mix the model's next-item distribution with the last item's smoothed transition one and
+    the session's earlier items.
 
-    ``out[b, j] = log((1 - weight) * softmax(logits)[b, j] + weight * p(j | last[b]))`` with
-    ``p(j | i) = (count(i, j) + alpha * share(j)) / (total(i) + alpha)``
-    (:mod:`skiff.train.blend`); ``softmax(out)`` is the mixture itself. The counts are a fixed
-    ``(n_items, m)`` table of each item's ``m`` most frequent training successors (ids, -1
-    where fewer, and counts), with each item's total transitions and the items' popularity
-    shares: non-trainable weights, so they are saved, exported and served with the model.
-    The last item is the last non-PAD id of each right-padded row of ``items``.
+    ``out[b, j] = log((1 - weight - returns) * softmax(logits)[b, j] + weight * p(j | last[b])
+    + returns * back[b, j])`` with ``p(j | i) = (count(i, j) + alpha * share(j)) / (total(i) +
+    alpha)`` and ``back`` the session's earlier items: ``anchor`` on ``first``, ``step_back``
+    on the item before the last, the rest evenly over the items before the last (popularity
+    for a session of one item) (:mod:`skiff.train.blend`); ``softmax(out)`` is the mixture
+    itself. The counts are a fixed ``(n_items, m)`` table of each item's ``m`` most frequent
+    training successors (ids, -1 where fewer, and counts), with each item's total transitions
+    and the items' popularity shares: non-trainable weights, so they are saved, exported and
+    served with the model. The last item is the last non-PAD id of each right-padded row of
+    ``items``.
 
     :param n_items: catalogue size.
     :param m: successors kept per item.
     :param weight: the transitions' share of the mixture, in ``[0, 1]``.
     :param alpha: pseudo-count of the popularity prior (> 0).
+    :param returns: the earlier items' share (``weight + returns <= 1``; 0: none).
+    :param anchor: share of ``back`` on the session's first item.
+    :param step_back: share of ``back`` on the item before the last.
     """
 
-    def __init__(self, n_items: int, m: int, weight: float, alpha: float, **kwargs: Any) -> None:
+    def __init__(self, n_items: int, m: int, weight: float, alpha: float, returns: float = 0.0,
+                 anchor: float = 0.3, step_back: float = 0.3, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.n_items, self.m = int(n_items), int(m)
         self.weight, self.alpha = float(weight), float(alpha)
+        self.returns, self.anchor, self.step_back = float(returns), float(anchor), float(step_back)
 
     def build(self, *input_shapes: Any) -> None:
         self.successors = self.add_weight(shape=(self.n_items, self.m), dtype="int32",
@@ -188,26 +197,52 @@ class TransitionBlend(keras.layers.Layer):
         self.share = self.add_weight(shape=(self.n_items,), dtype="float32", trainable=False,
                                      initializer="zeros", name="share")
 
-    def call(self, logits: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
+    def call(self, logits: tf.Tensor, items: tf.Tensor, first: tf.Tensor | None = None
+             ) -> tf.Tensor:
         items = tf.cast(items, tf.int32)
         length = tf.reduce_sum(tf.cast(tf.not_equal(items, 0), tf.int32), axis=1)
         last = tf.gather(items, tf.maximum(length - 1, 0), batch_dims=1)
         ids, counts = tf.gather(self.successors, last), tf.gather(self.counts, last)
-        batch = tf.broadcast_to(tf.range(tf.shape(ids)[0])[:, tf.newaxis], tf.shape(ids))
-        where = tf.stack([tf.reshape(batch, [-1]), tf.reshape(tf.maximum(ids, 0), [-1])], axis=1)
-        dense = tf.scatter_nd(where, tf.reshape(counts, [-1]),  # -1 ids: count 0 onto PAD
-                              tf.stack([tf.shape(ids)[0], self.n_items]))
+        dense = _scatter_rows(tf.maximum(ids, 0), counts, self.n_items)  # -1 ids: 0 onto PAD
         p = (dense + self.alpha * self.share[tf.newaxis, :]) / (
             tf.gather(self.totals, last)[:, tf.newaxis] + self.alpha)
-        mixed = (1.0 - self.weight) * tf.nn.softmax(tf.cast(logits, tf.float32)) + self.weight * p
+        mixed = (1.0 - self.weight - self.returns) * tf.nn.softmax(tf.cast(logits, tf.float32)) \
+            + self.weight * p
+        if self.returns > 0:
+            mixed += self.returns * self._back(items, length, first)
         return tf.math.log(tf.maximum(mixed, 1e-30))
+
+    def _back(self, items: tf.Tensor, length: tf.Tensor, first: tf.Tensor | None) -> tf.Tensor:
+        """The session's earlier items (:func:`skiff.train.blend.session_returns`)."""
+        first = items[:, 0] if first is None else tf.reshape(tf.cast(first, tf.int32), [-1])
+        before = tf.range(tf.shape(items)[1])[tf.newaxis, :] < (length - 1)[:, tf.newaxis]
+        spread = (1.0 - self.anchor - self.step_back) / tf.cast(tf.maximum(length - 1, 1),
+                                                                tf.float32)
+        ids = tf.concat([items, first[:, tf.newaxis],
+                         tf.gather(items, tf.maximum(length - 2, 0), batch_dims=1)[:, tf.newaxis]],
+                        axis=1)
+        mass = tf.concat([tf.cast(before, tf.float32) * spread[:, tf.newaxis],
+                          tf.fill([tf.shape(items)[0], 1], self.anchor),
+                          tf.fill([tf.shape(items)[0], 1], self.step_back)], axis=1)
+        back = _scatter_rows(ids, mass, self.n_items)
+        back *= 1.0 - tf.reduce_sum(tf.one_hot([0, 1], self.n_items, dtype=back.dtype), axis=0)
+        one = (length < 2)[:, tf.newaxis]
+        return tf.where(one, tf.broadcast_to(self.share[tf.newaxis, :], tf.shape(back)), back)
 
     def compute_output_shape(self, *input_shapes: Any) -> tuple[int | None, int]:
         return (None, self.n_items)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "n_items": self.n_items, "m": self.m,
-                "weight": self.weight, "alpha": self.alpha}
+                "weight": self.weight, "alpha": self.alpha, "returns": self.returns,
+                "anchor": self.anchor, "step_back": self.step_back}
+
+
+def _scatter_rows(ids: tf.Tensor, values: tf.Tensor, n_items: int) -> tf.Tensor:
+    """``(b, n_items)`` dense rows: ``values[b, c]`` added at column ``ids[b, c]``."""
+    batch = tf.broadcast_to(tf.range(tf.shape(ids)[0])[:, tf.newaxis], tf.shape(ids))
+    where = tf.stack([tf.reshape(batch, [-1]), tf.reshape(ids, [-1])], axis=1)
+    return tf.scatter_nd(where, tf.reshape(values, [-1]), tf.stack([tf.shape(ids)[0], n_items]))
 
 
 class SampledCatalogueLogits(keras.layers.Layer):

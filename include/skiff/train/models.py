@@ -243,9 +243,10 @@ def build_next_item_model(
 
 def with_transition_blend(model: keras.Model, successors: np.ndarray, counts: np.ndarray,
                           totals: np.ndarray, share: np.ndarray, *, weight: float,
-                          alpha: float) -> keras.Model:
+                          alpha: float, returns: float = 0.0) -> keras.Model:
     """The fitted next-item ``model``'s distribution mixed with the last item's smoothed
-    transition probabilities (:class:`skiff.train.layers.TransitionBlend`), for ranking only.
+    transition probabilities and the session's earlier items
+    (:class:`skiff.train.layers.TransitionBlend`), for ranking only.
 
     The result shares ``model``'s layers and adds the transition table as non-trainable
     weights (saved, exported and served with it); its output is the log of the mixture (so
@@ -259,12 +260,17 @@ def with_transition_blend(model: keras.Model, successors: np.ndarray, counts: np
     :param weight: the transitions' share of the mixture, in ``[0, 1]`` (0: the model's own
         ranking).
     :param alpha: pseudo-count of the popularity prior, > 0.
+    :param returns: the session's earlier items' share (:func:`skiff.train.blend.session_returns`,
+        with its :data:`~skiff.train.blend.ANCHOR` and :data:`~skiff.train.blend.STEP_BACK`);
+        ``weight + returns <= 1``.
     :return: the blended model.
     :raises DataContractError: the arrays do not match the model's catalogue.
-    :raises SkiffConfigError: ``weight`` outside ``[0, 1]`` or ``alpha <= 0``.
+    :raises SkiffConfigError: ``weight`` or ``returns`` outside ``[0, 1]``, their sum past 1,
+        or ``alpha <= 0``.
     """
     import keras
 
+    from skiff.train.blend import ANCHOR, STEP_BACK
     from skiff.train.layers import TransitionBlend
 
     n_items = int(model.output.shape[-1])
@@ -274,11 +280,12 @@ def with_transition_blend(model: keras.Model, successors: np.ndarray, counts: np
         raise DataContractError(
             f"transition table shapes {np.shape(successors)}, {np.shape(counts)}, "
             f"{np.shape(totals)}, {np.shape(share)} do not match a catalogue of {n_items}.")
-    if not 0 <= weight <= 1 or alpha <= 0:
-        raise SkiffConfigError(f"blend weight={weight} must be in [0, 1] and alpha={alpha} > 0.")
-    layer = TransitionBlend(n_items, int(np.shape(successors)[1]), weight, alpha,
-                            name="transition_blend", dtype="float32")
-    out = layer(model.output, model.input["items"])
+    if not 0 <= weight <= 1 or not 0 <= returns <= 1 or weight + returns > 1 or alpha <= 0:
+        raise SkiffConfigError(f"blend weight={weight} and returns={returns} must be in [0, 1] "
+                               f"with a sum <= 1, and alpha={alpha} > 0.")
+    layer = TransitionBlend(n_items, int(np.shape(successors)[1]), weight, alpha, returns,
+                            ANCHOR, STEP_BACK, name="transition_blend", dtype="float32")
+    out = layer(model.output, model.input["items"], model.input["first"])
     for variable, value in ((layer.successors, successors), (layer.counts, counts),
                             (layer.totals, totals), (layer.share, share)):
         variable.assign(np.asarray(value, variable.dtype))

@@ -22,10 +22,10 @@ __all__ = ["K", "MODEL", "BLEND", "BLEND_SUCCESSORS", "NextItemData", "prepare",
 K = 20
 #: The served model's name in metric tables.
 MODEL = "keras gru+copy"
-#: ``(weight, alpha)`` of the mixture with the last item's transitions
-#: (:mod:`skiff.train.blend`), chosen on a validation split of the 100k-session bench's
-#: training sessions (docs/training.md); ``(0, ...)``: the model alone.
-BLEND = (0.5, 5.0)
+#: ``(weight, alpha, returns)`` of the mixture with the last item's transitions and the
+#: session's earlier items (:mod:`skiff.train.blend`), chosen on a validation split of the
+#: 100k-session bench's training sessions (docs/training.md); ``(0, ..., 0)``: the model alone.
+BLEND = (0.5, 5.0, 0.2)
 #: Successors per item in the table a blended model carries (the rest count as unseen).
 BLEND_SUCCESSORS = 64
 
@@ -105,14 +105,15 @@ def popular_items(data: NextItemData, k: int = K) -> dict[str, list]:
 
 
 def train(data: NextItemData, *, epochs: int = 6, seed: int = 42, copy: bool = True,
-          blend: tuple[float, float] = BLEND, start_from: Any = None, **fit: Any) -> Any:
+          blend: tuple[float, ...] = BLEND, start_from: Any = None, **fit: Any) -> Any:
     """Build and fit the Keras model (SKU embeddings + GRU, with the copy head by default), in
     mixed precision when ``SKIFF_TRAIN_MIXED_PRECISION`` says so (by default on a GPU), then
     mix its scores with the last item's transitions counted on ``data``'s training sessions
-    (:func:`with_blend`; a warm start fine-tunes the champion's weights, never its table).
+    and the session's earlier items (:func:`with_blend`; a warm start fine-tunes the
+    champion's weights, never its table).
 
-    :param blend: ``(weight, alpha)`` of the mixture (:data:`BLEND`); weight 0: the model
-        alone.
+    :param blend: ``(weight, alpha[, returns])`` of the mixture (:data:`BLEND`); weight and
+        returns 0: the model alone.
     :param start_from: a :class:`skiff.train.warm.StartFrom`: fine-tune the champion's weights
         for its epochs (from scratch, for ``epochs``, when its architecture differs).
     :param fit: more arguments of :func:`skiff.train.models.train_next_item` (``head``,
@@ -135,29 +136,35 @@ def train(data: NextItemData, *, epochs: int = 6, seed: int = 42, copy: bool = T
                                         **fit)
     fitted.model = with_blend(device.float32_copy(fitted.model), data, *blend)
     fitted.params.update(dtype_policy=policy, device=device.device_name(), blend_weight=blend[0],
-                         blend_alpha=blend[1], **warmed)
+                         blend_alpha=blend[1], blend_returns=blend[2] if len(blend) > 2 else 0.0,
+                         **warmed)
     return fitted
 
 
-def with_blend(model: Any, data: NextItemData, weight: float, alpha: float) -> Any:
-    """``model`` ranking by the mixture with the last item's smoothed transitions, the table
-    (:data:`BLEND_SUCCESSORS` per item) counted on ``data``'s training sessions and carried
-    by the returned model (:func:`skiff.train.models.with_transition_blend`).
+def with_blend(model: Any, data: NextItemData, weight: float, alpha: float,
+               returns: float = 0.0) -> Any:
+    """``model`` ranking by the mixture with the last item's smoothed transitions and the
+    session's earlier items, the table (:data:`BLEND_SUCCESSORS` per item) counted on
+    ``data``'s training sessions and carried by the returned model
+    (:func:`skiff.train.models.with_transition_blend`).
 
     :param model: a fitted next-item model, not blended.
-    :param weight: the transitions' share, in ``[0, 1]``; 0 returns ``model`` as is.
+    :param weight: the transitions' share, in ``[0, 1]``; with ``returns`` 0, 0 returns
+        ``model`` as is.
     :param alpha: pseudo-count of the popularity prior, > 0.
+    :param returns: the session's earlier items' share, ``weight + returns <= 1``.
     :return: the model to score, save and serve.
     """
     from skiff.train import blend as mixing
     from skiff.train import models
 
-    if weight == 0:
+    if weight == 0 and returns == 0:
         return model
     transitions = mixing.Transitions(len(data.vocab), alpha).fit(data.train_seqs)
     successors, counts = transitions.table(BLEND_SUCCESSORS)
     return models.with_transition_blend(model, successors, counts, transitions.totals(),
-                                        transitions.share_, weight=weight, alpha=alpha)
+                                        transitions.share_, weight=weight, alpha=alpha,
+                                        returns=returns)
 
 
 def model_top_k(model: Any, data: NextItemData, k: int = K) -> np.ndarray:

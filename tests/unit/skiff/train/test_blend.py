@@ -65,12 +65,13 @@ def fitted():  # noqa: ANN201
     return model, examples, blend.Transitions(n, alpha=5.0).fit(seqs), seqs
 
 
-def _blended(model, transitions, weight=0.5, m=64):  # noqa: ANN001, ANN202
+def _blended(model, transitions, weight=0.5, m=64, returns=0.0):  # noqa: ANN001, ANN202
     from skiff.train import models
 
     ids, counts = transitions.table(m)
     return models.with_transition_blend(model, ids, counts, transitions.totals(),
-                                        transitions.share_, weight=weight, alpha=5.0)
+                                        transitions.share_, weight=weight, alpha=5.0,
+                                        returns=returns)
 
 
 def test_the_served_layer_ranks_as_the_numpy_mixture(fitted, tmp_path) -> None:  # noqa: ANN001
@@ -80,12 +81,16 @@ def test_the_served_layer_ranks_as_the_numpy_mixture(fitted, tmp_path) -> None: 
 
     model, examples, transitions, _ = fitted
     lists = blend.blended_top_k(model, examples, transitions, weights=[0.0, 0.5], alphas=[5.0],
-                                k=5)
-    blended = _blended(model, transitions)
+                                returns=[0.0, 0.3], k=5)
+    plain = _blended(model, transitions)
+    np.testing.assert_array_equal(models.predict_next_item(plain, examples.inputs(), 5)[0],
+                                  lists[(0.5, 5.0, 0.0)])
+    blended = _blended(model, transitions, returns=0.3)
     top, scores = models.predict_next_item(blended, examples.inputs(), 5)
-    np.testing.assert_array_equal(top, lists[(0.5, 5.0)])
-    assert not np.array_equal(lists[(0.0, 5.0)], lists[(0.5, 5.0)])  # the blend moves items
-    np.testing.assert_array_equal(lists[(0.0, 5.0)],
+    np.testing.assert_array_equal(top, lists[(0.5, 5.0, 0.3)])
+    assert not np.array_equal(lists[(0.0, 5.0, 0.0)], lists[(0.5, 5.0, 0.0)])  # the blend moves
+    assert not np.array_equal(lists[(0.5, 5.0, 0.0)], lists[(0.5, 5.0, 0.3)])  # so do returns
+    np.testing.assert_array_equal(lists[(0.0, 5.0, 0.0)],
                                   models.predict_next_item(model, examples.inputs(), 5)[0])
     assert (np.diff(scores, axis=1) <= 0).all() and (scores > 0).all() and (scores <= 1).all()
     saved = models.load_saved_model(models.export_saved_model(blended, tmp_path / "rec", k=5))
@@ -113,6 +118,39 @@ def test_a_short_table_counts_the_rest_as_unseen(fitted) -> None:  # noqa: ANN00
     with pytest.raises(DataContractError, match="do not match"):
         models.with_transition_blend(model, ids[:3], counts[:3], total, share, weight=0.5,
                                      alpha=5.0)
+
+
+def test_session_returns_weigh_the_anchor_the_step_back_and_the_rest() -> None:
+    """First item, the item before the last and the window's earlier items get their shares;
+    PAD and OOV nothing; a one-item session gets popularity."""
+    ex = F.NextItemExamples(items=np.array([[4, 5, 6, 7], [3, 0, 0, 0], [1, 8, 9, 0]]),
+                            first=np.array([2, 3, 1]), target=np.array([9, 9, 9]),
+                            length=np.array([6, 1, 3]), session=np.arange(3))
+    share = np.r_[0.0, 0.0, np.full(8, 1 / 8)]
+    back = blend.session_returns(ex, share, anchor=0.3, step_back=0.2)
+    expect = np.zeros(10)
+    expect[[4, 5, 6]] += 0.5 / 3
+    expect[2] += 0.3
+    expect[6] += 0.2
+    np.testing.assert_allclose(back[0], expect)
+    np.testing.assert_allclose(back[1], share)
+    np.testing.assert_allclose(back[2], np.eye(10)[8] * (0.25 + 0.2))  # OOV's share is dropped
+    with pytest.raises(SkiffConfigError, match="sum to at most 1"):
+        blend.session_returns(ex, share, anchor=0.8, step_back=0.3)
+
+
+def test_the_layers_returns_are_the_numpy_ones(fitted) -> None:  # noqa: ANN001
+    """Returns alone (weight 0, returns 1): the served layer's distribution is
+    :func:`blend.session_returns`; a mixture past 1 is refused."""
+    from skiff.train import models
+
+    model, examples, transitions, _ = fitted
+    only = _blended(model, transitions, weight=0.0, returns=1.0)
+    out = np.exp(np.asarray(only(examples.inputs(), training=False), np.float64))
+    expect = blend.session_returns(examples, transitions.share_)
+    np.testing.assert_allclose(out[:, 2:], expect[:, 2:], atol=1e-6)
+    with pytest.raises(SkiffConfigError, match="sum <= 1"):
+        _blended(model, transitions, weight=0.9, returns=0.2)
 
 
 def test_a_warm_start_takes_the_champions_weights_not_its_table(fitted) -> None:  # noqa: ANN001
