@@ -71,14 +71,6 @@ def _environment(home: Path, minutes: int, slack_url: str) -> dict[str, str]:
     return env
 
 
-def _skiff(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "skiff.cli", "-q", *args], env=env,
-                          capture_output=True, text=True, timeout=900)
-    if done.returncode:
-        raise RuntimeError(f"skiff {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-    return done.stdout
-
-
 class _Memory:
     """Peak of the summed RSS of this process's children (Airflow, tasks, the shoppers)."""
 
@@ -146,7 +138,7 @@ def soak(intervals: int, minutes: int, *, faults: bool = True, quick: bool = Fal
     """Run the soak; return its report (see the module docstring)."""
     from skiff.data.history import History
     from skiff.ops.local_airflow import LocalAirflow, free_port
-    from skiff.ops.shoppers import LiveShoppers
+    from skiff.ops.shoppers import LiveShoppers, run_skiff
 
     home = home or REPO / "build" / "soak"
     shutil.rmtree(home, ignore_errors=True)
@@ -171,7 +163,7 @@ def soak(intervals: int, minutes: int, *, faults: bool = True, quick: bool = Fal
         airflow.wait_ready(DAG_ID)
         # the history up to the schedule's last complete interval, which the scheduler runs
         # first once unpaused (catchup is off): done now, not before Airflow's minute of start
-        _skiff(env, "init")
+        run_skiff(env, "init")
         live_from = History.read(home / "landing" / "_skiff_history.json").emitted_to.isoformat()
         shoppers.start()
         airflow.api("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})

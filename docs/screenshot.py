@@ -42,7 +42,7 @@ from skiff.ops.browser import (
     open_trigger_form,
     sign_in,
 )
-from skiff.ops.shoppers import LiveShoppers, LiveShoppersError
+from skiff.ops.shoppers import LiveShoppers, LiveShoppersError, run_skiff
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -60,15 +60,6 @@ def say(text: str) -> None:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def skiff(env: dict[str, str], *args: str) -> str:
-    """``skiff <args>`` in a fresh process; its output."""
-    done = subprocess.run([sys.executable, "-m", "skiff.cli", "-q", *args], env=env,
-                          capture_output=True, text=True, timeout=900)
-    if done.returncode:
-        raise LocalAirflowError(f"skiff {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-    return done.stdout
 
 
 def start_server(env: dict[str, str], logs: Path, timeout: float = 120) -> subprocess.Popen[bytes]:
@@ -217,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             page = browser.new_page()
             sign_in(page, airflow)
             trigger_form(page, airflow, args.train_sessions, pictures[0])
-            skiff(env, "init")  # now, not before Airflow's start: its last interval runs first
+            run_skiff(env, "init")  # now, not before Airflow's start: its last interval runs first
             server = start_server(env, home / "logs")
             shoppers.start()
             for dag_id in (DAG_ID, MONITOR_ID):

@@ -25,11 +25,23 @@ from pathlib import Path
 
 from skiff.exceptions import SkiffError
 
-__all__ = ["LiveShoppers", "LiveShoppersError"]
+__all__ = ["LiveShoppers", "LiveShoppersError", "run_skiff"]
 
 
 class LiveShoppersError(SkiffError):
     """The collector or the emitter did not start, or died."""
+
+
+def run_skiff(env: Mapping[str, str], *args: str, timeout: float = 900) -> str:
+    """``skiff -q <args>`` (e.g. ``init``) in a fresh process with ``env``; its output.
+
+    :raises LiveShoppersError: the command failed (the end of its errors is in the message).
+    """
+    done = subprocess.run([sys.executable, "-m", "skiff.cli", "-q", *args], env=dict(env),
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode:
+        raise LiveShoppersError(f"skiff {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
 
 
 class LiveShoppers:
