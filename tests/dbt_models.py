@@ -62,7 +62,7 @@ class Dbt:
         with pytest.MonkeyPatch.context() as mp:
             # only the interval this call names: Cosmos's in-process runs (dag.test) leave
             # their env in os.environ (cosmos.operators.local, for OpenLineage)
-            for name in INTERVAL_ENV:
+            for name in (*INTERVAL_ENV, "DBT_EXCLUDE_RESOURCE_TYPES"):  # and what it leaves out
                 mp.delenv(name, raising=False)
             for name, value in {"SKIFF_DUCKDB_PATH": str(self.db_path), **(env or {})}.items():
                 mp.setenv(name, value)
