@@ -144,7 +144,7 @@ class PredictionLog:
         self._status: mmap.mmap | None = None
         self._last = (0, 0, 0, 0, 0)  # the sender's counters once its mapping is closed
         self._drop_lock = threading.Lock()
-        self._warned_at = 0.0
+        self._warn = RateLimitedWarning(log)
         self._model_seen: tuple[Any, bytes, int] = (None, b"", -1)  # the last bundle's fields
         #: This server's id in its events: ``dropped_before`` counts per sender.
         self.sender_id = uuid.uuid4().hex
@@ -269,11 +269,19 @@ class PredictionLog:
                 "posts_failed": failed,
                 "sender_running": child is not None and child.poll() is None}
 
-    def _warn(self, message: str, *args: Any) -> None:
+
+class RateLimitedWarning:
+    """A warning logged at most once a ``period_s`` (one line a minute, not one per answer or
+    post): the server's and the sender process's."""
+
+    def __init__(self, logger: logging.Logger, period_s: float = 60.0) -> None:
+        self._log, self._period_s, self._at = logger, period_s, None
+
+    def __call__(self, message: str, *args: Any) -> None:
         now = time.monotonic()
-        if now - self._warned_at >= 60.0:  # one line a minute, not one per answer
-            self._warned_at = now
-            log.warning(message, *args)
+        if self._at is None or now - self._at >= self._period_s:
+            self._at = now
+            self._log.warning(message, *args)
 
 
 def _model_fields(meta: dict[str, Any] | None) -> tuple[bytes, int]:

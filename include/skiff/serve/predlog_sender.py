@@ -23,13 +23,18 @@ import signal
 import socket
 import sys
 import threading
-import time
 from collections import deque
 from typing import Any
 
 import msgspec
 
-from skiff.serve.predlog import FRAME_HEADER, MAX_FRAME_BYTES, STATUS, parse_attributes
+from skiff.serve.predlog import (
+    FRAME_HEADER,
+    MAX_FRAME_BYTES,
+    STATUS,
+    RateLimitedWarning,
+    parse_attributes,
+)
 
 __all__ = ["MAX_BACKOFF_S", "MAX_INPUT_TOKENS", "Sender", "main"]
 
@@ -110,7 +115,7 @@ class Sender:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._warned_at = 0.0
+        self._warn = RateLimitedWarning(log)
         self.sent = 0
         self.dropped = 0
         self.rejected = 0
@@ -234,12 +239,6 @@ class Sender:
         self._warn("Prediction log: post to %s failed (%s); %d events wait, %d dropped so far.",
                    self.url, why, len(self._queue) + len(self._retry), self.dropped)
         return False
-
-    def _warn(self, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._warned_at >= 60.0:  # one line a minute, not one per post
-            self._warned_at = now
-            log.warning(message, *args)
 
     def events(self, frame: bytes) -> list[dict[str, Any]]:
         """The ``predictions`` events of one frame (one answered request), one per session."""

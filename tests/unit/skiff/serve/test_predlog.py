@@ -11,6 +11,7 @@ timeout while requests keep being answered.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -35,7 +36,7 @@ from skiff.config import ServingConfig
 from skiff.data.landing import LocalLandingZone, decode_events
 from skiff.serve import ModelServer
 from skiff.serve.app import create_app
-from skiff.serve.predlog import PredictionLog, parse_attributes
+from skiff.serve.predlog import PredictionLog, RateLimitedWarning, parse_attributes
 from starlette.testclient import TestClient
 
 SESSION = hash64("shopper-1")
@@ -72,6 +73,16 @@ def test_parse_attributes_reads_key_value_pairs() -> None:
     assert parse_attributes("request_id=abc; session_id=x,y;junk") == {
         "request_id": "abc", "session_id": "x,y"}
     assert parse_attributes(None) == {}
+
+
+def test_a_repeated_warning_is_one_line_a_period(caplog) -> None:
+    warn = RateLimitedWarning(logging.getLogger("skiff.test"), period_s=0.2)
+    with caplog.at_level(logging.WARNING, logger="skiff.test"):
+        for n in range(5):
+            warn("post failed (%d)", n)
+        time.sleep(0.25)
+        warn("post failed (%d)", 5)
+    assert [r.getMessage() for r in caplog.records] == ["post failed (0)", "post failed (5)"]
 
 
 def test_every_answered_session_lands_in_the_collector(bundles: SimpleNamespace,
