@@ -91,8 +91,19 @@
     array_agg({{ expression }} order by {{ order_by }})
 {%- endmacro %}
 
+{#
+    DuckDB: the group's (order, value) pairs collected unordered, then each small
+    list sorted on its own, instead of LIST(... ORDER BY ...), whose ordered
+    aggregate buffers and sorts every group's rows in one sort: int_sessions (two
+    lists over 36M events, 5M sessions) took 0.62x the time on a 6M-event slice
+    (docs/performance.md). `order_by` is one expression, unique in the group
+    (a tie would sort on the value).
+#}
 {% macro duckdb__ordered_list(expression, order_by) -%}
-    list({{ expression }} order by {{ order_by }})
+    list_transform(
+        list_sort(list(struct_pack(k := {{ order_by }}, v := {{ expression }}))),
+        lambda pair: pair.v
+    )
 {%- endmacro %}
 
 {% macro snowflake__ordered_list(expression, order_by) -%}
