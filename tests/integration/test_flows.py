@@ -20,10 +20,10 @@ FLOWS = Path(__file__).resolve().parents[2] / "include" / "flows"
 @pytest.mark.parametrize(
     ("flow_file", "headline", "keys"),
     [
-        pytest.param("train_rec.py", "mrr@20", {"mrr@20", "hit_rate@20", "coverage@20", "mrr@20 long_tail"}, id="rec"),
-        # slow: IntentFlow runs end to end in make test already, on the S3 datastore
-        # (test_s3_datastore_moto) and in the hourly DAG (test_hourly_run); this checks the
-        # same flow-side code as the rec case
+        # both slow (19 s each): RecFlow runs end to end in make test in the hourly DAG
+        # (test_hourly_run), IntentFlow there and on the S3 datastore (test_s3_datastore_moto)
+        pytest.param("train_rec.py", "mrr@20", {"mrr@20", "hit_rate@20", "coverage@20", "mrr@20 long_tail"},
+                     id="rec", marks=pytest.mark.slow),
         pytest.param("train_intent.py", "roc_auc", {"roc_auc", "f1", "precision", "recall", "roc_auc@add+10"},
                      id="intent", marks=pytest.mark.slow),
     ],

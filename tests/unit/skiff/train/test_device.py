@@ -118,6 +118,7 @@ def test_fit_refuses_ids_cudnn_would_not_take(ids: list, match: str) -> None:
         models.train_intent(model, {"tokens": np.array(ids, np.int32)}, np.array([0, 1]))
 
 
+@pytest.mark.slow  # 10 s of Keras builds; the auto choice's tests above stay fast
 def test_mixed_precision_forced_on_a_cpu_trains_and_serves_float32() -> None:
     """``on`` without a GPU: the models build in mixed_float16, the next-item model trains a
     step with loss scaling and gives float32 logits (the intent model float32 probabilities);
