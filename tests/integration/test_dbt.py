@@ -286,9 +286,13 @@ def test_hourly_run_reads_only_its_interval(hourly) -> None:
         sql = (compiled / f"{model}.sql").read_text()
         assert bounds in sql, model
         assert f"- {LOOKBACK_HOURS * 3_600_000}" in sql, model  # the event-time bound
-    run = (target / "run" / "skiff" / "models" / "intermediate" / "int_session_events.sql")
-    assert re.search(r"and event_ms >= \(select min\(event_ms\) from \S+__dbt_tmp",
-                     run.read_text())
+    # each session model's delete is bounded by its session time (macros/session_rebuild.sql)
+    for model, time in (("intermediate/int_session_events", "event_ms"),
+                        ("intermediate/int_sessions", "first_event_ms"),
+                        ("marts/fct_sessions", "session_start_at"),
+                        ("marts/fct_session_sequences", "session_start_at")):
+        run = (target / "run" / "skiff" / "models" / f"{model}.sql").read_text()
+        assert re.search(rf"and {time} >= \(select min\({time}\) from \S+__dbt_tmp", run), model
     # the data tests, compiled under <folder>/_models.yml/ (as the unit tests, named as
     # their model)
     models = {f"{name}.sql" for names in MODELS.values() for name in names}

@@ -4,14 +4,16 @@
     add and purchase, the token and SKU sequences), one row per session. The
     marts select from it; before, each grouped the 36M events itself.
 
-    Incremental, delete+insert by session_id (the intermediate folder's
-    session_rebuild needs event_ms, which a session row does not have): a run
+    Incremental, the intermediate folder's session_rebuild by session_id, its
+    delete bounded by the session's start (macros/session_rebuild.sql): a run
     rebuilds the sessions whose browsing events arrived in its data interval,
-    from all their events (macros/skiff_window.sql).
+    from all their events (macros/skiff_window.sql). Rows are written in
+    start order, so that bound, and the readers' bound on last_event_ms,
+    prune the 5M-row table's row groups at the real dataset's size.
 #}
 {{
     config(
-        incremental_strategy='delete+insert',
+        session_time='first_event_ms',
     )
 }}
 
@@ -134,3 +136,4 @@ final as (
 )
 
 select * from final
+order by first_event_ms

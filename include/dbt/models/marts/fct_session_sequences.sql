@@ -1,5 +1,6 @@
 {#
-    Incremental, delete+insert by session_id, like fct_sessions: a run rebuilds
+    Incremental, session_rebuild by session_id (the delete bounded by the
+    session's start, macros/session_rebuild.sql), like fct_sessions: a run rebuilds
     the sessions whose browsing events arrived in its data interval
     (macros/skiff_window.sql). The sequences come from int_sessions (one pass
     over the events for both session marts).
@@ -7,8 +8,9 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
+        incremental_strategy='session_rebuild',
         unique_key='session_id',
+        session_time='session_start_at',
     )
 }}
 

@@ -1,5 +1,6 @@
 {#
-    Incremental, delete+insert by session_id: a run rebuilds the sessions whose
+    Incremental, session_rebuild by session_id (the delete bounded by the
+    session's start, macros/session_rebuild.sql): a run rebuilds the sessions whose
     browsing or search events arrived in its data interval (macros/skiff_window.sql).
     The per-session aggregates come from int_sessions (one pass over the events
     for both session marts); this model adds the searches and the labels.
@@ -7,8 +8,9 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
+        incremental_strategy='session_rebuild',
         unique_key='session_id',
+        session_time='session_start_at',
     )
 }}
 
