@@ -142,8 +142,6 @@ def test_session_returns_weigh_the_anchor_the_step_back_and_the_rest() -> None:
 def test_the_layers_returns_are_the_numpy_ones(fitted) -> None:  # noqa: ANN001
     """Returns alone (weight 0, returns 1): the served layer's distribution is
     :func:`blend.session_returns`; a mixture past 1 is refused."""
-    from skiff.train import models
-
     model, examples, transitions, _ = fitted
     only = _blended(model, transitions, weight=0.0, returns=1.0)
     out = np.exp(np.asarray(only(examples.inputs(), training=False), np.float64))
