@@ -9,9 +9,10 @@
     is correct (a session's old rows are among its rebuilt events, and a
     rebuilt session starts no later than before, so none is earlier) and lets
     the delete prune the target's row groups (DuckDB pushes the subquery's
-    value into the scan) instead of reading every session id; the models
-    write their rows in that time's order, so a full refresh's row groups are
-    ranges of it.
+    value into the scan) instead of reading every session id. The intermediate
+    models write their rows in that time's order (`order by`), so a full
+    refresh's row groups are ranges of it; the marts insert int_sessions' rows
+    as they read them.
 
     It is dbt's delete+insert with that predicate added: a bound computed from
     the data at run time, which incremental_predicates (rendered when the
