@@ -52,6 +52,9 @@ Trigger it from the UI with **Trigger DAG w/ config** to set the params below.
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from datetime import datetime, timedelta
 
 from airflow.sdk import (
@@ -82,6 +85,8 @@ from skiff.config import SkiffConfig
 from taskgroups.release import release_tasks
 
 CONFIG = SkiffConfig.from_env()
+# the dbt installed beside this Python (the watcher's producer starts it as a process)
+DBT_EXECUTABLE = shutil.which("dbt", path=os.path.dirname(sys.executable)) or "dbt"
 DUCKDB = CONFIG.warehouse.backend == "duckdb"
 WATCHER = CONFIG.dbt.execution_mode == "watcher"
 
@@ -216,7 +221,9 @@ with DAG(
         # progress each model's task and its tests' task report) or local (dbt per task)
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.WATCHER if WATCHER else ExecutionMode.LOCAL,
+            # in-process; the watcher's producer runs dbt as a process (below)
             invocation_mode=InvocationMode.DBT_RUNNER,
+            dbt_executable_path=DBT_EXECUTABLE,
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
@@ -234,6 +241,15 @@ with DAG(
         # env_vars above, templated, reach every dbt invocation, the build's and a retry's)
         operator_args={"full_refresh": "{{ params.full_refresh }}", **PREPARE_ARGS},
     )
+
+    if WATCHER:
+        # The producer's `dbt build` runs as a process of its own, Cosmos relaying its JSON
+        # log. In-process, dbt's threads pushed the XComs its events become (four per node,
+        # each a round trip through Airflow's API, ~28 ms beside dbt's busy threads) and
+        # waited on them: the build took twice as long as dbt alone (docs/performance.md).
+        # A model task's retry (its model alone) stays in-process, where a failure's message,
+        # and so its alert, names dbt's failing node.
+        dag.task_dict["prepare.dbt_producer_watcher"].invocation_mode = InvocationMode.SUBPROCESS
 
     # each mart's task updates its asset (the monitoring marts: skiff_monitor's schedule)
     for model, asset in mart_assets(CONFIG.warehouse.marts_schema).items():

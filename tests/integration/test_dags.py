@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -159,10 +160,16 @@ def test_prepare_runs_one_dbt_build_watched_by_the_model_tasks(dagbag) -> None:
     full_refresh param and interval; each model's task and its tests' task report it.
     On DuckDB they reschedule while they wait (one task at a time; `dags test` runs tasks in
     one process), and the mart checks wait for the build's end, not only for the models."""
+    from cosmos.constants import InvocationMode
+
     dag = dagbag.dags["skiff_hourly"]
     producer = dag.get_task("prepare.dbt_producer_watcher")
     assert type(producer).__name__ == "DbtProducerWatcherOperator"
     assert producer.base_cmd == ["build"]
+    # dbt in a process of its own, the one beside this Python (its threads do not wait on the
+    # XComs the producer pushes for its events); a model task's retry in-process
+    assert producer.invocation_mode == InvocationMode.SUBPROCESS
+    assert producer.dbt_executable_path == str(Path(sys.executable).with_name("dbt"))
     assert not producer.exclude  # every model, the monitoring marts' too
     assert producer.full_refresh == "{{ params.full_refresh }}"
     # the interval in the environment, not in --vars (new vars every hour: a full dbt parse)
@@ -183,6 +190,7 @@ def test_prepare_runs_one_dbt_build_watched_by_the_model_tasks(dagbag) -> None:
     assert test.upstream_task_ids == {run.task_id}  # a model's tests gate what reads it
     for sensor in (run, test):
         assert (sensor.deferrable, sensor.mode, sensor.poke_interval) == (False, "reschedule", 2)
+        assert sensor.invocation_mode == InvocationMode.DBT_RUNNER
         assert sensor.producer_task_id == producer.task_id
     # a test of two models counts among the tests of each; no task of its own
     assert not [t for t in dag.task_ids if t.startswith("prepare.relationships_")]
@@ -194,6 +202,7 @@ def test_prepare_mode_follows_the_configuration() -> None:
     """SKIFF_DBT_EXECUTION_MODE=local: one dbt invocation per task, no producer, a test of two
     models in its own task after both; on Snowflake the watcher's tasks defer instead."""
     from airflow.dag_processing.dagbag import DagBag
+    from cosmos.constants import InvocationMode
 
     from environ import environ
 
@@ -204,6 +213,7 @@ def test_prepare_mode_follows_the_configuration() -> None:
     assert not [t for t in dag.task_ids if "producer" in t]
     run = dag.get_task("prepare.fct_sessions.run")
     assert type(run).__name__ == "DbtRunLocalOperator"
+    assert run.invocation_mode == InvocationMode.DBT_RUNNER  # many short runs: in-process
     assert run.full_refresh == "{{ params.full_refresh }}"
     detached = [t for t in dag.task_ids if t.startswith("prepare.relationships_")]
     assert len(detached) == 2, detached

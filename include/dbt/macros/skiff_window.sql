@@ -35,11 +35,13 @@
       * the raw log is appended interval by interval, so a literal bound on
         arrival_ts_ms prunes the scan for the touched sessions to the
         interval's row groups;
-      * the event-time bound is a scalar subquery: DuckDB (>= 1.1) evaluates
-        it first and pushes its value into the scan as a dynamic filter, so
-        it prunes on event_ms like a literal (each append is in event-time
-        order); the session_id semi-join adds a bloom filter on top;
-      * the delete prunes the same way on the target's event_ms.
+      * the event-time bound is a literal too: queried once when the model
+        runs (rebuild_since_ms), since DuckDB prunes a table's row groups on a
+        literal and not on a scalar subquery (int_sessions and the marts read
+        every row group of their 5M-session inputs with it); the session_id
+        semi-join adds a bloom filter on top;
+      * the delete prunes on the target's session time
+        (macros/session_rebuild.sql).
     On Snowflake the same predicates prune micro-partitions.
 
     Without an interval (dbt run by hand) it is [watermark, +inf): the
@@ -168,6 +170,21 @@
 
 
 {#
+    rebuild_since as a number, queried when the node runs: DuckDB prunes a
+    table's row groups on a literal bound, not on a scalar subquery (which
+    became a nested-loop join over the whole table). At parse time (no
+    database) the subquery's SQL stands in; nothing runs it.
+#}
+{% macro rebuild_since_ms(touched_by, window) -%}
+    {%- if not execute -%}
+        {{ return(rebuild_since(touched_by, window)) }}
+    {%- endif -%}
+    {%- set since = run_query('select ' ~ rebuild_since(touched_by, window)) -%}
+    {{ return(since.columns[0].values()[0] | int) }}
+{%- endmacro %}
+
+
+{#
     Where-clause of a session model's import CTE on incremental runs: the
     rows of the sessions touched by the interval, since the earliest event
     time among the interval's arrivals minus the lookback. `time_column` is
@@ -177,7 +194,7 @@
 {% macro session_window_filter(touched_by, watermark='max(event_ms)', time_column='event_ms') -%}
     {%- if is_incremental() -%}
     {%- set window = skiff_window(watermark) -%}
-    where {{ time_column }} >= {{ rebuild_since(touched_by, window) }}
+    where {{ time_column }} >= {{ rebuild_since_ms(touched_by, window) }}
         and session_id in ({{ touched_sessions(touched_by, window) }}
         )
     {%- endif -%}
