@@ -244,9 +244,9 @@ with DAG(
 
     if WATCHER:
         # The producer's `dbt build` runs as a process of its own, Cosmos relaying its JSON
-        # log. In-process, dbt's threads pushed the XComs its events become (four per node,
-        # each a round trip through Airflow's API, ~28 ms beside dbt's busy threads) and
-        # waited on them: the build took twice as long as dbt alone (docs/performance.md).
+        # log. In-process, dbt's threads pushed the XComs its events become, each a round trip
+        # through Airflow's API slowed by dbt's busy threads, and waited on them: the build
+        # took twice as long as dbt alone (docs/dbt.md).
         # A model task's retry (its model alone) stays in-process, where a failure's message,
         # and so its alert, names dbt's failing node.
         dag.task_dict["prepare.dbt_producer_watcher"].invocation_mode = InvocationMode.SUBPROCESS
