@@ -85,8 +85,10 @@ from skiff.config import SkiffConfig
 from taskgroups.release import release_tasks
 
 CONFIG = SkiffConfig.from_env()
-# the dbt installed beside this Python (the watcher's producer starts it as a process)
-DBT_EXECUTABLE = shutil.which("dbt", path=os.path.dirname(sys.executable)) or "dbt"
+# the dbt installed beside this Python, else the one on PATH (the official image installs with
+# pip --user): the watcher's producer starts it as a process
+DBT_EXECUTABLE = (shutil.which("dbt", path=os.path.dirname(sys.executable))
+                  or shutil.which("dbt") or "dbt")
 DUCKDB = CONFIG.warehouse.backend == "duckdb"
 WATCHER = CONFIG.dbt.execution_mode == "watcher"
 

@@ -180,6 +180,8 @@ def test_prepare_runs_one_dbt_build_watched_by_the_model_tasks(dagbag) -> None:
                                  "SKIFF_DUCKDB_MEMORY_LIMIT", "DBT_EXCLUDE_RESOURCE_TYPES"}
     # the dbt unit tests test SQL, in CI (test_dbt.py), not each hour's data
     assert producer.env["DBT_EXCLUDE_RESOURCE_TYPES"] == "unit_test"
+    # its dbt process has the worker's environment too (skiff.env's quiet defaults)
+    assert producer.append_env
     # the profile's duckdb target reads it (include/dbt/profiles.yml)
     assert producer.env["SKIFF_DUCKDB_MEMORY_LIMIT"] == DbtConfig.from_env().duckdb_memory_limit
     assert set(producer.vars) == {"session_lookback_hours", "raw_schema"}
