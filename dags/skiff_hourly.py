@@ -85,6 +85,7 @@ from skiff.config import SkiffConfig
 from taskgroups.release import release_tasks
 
 CONFIG = SkiffConfig.from_env()
+CONFIG.dbt.check_manifest()  # a clear import error, not tasks waiting for nodes dbt lacks
 # the dbt installed beside this Python, else the one on PATH (the official image installs with
 # pip --user): the watcher's producer starts it as a process
 DBT_EXECUTABLE = (shutil.which("dbt", path=os.path.dirname(sys.executable))

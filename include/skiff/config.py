@@ -130,6 +130,37 @@ class DbtConfig(Section):
         """``target/manifest.json`` built by ``dbt parse`` at install / image build."""
         return self.project_dir / "target" / "manifest.json"
 
+    def check_manifest(self) -> None:
+        """Raise unless the manifest is newer than every SQL and YAML file of the project.
+
+        Cosmos renders the DAG's dbt tasks from the manifest while dbt builds the project: with
+        a manifest older than the project, the tasks of a model or test the project no longer
+        has wait for a result no build gives them (until their sensor's timeout), and a new
+        one has no task. The rule is ``make install``'s (which rebuilds it, as the image does).
+        Cheap: file times only, no dbt, no parse.
+
+        :raises SkiffConfigError: no manifest, or a file of the project newer than it.
+        """
+        try:
+            built = self.manifest_path.stat().st_mtime
+        except FileNotFoundError:
+            raise SkiffConfigError(
+                f"no dbt manifest at {self.manifest_path}: build it with `make install` (or "
+                f"`dbt parse` in {self.project_dir})") from None
+        newer = []
+        for folder, subfolders, files in os.walk(self.project_dir):
+            if folder == str(self.project_dir):  # dbt's output, not the project's sources
+                subfolders[:] = [d for d in subfolders if d not in ("target", "logs", "dbt_packages")]
+            newer += [Path(folder, name) for name in files if name.endswith((".sql", ".yml"))
+                      and os.stat(os.path.join(folder, name)).st_mtime > built]
+        if newer:
+            names = ", ".join(str(p.relative_to(self.project_dir)) for p in sorted(newer)[:5])
+            raise SkiffConfigError(
+                f"the dbt manifest {self.manifest_path} is older than the project it renders "
+                f"({names}{', ...' if len(newer) > 5 else ''} changed since): its tasks would "
+                "wait for models and tests the project may no longer have. Rebuild it with "
+                f"`make install` (or `dbt parse` in {self.project_dir}).")
+
     @classmethod
     def from_env(cls, warehouse: WarehouseConfig | None = None, **fallbacks: Any) -> Self:
         """As :meth:`Section.from_env`; ``target`` follows the warehouse backend when unset.

@@ -229,6 +229,30 @@ def test_prepare_mode_follows_the_configuration() -> None:
     assert "SKIFF_DBT_EXECUTION_MODE" in "".join(bad.import_errors.values())
 
 
+def test_a_stale_dbt_manifest_is_an_import_error_naming_the_fix(tmp_path) -> None:
+    """A manifest older than the dbt project would render tasks for nodes dbt no longer
+    builds, which wait until their sensor's timeout: the DAG does not load, and says why."""
+    import os
+    import shutil
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from environ import environ
+
+    project = shutil.copytree(DbtConfig().project_dir, tmp_path / "dbt",
+                              ignore=shutil.ignore_patterns("target", "logs"))
+    manifest = project / "target" / "manifest.json"
+    manifest.parent.mkdir()
+    shutil.copy(DbtConfig().manifest_path, manifest)
+    with environ(SKIFF_DBT_PROJECT_DIR=str(project)):
+        assert not DagBag(dag_folder=str(REPO / "dags")).import_errors
+        model = project / "models" / "marts" / "fct_sessions.sql"
+        os.utime(model, (manifest.stat().st_atime + 5, manifest.stat().st_mtime + 5))
+        errors = DagBag(dag_folder=str(REPO / "dags")).import_errors
+    (error,) = [text for path, text in errors.items() if path.endswith("skiff_hourly.py")]
+    assert "models/marts/fct_sessions.sql changed since" in error and "make install" in error
+
+
 def test_skiff_hourly_updates_the_assets_skiff_monitor_is_scheduled_on(dagbag) -> None:
     """Airflow 3 assets, not Cosmos's URIs: ingest_events updates the raw tables (the prediction
     log among them), each mart's dbt task its mart; skiff_monitor runs once the prediction log

@@ -81,3 +81,31 @@ def test_objects_are_frozen() -> None:
     for obj in (WarehouseConfig(), ReplayConfig(), DbtConfig()):
         with pytest.raises(AttributeError):
             obj.__setattr__("x", 1)
+
+
+def test_a_stale_dbt_manifest_is_an_error_naming_the_files_and_the_fix(tmp_path: Path) -> None:
+    """The DAG renders its dbt tasks from the manifest: one older than the project's SQL or
+    YAML (make's rule) is refused, by name, before any task waits for a node dbt lacks."""
+    import os
+
+    project = tmp_path / "dbt"
+    (project / "models" / "marts").mkdir(parents=True)
+    (project / "target" / "compiled").mkdir(parents=True)
+    model, schema = project / "models" / "marts" / "m.sql", project / "models" / "_models.yml"
+    model.write_text("select 1 as id")
+    schema.write_text("models: []")
+    config = DbtConfig(project_dir=project)
+    with pytest.raises(SkiffConfigError, match=r"no dbt manifest at .*make install"):
+        config.check_manifest()
+    manifest = project / "target" / "manifest.json"
+    manifest.write_text("{}")
+    for path, age in ((model, 20), (schema, 20), (manifest, 10)):
+        os.utime(path, (path.stat().st_atime - age, path.stat().st_mtime - age))
+    # dbt's own output, newer than the manifest, does not count
+    (project / "target" / "compiled" / "m.sql").write_text("select 1 as id")
+    config.check_manifest()
+    schema.write_text("models: [{name: m}]")  # edited after the manifest was built
+    with pytest.raises(SkiffConfigError) as error:
+        config.check_manifest()
+    assert "models/_models.yml changed since" in str(error.value)
+    assert "make install" in str(error.value) and "models/marts/m.sql" not in str(error.value)
