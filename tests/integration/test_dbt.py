@@ -428,6 +428,8 @@ def test_snowflake_sql_runs_on_fakesnow(source, full_refresh, tmp_path) -> None:
     assert "array_agg(event_token) within group (order by event_index)" in sql
     assert "array_construct()" in sql and "list(" not in sql
     assert f"arrival_ts_ms >= {_ms(start)} and arrival_ts_ms < {_ms(end)}" in sql  # incremental
+    # the event-time bound queried on the Snowflake connection when the model compiled
+    assert re.search(r"event_ms >= \d{13}\s+and session_id in", sql), sql
     sql = (compiled / "staging" / "stg_browsing_events.sql").read_text()
     assert "to_timestamp_ntz(server_timestamp_epoch_ms, 3)" in sql
     assert "cast(bitshiftright(hash(session_id_hash, " in sql
