@@ -119,13 +119,13 @@ def interval_env(start: datetime, end: datetime) -> dict[str, str]:
 
 def dbt_fingerprint() -> str:
     """A hash of the dbt project's SQL and YAML: marts built by another version are stale."""
-    project = REPO / "include" / "dbt"
+    from skiff.config import DbtConfig
+
+    config = DbtConfig(project_dir=REPO / "include" / "dbt")
     digest = hashlib.sha256()
-    for path in sorted(project.rglob("*")):
-        relative = path.relative_to(project)
-        if path.is_file() and path.suffix in (".sql", ".yml") \
-                and relative.parts[0] not in ("target", "logs", "dbt_packages"):
-            digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in config.project_files():
+        digest.update(str(path.relative_to(config.project_dir)).encode() + b"\0"
+                      + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 

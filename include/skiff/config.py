@@ -130,6 +130,16 @@ class DbtConfig(Section):
         """``target/manifest.json`` built by ``dbt parse`` at install / image build."""
         return self.project_dir / "target" / "manifest.json"
 
+    def project_files(self) -> list[Path]:
+        """The project's SQL and YAML files, sorted; not dbt's output (``target``, ``logs``,
+        ``dbt_packages``): what ``dbt parse`` reads, and what the manifest is checked against."""
+        found = []
+        for folder, subfolders, files in os.walk(self.project_dir):
+            if folder == str(self.project_dir):
+                subfolders[:] = [d for d in subfolders if d not in ("target", "logs", "dbt_packages")]
+            found += [Path(folder, name) for name in files if name.endswith((".sql", ".yml"))]
+        return sorted(found)
+
     def check_manifest(self) -> None:
         """Raise unless the manifest is newer than every SQL and YAML file of the project.
 
@@ -147,14 +157,9 @@ class DbtConfig(Section):
             raise SkiffConfigError(
                 f"no dbt manifest at {self.manifest_path}: build it with `make install` (or "
                 f"`dbt parse` in {self.project_dir})") from None
-        newer = []
-        for folder, subfolders, files in os.walk(self.project_dir):
-            if folder == str(self.project_dir):  # dbt's output, not the project's sources
-                subfolders[:] = [d for d in subfolders if d not in ("target", "logs", "dbt_packages")]
-            newer += [Path(folder, name) for name in files if name.endswith((".sql", ".yml"))
-                      and os.stat(os.path.join(folder, name)).st_mtime > built]
+        newer = [path for path in self.project_files() if path.stat().st_mtime > built]
         if newer:
-            names = ", ".join(str(p.relative_to(self.project_dir)) for p in sorted(newer)[:5])
+            names = ", ".join(str(p.relative_to(self.project_dir)) for p in newer[:5])
             raise SkiffConfigError(
                 f"the dbt manifest {self.manifest_path} is older than the project it renders "
                 f"({names}{', ...' if len(newer) > 5 else ''} changed since): its tasks would "
