@@ -16,8 +16,8 @@ ARG AIRFLOW_VERSION
 ENV SKIFF_HOME=/opt/airflow/skiff
 
 # One environment for Airflow, dbt and the training stack: Cosmos runs dbt in-process
-# (InvocationMode.DBT_RUNNER), and the watcher's producer this install's `dbt` as a process, so
-# dbt needs no venv of its own. Airflow is named with its pin
+# (InvocationMode.DBT_RUNNER), and the watcher's producer runs this install's `dbt` as a
+# process, so dbt needs no venv of its own. Airflow is named with its pin
 # so that resolving the rest cannot move it.
 COPY --chown=airflow:0 requirements.txt /opt/airflow/requirements.txt
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/airflow/requirements.txt

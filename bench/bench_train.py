@@ -8,8 +8,9 @@ size on a random sample of the training examples: examples/s is timed over a fix
 steps after a warm-up (tracing, first allocations). One epoch over the whole training set is
 too long for 2 cores at ``full`` scale: when the rate says it takes over
 :data:`EPOCH_LIMIT_S` (``BENCH_TRAIN_EPOCH_LIMIT_S``), its time is projected (examples /
-examples-per-s) and marked so; otherwise one real epoch is fitted and timed. The machine's load average before the fits
-is in the notes: on a shared 2-core machine it moves every figure here.
+examples-per-s) and marked so; otherwise one real epoch is fitted and timed. The machine's
+load average before the fits is in the notes: on a shared 2-core machine it moves every
+figure here.
 
 Each fit runs as the flows' fits do: a ``tf.data`` pipeline, under the precision policy
 ``SKIFF_TRAIN_MIXED_PRECISION`` gives (by default mixed_float16 on a GPU, float32 on a CPU).
