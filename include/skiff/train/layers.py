@@ -12,8 +12,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-__all__ = ["TokenCounts", "FirstStep", "CopyCandidates", "CatalogueLogits", "SampledCatalogueLogits",
-           "TransitionBlend", "positive_first_loss", "relative_positions"]
+__all__ = ["TokenCounts", "FirstStep", "CopyCandidates", "CatalogueHead", "CatalogueLogits",
+           "SampledCatalogueLogits", "TransitionBlend", "positive_first_loss",
+           "relative_positions"]
 
 _NEG = -1e9  # logit of ids that are never recommended (PAD, OOV)
 
@@ -121,6 +122,37 @@ class CopyCandidates(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "max_position": self.max_position,
                 "position_dim": self.position_dim}
+
+
+@keras.saving.register_keras_serializable(package="skiff")
+class CatalogueHead(keras.layers.Layer):
+    """Each catalogue item's logit from the session vector: ``session @ item_vectors.T + bias``.
+
+    A ``Dense(n_items)`` with its kernel stored item by item, ``(n_items, units)``: the
+    sampled softmax (:class:`SampledCatalogueLogits`) gathers the rows of the items it scores,
+    so a batch's gradient is those rows only (``tf.IndexedSlices``), which
+    :class:`skiff.train.optimizers.LazyAdam` applies without touching the rest of the catalogue.
+
+    :param n_items: catalogue (vocabulary) size.
+    """
+
+    def __init__(self, n_items: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.n_items = n_items
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        self.item_vectors = self.add_weight(shape=(self.n_items, input_shape[-1]),
+                                            initializer="glorot_uniform", name="item_vectors")
+        self.bias = self.add_weight(shape=(self.n_items,), initializer="zeros", name="bias")
+
+    def call(self, session: tf.Tensor) -> tf.Tensor:
+        return tf.matmul(session, self.item_vectors, transpose_b=True) + self.bias
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, int]:
+        return (input_shape[0], self.n_items)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n_items": self.n_items}
 
 
 @keras.saving.register_keras_serializable(package="skiff")
@@ -256,15 +288,16 @@ class SampledCatalogueLogits(keras.layers.Layer):
     replacement) from ``q``: a drawn item's logit gets ``- log(num_sampled * q)`` (its
     expected count: the popularity, logQ, correction) ``+ log(times drawn)``, and a draw
     that is already a candidate (an accidental hit) is masked out. So the expected
-    normaliser is the full one, and the gradient of a batch costs ``num_sampled`` catalogue
-    columns instead of all of them.
+    normaliser is the full one, and the gradient of a batch is the rows of the items it
+    scored (at most ``num_sampled`` draws and the batch's candidates), not the catalogue.
 
     Not saved with a model (a fit builds it around the full model's layers, see
-    :func:`skiff.train.models.train_next_item`). Output: ``(batch, 1 + window + 1 + drawn)`` logits, the target first (column 0, the
-    label :func:`positive_first_loss` uses), masked candidates at a large negative value.
+    :func:`skiff.train.models.train_next_item`). Output: ``(batch, 1 + window + 1 + drawn)``
+    logits, the target first (column 0, the label :func:`positive_first_loss` uses), masked
+    candidates at a large negative value.
 
-    :param catalogue: the full model's catalogue ``Dense`` layer: its kernel and bias are the
-        ones trained (tracked here, so a fit of the sampled model updates them).
+    :param catalogue: the full model's :class:`CatalogueHead`: its item vectors and bias are
+        the ones trained (tracked here, so a fit of the sampled model updates them).
     :param log_q: ``(n_items,)`` log sampling probabilities (``-inf`` for never-drawn ids).
     :param num_sampled: draws per batch, shared by the batch's rows.
     """
@@ -292,19 +325,21 @@ class SampledCatalogueLogits(keras.layers.Layer):
 
     def call(self, session: tf.Tensor, target: tf.Tensor, ids: tf.Tensor | None = None,
              copy_scores: tf.Tensor | None = None) -> tf.Tensor:
-        kernel, bias = self.catalogue.kernel, self.catalogue.bias
-        kernel, bias = tf.cast(kernel, tf.float32), tf.cast(bias, tf.float32)
+        # gathered rows of the variables themselves: their gradients stay row-sparse
+        vectors, bias = self.catalogue.item_vectors, self.catalogue.bias
         session = tf.cast(session, tf.float32)
         target = tf.reshape(tf.cast(target, tf.int32), [-1])
         rows = tf.shape(session)[0]
 
         def generated(items: tf.Tensor) -> tf.Tensor:  # (batch, m) ids -> their logits
-            w = tf.gather(kernel, items, axis=1)  # (d, batch, m)
-            return tf.einsum("bd,dbm->bm", session, w) + tf.gather(bias, items)
+            w = tf.cast(tf.gather(vectors, items), tf.float32)  # (batch, m, d)
+            return tf.einsum("bd,bmd->bm", session, w) + tf.cast(tf.gather(bias, items),
+                                                                  tf.float32)
 
         drawn, correction = self._draw()
-        sampled = tf.matmul(session, tf.gather(kernel, drawn, axis=1)) \
-            + tf.gather(bias, drawn) + correction
+        sampled = tf.matmul(session, tf.cast(tf.gather(vectors, drawn), tf.float32),
+                            transpose_b=True) + tf.cast(tf.gather(bias, drawn), tf.float32) \
+            + correction
         if ids is None or copy_scores is None:
             known = target[:, tf.newaxis]
             parts, masks = [generated(known)], [tf.zeros_like(known, tf.bool)]

@@ -294,10 +294,10 @@ def with_transition_blend(model: keras.Model, successors: np.ndarray, counts: np
 
 def _catalogue_head(session: Any, n_items: int) -> Any:
     """Logits of every item from the session vector (the sampled softmax trains the same
-    kernel and bias a column at a time: :func:`_sampled_trainer`)."""
-    import keras
+    item vectors and bias a row at a time: :func:`_sampled_trainer`)."""
+    from skiff.train.layers import CatalogueHead
 
-    return keras.layers.Dense(n_items, name="catalogue")(session)
+    return CatalogueHead(n_items, name="catalogue")(session)
 
 
 def _with_prior(model: Any, item_log_prior: np.ndarray | None) -> Any:
@@ -332,9 +332,10 @@ def _fit(model: Any, inputs: Mapping[str, np.ndarray], y: np.ndarray, *, loss: A
          metrics: list[Any], epochs: int, batch_size: int, learning_rate: float,
          validation: tuple[Mapping[str, np.ndarray], np.ndarray] | None, seed: int | None,
          verbose: int, callbacks: list[Any] | None, trainer: Any = None,
-         bucket: int = BUCKET) -> TrainResult:
+         bucket: int = BUCKET, lazy: bool = False) -> TrainResult:
     """Fit ``trainer`` (default: ``model``; else a model around ``model``'s layers with its own
-    loss, taking ``y`` as the extra input ``target`` too) and return ``model`` fitted."""
+    loss, taking ``y`` as the extra input ``target`` too) and return ``model`` fitted, with
+    Adam (``lazy``: :class:`skiff.train.optimizers.LazyAdam`)."""
     import keras
 
     from skiff.train import pipeline
@@ -359,8 +360,13 @@ def _fit(model: Any, inputs: Mapping[str, np.ndarray], y: np.ndarray, *, loss: A
                             batch_size=batch_size, shuffle=False) if validation else None
     # jit_compile=False: XLA's compile time outweighs its gain for these small models on CPU
     # (and Keras turns it off anyway where a recurrent layer runs on cuDNN)
-    fitting.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics,
-                    jit_compile=False)
+    if lazy:
+        from skiff.train.optimizers import LazyAdam
+
+        optimizer = LazyAdam(learning_rate)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate)
+    fitting.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=False)
     began = time.perf_counter()
     fitted = fitting.fit(train, epochs=epochs, validation_data=held, verbose=verbose,
                        callbacks=callbacks, shuffle=False)  # the pipeline shuffles
@@ -480,14 +486,14 @@ def train_next_item(
     from skiff.train.layers import positive_first_loss
 
     _check_sizes(num_sampled=num_sampled)
-    n_items = model.get_layer("catalogue").units
+    n_items = model.get_layer("catalogue").n_items
     if y.size and (y.min() < 0 or y.max() >= n_items):
         raise DataContractError(f"Targets must be item ids in [0, {n_items}); got "
                                 f"[{y.min()}, {y.max()}].")
     fitted = _fit(model, inputs, y, loss=positive_first_loss, metrics=[], epochs=epochs,
                   batch_size=batch_size, learning_rate=learning_rate, validation=validation,
                   seed=seed, verbose=verbose, callbacks=callbacks, bucket=bucket,
-                  trainer=lambda: _sampled_trainer(model, y, num_sampled))
+                  trainer=lambda: _sampled_trainer(model, y, num_sampled), lazy=True)
     fitted.params.update(head=head, num_sampled=num_sampled)
     return fitted
 
@@ -520,7 +526,7 @@ def _sampled_trainer(model: Any, targets: np.ndarray, num_sampled: int) -> Any:
     if any(layer.name == "copy_candidates" for layer in model.layers):
         parts += [model.get_layer("copy_candidates").output[0],
                   model.get_layer("copy_scores").output]
-    logits = SampledCatalogueLogits(catalogue, sampling_log_q(targets, catalogue.units),
+    logits = SampledCatalogueLogits(catalogue, sampling_log_q(targets, catalogue.n_items),
                                     num_sampled, name="sampled_logits", dtype="float32")(*parts)
     return keras.Model({**model.input, "target": target}, logits, name=f"{model.name}_sampled")
 

@@ -8,7 +8,7 @@ of the champion's bundle (its SavedModel's variables carry the Keras paths);
 :func:`warm_start` copies them into a freshly built model of the same architecture.
 
 Vocabularies move (SKUs come and go), so the rows of the id-indexed weights (the item or token
-embedding, the catalogue's kernel columns and bias) are copied token by token: a token both
+embedding, the catalogue's item vectors and bias) are copied token by token: a token both
 know gets the champion's row, a new token keeps its fresh initialisation (for the catalogue
 bias: the popularity prior). Every other weight must have the champion's shape, else the
 champion is another architecture and the run trains from scratch (the log says why).
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 #: Values of ``SKIFF_TRAIN_WARM_START``.
 WARM_START = ("off", "on")
 #: Weights indexed by vocabulary id, by Keras path: the axis of the ids.
-VOCAB_AXES = {"item_embedding/embeddings": 0, "catalogue/kernel": 1, "catalogue/bias": 0,
+VOCAB_AXES = {"item_embedding/embeddings": 0, "catalogue/item_vectors": 0, "catalogue/bias": 0,
               "token_embedding/embeddings": 0}
 _PAD, _OOV = 0, 1
 

@@ -163,8 +163,8 @@ def test_a_warm_start_takes_the_champions_weights_not_its_table(fitted) -> None:
     tokens = ["[PAD]", "[OOV]"] + [f"sku{i}" for i in range(2, 30)]
     fresh = models.build_next_item_model(30, embedding_dim=8, units=8, max_position=4)
     assert warm.warm_start(fresh, weights, tokens=tokens, champion_tokens=tokens) is not None
-    np.testing.assert_array_equal(fresh.get_layer("catalogue").kernel.numpy(),
-                                  weights["catalogue/kernel"])
+    np.testing.assert_array_equal(fresh.get_layer("catalogue").item_vectors.numpy(),
+                                  weights["catalogue/item_vectors"])
     own = F.Ragged.from_lists([[2, 9], [2, 9], [9, 2]])  # this run's window
     data = next_item.NextItemData(
         vocab=F.Vocabulary(tuple(tokens)), train_seqs=own, train_examples=examples,

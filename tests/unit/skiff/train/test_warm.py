@@ -59,7 +59,7 @@ def test_a_warm_started_model_scores_known_items_as_the_champion(champion) -> No
 
     model, bundle, tokens, examples = champion
     weights = warm.champion_weights(bundle)
-    assert "catalogue/kernel" in weights and not any("seed_generator" in k for k in weights)
+    assert "catalogue/item_vectors" in weights and not any("seed_generator" in k for k in weights)
     new_tokens, to_new = _new_vocabulary(tokens)
     keep = ~np.isin(examples.items, [3, 4, 5, 6]).any(axis=1) & ~np.isin(examples.first,
                                                                           [3, 4, 5, 6])
@@ -125,6 +125,21 @@ def test_another_architecture_is_not_warm_started(champion) -> None:  # noqa: AN
     epochs, params = warm.start(other, warm.StartFrom("x/1", warm.champion_weights(bundle),
                                                       tokens, 1), tokens, 7)
     assert epochs == 7 and params == {"warm_start_from": None}
+
+
+def test_a_champion_with_a_dense_catalogue_kernel_is_not_warm_started(
+        champion, caplog: pytest.LogCaptureFixture) -> None:  # noqa: ANN001
+    """Champions trained before the head stored item vectors row by row had a Dense kernel of
+    shape ``(units, n_items)``: a run trains from scratch, and the log says why."""
+    from skiff.train import models
+
+    _, bundle, tokens, _ = champion
+    weights = dict(warm.champion_weights(bundle))
+    weights["catalogue/kernel"] = weights.pop("catalogue/item_vectors").T
+    fresh = models.build_next_item_model(N_ITEMS, embedding_dim=8, units=8, max_position=4)
+    with caplog.at_level("WARNING", logger="skiff.train.warm"):
+        assert warm.warm_start(fresh, weights, tokens=tokens, champion_tokens=tokens) is None
+    assert "the champion has no weight catalogue/item_vectors" in caplog.text
 
 
 def test_no_champion_means_no_start(tmp_path: Path) -> None:
