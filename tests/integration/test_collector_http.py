@@ -237,13 +237,12 @@ def _stream_then_kill_9(home: Path) -> tuple[Collector, set[int], set[int]]:
             assert time.monotonic() < deadline + 10, "no segment open to kill the collector on"
             time.sleep(0.001)
         assert collector.stop(signal.SIGKILL) == -signal.SIGKILL
-        with lock:
-            acknowledged_at_kill = set(acknowledged)
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
-    assert acknowledged == acknowledged_at_kill  # nothing acknowledged by a dead process
+    # every 200 was sent by the live process, though a client may read it, and count it,
+    # after the kill (it sat in the socket's buffer): all of them must land
     return collector, acknowledged, sent
 
 
