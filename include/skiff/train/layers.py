@@ -331,15 +331,18 @@ class SampledCatalogueLogits(keras.layers.Layer):
         target = tf.reshape(tf.cast(target, tf.int32), [-1])
         rows = tf.shape(session)[0]
 
+        def catalogue_rows(ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            """The item vectors ``(*ids.shape, d)`` and biases of ``ids``, in float32."""
+            return (tf.cast(tf.gather(vectors, ids), tf.float32),
+                    tf.cast(tf.gather(bias, ids), tf.float32))
+
         def generated(items: tf.Tensor) -> tf.Tensor:  # (batch, m) ids -> their logits
-            w = tf.cast(tf.gather(vectors, items), tf.float32)  # (batch, m, d)
-            return tf.einsum("bd,bmd->bm", session, w) + tf.cast(tf.gather(bias, items),
-                                                                  tf.float32)
+            w, b = catalogue_rows(items)  # (batch, m, d), (batch, m)
+            return tf.einsum("bd,bmd->bm", session, w) + b
 
         drawn, correction = self._draw()
-        sampled = tf.matmul(session, tf.cast(tf.gather(vectors, drawn), tf.float32),
-                            transpose_b=True) + tf.cast(tf.gather(bias, drawn), tf.float32) \
-            + correction
+        w, b = catalogue_rows(drawn)  # (drawn, d), (drawn,)
+        sampled = tf.matmul(session, w, transpose_b=True) + b + correction
         if ids is None or copy_scores is None:
             known = target[:, tf.newaxis]
             parts, masks = [generated(known)], [tf.zeros_like(known, tf.bool)]

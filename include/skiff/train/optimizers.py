@@ -9,8 +9,8 @@ two weights frozen). :class:`LazyAdam` is TensorFlow Addons' ``LazyAdam`` for Ke
 for a row-sparse gradient it updates the moments and values of the rows in it, as Adam
 would, and leaves every other row (and its moments) as it is; dense gradients take
 Keras's own Adam step. Rows of rare items so keep their moments until they are next seen,
-the usual trade for embedding tables (the benchmark's MRR@20 is quoted in
-``docs/performance.md``).
+the usual trade for embedding tables (the benchmark's MRR@20 with it is quoted in
+``docs/training.md``).
 
 TensorFlow only, imported by :mod:`skiff.train.models` when a model is fitted.
 """
