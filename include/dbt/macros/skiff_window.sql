@@ -132,13 +132,17 @@
 
 {#
     `touched_by` below are the staging models (stg_browsing_events,
-    stg_search_events): relations with session_id, event_ms and arrival_ts_ms.
+    stg_search_events): relations with session_id, session_key, event_ms and
+    arrival_ts_ms.
 #}
 
-{# SQL of the ids of the sessions with a row of `touched_by` arrived in the window #}
-{% macro touched_sessions(touched_by, window) -%}
+{#
+    SQL of the sessions with a row of `touched_by` arrived in the window, by
+    `key`: session_id, or session_key for the models keyed by the integer
+#}
+{% macro touched_sessions(touched_by, window, key='session_id') -%}
     {%- for relation in touched_by %}
-    select session_id from {{ relation }}
+    select {{ key }} from {{ relation }}
     where {{ in_interval('arrival_ts_ms', window) }}
     {%- if not loop.last %}
     union
@@ -191,11 +195,12 @@
     the filtered relation's time in epoch ms (an event's; a session's last
     event's). Nothing on a full build.
 #}
-{% macro session_window_filter(touched_by, watermark='max(event_ms)', time_column='event_ms') -%}
+{% macro session_window_filter(touched_by, watermark='max(event_ms)', time_column='event_ms',
+                               key='session_id') -%}
     {%- if is_incremental() -%}
     {%- set window = skiff_window(watermark) -%}
     where {{ time_column }} >= {{ rebuild_since_ms(touched_by, window) }}
-        and session_id in ({{ touched_sessions(touched_by, window) }}
+        and {{ key }} in ({{ touched_sessions(touched_by, window, key) }}
         )
     {%- endif -%}
 {%- endmacro %}

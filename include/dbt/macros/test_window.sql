@@ -14,7 +14,9 @@
 
     Which models: those whose `meta` names their session time,
     `session_time_ms` (a column in epoch ms) or `session_time_at` (a
-    timestamp); the others (products) are always tested whole. The tests get
+    timestamp); the others (products) are always tested whole. `meta`
+    `session_key` names the column that says the session, session_id unless
+    the model keeps only the integer key (int_session_events: session_key). The tests get
     `where: __rebuilt_sessions__` from dbt_project.yml, and this override of
     dbt's get_where_subquery (the placeholder pattern dbt's docs give for
     `where` configs that need a macro) turns it into the filter when a test
@@ -72,8 +74,9 @@
     {%- else -%}
         {%- set since = meta.session_time_at ~ ' >= ' ~ epoch_ms_to_timestamp(since_ms) -%}
     {%- endif -%}
+    {%- set key = meta.session_key or 'session_id' -%}
     {%- set filter -%}
-        {{ since }} and session_id in ({{ touched_sessions(touched_by, window) }}
+        {{ since }} and {{ key }} in ({{ touched_sessions(touched_by, window, key) }}
         )
     {%- endset -%}
     {{ return(filter) }}

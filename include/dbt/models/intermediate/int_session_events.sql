@@ -1,18 +1,26 @@
 {#
-    Incremental (folder config: session_rebuild by session_id): a run rebuilds
-    the sessions whose browsing events arrived in its data interval, from all
-    their events (macros/skiff_window.sql).
-    The 36M-row table of the full log: it keeps the columns its readers use
-    (int_sessions, the GX suites), the session and SKU keys as integers next
-    to their texts, and not the page URL hash, which nothing reads.
+    Incremental (folder config: session_rebuild, here by session_key): a run
+    rebuilds the sessions whose browsing events arrived in its data interval,
+    from all their events (macros/skiff_window.sql).
+    The 36M-row table of the full log, in integers and short tokens only: the
+    session and the SKU as their 63-bit keys, not their 64-character texts,
+    which int_sessions joins back once per session and once per SKU. Carried
+    through the window's sort and written 36M times, the two texts took 40%
+    of a full refresh's time at the real dataset's size (docs/performance.md).
+    The raw event type and action are in event_token.
 #}
+{{
+    config(
+        unique_key='session_key',
+    )
+}}
 
 with
 
 browsing_events as (
 
     select * from {{ ref('stg_browsing_events') }}
-    {{ session_window_filter(touched_by=[ref('stg_browsing_events')]) }}
+    {{ session_window_filter([ref('stg_browsing_events')], key='session_key') }}
 
 ),
 
@@ -83,16 +91,12 @@ final as (
 
     select
         ---------- ids
-        session_id,
         session_key,
         event_index,
         event_id,
-        product_sku_hash,
         sku_key,
 
         ---------- text
-        event_type,
-        product_action,
         event_token,
 
         ---------- numerics
@@ -107,8 +111,7 @@ final as (
             as is_new_item,
 
         ---------- timestamps
-        event_ms,
-        event_at
+        event_ms
 
     from ordered
 

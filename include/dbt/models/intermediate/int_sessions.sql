@@ -1,56 +1,120 @@
 {#
     One pass over int_session_events for both session marts: every per-session
     aggregate fct_sessions and fct_session_sequences publish (counts, first
-    add and purchase, the token and SKU sequences), one row per session. The
-    marts select from it; before, each grouped the 36M events itself.
+    add and purchase, the token and SKU sequences, the searches), one row per
+    session, in one GROUP BY over the session's integer key. The marts are
+    views over it.
 
-    Incremental, the intermediate folder's session_rebuild by session_id, its
-    delete bounded by the session's start (macros/session_rebuild.sql): a run
-    rebuilds the sessions whose browsing events arrived in its data interval,
-    from all their events (macros/skiff_window.sql). Rows are written in
-    start order, so that bound, and the readers' bound on last_event_ms,
-    prune the 5M-row table's row groups at the real dataset's size.
+    int_session_events keeps keys, not texts: this model joins the session's
+    id back once per session and the SKU's hash once per SKU, from maps built
+    over the staging events of the sessions it rebuilds.
+
+    Incremental, session_rebuild by session_key, its delete bounded by the
+    session's start (macros/session_rebuild.sql): a run rebuilds the sessions
+    whose browsing or search events arrived in its data interval, from all
+    their events (macros/skiff_window.sql). Rows are written in start order,
+    so that bound, and the readers' bounds on the session's times, prune the
+    5M-row table's row groups at the real dataset's size.
 #}
 {{
     config(
+        unique_key='session_key',
         session_time='first_event_ms',
     )
 }}
 
+{%- set touched_by = [ref('stg_browsing_events'), ref('stg_search_events')] -%}
 {%- set watermark = 'max(last_event_ms)' -%}
+{%- set tokens = ['view', 'detail', 'add', 'remove', 'purchase'] -%}
 
 with
 
 session_events as (
 
     select * from {{ ref('int_session_events') }}
-    {{ session_window_filter([ref('stg_browsing_events')], watermark) }}
+    {{ session_window_filter(touched_by, watermark, key='session_key') }}
 
 ),
 
--- the SKUs of sku_sequence: int_session_events flags them (is_new_item) in
--- its window pass, so no second window sorts the detail events here
-item_sequences as (
+-- the texts of the keys, each aggregate reading the staging view on its own
+-- (a CTE read twice is materialised: 36M rows, on a full refresh)
+session_ids as (
 
     select
         session_key,
-        {{ ordered_list('product_sku_hash', 'event_index') }} as sku_sequence,
-        count(*) as count_items
+        -- one text per key: stg_browsing_events' one_value_per_key test
+        any_value(session_id) as session_id
 
-    from session_events
-    where is_new_item
+    from {{ ref('stg_browsing_events') }}
+    {{ session_window_filter(touched_by, watermark, key='session_key') }}
     group by 1
 
 ),
 
--- grouped by the 63-bit session_key, not the 64-character session_id (an
--- integer hashes and compares in a fraction of the time); the text rides
--- along as an aggregate, the same in every row of a session
+sku_names as (
+
+    select
+        sku_key,
+        any_value(product_sku_hash) as product_sku_hash
+
+    from {{ ref('stg_browsing_events') }}
+    {{ session_window_filter(touched_by, watermark, key='session_key') }}
+    group by 1
+
+),
+
+-- each SKU's dense id, 1 to n, and the list of their hashes by id: DuckDB sorts
+-- the sequences as integers and reads the hashes back (macros/cross_db.sql,
+-- ordered_ids)
+sku_ids as (
+
+    select
+        sku_key,
+        product_sku_hash,
+        row_number() over (order by sku_key) as sku_id
+
+    from sku_names
+    where sku_key is not null
+
+),
+
+sku_dictionary as (
+
+    select {{ ordered_list('product_sku_hash', 'sku_id') }} as names
+    from sku_ids
+
+),
+
+-- the view has a row per raw row: a re-delivered search counts once
+search_counts as (
+
+    select
+        session_key,
+        count(distinct event_id) as count_searches
+
+    from {{ ref('stg_search_events') }}
+    {{ session_window_filter(touched_by, watermark, key='session_key') }}
+    group by 1
+
+),
+
+named_events as (
+
+    select
+        session_events.*,
+        sku_ids.product_sku_hash,
+        sku_ids.sku_id
+
+    from session_events
+    left join sku_ids
+        on session_events.sku_key = sku_ids.sku_key
+
+),
+
 session_summary as (
 
     select
         session_key,
-        any_value(session_id) as session_id,
 
         ---------- timestamps
         min(event_ms) as first_event_ms,
@@ -64,9 +128,10 @@ session_summary as (
         count(case when event_token = 'remove' then 1 end) as count_removes,
         count(case when event_token = 'purchase' then 1 end)
             as count_purchases,
-        count(case when event_type = 'event_product' then 1 end)
+        -- every event but a pageview
+        count(case when event_token is distinct from 'view' then 1 end)
             as count_product_events,
-        count(distinct sku_key) as count_distinct_skus,
+        {{ count_distinct('sku_key') }} as count_distinct_skus,
 
         ---------- first add / purchase
         min(case when event_token = 'add' then event_ms end) as first_add_ms,
@@ -75,25 +140,16 @@ session_summary as (
         min(case when event_token = 'purchase' then event_ms end)
             as first_purchase_ms,
 
-        ---------- sequence
-        {{ ordered_list('event_token', 'event_index') }} as event_tokens
-
-    from session_events
-    group by 1
-
-),
-
-joined as (
-
-    select
-        session_summary.*,
-        coalesce(item_sequences.sku_sequence, {{ empty_list() }})
+        ---------- sequences
+        {{ ordered_list_of('event_token', tokens, 'event_index') }} as event_tokens,
+        -- the SKUs int_session_events flags is_new_item in its window pass
+        -- (consecutive repeats collapsed), so nothing here sorts the events
+        {{ ordered_ids('product_sku_hash', 'sku_id', 'event_index', where='is_new_item') }}
             as sku_sequence,
-        coalesce(item_sequences.count_items, 0) as count_items
+        count(case when is_new_item then 1 end) as count_items
 
-    from session_summary
-    left join item_sequences
-        on session_summary.session_key = item_sequences.session_key
+    from named_events
+    group by 1
 
 ),
 
@@ -101,7 +157,8 @@ final as (
 
     select
         ---------- ids
-        session_id,
+        session_ids.session_id,
+        session_summary.session_key,
 
         ---------- timestamps
         {{ epoch_ms_to_timestamp('first_event_ms') }} as session_start_at,
@@ -120,6 +177,7 @@ final as (
         count_purchases,
         count_product_events,
         count_distinct_skus,
+        coalesce(search_counts.count_searches, 0) as count_searches,
 
         ---------- first add / purchase
         {{ epoch_ms_to_timestamp('first_add_ms') }} as first_add_at,
@@ -128,10 +186,18 @@ final as (
 
         ---------- sequences
         event_tokens,
-        sku_sequence,
+        coalesce(
+            {{ names_of('sku_sequence', 'sku_dictionary.names') }},
+            {{ empty_list() }}
+        ) as sku_sequence,
         count_items
 
-    from joined
+    from session_summary
+    inner join session_ids
+        on session_summary.session_key = session_ids.session_key
+    left join search_counts
+        on session_summary.session_key = search_counts.session_key
+    cross join sku_dictionary
 
 )
 

@@ -23,6 +23,8 @@ final as (
     select
         ---------- ids
         product_sku_hash,
+        -- the SKU's integer key, as int_session_events carries it
+        {{ hash_key(['product_sku_hash']) }} as sku_key,
         category_hash,
         top_category_hash,
 

@@ -44,6 +44,8 @@ renamed as (
             'product_skus_hash',
         ]) }} as event_id,
         session_id_hash as session_id,
+        -- the session's integer key, as in stg_browsing_events
+        {{ hash_key(['session_id_hash']) }} as session_key,
 
         ---------- lists and vectors, kept as the source's text
         query_vector,
