@@ -428,8 +428,8 @@ def test_snowflake_sql_runs_on_fakesnow(source, full_refresh, tmp_path) -> None:
     compiled = tmp_path / "target" / "compiled" / "skiff" / "models"
     sql = (compiled / "intermediate" / "int_sessions.sql").read_text()
     assert "array_agg(event_token) within group (order by event_index)" in sql
-    assert ("array_agg(case when is_new_item then product_sku_hash end) within group "
-            "(order by event_index)") in sql
+    assert ("array_agg(sku_names.product_sku_hash) within group "
+            "(order by item_events.event_index)") in sql
     assert "array_construct()" in sql and "list(" not in sql
     assert f"arrival_ts_ms >= {_ms(start)} and arrival_ts_ms < {_ms(end)}" in sql  # incremental
     # the event-time bound queried on the Snowflake connection when the model compiled
@@ -456,12 +456,9 @@ def test_snowflake_sql_runs_on_fakesnow(source, full_refresh, tmp_path) -> None:
         row["session_id"]: (row["sku_sequence"], row["event_tokens"], row["count_items"])
         for row in table(full_refresh[0].db_path, "marts.fct_session_sequences").to_pylist()
     }
-    # Snowflake ARRAYs come back as JSON text. sku_sequence aggregates a case that is null
-    # off is_new_item, which Snowflake's ARRAY_AGG drops; fakesnow runs DuckDB's list(),
-    # which keeps the nulls: they are dropped here (docs/data.md, what was tested)
-    got = {
-        row.session_id: ([sku for sku in json.loads(row.sku_sequence) if sku is not None],
-                         json.loads(row.event_tokens), row.count_items)
+    got = {  # Snowflake ARRAYs come back as JSON text
+        row.session_id: (json.loads(row.sku_sequence), json.loads(row.event_tokens),
+                         row.count_items)
         for row in sequences.itertuples()
     }
     assert got == expected

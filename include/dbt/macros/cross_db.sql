@@ -80,17 +80,15 @@
 
 {#
     Aggregate: the values of `expression` as a list ordered by `order_by`
-    (DuckDB LIST, Snowflake ARRAY), of the group's rows where `where` holds
-    (all without it). Callers pass non-null values only: the warehouses
-    disagree on whether nulls are kept.
+    (DuckDB LIST, Snowflake ARRAY). Callers pass non-null values only: the
+    warehouses disagree on whether nulls are kept.
 #}
-{% macro ordered_list(expression, order_by, where=none) -%}
-    {{ return(adapter.dispatch('ordered_list')(expression, order_by, where)) }}
+{% macro ordered_list(expression, order_by) -%}
+    {{ return(adapter.dispatch('ordered_list')(expression, order_by)) }}
 {%- endmacro %}
 
-{% macro default__ordered_list(expression, order_by, where=none) -%}
+{% macro default__ordered_list(expression, order_by) -%}
     array_agg({{ expression }} order by {{ order_by }})
-    {%- if where %} filter (where {{ where }}){% endif %}
 {%- endmacro %}
 
 {#
@@ -101,21 +99,15 @@
     (docs/performance.md). `order_by` is one expression, unique in the group
     (a tie would sort on the value).
 #}
-{% macro duckdb__ordered_list(expression, order_by, where=none) -%}
+{% macro duckdb__ordered_list(expression, order_by) -%}
     list_transform(
-        list_sort(list(struct_pack(k := {{ order_by }}, v := {{ expression }}))
-            {%- if where %} filter (where {{ where }}){% endif %}),
+        list_sort(list(struct_pack(k := {{ order_by }}, v := {{ expression }}))),
         lambda pair: pair.v
     )
 {%- endmacro %}
 
-{# no FILTER clause on Snowflake: ARRAY_AGG drops the nulls a false `where` gives #}
-{% macro snowflake__ordered_list(expression, order_by, where=none) -%}
-    {%- if where -%}
-    array_agg(case when {{ where }} then {{ expression }} end) within group (order by {{ order_by }})
-    {%- else -%}
+{% macro snowflake__ordered_list(expression, order_by) -%}
     array_agg({{ expression }}) within group (order by {{ order_by }})
-    {%- endif -%}
 {%- endmacro %}
 
 
@@ -124,8 +116,8 @@
     `values` (a list of strings). DuckDB: each row's position and the value's
     index in `values` packed in one integer, the integers listed and sorted,
     then read back as values: a list of integers sorts in a fraction of the
-    time of a list of (order, text) pairs (int_sessions' token list at 36M
-    events: 0.6x the time of the whole statement, docs/performance.md).
+    time of a list of (order, text) pairs (int_sessions' statement at 36M
+    events took 0.6x the time with it, docs/performance.md).
     `order_by` is one non-negative integer expression, unique in the group.
     A null, or a value outside `values` (bad data the validation reports),
     stays in its place as a null.
@@ -154,42 +146,6 @@
             {%- for value in values %}'{{ value }}', {% endfor -%} null
         ][packed % {{ slots }} + 1]
     )
-{%- endmacro %}
-
-
-{#
-    Aggregate, then its finish: ordered_list for texts that have a dense
-    integer id (1 to n, n < 2^31) and a list of the texts by id, `names`.
-    On DuckDB the aggregate, ordered_ids, sorts integers packing each row's
-    position (`order_by`, non-negative, unique in the group, < 2^32) with
-    the text's id; names_of reads the texts back through `names`. A list of
-    64-character texts built and sorted as (position, text) pairs took 12 s
-    more of int_sessions at 36M events (docs/performance.md). Elsewhere the
-    aggregate is ordered_list of `value` and names_of returns it.
-#}
-{% macro ordered_ids(value, id, order_by, where=none) -%}
-    {{ return(adapter.dispatch('ordered_ids')(value, id, order_by, where)) }}
-{%- endmacro %}
-
-{% macro default__ordered_ids(value, id, order_by, where=none) -%}
-    {{ ordered_list(value, order_by, where) }}
-{%- endmacro %}
-
-{% macro duckdb__ordered_ids(value, id, order_by, where=none) -%}
-    list_sort(list({{ order_by }} * 2147483648 + {{ id }})
-        {%- if where %} filter (where {{ where }}){% endif %})
-{%- endmacro %}
-
-{% macro names_of(ordered, names) -%}
-    {{ return(adapter.dispatch('names_of')(ordered, names)) }}
-{%- endmacro %}
-
-{% macro default__names_of(ordered, names) -%}
-    {{ ordered }}
-{%- endmacro %}
-
-{% macro duckdb__names_of(ordered, names) -%}
-    list_transform({{ ordered }}, lambda packed: {{ names }}[packed % 2147483648])
 {%- endmacro %}
 
 
