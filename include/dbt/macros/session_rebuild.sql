@@ -11,8 +11,7 @@
     the delete prune the target's row groups (DuckDB pushes the subquery's
     value into the scan) instead of reading every session id. The intermediate
     models write their rows in that time's order (`order by`), so a full
-    refresh's row groups are ranges of it; the marts insert int_sessions' rows
-    as they read them.
+    refresh's row groups are ranges of it.
 
     It is dbt's delete+insert with that predicate added: a bound computed from
     the data at run time, which incremental_predicates (rendered when the

@@ -38,7 +38,7 @@
       * the event-time bound is a literal too, queried once when the model
         runs (rebuild_since_ms): with it as a scalar subquery, the marts'
         reads of int_sessions took ~0.4 s at 36M events, against 35 ms with
-        the literal, which DuckDB prunes row groups on; the session_id
+        the literal, which DuckDB prunes row groups on; the session_key
         semi-join adds a bloom filter on top;
       * the delete prunes on the target's session time
         (macros/session_rebuild.sql).
@@ -138,7 +138,8 @@
 
 {#
     SQL of the sessions with a row of `touched_by` arrived in the window, by
-    `key`: session_id, or session_key for the models keyed by the integer
+    `key`: session_key for the models (session_window_filter), or the column
+    a tested model names its sessions by (macros/test_window.sql)
 #}
 {% macro touched_sessions(touched_by, window, key='session_id') -%}
     {%- for relation in touched_by %}
@@ -189,18 +190,16 @@
 
 
 {#
-    Where-clause of a session model's import CTE on incremental runs: the
-    rows of the sessions touched by the interval, since the earliest event
-    time among the interval's arrivals minus the lookback. `time_column` is
-    the filtered relation's time in epoch ms (an event's; a session's last
-    event's). Nothing on a full build.
+    Where-clause of a session model's import CTE of events on incremental
+    runs: the events (event_ms, session_key) of the sessions touched by the
+    interval, since the earliest event time among the interval's arrivals
+    minus the lookback. Nothing on a full build.
 #}
-{% macro session_window_filter(touched_by, watermark='max(event_ms)', time_column='event_ms',
-                               key='session_id') -%}
+{% macro session_window_filter(touched_by, watermark='max(event_ms)') -%}
     {%- if is_incremental() -%}
     {%- set window = skiff_window(watermark) -%}
-    where {{ time_column }} >= {{ rebuild_since_ms(touched_by, window) }}
-        and {{ key }} in ({{ touched_sessions(touched_by, window, key) }}
+    where event_ms >= {{ rebuild_since_ms(touched_by, window) }}
+        and session_key in ({{ touched_sessions(touched_by, window, 'session_key') }}
         )
     {%- endif -%}
 {%- endmacro %}

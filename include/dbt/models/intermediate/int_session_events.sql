@@ -21,7 +21,7 @@ with
 browsing_events as (
 
     select * from {{ ref('stg_browsing_events') }}
-    {{ session_window_filter([ref('stg_browsing_events')], key='session_key') }}
+    {{ session_window_filter([ref('stg_browsing_events')]) }}
 
 ),
 

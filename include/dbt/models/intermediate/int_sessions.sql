@@ -25,6 +25,9 @@
 
 {%- set touched_by = [ref('stg_browsing_events'), ref('stg_search_events')] -%}
 {%- set watermark = 'max(last_event_ms)' -%}
+{#- one filter for every read of events: on an incremental run it queries its event-time
+    bound once (rebuild_since_ms), not once per read -#}
+{%- set rebuilt_sessions = session_window_filter(touched_by, watermark) -%}
 {%- set tokens = ['view', 'detail', 'add', 'remove', 'purchase'] -%}
 
 with
@@ -32,7 +35,7 @@ with
 session_events as (
 
     select * from {{ ref('int_session_events') }}
-    {{ session_window_filter(touched_by, watermark, key='session_key') }}
+    {{ rebuilt_sessions }}
 
 ),
 
@@ -46,7 +49,7 @@ session_ids as (
         any_value(session_id) as session_id
 
     from {{ ref('stg_browsing_events') }}
-    {{ session_window_filter(touched_by, watermark, key='session_key') }}
+    {{ rebuilt_sessions }}
     group by 1
 
 ),
@@ -58,7 +61,7 @@ sku_names as (
         any_value(product_sku_hash) as product_sku_hash
 
     from {{ ref('stg_browsing_events') }}
-    {{ session_window_filter(touched_by, watermark, key='session_key') }}
+    {{ rebuilt_sessions }}
     group by 1
 
 ),
@@ -71,7 +74,7 @@ search_counts as (
         count(distinct event_id) as count_searches
 
     from {{ ref('stg_search_events') }}
-    {{ session_window_filter(touched_by, watermark, key='session_key') }}
+    {{ rebuilt_sessions }}
     group by 1
 
 ),
@@ -84,7 +87,7 @@ search_counts as (
 item_events as (
 
     select * from {{ ref('int_session_events') }}
-    {{ session_window_filter(touched_by, watermark, key='session_key') }}
+    {{ rebuilt_sessions }}
 
 ),
 
